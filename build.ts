@@ -1,0 +1,107 @@
+#!/usr/bin/env -S npx tsx
+// The devvm builder's command line. The only place that catches errors,
+// picks the exit code and exits.
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Accounts } from "./lib/accounts.ts";
+import { EXIT, parseCli, USAGE, type CliOptions } from "./lib/cli.ts";
+import type { BuildContext } from "./lib/context.ts";
+import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
+import { writeFileAtomic } from "./lib/files.ts";
+import { loadInputs } from "./lib/inputs/index.ts";
+import { buildManifest, readManifest } from "./lib/manifest.ts";
+import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
+import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
+import { readSettings } from "./lib/settings.ts";
+import { stages } from "./stages/index.ts";
+
+const repoDir = path.dirname(fileURLToPath(import.meta.url));
+const say = (text: string) => process.stderr.write(`${text}\n`);
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = parseCli(argv);
+  if (cli.help) {
+    say(USAGE);
+    return EXIT.ok;
+  }
+  if (cli.list) {
+    const width = Math.max(...stages.map((s) => s.name.length));
+    for (const stage of stages) process.stdout.write(`${stage.name.padEnd(width)}  ${stage.description}\n`);
+    return EXIT.ok;
+  }
+  const selected = selectStages(stages, cli);
+  const settings = readSettings();
+  const inputs = await loadInputs(path.resolve(cli.inputs ?? repoDir));
+  const root = path.resolve(cli.root ?? "/");
+  const ctx: BuildContext = {
+    root,
+    inputs,
+    settings,
+    planOnly: cli.plan,
+    repoDir,
+    accounts: new Accounts(root),
+    cleanups: [],
+    log: { info: (m) => say(`      ${m}`), debug: (m) => cli.debug && say(`      ${m}`) },
+  };
+  const builder = builderIdentity(repoDir);
+  say(`devvm ${builder.version} (${builder.commit.slice(0, 12)}): ${cli.plan ? "planning" : "building"} ${selected.length} stages on ${root}`);
+
+  let run: RunResult;
+  try {
+    run = await runStages(ctx, selected, { line: say }, { debug: cli.debug });
+  } finally {
+    for (const cleanup of ctx.cleanups.reverse()) await cleanup();
+  }
+
+  const report: Report = {
+    reportVersion: REPORT_VERSION,
+    builder,
+    mode: cli.plan ? "plan" : "apply",
+    root,
+    finishedAt: new Date().toISOString(),
+    inputs: inputs.hashes,
+    stages: run.results,
+    outcome: run.failed ? "failed" : run.pending ? "changes-pending" : "ok",
+  };
+  // Without the lock (preflight failed) another build may be writing output/.
+  const lockHeld = run.results[0]?.outcome !== "failed";
+  if (!cli.plan && lockHeld) await writeOutput(ctx, cli, report, run);
+  if (cli.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+
+  if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
+  if (run.failed) return EXIT.stageFailed;
+  return run.pending ? EXIT.changesPending : EXIT.ok;
+}
+
+async function writeOutput(ctx: BuildContext, cli: CliOptions, report: Report, run: RunResult): Promise<void> {
+  const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
+  mkdirSync(outputDir, { recursive: true });
+  const manifestFile = path.join(outputDir, "manifest.json");
+  const manifest = await buildManifest(ctx, run.managed, await readManifest(manifestFile));
+  const owner = { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`, owner);
+  await writeFileAtomic(path.join(outputDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`, owner);
+}
+
+function exitCodeOf(error: unknown, debug: boolean): number {
+  if (error instanceof InputError) {
+    say(`error: the inputs have ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}; nothing was changed\n${error.message}`);
+    return EXIT.badInput;
+  }
+  if (error instanceof UserError) {
+    say(`error: ${error.message}${error.hint ? `\nhint: ${error.hint}` : ""}`);
+    return EXIT.badInput;
+  }
+  say(`bug: ${error instanceof Error ? error.message : String(error)}`);
+  if (debug || !(error instanceof BugError)) say(error instanceof Error ? (error.stack ?? "") : "");
+  return EXIT.bug;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const debug = process.argv.includes("--debug");
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => process.exit(exitCodeOf(error, debug)),
+  );
+}

@@ -1,0 +1,89 @@
+// Command-line parsing for build.ts. Usage errors are user errors (exit 2).
+import { parseArgs } from "node:util";
+import { UserError } from "./errors.ts";
+
+export const EXIT = {
+  ok: 0,
+  stageFailed: 1,
+  badInput: 2,
+  changesPending: 3,
+  buildRunning: 4,
+  bug: 70,
+} as const;
+
+export const USAGE = `Usage: build.ts [options]
+
+Builds this machine into the devvm: runs every stage in pipeline order, as root.
+
+Options:
+  --list             print the stages in order with their descriptions
+  --plan             change nothing; print what each stage would change
+                     (exit ${EXIT.changesPending} when something would)
+  --stage a,b        run only these stages (in pipeline order)
+  --from a           run stage a and every stage after it
+  --skip a,b         leave these stages out
+  --root DIR         manage every path under DIR instead of /
+  --inputs DIR       read roster.yaml, packages.txt, pins.json from DIR
+                     (default: the builder's own folder)
+  --output DIR       write report.json and manifest.json to DIR
+                     (default: output/ in the builder's folder)
+  --json             print the report as JSON on stdout
+  --debug            show stacks and full command output
+  -h, --help         this text
+
+Exit codes: ${EXIT.ok} success; ${EXIT.stageFailed} a stage failed; ${EXIT.badInput} bad input or usage;
+${EXIT.changesPending} changes pending (--plan); ${EXIT.buildRunning} another build is running; ${EXIT.bug} a bug in the builder.`;
+
+export interface CliOptions {
+  help: boolean;
+  list: boolean;
+  plan: boolean;
+  json: boolean;
+  debug: boolean;
+  stage?: string[];
+  from?: string;
+  skip?: string[];
+  root?: string;
+  inputs?: string;
+  output?: string;
+}
+
+export function parseCli(argv: string[]): CliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: "boolean", short: "h", default: false },
+        list: { type: "boolean", default: false },
+        plan: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        debug: { type: "boolean", default: false },
+        stage: { type: "string" },
+        from: { type: "string" },
+        skip: { type: "string" },
+        root: { type: "string" },
+        inputs: { type: "string" },
+        output: { type: "string" },
+      },
+    }));
+  } catch (error) {
+    throw new UserError((error as Error).message, "see `build.ts --help`");
+  }
+  const list = (value: string | undefined) => value?.split(",").map((s) => s.trim()).filter(Boolean);
+  return {
+    help: values.help,
+    list: values.list,
+    plan: values.plan,
+    json: values.json,
+    debug: values.debug,
+    ...(values.stage !== undefined ? { stage: list(values.stage) } : {}),
+    ...(values.from !== undefined ? { from: values.from } : {}),
+    ...(values.skip !== undefined ? { skip: list(values.skip) } : {}),
+    ...(values.root !== undefined ? { root: values.root } : {}),
+    ...(values.inputs !== undefined ? { inputs: values.inputs } : {}),
+    ...(values.output !== undefined ? { output: values.output } : {}),
+  };
+}

@@ -1,0 +1,37 @@
+import path from "node:path";
+import type { Accounts } from "./accounts.ts";
+import type { Inputs } from "./inputs/index.ts";
+import type { Settings } from "./settings.ts";
+
+/** Lines a stage may print; the runner indents them under the stage's line. */
+export interface Logger {
+  info(message: string): void;
+  debug(message: string): void;
+}
+
+/** Everything a stage may use. Stages read inputs from here, never from disk. */
+export interface BuildContext {
+  /** "/" on a real machine; the folder given with --root otherwise. */
+  readonly root: string;
+  readonly inputs: Inputs;
+  readonly settings: Settings;
+  /** True under --plan: checks only, nothing is changed. */
+  readonly planOnly: boolean;
+  /** Where the project's own files (files/, stages/) live. */
+  readonly repoDir: string;
+  readonly log: Logger;
+  /** User and group names of the managed machine. */
+  readonly accounts: Accounts;
+  /** Run when the build ends, whatever its outcome (e.g. releasing the lock). */
+  readonly cleanups: Array<() => void | Promise<void>>;
+}
+
+/** The real location of a machine path, under --root when one is given. */
+export function hostPath(ctx: Pick<BuildContext, "root">, machinePath: string): string {
+  return ctx.root === "/" ? machinePath : path.join(ctx.root, machinePath);
+}
+
+/** True when paths are managed under a --root folder rather than on the machine itself. */
+export function underRoot(ctx: Pick<BuildContext, "root">): boolean {
+  return ctx.root !== "/";
+}

@@ -1,0 +1,75 @@
+// manifest.json: every path the build manages, as it is on the machine after
+// the build. Sorted, no timestamps: two builds compare byte for byte.
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import type { BuildContext } from "./context.ts";
+import { hostPath } from "./context.ts";
+import { formatMode } from "./change.ts";
+import { lstatOrNull, typeName, type Managed } from "./files.ts";
+
+export const MANIFEST_VERSION = 1;
+
+export interface ManifestEntry {
+  path: string;
+  /** The stage that manages it. */
+  stage: string;
+  type: "file" | "folder" | "symlink" | "special file" | "absent";
+  mode?: string;
+  owner?: string;
+  group?: string;
+  /** Of the content; never recorded for a secret. */
+  sha256?: string;
+  /** A secret's content is not hashed: a hash of a short token can be brute-forced. */
+  secret?: true;
+  target?: string;
+}
+
+export interface Manifest {
+  manifestVersion: number;
+  paths: ManifestEntry[];
+}
+
+/**
+ * Entries for the stages that ran; those of stages that did not run this time
+ * (a partial rerun) are carried over from the previous manifest.
+ */
+export async function buildManifest(ctx: BuildContext, managed: Map<string, Managed[]>, previous: Manifest | null): Promise<Manifest> {
+  const entries = new Map<string, ManifestEntry>();
+  for (const [stage, paths] of managed) {
+    for (const item of paths) if (!entries.has(item.path)) entries.set(item.path, await describePath(ctx, stage, item));
+  }
+  for (const entry of previous?.paths ?? []) {
+    if (!managed.has(entry.stage) && !entries.has(entry.path)) entries.set(entry.path, entry);
+  }
+  const paths = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { manifestVersion: MANIFEST_VERSION, paths };
+}
+
+async function describePath(ctx: BuildContext, stage: string, item: Managed): Promise<ManifestEntry> {
+  const real = hostPath(ctx, item.path);
+  const stats = await lstatOrNull(real);
+  if (!stats) return { path: item.path, stage, type: "absent" };
+  const entry: ManifestEntry = {
+    path: item.path,
+    stage,
+    type: typeName(stats) as ManifestEntry["type"],
+    mode: formatMode(stats.mode),
+    owner: ctx.accounts.userName(stats.uid),
+    group: ctx.accounts.groupName(stats.gid),
+  };
+  if (stats.isSymbolicLink()) entry.target = await fs.readlink(real);
+  if (stats.isFile()) {
+    if (item.secret) entry.secret = true;
+    else entry.sha256 = createHash("sha256").update(await fs.readFile(real)).digest("hex");
+  }
+  return entry;
+}
+
+export async function readManifest(file: string): Promise<Manifest | null> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, "utf8")) as Manifest;
+    return parsed.manifestVersion === MANIFEST_VERSION ? parsed : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,132 @@
+// Runs the selected stages in pipeline order. The runner, not the stages,
+// prints one line per stage (name, outcome, duration) and the summary.
+import { performance } from "node:perf_hooks";
+import { describeChange, diffOf, type Change } from "./change.ts";
+import type { BuildContext } from "./context.ts";
+import { UserError } from "./errors.ts";
+import type { Managed } from "./files.ts";
+import { isSkip, type FailureDetail, type Stage, type StageResult } from "./stage.ts";
+
+export interface Selection {
+  stage?: string[];
+  from?: string;
+  skip?: string[];
+}
+
+/** The stages to run, in pipeline order; `always` stages are always in. */
+export function selectStages(all: readonly Stage[], selection: Selection): Stage[] {
+  const names = all.map((s) => s.name);
+  const known = (name: string) => {
+    if (!names.includes(name)) throw new UserError(`unknown stage "${name}"`, `valid stages, in order: ${names.join(", ")}`);
+    return name;
+  };
+  if (selection.stage && selection.from) throw new UserError("--stage and --from cannot be combined", "use --stage a,b or --from a, with --skip if needed");
+  const only = selection.stage?.map(known);
+  const fromIndex = selection.from ? names.indexOf(known(selection.from)) : 0;
+  const skip = new Set(selection.skip?.map(known));
+  for (const name of skip) {
+    if (all.find((s) => s.name === name)?.always) throw new UserError(`stage ${name} cannot be skipped`, "it guards every build (root, Debian 12, one build at a time)");
+  }
+  return all.filter((stage, index) => {
+    if (stage.always) return true;
+    if (skip.has(stage.name)) return false;
+    if (only) return only.includes(stage.name);
+    return index >= fromIndex;
+  });
+}
+
+export interface Printer {
+  line(text: string): void;
+}
+
+export interface RunResult {
+  results: StageResult[];
+  /** Paths each stage that ran (even if it failed) manages. */
+  managed: Map<string, Managed[]>;
+  failed: boolean;
+  /** The error that failed the build, for build.ts to choose the exit code. */
+  failure?: unknown;
+  pending: boolean;
+}
+
+export async function runStages(ctx: BuildContext, stages: Stage[], printer: Printer, options: { debug: boolean }): Promise<RunResult> {
+  const width = Math.max(...stages.map((s) => s.name.length));
+  const results: StageResult[] = [];
+  const managed = new Map<string, Managed[]>();
+  let failed = false;
+  let failure: unknown;
+  const started = performance.now();
+
+  for (const stage of stages) {
+    if (failed) {
+      results.push({ name: stage.name, outcome: "not-run" });
+      continue;
+    }
+    const t0 = performance.now();
+    const elapsed = () => Math.round(performance.now() - t0);
+    let changes: Change[] = [];
+    let result: StageResult;
+    try {
+      const check = await stage.check(ctx);
+      if (isSkip(check)) {
+        result = { name: stage.name, outcome: "skipped", durationMs: elapsed(), reason: check.skip };
+      } else {
+        managed.set(stage.name, check.managed);
+        changes = check.changes;
+        if (changes.length === 0) result = { name: stage.name, outcome: "unchanged", durationMs: elapsed() };
+        else if (ctx.planOnly) result = { name: stage.name, outcome: "pending", durationMs: elapsed(), changes };
+        else {
+          const applied = await stage.apply(ctx, check);
+          result = applied.length === 0 ? { name: stage.name, outcome: "unchanged", durationMs: elapsed() } : { name: stage.name, outcome: "changed", durationMs: elapsed(), changes: applied };
+        }
+      }
+    } catch (error) {
+      failed = true;
+      failure = error;
+      result = { name: stage.name, outcome: "failed", durationMs: elapsed(), error: failureOf(error, options.debug), changes };
+    }
+    results.push(result);
+    printResult(printer, result, width, ctx.planOnly, options.debug);
+  }
+
+  const pending = results.some((r) => r.outcome === "pending");
+  printer.line(summarize(results, Math.round(performance.now() - started)));
+  return { results, managed, failed, failure, pending };
+}
+
+function failureOf(error: unknown, debug: boolean): FailureDetail {
+  if (!(error instanceof Error)) return { message: String(error) };
+  return {
+    message: error.message,
+    ...(error instanceof UserError && error.hint ? { hint: error.hint } : {}),
+    ...(debug && error.stack ? { stack: error.stack } : {}),
+  };
+}
+
+function printResult(printer: Printer, result: StageResult, width: number, planOnly: boolean, debug: boolean): void {
+  const duration = "durationMs" in result ? `${String(result.durationMs).padStart(6)} ms` : "";
+  const outcome = result.outcome === "pending" ? "would change" : result.outcome;
+  printer.line(`  ${result.name.padEnd(width)}  ${outcome.padEnd(12)} ${duration}`.trimEnd());
+  const indent = (text: string) => text.replace(/^/gm, "      ");
+  if (result.outcome === "skipped") printer.line(indent(result.reason));
+  if (result.outcome === "failed") {
+    printer.line(indent(result.error.message));
+    if (result.error.hint) printer.line(indent(`hint: ${result.error.hint}`));
+    if (result.error.stack) printer.line(indent(result.error.stack));
+  }
+  if (result.outcome === "changed" || result.outcome === "pending") {
+    for (const change of result.changes) {
+      printer.line(indent(describeChange(change)));
+      const diff = diffOf(change);
+      if (diff && (planOnly || debug)) printer.line(indent(diff.trimEnd()));
+    }
+  }
+}
+
+function summarize(results: StageResult[], totalMs: number): string {
+  const counts = new Map<string, number>();
+  for (const r of results) counts.set(r.outcome, (counts.get(r.outcome) ?? 0) + 1);
+  const order = ["changed", "pending", "unchanged", "skipped", "failed", "not-run"] as const;
+  const parts = order.filter((o) => counts.has(o)).map((o) => `${counts.get(o)} ${o === "pending" ? "would change" : o}`);
+  return `${results.length} stages: ${parts.join(", ")} in ${(totalMs / 1000).toFixed(2)} s`;
+}

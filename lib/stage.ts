@@ -1,0 +1,44 @@
+import type { Change } from "./change.ts";
+import type { BuildContext } from "./context.ts";
+import type { Managed } from "./files.ts";
+
+/** What a stage's check found: the changes to make and the paths it manages. */
+export interface Pending {
+  changes: Change[];
+  managed: Managed[];
+}
+
+/** A stage may decide it does not apply here, and say why. */
+export type Check = Pending | { skip: string };
+
+export interface Stage {
+  /** The file's name: stages/skel.ts is "skel". */
+  name: string;
+  /** One line, printed by --list. */
+  description: string;
+  /** Runs whatever stages are selected (preflight). */
+  always?: boolean;
+  check(ctx: BuildContext): Promise<Check>;
+  /** Makes the changes check found; returns what it changed. */
+  apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;
+}
+
+export type Outcome = "changed" | "unchanged" | "pending" | "skipped" | "failed" | "not-run";
+
+export interface FailureDetail {
+  message: string;
+  hint?: string;
+  stack?: string;
+}
+
+/** One stage's line in the report. */
+export type StageResult =
+  | { name: string; outcome: "changed" | "pending"; durationMs: number; changes: Change[] }
+  | { name: string; outcome: "unchanged"; durationMs: number }
+  | { name: string; outcome: "skipped"; durationMs: number; reason: string }
+  | { name: string; outcome: "failed"; durationMs: number; error: FailureDetail; changes: Change[] }
+  | { name: string; outcome: "not-run" };
+
+export function isSkip(check: Check): check is { skip: string } {
+  return "skip" in check;
+}

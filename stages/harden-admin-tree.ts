@@ -1,0 +1,18 @@
+import { hostPath } from "../lib/context.ts";
+import { applyResources, lstatOrNull, planResources, type Resource } from "../lib/files.ts";
+import type { BuildContext } from "../lib/context.ts";
+import type { Stage } from "../lib/stage.ts";
+
+// The admin's clones hold decrypted secrets; the tree was once 0775 and any
+// user could read them by path (DEVVM.md stage 10). o-rx closes it.
+const resources = (ctx: BuildContext): Resource[] => [{ kind: "perms", path: ctx.settings.adminCodeDir, clear: 0o005 }];
+
+export default {
+  name: "harden-admin-tree",
+  description: "Makes the admin's ~/code (decrypted secrets) neither readable nor listable by other users",
+  async check(ctx) {
+    if (!(await lstatOrNull(hostPath(ctx, ctx.settings.adminCodeDir)))) return { skip: `${ctx.settings.adminCodeDir} does not exist here` };
+    return planResources(ctx, resources(ctx));
+  },
+  apply: async (ctx) => applyResources(ctx, resources(ctx)),
+} satisfies Stage;

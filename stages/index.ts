@@ -1,0 +1,8 @@
+// The pipeline, in order. Nothing is discovered: a stage runs here or nowhere.
+import type { Stage } from "../lib/stage.ts";
+import harden_admin_tree from "./harden-admin-tree.ts";
+import managed_settings from "./managed-settings.ts";
+import preflight from "./preflight.ts";
+import skel from "./skel.ts";
+
+export const stages: readonly Stage[] = [preflight, managed_settings, skel, harden_admin_tree];
