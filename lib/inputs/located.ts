@@ -28,6 +28,11 @@ export function parseLocated<S extends z.ZodType>(text: string, file: string, sc
       }
       continue;
     }
+    if (issue.code === "invalid_key") {
+      const why = issue.issues.map((i) => i.message).join("; ");
+      problems.push({ file, line: lineAt(locateKey(doc, issue.path)), message: `${label(issue.path)}: ${why}` });
+      continue;
+    }
     problems.push({ file, line: lineOf(issue.path), message: `${label(issue.path)}: ${issue.message}` });
   }
   return { problems, lineOf };

@@ -18,30 +18,38 @@ export const RosterUserSchema = z
     parked: z.boolean().default(false),
   })
   .superRefine((user, ctx) => {
-    if (user.tier === "namespace-owner" && user.namespaces.length === 0) {
+    // Runs even when another field of this user failed (see `when`): the value may be raw.
+    if (user.tier === "namespace-owner" && !(user.namespaces?.length > 0)) {
       ctx.addIssue({ code: "custom", path: ["tier"], message: "a namespace-owner needs a non-empty namespaces list" });
     }
     if (user.repos && user.code_layout !== "workspace") {
       ctx.addIssue({ code: "custom", path: ["repos"], message: "repos are cloned only with code_layout: workspace; add it or remove repos" });
     }
-  });
+  }, { when: (payload) => typeof payload.value === "object" && payload.value !== null });
 
-export const RosterSchema = z
-  .record(z.string(), RosterUserSchema, { error: "expected a map of OS user names to users" })
-  .superRefine((roster, ctx) => {
+const osUserName = z
+  .string()
+  .regex(OS_USER, "not a valid OS user name (lower case, digits, _ and -, at most 32, not starting with a digit or -)");
+
+export const RosterSchema = z.record(osUserName, RosterUserSchema, { error: "expected a map of OS user names to users" }).superRefine(
+  (roster, ctx) => {
     const byAuthentik = new Map<string, string>();
     for (const [osUser, user] of Object.entries(roster)) {
-      if (!OS_USER.test(osUser)) {
-        ctx.addIssue({ code: "custom", path: [osUser], message: `"${osUser}" is not a valid OS user name (lower case, digits, _ and -, at most 32, not starting with a digit or -)` });
-      }
-      const other = byAuthentik.get(user.authentik_user);
+      // Runs even when some users failed their own schema (`when` below), so
+      // the raw value may not have the shape yet.
+      const authentik = (user as { authentik_user?: unknown } | null)?.authentik_user;
+      if (typeof authentik !== "string") continue;
+      const other = byAuthentik.get(authentik);
       if (other) {
-        ctx.addIssue({ code: "custom", path: [osUser, "authentik_user"], message: `authentik_user ${user.authentik_user} is already ${other}'s; each person has their own` });
+        ctx.addIssue({ code: "custom", path: [osUser, "authentik_user"], message: `${authentik} is already ${other}'s authentik_user; each person has their own` });
       } else {
-        byAuthentik.set(user.authentik_user, osUser);
+        byAuthentik.set(authentik, osUser);
       }
     }
-  });
+  },
+  // Report duplicates together with every other mistake, not only once the rest is fixed.
+  { when: () => true },
+);
 
 export type RosterUser = z.infer<typeof RosterUserSchema>;
 export type Roster = z.infer<typeof RosterSchema>;

@@ -1,0 +1,108 @@
+// The CLI end to end, on a temporary --root (the container tests under
+// test/ do the same on a booted Debian).
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { EXIT } from "./lib/cli.ts";
+import { stages } from "./stages/index.ts";
+
+const repo = path.dirname(new URL(import.meta.url).pathname);
+
+function build(...args: string[]) {
+  const run = spawnSync(process.execPath, ["--import", "tsx", path.join(repo, "build.ts"), ...args], { encoding: "utf8", env: { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code" } });
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** Every file under dir with its mtime, to prove that a rerun writes nothing. */
+function mtimes(dir: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    const full = path.join(entry.parentPath, entry.name);
+    if (!full.includes("/run/lock")) out[full] = statSync(full).mtimeMs;
+  }
+  return out;
+}
+
+describe("build.ts", () => {
+  let root: string;
+  let output: string;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(tmpdir(), "devvm-root-"));
+    output = mkdtempSync(path.join(tmpdir(), "devvm-output-"));
+  });
+  afterEach(() => {
+    rmSync(root, { recursive: true, force: true });
+    rmSync(output, { recursive: true, force: true });
+  });
+
+  it("--list prints the stages in pipeline order with their descriptions", () => {
+    const { code, stdout } = build("--list");
+    expect(code).toBe(EXIT.ok);
+    const lines = stdout.trim().split("\n");
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(stages.map((s) => s.name));
+    expect(lines[0]).toContain(stages[0]!.description);
+  });
+
+  it("applies the stages, then changes nothing on a rerun; --plan finds a hand edit, the next run restores it", () => {
+    const first = build("--root", root, "--output", output, "--json");
+    expect(first.code, first.stderr).toBe(EXIT.ok);
+    const report = JSON.parse(first.stdout);
+    expect(report.stages.find((s: { name: string }) => s.name === "skel").outcome).toBe("changed");
+    expect(statSync(path.join(root, "etc/skel/start-claude.sh")).mode & 0o7777).toBe(0o755);
+    const manifest = readFileSync(path.join(output, "manifest.json"), "utf8");
+
+    const before = mtimes(root);
+    const second = build("--root", root, "--output", output, "--json");
+    expect(second.code).toBe(EXIT.ok);
+    const outcomes = JSON.parse(second.stdout).stages.map((s: { outcome: string }) => s.outcome);
+    expect(new Set(outcomes)).toEqual(new Set(["unchanged", "skipped"]));
+    expect(mtimes(root)).toEqual(before);
+    expect(readFileSync(path.join(output, "manifest.json"), "utf8")).toBe(manifest);
+
+    const tmux = path.join(root, "etc/skel/.tmux.conf");
+    writeFileSync(tmux, `${readFileSync(tmux, "utf8")}set -g mouse off\n`);
+    const plan = build("--root", root, "--output", output, "--plan");
+    expect(plan.code).toBe(EXIT.changesPending);
+    expect(plan.stderr).toContain("-set -g mouse off");
+    const updates = plan.stderr.split("\n").filter((l) => /^\s+(update|create|mode|owner) /.test(l));
+    expect(updates.map((l) => l.trim())).toEqual(["update /etc/skel/.tmux.conf"]);
+    expect(readFileSync(tmux, "utf8")).toContain("mouse off");
+
+    expect(build("--root", root, "--output", output).code).toBe(EXIT.ok);
+    expect(readFileSync(tmux, "utf8")).not.toContain("mouse off");
+    expect(build("--root", root, "--output", output, "--plan").code).toBe(EXIT.ok);
+  });
+
+  it("reports every input mistake at once, exits 2 and writes nothing", () => {
+    const inputs = mkdtempSync(path.join(tmpdir(), "devvm-inputs-"));
+    try {
+      for (const f of ["packages.txt", "pins.json"]) cpSync(path.join(repo, f), path.join(inputs, f));
+      writeFileSync(
+        path.join(inputs, "roster.yaml"),
+        "wizard:\n  authentik_user: merlin\n  k8s_user: wiz\n  tier: sorcerer\nBob:\n  authentik_user: bob\n  k8s_user: bob\n  tier: power-user\ncarol:\n  authentik_user: merlin\n  k8s_user: c\n  tier: power-user\n",
+      );
+      const { code, stderr } = build("--root", root, "--output", output, "--inputs", inputs);
+      expect(code).toBe(EXIT.badInput);
+      expect(stderr).toContain("3 problems");
+      expect(stderr).toMatch(/roster\.yaml:4: wizard\.tier/);
+      expect(stderr).toMatch(/roster\.yaml:5: Bob: .*not a valid OS user name/);
+      expect(stderr).toMatch(/roster\.yaml:10: carol\.authentik_user/);
+      expect(readdirSync(root)).toEqual([]);
+      expect(readdirSync(output)).toEqual([]);
+    } finally {
+      rmSync(inputs, { recursive: true, force: true });
+    }
+  });
+
+  it("runs only the named stage and refuses an unknown one", () => {
+    const only = build("--root", root, "--output", output, "--stage", "skel", "--json");
+    expect(only.code).toBe(EXIT.ok);
+    expect(JSON.parse(only.stdout).stages.map((s: { name: string }) => s.name)).toEqual(["preflight", "skel"]);
+    expect(readdirSync(path.join(root, "etc"))).toEqual(["skel"]);
+    const unknown = build("--root", root, "--stage", "sekl");
+    expect(unknown.code).toBe(EXIT.badInput);
+    expect(unknown.stderr).toContain("valid stages, in order: preflight,");
+  });
+});

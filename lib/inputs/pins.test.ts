@@ -1,0 +1,58 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { parseLocated } from "./located.ts";
+import { PinsSchema } from "./pins.ts";
+
+const real = readFileSync(new URL("../../pins.json", import.meta.url), "utf8");
+const parse = (text: string) => parseLocated(text, "pins.json", PinsSchema);
+
+/** The real pins.json with one value replaced, keeping its layout (and so its lines). */
+function withValue(pattern: RegExp, replacement: string): string {
+  const text = real.replace(pattern, replacement);
+  expect(text).not.toBe(real);
+  return text;
+}
+
+describe("pins.json", () => {
+  it("accepts the real lock", () => {
+    expect(parse(real).problems).toEqual([]);
+  });
+
+  it.each([
+    ["latest", "floating tag"],
+    ["nightly", "floating tag"],
+    ["^2.1.0", "a range"],
+    ["~2.1.0", "a range"],
+    ["2.x", "a range"],
+  ])("refuses claude-code version %s", (version, why) => {
+    const text = withValue(/("@anthropic-ai\/claude-code": \{\s*"version": )"[^"]+"/, `$1"${version}"`);
+    const { problems } = parse(text);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ file: "pins.json", message: expect.stringContaining(why) });
+    expect(problems[0]!.line).toBe(text.split("\n").findIndex((l) => l.includes(`"${version}"`)) + 1);
+  });
+
+  it("holds t3 at exactly 0.0.26", () => {
+    const { problems } = parse(withValue(/("t3": \{\s*"version": )"0.0.26"/, '$1"0.0.25"'));
+    expect(problems).toEqual([expect.objectContaining({ message: expect.stringContaining("exactly 0.0.26") })]);
+  });
+
+  it("holds kubelogin at v1.36.2", () => {
+    const { problems } = parse(withValue(/"v1.36.2"/, '"v1.37.0"'));
+    expect(problems[0]?.message).toContain("v1.36.2");
+  });
+
+  it("wants Node 22.16 or newer, within 22", () => {
+    expect(parse(withValue(/"version": "22\.\d+\.\d+"/, '"version": "20.11.0"')).problems[0]?.message).toContain("22.x");
+  });
+
+  it("wants a sha256 of 64 hex digits", () => {
+    const { problems } = parse(withValue(/"asset": "kubelogin_linux_amd64.zip"/, '"asset": "kubelogin_linux_amd64.zip", "sha256": "abc"'));
+    expect(problems[0]?.message).toContain("64 lower-case hex digits");
+  });
+
+  it("refuses unknown keys and non-Debian apt versions", () => {
+    const { problems } = parse(withValue(/"apt": \{\}/, '"apt": { "git": "*" }, "extra": 1'));
+    expect(problems.map((p) => p.message)).toEqual([expect.stringContaining("exact Debian version"), expect.stringContaining("extra: unknown key")]);
+  });
+});

@@ -1,0 +1,84 @@
+import { describe, expect, it } from "vitest";
+import { UserError } from "./errors.ts";
+import { runStages, selectStages } from "./runner.ts";
+import type { Stage } from "./stage.ts";
+import { makeTestRoot } from "./test-context.ts";
+
+function fake(name: string, behaviour: Partial<Stage> = {}): Stage {
+  return {
+    name,
+    description: `the ${name} stage`,
+    check: async () => ({ changes: [], managed: [] }),
+    apply: async () => [],
+    ...behaviour,
+  };
+}
+
+const pipeline = [fake("preflight", { always: true }), fake("apt"), fake("node"), fake("t3"), fake("skel")];
+const names = (stages: Stage[]) => stages.map((s) => s.name);
+
+describe("selectStages", () => {
+  it("runs everything by default", () => {
+    expect(names(selectStages(pipeline, {}))).toEqual(["preflight", "apt", "node", "t3", "skel"]);
+  });
+
+  it("runs --stage picks in pipeline order, always with preflight", () => {
+    expect(names(selectStages(pipeline, { stage: ["skel", "apt"] }))).toEqual(["preflight", "apt", "skel"]);
+  });
+
+  it("runs --from a stage onwards, minus --skip", () => {
+    expect(names(selectStages(pipeline, { from: "node", skip: ["t3"] }))).toEqual(["preflight", "node", "skel"]);
+  });
+
+  it("names the valid stages when one is unknown", () => {
+    expect(() => selectStages(pipeline, { stage: ["tree"] })).toThrow(UserError);
+    const error = (() => {
+      try {
+        selectStages(pipeline, { skip: ["tree"] });
+      } catch (e) {
+        return e as UserError;
+      }
+    })();
+    expect(error?.message).toBe('unknown stage "tree"');
+    expect(error?.hint).toBe("valid stages, in order: preflight, apt, node, t3, skel");
+  });
+
+  it("refuses to skip preflight and to mix --stage with --from", () => {
+    expect(() => selectStages(pipeline, { skip: ["preflight"] })).toThrow("cannot be skipped");
+    expect(() => selectStages(pipeline, { stage: ["t3"], from: "apt" })).toThrow("cannot be combined");
+  });
+});
+
+describe("runStages", () => {
+  const printed: string[] = [];
+  const printer = { line: (t: string) => printed.push(t) };
+  const change = { kind: "action", description: "do it" } as const;
+
+  it("reports outcomes and marks the stages after a failure not-run", async () => {
+    using root = makeTestRoot();
+    let applied = false;
+    const stages = [
+      fake("a"),
+      fake("b", { check: async () => ({ changes: [change], managed: [] }), apply: async () => [change] }),
+      fake("c", { check: async () => ({ skip: "not here" }) }),
+      fake("d", { check: async () => { throw new UserError("broken", "fix it"); } }),
+      fake("e", { apply: async () => { applied = true; return []; } }),
+    ];
+    const run = await runStages(root.ctx, stages, printer, { debug: false });
+    expect(run.results.map((r) => r.outcome)).toEqual(["unchanged", "changed", "skipped", "failed", "not-run"]);
+    expect(run.results[3]).toMatchObject({ error: { message: "broken", hint: "fix it" } });
+    expect(run.failed).toBe(true);
+    expect(applied).toBe(false);
+    expect(printed.at(-1)).toMatch(/^5 stages: 1 changed, 1 unchanged, 1 skipped, 1 failed, 1 not-run in /);
+  });
+
+  it("applies nothing under --plan and reports the changes as pending", async () => {
+    using root = makeTestRoot({ planOnly: true });
+    let applied = false;
+    const stage = fake("b", { check: async () => ({ changes: [change], managed: [] }), apply: async () => { applied = true; return [change]; } });
+    const run = await runStages(root.ctx, [stage], printer, { debug: false });
+    expect(applied).toBe(false);
+    expect(run.pending).toBe(true);
+    expect(run.results[0]).toMatchObject({ outcome: "pending", changes: [change] });
+  });
+});
