@@ -13,10 +13,11 @@ import { loadInputs } from "./lib/inputs/index.ts";
 import { buildManifest, readManifest } from "./lib/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
 import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
+import { findRepoDir } from "./lib/repo-files.ts";
 import { readSettings } from "./lib/settings.ts";
 import { stages } from "./stages/index.ts";
 
-const repoDir = path.dirname(fileURLToPath(import.meta.url));
+const repoDir = findRepoDir(path.dirname(fileURLToPath(import.meta.url)));
 const say = (text: string) => process.stderr.write(`${text}\n`);
 
 export async function main(argv: string[]): Promise<number> {
@@ -98,6 +99,7 @@ function exitCodeOf(error: unknown, debug: boolean): number {
   return EXIT.bug;
 }
 
+// Run as a program (tsx build.ts, or the bundle dist/devvm.mjs), not when imported by a test.
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const debug = process.argv.includes("--debug");
   main(process.argv.slice(2)).then(
