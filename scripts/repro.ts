@@ -1,0 +1,26 @@
+// Nightly reproducibility check: two from-scratch builds on two fresh
+// Debian 12 boxes, compared. Prints `identical <sha256 of manifest.json>`,
+// or the differing entries and exits 1. Needs dockerd (scripts/with-docker.sh).
+import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
+import { buildIn, manifestIn, startFreshVm } from "../test/build-in-vm.ts";
+
+async function buildOnFreshBox(label: string) {
+  await using vm = await startFreshVm();
+  process.stderr.write(`${label}: building in container ${vm.id.slice(0, 12)}\n`);
+  const run = await buildIn(vm);
+  process.stderr.write(`${run.log.trimEnd().replace(/^/gm, `${label}| `)}\n`);
+  if (run.exitCode !== 0) throw new Error(`${label}: the build exited ${run.exitCode}`);
+  // await before the container is disposed at the end of this scope.
+  return await manifestIn(vm);
+}
+
+const first = await buildOnFreshBox("box 1");
+const second = await buildOnFreshBox("box 2");
+const differences = diffManifests(first.manifest, second.manifest);
+if (differences.length === 0 && first.text === second.text) {
+  console.log(`identical ${first.sha256}`);
+} else {
+  console.log(`manifests differ (${first.sha256} vs ${second.sha256}):`);
+  console.log(formatDifferences(differences, ["box 1", "box 2"]) || "(same entries, different bytes: the manifest's serialisation is not stable)");
+  process.exitCode = 1;
+}

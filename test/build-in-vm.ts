@@ -1,0 +1,66 @@
+// Runs the builder inside a devvm container as root, as an admin would on a
+// fresh VM, and fetches what it wrote. Shared by the container tests and
+// `npm run repro`.
+import { createHash } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import type { Manifest } from "../lib/manifest.ts";
+import type { Report } from "../lib/report.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
+import { startDevvm, type DevvmContainer } from "./container/devvm-container.ts";
+
+export const PROJECT_DIR = fileURLToPath(new URL("..", import.meta.url));
+
+export interface BuildRun {
+  exitCode: number;
+  /** The build's progress lines (its stderr). */
+  log: string;
+  report: Report;
+}
+
+/** A booted fresh VM with the project in it, ready for builds. */
+export async function startFreshVm(): Promise<DevvmContainer> {
+  const vm = await startDevvm();
+  try {
+    await vm.copyProject(PROJECT_DIR);
+    await prepareAdminTree(vm);
+    return vm;
+  } catch (error) {
+    await vm[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
+/**
+ * What an admin's restored home holds on a real devvm before the builder
+ * runs: the code tree (world-readable, as it once was) and the shared
+ * Claude config with two of its four linkable folders.
+ */
+async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
+  await vm.exec("install -d -m 0775 /home/wizard/code /home/wizard/.claude/skills /home/wizard/.claude/rules", { check: true });
+}
+
+export async function buildIn(vm: DevvmContainer, ...args: string[]): Promise<BuildRun> {
+  const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER });
+  let report: Report;
+  try {
+    report = JSON.parse(run.stdout) as Report;
+  } catch {
+    throw new Error(`the build printed no report (exit ${run.exitCode}):\n${run.stderr}${run.stdout}`);
+  }
+  return { exitCode: run.exitCode, log: run.stderr, report };
+}
+
+export async function manifestIn(vm: DevvmContainer): Promise<{ text: string; manifest: Manifest; sha256: string }> {
+  const text = await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`);
+  return { text, manifest: JSON.parse(text) as Manifest, sha256: createHash("sha256").update(text).digest("hex") };
+}
+
+/** The stages of a rerun that did something, with the paths they touched: empty when idempotent. */
+export function nonIdempotentStages(report: Report): string[] {
+  return report.stages
+    .filter((s) => s.outcome !== "unchanged" && s.outcome !== "skipped")
+    .map((s) => {
+      const touched = "changes" in s ? s.changes.map((c) => ("path" in c ? c.path : "name" in c ? c.name : c.description)) : [];
+      return `${s.name} (${s.outcome}${touched.length ? `: ${touched.join(", ")}` : ""})`;
+    });
+}
