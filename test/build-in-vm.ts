@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import type { Manifest } from "../lib/manifest.ts";
-import type { Report } from "../lib/report.ts";
+import { builderIdentity, type Report } from "../lib/report.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
 import { startDevvm, type DevvmContainer } from "./container/devvm-container.ts";
 
@@ -22,6 +22,9 @@ export async function startFreshVm(): Promise<DevvmContainer> {
   const vm = await startDevvm();
   try {
     await vm.copyProject(PROJECT_DIR);
+    // .git stays out of the copy; the report still names the commit built.
+    const { commit } = builderIdentity(PROJECT_DIR);
+    await vm.exec(["sh", "-c", `echo ${commit} > ${PROJECT_DIR_IN_CONTAINER}/BUILDER_COMMIT`], { check: true });
     await prepareAdminTree(vm);
     return vm;
   } catch (error) {

@@ -17,7 +17,10 @@ describe("a from-scratch build on a booted Debian 12", () => {
 
   beforeAll(async () => {
     vm = await startFreshVm();
-    expect((await vm.exec("systemctl is-system-running")).stdout.trim()).toBe("running");
+    const state = (await vm.exec("systemctl is-system-running")).stdout.trim();
+    const init = (await vm.readFile("/proc/1/comm")).trim();
+    process.stderr.write(`container ${vm.id.slice(0, 12)}: PID 1 is ${init}, systemctl is-system-running = ${state}\n`);
+    expect([init, state]).toEqual(["systemd", "running"]);
     first = await buildIn(vm);
     process.stderr.write(`first build in ${vm.id.slice(0, 12)}:\n${first.log}`);
   });
