@@ -5,7 +5,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Accounts } from "./lib/accounts.ts";
-import { EXIT, parseCli, USAGE, type CliOptions } from "./lib/cli.ts";
+import { EXIT, parseCli, USAGE } from "./lib/cli.ts";
 import type { BuildContext } from "./lib/context.ts";
 import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
 import { writeFileAtomic } from "./lib/files.ts";
@@ -35,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   const settings = readSettings();
   const inputs = await loadInputs(path.resolve(cli.inputs ?? repoDir));
   const root = path.resolve(cli.root ?? "/");
+  const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
   const ctx: BuildContext = {
     root,
     inputs,
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     planOnly: cli.plan,
     repoDir,
     accounts: new Accounts(root),
+    cacheDir: settings.cacheDir ?? path.join(outputDir, "cache"),
     cleanups: [],
     log: { info: (m) => say(`      ${m}`), debug: (m) => cli.debug && say(`      ${m}`) },
   };
@@ -67,7 +69,7 @@ export async function main(argv: string[]): Promise<number> {
   };
   // Without the lock (preflight failed) another build may be writing output/.
   const lockHeld = run.results[0]?.outcome !== "failed";
-  if (!cli.plan && lockHeld) await writeOutput(ctx, cli, report, run);
+  if (!cli.plan && lockHeld) await writeOutput(ctx, outputDir, report, run);
   if (cli.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 
   if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
@@ -75,11 +77,10 @@ export async function main(argv: string[]): Promise<number> {
   return run.pending ? EXIT.changesPending : EXIT.ok;
 }
 
-async function writeOutput(ctx: BuildContext, cli: CliOptions, report: Report, run: RunResult): Promise<void> {
-  const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
+async function writeOutput(ctx: BuildContext, outputDir: string, report: Report, run: RunResult): Promise<void> {
   mkdirSync(outputDir, { recursive: true });
   const manifestFile = path.join(outputDir, "manifest.json");
-  const manifest = await buildManifest(ctx, run.managed, await readManifest(manifestFile));
+  const manifest = await buildManifest(ctx, run.managed, run.inventory, await readManifest(manifestFile));
   const owner = { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`, owner);
   await writeFileAtomic(path.join(outputDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`, owner);

@@ -20,6 +20,8 @@ export interface BuildContext {
   /** Where the project's own files (files/, stages/) live. */
   readonly repoDir: string;
   readonly log: Logger;
+  /** Content-addressed download cache (output/cache unless DEVVM_CACHE_DIR). */
+  readonly cacheDir: string;
   /** User and group names of the managed machine. */
   readonly accounts: Accounts;
   /** Run when the build ends, whatever its outcome (e.g. releasing the lock). */

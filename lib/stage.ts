@@ -21,6 +21,10 @@ export interface Stage {
   check(ctx: BuildContext): Promise<Check>;
   /** Makes the changes check found; returns what it changed. */
   apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;
+  /** Versions of what the stage installs ("apt:git" -> "1:2.39.5-0+deb12u2"), for the manifest. */
+  inventory?(ctx: BuildContext): Promise<Record<string, string>>;
+  /** Starts downloads early, so they overlap with earlier stages (apt's work); errors surface in apply. */
+  prefetch?(ctx: BuildContext): Promise<void>;
 }
 
 export type Outcome = "changed" | "unchanged" | "pending" | "skipped" | "failed" | "not-run";

