@@ -10,6 +10,7 @@ import type { BuildContext } from "./lib/context.ts";
 import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
 import { writeFileAtomic } from "./lib/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
+import { lock } from "./lib/lock-command.ts";
 import { buildManifest, readManifest } from "./lib/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
 import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
@@ -31,21 +32,29 @@ export async function main(argv: string[]): Promise<number> {
     for (const stage of stages) process.stdout.write(`${stage.name.padEnd(width)}  ${stage.description}\n`);
     return EXIT.ok;
   }
-  const selected = selectStages(stages, cli);
   const settings = readSettings();
-  const inputs = await loadInputs(path.resolve(cli.inputs ?? repoDir));
-  const root = path.resolve(cli.root ?? "/");
+  const inputsDir = path.resolve(cli.inputs ?? repoDir);
+  const inputs = await loadInputs(inputsDir);
   const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
+  const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
+  if (cli.command === "lock") {
+    const changes = await lock({ settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") }, inputs, { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update });
+    say(changes.length === 0 ? "pins.json is up to date" : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`);
+    return EXIT.ok;
+  }
+  const selected = selectStages(stages, cli);
+  const root = path.resolve(cli.root ?? "/");
   const ctx: BuildContext = {
     root,
     inputs,
     settings,
     planOnly: cli.plan,
+    strict: cli.strict,
     repoDir,
     accounts: new Accounts(root),
     cacheDir: settings.cacheDir ?? path.join(outputDir, "cache"),
     cleanups: [],
-    log: { info: (m) => say(`      ${m}`), debug: (m) => cli.debug && say(`      ${m}`) },
+    log,
   };
   const builder = builderIdentity(repoDir);
   say(`devvm ${builder.version} (${builder.commit.slice(0, 12)}): ${cli.plan ? "planning" : "building"} ${selected.length} stages on ${root}`);

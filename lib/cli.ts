@@ -12,8 +12,12 @@ export const EXIT = {
 } as const;
 
 export const USAGE = `Usage: build.ts [options]
+       build.ts lock [--update NAME[@VERSION]]...
 
 Builds this machine into the devvm: runs every stage in pipeline order, as root.
+\`lock\` refreshes pins.json from what the sources offer now (apt candidates,
+npm integrities, release hashes); versions move only with --update
+(node, npm, claude-code, codex, kubelogin; t3 only as t3@VERSION).
 
 Options:
   --list             print the stages in order with their descriptions
@@ -27,6 +31,7 @@ Options:
                      (default: the builder's own folder)
   --output DIR       write report.json and manifest.json to DIR
                      (default: output/ in the builder's folder)
+  --strict           make warnings errors (e.g. Vault unreachable, a missing secret field)
   --json             print the report as JSON on stdout
   --debug            show stacks and full command output
   -h, --help         this text
@@ -35,11 +40,14 @@ Exit codes: ${EXIT.ok} success; ${EXIT.stageFailed} a stage failed; ${EXIT.badIn
 ${EXIT.changesPending} changes pending (--plan); ${EXIT.buildRunning} another build is running; ${EXIT.bug} a bug in the builder.`;
 
 export interface CliOptions {
+  command: "build" | "lock";
+  update: string[];
   help: boolean;
   list: boolean;
   plan: boolean;
   json: boolean;
   debug: boolean;
+  strict: boolean;
   stage?: string[];
   from?: string;
   skip?: string[];
@@ -50,35 +58,45 @@ export interface CliOptions {
 
 export function parseCli(argv: string[]): CliOptions {
   let values;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: argv,
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
       options: {
         help: { type: "boolean", short: "h", default: false },
         list: { type: "boolean", default: false },
         plan: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         debug: { type: "boolean", default: false },
+        strict: { type: "boolean", default: false },
         stage: { type: "string" },
         from: { type: "string" },
         skip: { type: "string" },
         root: { type: "string" },
         inputs: { type: "string" },
         output: { type: "string" },
+        update: { type: "string", multiple: true },
       },
     }));
   } catch (error) {
     throw new UserError((error as Error).message, "see `build.ts --help`");
   }
+  const [command = "build", ...extra] = positionals;
+  if (command !== "build" && command !== "lock") throw new UserError(`unknown command "${command}"`, "the commands are build (the default) and lock");
+  if (extra.length > 0) throw new UserError(`unexpected arguments: ${extra.join(" ")}`, "see `build.ts --help`");
+  if (values.update && command !== "lock") throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
   const list = (value: string | undefined) => value?.split(",").map((s) => s.trim()).filter(Boolean);
   return {
+    command,
+    update: values.update ?? [],
     help: values.help,
     list: values.list,
     plan: values.plan,
     json: values.json,
     debug: values.debug,
+    strict: values.strict,
     ...(values.stage !== undefined ? { stage: list(values.stage) } : {}),
     ...(values.from !== undefined ? { from: values.from } : {}),
     ...(values.skip !== undefined ? { skip: list(values.skip) } : {}),

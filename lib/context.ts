@@ -17,6 +17,8 @@ export interface BuildContext {
   readonly settings: Settings;
   /** True under --plan: checks only, nothing is changed. */
   readonly planOnly: boolean;
+  /** --strict: what is otherwise a warning (e.g. Vault unreachable) fails the stage. */
+  readonly strict: boolean;
   /** Where the project's own files (files/, stages/) live. */
   readonly repoDir: string;
   readonly log: Logger;

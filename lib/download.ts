@@ -70,11 +70,31 @@ async function fetchInto(ctx: Pick<BuildContext, "log" | "settings">, url: strin
   }
 }
 
+/**
+ * Trust on first use, for `build.ts lock` only: downloads url without a pin
+ * into the cache and returns where it is and what it hashes to.
+ */
+export async function downloadUnpinned(ctx: Pick<BuildContext, "cacheDir" | "log" | "settings">, url: string): Promise<{ file: string; sha256: string }> {
+  await mkdir(path.join(ctx.cacheDir, "sha256"), { recursive: true });
+  const temporary = path.join(ctx.cacheDir, "sha256", `unpinned.part-${process.pid}`);
+  try {
+    const { sha256 } = await fetchToFile(ctx, url, temporary);
+    const file = path.join(ctx.cacheDir, "sha256", sha256);
+    await rename(temporary, file);
+    return { file, sha256 };
+  } finally {
+    await rm(temporary, { force: true });
+  }
+}
+
 class HttpStatusError extends Error {}
 
 /** Streams url into file, returning the hashes of what arrived. */
 async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: string, file: string): Promise<{ sha256: string; sha512: string }> {
-  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow" });
+  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow" }).catch((error: Error & { cause?: Error }) => {
+    // undici says only "fetch failed"; the reason is in the cause.
+    throw new Error(`GET ${url}: ${error.cause?.message ?? error.message}`);
+  });
   if (!response.ok || !response.body) {
     const error = new HttpStatusError(`GET ${url}: HTTP ${response.status}`);
     // A 4xx will not get better by retrying.

@@ -168,6 +168,18 @@ async function checkPerms(ctx: BuildContext, want: PermsResource): Promise<Chang
   return [{ kind: "mode", path: want.path, from: formatMode(stats.mode), to: formatMode(stats.mode & ~want.clear) }];
 }
 
+/** Mode and owner drift of an existing path whose content is managed some other way. */
+export async function checkAttributes(ctx: BuildContext, machinePath: string, mode: number, own: Ownership = {}): Promise<Change[]> {
+  const stats = await lstatOrNull(hostPath(ctx, machinePath));
+  return stats ? modeAndOwnerChanges(ctx, machinePath, stats, mode, own) : [];
+}
+
+export async function fixAttributes(ctx: BuildContext, machinePath: string, mode: number, own: Ownership = {}): Promise<void> {
+  const { uid, gid } = ids(ctx, own);
+  await fs.chown(hostPath(ctx, machinePath), uid, gid);
+  await fs.chmod(hostPath(ctx, machinePath), mode);
+}
+
 function modeAndOwnerChanges(ctx: BuildContext, machinePath: string, stats: Stats, mode: number, own: Ownership): Change[] {
   const changes: Change[] = [];
   if ((stats.mode & 0o7777) !== mode) changes.push({ kind: "mode", path: machinePath, from: formatMode(stats.mode), to: formatMode(mode) });

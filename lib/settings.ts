@@ -5,6 +5,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
+import { Secret } from "./secret.ts";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), "an absolute path");
 const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u) => u.replace(/\/+$/, ""));
@@ -30,6 +31,15 @@ const SettingsSchema = z.object({
     .default([]),
   /** Content-addressed download cache; default output/cache in the builder's folder. */
   cacheDir: absolutePath.optional(),
+  /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
+  adminHome: absolutePath.default("/home/wizard"),
+  /** Vault's address, as the vault CLI reads it (and with its default). */
+  vaultAddr: url.default("https://127.0.0.1:8200"),
+  /** Vault's token, as the vault CLI reads it; a Secret from here on. */
+  vaultToken: z
+    .string()
+    .transform((token) => new Secret(token))
+    .optional(),
 });
 
 export type Settings = z.infer<typeof SettingsSchema>;
@@ -44,6 +54,9 @@ export const settingVariables: Record<keyof Settings, string> = {
   releasesUrl: "DEVVM_RELEASES_URL",
   extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
   cacheDir: "DEVVM_CACHE_DIR",
+  adminHome: "DEVVM_ADMIN_HOME",
+  vaultAddr: "VAULT_ADDR",
+  vaultToken: "VAULT_TOKEN",
 };
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {

@@ -20,6 +20,7 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
     inputs: {} as Inputs,
     settings: readSettings({}),
     planOnly: false,
+    strict: false,
     repoDir: path.dirname(path.dirname(fileURLToPath(import.meta.url))),
     accounts: new Accounts(dir),
     cacheDir: path.join(dir, ".cache"),

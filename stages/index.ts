@@ -1,9 +1,11 @@
 // The pipeline, in order. Nothing is discovered: a stage runs here or nowhere.
 import type { Stage } from "../lib/stage.ts";
+import apt from "./apt.ts";
 import harden_admin_tree from "./harden-admin-tree.ts";
+import kubelogin from "./kubelogin.ts";
 import managed_settings from "./managed-settings.ts";
 import node from "./node.ts";
 import preflight from "./preflight.ts";
 import skel from "./skel.ts";
 
-export const stages: readonly Stage[] = [preflight, node, managed_settings, skel, harden_admin_tree];
+export const stages: readonly Stage[] = [preflight, apt, node, kubelogin, managed_settings, skel, harden_admin_tree];

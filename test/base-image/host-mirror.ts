@@ -16,6 +16,11 @@ export async function findHostDebianMirror(): Promise<string | undefined> {
   return undefined;
 }
 
+/** The host's security mirror (path ending in /debian-security), if it has one. */
+export async function findHostSecurityMirror(): Promise<string | undefined> {
+  return (await listHostAptUris()).find((uri) => new URL(uri).pathname.replace(/\/+$/, "").endsWith("/debian-security"));
+}
+
 async function listHostAptUris(): Promise<string[]> {
   const uris: string[] = [];
   for (const name of (await readdir(SOURCES_DIR).catch(() => [])).sort()) {

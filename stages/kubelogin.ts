@@ -1,0 +1,82 @@
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath } from "../lib/context.ts";
+import { download } from "../lib/download.ts";
+import { UserError } from "../lib/errors.ts";
+import { run } from "../lib/exec.ts";
+import { applyResources, checkAttributes, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/files.ts";
+import { BIN_DIR } from "../lib/layout.ts";
+import type { Stage } from "../lib/stage.ts";
+
+// The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
+// same name, at a pinned release checked by sha256: it once followed
+// `latest` and two boxes built weeks apart differed (DEVVM.md stage 7).
+const BINARY = `${BIN_DIR}/kubelogin`;
+const LINK: Resource = { kind: "symlink", path: `${BIN_DIR}/kubectl-oidc_login`, target: BINARY };
+
+function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256: string } {
+  const { version, asset, sha256, binarySha256 } = ctx.inputs.pins.kubelogin;
+  if (!sha256 || !binarySha256) {
+    throw new UserError("pins.json has no kubelogin.sha256 and binarySha256", "run `npx tsx build.ts lock` where the release is reachable (it records both, trust on first use)");
+  }
+  return { url: `${ctx.settings.releasesUrl}/${version}/${asset}`, sha256, binarySha256 };
+}
+
+function installedHash(ctx: BuildContext): string | null {
+  const file = hostPath(ctx, BINARY);
+  return existsSync(file) ? createHash("sha256").update(readFileSync(file)).digest("hex") : null;
+}
+
+async function binaryChanges(ctx: BuildContext): Promise<Change[]> {
+  const { binarySha256 } = pinned(ctx);
+  const current = installedHash(ctx);
+  if (current === binarySha256) return checkAttributes(ctx, BINARY, 0o755);
+  return [{ kind: "package", name: "kubelogin", from: current ? `sha256 ${current.slice(0, 12)}` : null, to: ctx.inputs.pins.kubelogin.version }];
+}
+
+/** Downloads (or takes from the cache) the pinned zip and returns the binary in it, verified. */
+async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
+  const { url, sha256, binarySha256 } = pinned(ctx);
+  const zip = await download(ctx, url, { sha256 });
+  const dir = await mkdtemp(path.join(tmpdir(), "devvm-kubelogin-"));
+  try {
+    // unzip comes from the apt stage (DEVVM.md lesson: it was once missing).
+    await run(ctx, "unzip", ["-q", "-o", zip, "kubelogin", "-d", dir]);
+    const binary = await readFile(path.join(dir, "kubelogin"));
+    const received = createHash("sha256").update(binary).digest("hex");
+    if (received !== binarySha256) throw new UserError(`the kubelogin binary in ${url} does not match its pin: expected sha256 ${binarySha256}, received ${received}`, "nothing was installed; refresh the pin with `build.ts lock` only if the release is trusted");
+    return binary;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export default {
+  name: "kubelogin",
+  description: "Installs kubelogin (int128, the kubectl OIDC plugin) at its pinned release, verified by sha256, with the kubectl-oidc_login link",
+  async check(ctx) {
+    return { changes: [...(await binaryChanges(ctx)), ...(await checkResources(ctx, [LINK]))], managed: [{ path: BINARY }, { path: LINK.path }] };
+  },
+  async apply(ctx) {
+    const changes = await binaryChanges(ctx);
+    if (changes.some((c) => c.kind === "package")) {
+      const binary = await pinnedBinary(ctx);
+      await applyResources(ctx, [{ kind: "dir", path: BIN_DIR, mode: 0o755 }]);
+      await writeFileAtomic(hostPath(ctx, BINARY), binary, { mode: 0o755, uid: 0, gid: 0 });
+    } else if (changes.length > 0) {
+      await fixAttributes(ctx, BINARY, 0o755);
+    }
+    return [...changes, ...(await applyResources(ctx, [LINK]))];
+  },
+  async prefetch(ctx) {
+    if (installedHash(ctx) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
+  },
+  async inventory(ctx) {
+    return { kubelogin: installedHash(ctx) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };
+  },
+} satisfies Stage;
