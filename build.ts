@@ -1,12 +1,13 @@
 #!/usr/bin/env -S npx tsx
 // The devvm builder's command line. The only place that catches errors,
 // picks the exit code and exits.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Accounts } from "./lib/accounts.ts";
 import { EXIT, parseCli, USAGE } from "./lib/cli.ts";
 import type { BuildContext } from "./lib/context.ts";
+import { certificateFiles } from "./lib/download.ts";
 import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
 import { writeFileAtomic } from "./lib/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
@@ -36,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   const inputsDir = path.resolve(cli.inputs ?? repoDir);
   const inputs = await loadInputs(inputsDir);
   const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
+  trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
   const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
   if (cli.command === "lock") {
     const changes = await lock({ settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") }, inputs, { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update });
@@ -84,6 +86,15 @@ export async function main(argv: string[]): Promise<number> {
   if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
   if (run.failed) return EXIT.stageFailed;
   return run.pending ? EXIT.changesPending : EXIT.ok;
+}
+
+/** npm and other Node children read extra CAs from NODE_EXTRA_CA_CERTS (one file), not the system store. */
+function trustExtraCaCertsInChildren(extraCaCerts: string[], outputDir: string): void {
+  if (extraCaCerts.length === 0 || process.env.NODE_EXTRA_CA_CERTS) return;
+  const bundle = path.join(outputDir, "extra-ca-certs.pem");
+  mkdirSync(outputDir, { recursive: true });
+  writeFileSync(bundle, extraCaCerts.flatMap(certificateFiles).map((f) => readFileSync(f, "utf8")).join("\n"));
+  process.env.NODE_EXTRA_CA_CERTS = bundle;
 }
 
 async function writeOutput(ctx: BuildContext, outputDir: string, report: Report, run: RunResult): Promise<void> {

@@ -1,6 +1,7 @@
 // The pipeline, in order. Nothing is discovered: a stage runs here or nowhere.
 import type { Stage } from "../lib/stage.ts";
 import apt from "./apt.ts";
+import extra_ca_certs from "./extra-ca-certs.ts";
 import harden_admin_tree from "./harden-admin-tree.ts";
 import kubelogin from "./kubelogin.ts";
 import managed_settings from "./managed-settings.ts";
@@ -8,4 +9,4 @@ import node from "./node.ts";
 import preflight from "./preflight.ts";
 import skel from "./skel.ts";
 
-export const stages: readonly Stage[] = [preflight, apt, node, kubelogin, managed_settings, skel, harden_admin_tree];
+export const stages: readonly Stage[] = [preflight, apt, extra_ca_certs, node, kubelogin, managed_settings, skel, harden_admin_tree];
