@@ -68,10 +68,18 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
     }
     const t0 = performance.now();
     const elapsed = () => Math.round(performance.now() - t0);
+    // A stage's own lines go under a header naming it; its result line follows.
+    let headed = false;
+    const info = (message: string) => {
+      if (!headed) printer.line(`  ${stage.name}:`);
+      headed = true;
+      ctx.log.info(message);
+    };
+    const stageCtx: BuildContext = { ...ctx, log: { info, debug: ctx.log.debug } };
     let changes: Change[] = [];
     let result: StageResult;
     try {
-      const check = await stage.check(ctx);
+      const check = await stage.check(stageCtx);
       if (isSkip(check)) {
         result = { name: stage.name, outcome: "skipped", durationMs: elapsed(), reason: check.skip };
       } else {
@@ -80,11 +88,11 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
         if (changes.length === 0) result = { name: stage.name, outcome: "unchanged", durationMs: elapsed() };
         else if (ctx.planOnly) result = { name: stage.name, outcome: "pending", durationMs: elapsed(), changes };
         else {
-          const applied = await stage.apply(ctx, check);
+          const applied = await stage.apply(stageCtx, check);
           result = applied.length === 0 ? { name: stage.name, outcome: "unchanged", durationMs: elapsed() } : { name: stage.name, outcome: "changed", durationMs: elapsed(), changes: applied };
         }
       }
-      if (stage.inventory && !ctx.planOnly && result.outcome !== "skipped") inventory.set(stage.name, await stage.inventory(ctx));
+      if (stage.inventory && !ctx.planOnly && result.outcome !== "skipped") inventory.set(stage.name, await stage.inventory(stageCtx));
     } catch (error) {
       failed = true;
       failure = error;

@@ -7,6 +7,8 @@ set -euo pipefail
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# zip builds the stand-in kubelogin release asset.
+command -v zip >/dev/null || need+=(zip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "with-docker: installing ${need[*]}" >&2
   apt-get update -qq

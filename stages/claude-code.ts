@@ -1,0 +1,19 @@
+import { underRoot } from "../lib/context.ts";
+import { checkGlobalCli, installGlobalCli, installedVersion, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import type { Stage } from "../lib/stage.ts";
+
+// Its postinstall (`node install.cjs`) puts the native binary from
+// @anthropic-ai/claude-code-linux-x64 in place; without it `claude` says its
+// native binary is not installed. No other install script may run.
+export const CLAUDE_CODE: GlobalCli = { name: "@anthropic-ai/claude-code", bins: ["claude"], allowScripts: ["@anthropic-ai/claude-code"] };
+
+export default {
+  name: "claude-code",
+  description: "Installs the pinned Claude Code (@anthropic-ai/claude-code) for all users: /usr/local/bin/claude",
+  check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name])),
+  apply: async (ctx) => installGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name]),
+  inventory: async (ctx) => {
+    const version = await installedVersion(ctx, CLAUDE_CODE.name, "claude");
+    return version ? { [`npm:${CLAUDE_CODE.name}`]: version } : {};
+  },
+} satisfies Stage;
