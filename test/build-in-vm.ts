@@ -42,8 +42,11 @@ async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
   await vm.exec("install -d -m 0775 /home/wizard/code /home/wizard/.claude/skills /home/wizard/.claude/rules", { check: true });
 }
 
-export async function buildIn(vm: DevvmContainer, ...args: string[]): Promise<BuildRun> {
-  const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER });
+/** Settings for a build, e.g. the stand-ins' addresses (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL). */
+export type BuildEnv = Record<string, string>;
+
+export async function buildIn(vm: DevvmContainer, env: BuildEnv, ...args: string[]): Promise<BuildRun> {
+  const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER, env });
   let report: Report;
   try {
     report = JSON.parse(run.stdout) as Report;

@@ -1,42 +1,78 @@
-// The devvm's promises, proven on a booted Debian 12: a from-scratch build,
-// idempotence (Molecule's bar: a rerun changes nothing), reproducibility
-// (a second fresh box yields the same manifest) and partial reruns. Every
-// check looks at the box from outside, never at the builder's own report.
+// The devvm's promises, proven on a booted Debian 12: a from-scratch build of
+// the whole pipeline (software from the stand-in sources), idempotence
+// (Molecule's bar: a rerun changes nothing and downloads nothing),
+// reproducibility (a second fresh box yields the same manifest) and partial
+// reruns. Every check looks at the box from outside, never at the builder's
+// own report.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parsePackages } from "../lib/inputs/packages.ts";
 import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
 import type { DevvmContainer } from "./container/devvm-container.ts";
 import { buildIn, manifestIn, nonIdempotentStages, PROJECT_DIR, startFreshVm, type BuildRun } from "./build-in-vm.ts";
+import { startStandInSources, writeInputs, type StandInSources } from "./stand-in-sources.ts";
 
 const repoFile = (p: string) => readFileSync(path.join(PROJECT_DIR, "files", p), "utf8");
+const PACKAGES = parsePackages(readFileSync(path.join(PROJECT_DIR, "packages.txt"), "utf8")).packages.map((p) => p.name);
+const INPUTS = "/opt/devvm-inputs";
 
 describe("a from-scratch build on a booted Debian 12", () => {
+  let sources: StandInSources;
   let vm: DevvmContainer;
   let first: BuildRun;
+  const build = (box: DevvmContainer, ...args: string[]) => buildIn(box, sources.env, "--inputs", INPUTS, ...args);
+  const freshBox = async () => {
+    const box = await startFreshVm();
+    await writeInputs(box, INPUTS, sources.pins);
+    return box;
+  };
 
   beforeAll(async () => {
-    vm = await startFreshVm();
+    sources = await startStandInSources();
+    vm = await freshBox();
     const state = (await vm.exec("systemctl is-system-running")).stdout.trim();
     const init = (await vm.readFile("/proc/1/comm")).trim();
     process.stderr.write(`container ${vm.id.slice(0, 12)}: PID 1 is ${init}, systemctl is-system-running = ${state}\n`);
     expect([init, state]).toEqual(["systemd", "running"]);
-    first = await buildIn(vm);
+    first = await build(vm);
     process.stderr.write(`first build in ${vm.id.slice(0, 12)}:\n${first.log}`);
   });
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
+    await sources?.[Symbol.asyncDispose]();
   });
 
   it("succeeds", () => {
     expect(first.exitCode, first.log).toBe(0);
   });
 
+  it("installs every package of packages.txt at its pinned version", async () => {
+    const query = await vm.exec(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", ...PACKAGES], { check: true });
+    const installed = Object.fromEntries(query.stdout.trim().split("\n").map((l) => l.split(" ")));
+    expect(installed).toEqual(Object.fromEntries(PACKAGES.map((name) => [name, sources.pins.apt[name]])));
+    // apt's kubelogin (Microsoft's Azure tool) is never there.
+    expect((await vm.exec("dpkg-query -W kubelogin")).exitCode).not.toBe(0);
+  });
+
+  it("installs the pinned Node, CLIs and kubelogin, usable by any user", async () => {
+    const asNobody = (command: string) => vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "PATH=/usr/local/bin:/usr/bin:/bin", "sh", "-c", command], { check: true });
+    const { pins } = sources;
+    expect((await asNobody("node --version")).stdout.trim()).toBe(`v${pins.node.version}`);
+    expect((await asNobody("npm --version")).stdout.trim()).toBe(pins.node.npm.version);
+    expect((await asNobody("claude --version")).stdout).toContain(pins.npm["@anthropic-ai/claude-code"].version);
+    expect((await asNobody("codex --version")).stdout.trim()).toBe(`codex-cli ${pins.npm["@openai/codex"].version}`);
+    expect((await asNobody("t3 --version")).stdout.trim().split(/\s+/).pop()).toBe(`v${pins.npm.t3.version}`);
+    expect((await asNobody("kubelogin --version")).stdout.trim()).toBe(`kubelogin version ${pins.kubelogin.version}`);
+    expect(await vm.stat("/usr/local/bin/kubelogin")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
+    expect(await vm.stat("/usr/local/bin/kubectl-oidc_login")).toMatchObject({ type: "symlink", linkTarget: "/usr/local/bin/kubelogin" });
+    expect((await vm.exec("sha256sum /usr/local/bin/kubelogin")).stdout.split(" ")[0]).toBe(sources.kubelogin.binarySha256);
+  });
+
   it("installs the managed Claude Code settings", async () => {
     expect(await vm.stat("/etc/claude-code")).toEqual({ type: "directory", mode: "0755", owner: "root", group: "root" });
     expect(await vm.stat("/etc/claude-code/managed-settings.json")).toEqual({ type: "file", mode: "0644", owner: "root", group: "root" });
-    const settings = JSON.parse(await vm.readFile("/etc/claude-code/managed-settings.json"));
-    expect(settings.model).toBe("claude-fable-5");
+    expect(JSON.parse(await vm.readFile("/etc/claude-code/managed-settings.json")).model).toBe("claude-fable-5");
     expect(await vm.readFile("/etc/claude-code/managed-settings.json")).toBe(repoFile("claude-code/managed-settings.json"));
   });
 
@@ -60,42 +96,48 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect(other.stderr).toMatch(/Permission denied/);
   });
 
-  it("is idempotent: a second build changes nothing and yields a byte-identical manifest", async () => {
+  it("is idempotent: a second build changes nothing, downloads nothing and yields a byte-identical manifest", async () => {
     const before = await manifestIn(vm);
-    const mtimes = (await vm.exec("stat -c '%n %Y' /etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /etc/skel/.tmux.conf")).stdout;
-    const second = await buildIn(vm);
+    const watched = "/etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /usr/local/bin/kubelogin /var/lib/apt/lists /var/cache/apt/archives /opt/devvm/node /opt/devvm/npm";
+    const mtimes = (await vm.exec(`stat -c '%n %Y' ${watched}`)).stdout;
+    sources.clearRequests();
+    const second = await build(vm);
     expect(second.exitCode, second.log).toBe(0);
     expect(nonIdempotentStages(second.report), `stages that changed something on the rerun:\n${second.log}`).toEqual([]);
+    // No request reached a stand-in; apt neither updated its lists nor fetched a package.
+    expect(sources.requests()).toEqual([]);
+    expect((await vm.exec(`stat -c '%n %Y' ${watched}`)).stdout).toBe(mtimes);
     const after = await manifestIn(vm);
     expect(formatDifferences(diffManifests(before.manifest, after.manifest), ["first build", "second build"])).toBe("");
     expect(after.text).toBe(before.text);
-    expect((await vm.exec("stat -c '%n %Y' /etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /etc/skel/.tmux.conf")).stdout).toBe(mtimes);
+    process.stderr.write(`second build (a no-op): ${second.report.stages.map((s) => `${s.name} ${"durationMs" in s ? s.durationMs : "-"} ms`).join(", ")}\n`);
   });
 
   it("reruns one stage alone, and --plan finds a hand edit", async () => {
-    const only = await buildIn(vm, "--stage", "skel");
+    const only = await build(vm, "--stage", "skel");
     expect(only.exitCode, only.log).toBe(0);
     expect(only.report.stages.map((s) => s.name)).toEqual(["preflight", "skel"]);
 
     await vm.exec("echo 'set -g mouse off' >> /etc/skel/.tmux.conf", { check: true });
-    const plan = await buildIn(vm, "--plan");
+    const plan = await build(vm, "--plan");
     expect(plan.exitCode).toBe(3);
     expect(plan.log).toContain("update /etc/skel/.tmux.conf");
     expect(plan.log).toContain("-set -g mouse off");
     expect(await vm.readFile("/etc/skel/.tmux.conf")).toContain("mouse off");
 
-    const restore = await buildIn(vm, "--stage", "skel");
+    const restore = await build(vm, "--stage", "skel");
     expect(restore.exitCode).toBe(0);
     expect(await vm.readFile("/etc/skel/.tmux.conf")).toBe(repoFile("skel/.tmux.conf"));
   });
 
   it("is reproducible: a build on a second fresh box yields a byte-identical manifest", async () => {
     const reference = await manifestIn(vm);
-    await using other = await startFreshVm();
-    const build = await buildIn(other);
-    expect(build.exitCode, build.log).toBe(0);
+    await using other = await freshBox();
+    const second = await build(other);
+    expect(second.exitCode, second.log).toBe(0);
     const theirs = await manifestIn(other);
     expect(formatDifferences(diffManifests(reference.manifest, theirs.manifest), ["box 1", "box 2"])).toBe("");
     expect(theirs.sha256).toBe(reference.sha256);
+    process.stderr.write(`both boxes: manifest.json sha256 ${theirs.sha256}\n`);
   });
 });

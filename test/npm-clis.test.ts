@@ -1,0 +1,124 @@
+// claude-code, t3 and codex on a booted Debian 12, from a registry stand-in
+// (Verdaccio serving the t3 fixtures, proxying the rest): installed at their
+// pins behind /usr/local/bin links, a rerun asks the registry nothing, and a
+// t3 that fails its health check (the bad nightly, 0.0.27) never replaces
+// the working one. Checked from outside: the commands, the links, a pairing.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Pins } from "../lib/inputs/pins.ts";
+import { PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
+import type { DevvmContainer } from "./container/devvm-container.ts";
+import { buildIn, nonIdempotentStages, PROJECT_DIR, startFreshVm, type BuildRun } from "./build-in-vm.ts";
+import { writeInputs } from "./stand-in-sources.ts";
+import { T3_BROKEN, T3_HEALTHY } from "./fixtures/t3/publish.ts";
+import { startRegistryStandIn, type RegistryStandIn } from "./stand-ins/registry.ts";
+
+const STAGES = "node,claude-code,t3,codex";
+const PINS = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins.json"), "utf8")) as Pins;
+const CLAUDE = PINS.npm["@anthropic-ai/claude-code"].version;
+const CODEX = PINS.npm["@openai/codex"].version;
+
+const stageOf = (run: BuildRun, name: string) => run.report.stages.find((s) => s.name === name);
+const durations = (run: BuildRun) => run.report.stages.map((s) => `${s.name} ${"durationMs" in s ? `${s.durationMs} ms` : s.outcome}`).join(", ");
+
+/** A real pairing, as a browser makes one: serve, create a credential, turn it into a t3_session cookie. */
+const PAIRING_SCRIPT = String.raw`
+const { spawn, execFileSync } = require("node:child_process");
+const dir = require("node:fs").mkdtempSync("/tmp/pairing-");
+const port = 20000 + Math.floor(Math.random() * 20000);
+const server = spawn("t3", ["serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", dir], { stdio: "ignore" });
+(async () => {
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch("http://127.0.0.1:" + port + "/")).status === 200) break; } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const { credential } = JSON.parse(execFileSync("t3", ["auth", "pairing", "create", "--base-dir", dir, "--ttl", "5m", "--json"], { encoding: "utf8" }));
+  const answer = await fetch("http://127.0.0.1:" + port + "/api/auth/browser-session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ credential }) });
+  console.log(answer.status, answer.headers.getSetCookie().map((c) => c.split("=")[0]).join(","));
+})().finally(() => server.kill());
+`;
+
+describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
+  let registry: RegistryStandIn;
+  let vm: DevvmContainer;
+  let env: Record<string, string>;
+  let inputs: string;
+  let first: BuildRun;
+
+  beforeAll(async () => {
+    [registry, vm] = await Promise.all([startRegistryStandIn(), startFreshVm()]);
+    env = { DEVVM_NPM_REGISTRY: registry.url };
+    const pins = structuredClone(PINS);
+    pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
+    inputs = await writeInputs(vm, "/opt/devvm-inputs/pinned", pins);
+    first = await buildIn(vm, env, "--stage", STAGES, "--inputs", inputs);
+    process.stderr.write(`first build in ${vm.id.slice(0, 12)} (${durations(first)}):\n${first.log}`);
+  });
+  afterAll(async () => {
+    await vm?.[Symbol.asyncDispose]();
+    await registry?.stop();
+  });
+
+  it("installs each CLI at its pin, behind a /usr/local/bin link into its versioned prefix", async () => {
+    expect(first.exitCode, first.log).toBe(0);
+    expect((await vm.exec("claude --version", { check: true })).stdout).toContain(`${CLAUDE} (Claude Code)`);
+    expect((await vm.exec("codex --version", { check: true })).stdout.trim()).toBe(`codex-cli ${CODEX}`);
+    expect((await vm.exec("t3 --version", { check: true })).stdout.trim()).toBe(`t3 v${T3_HEALTHY}`);
+    expect(await vm.stat("/usr/local/bin/claude")).toMatchObject({ type: "symlink", linkTarget: `/opt/devvm/npm/@anthropic-ai+claude-code/${CLAUDE}/bin/claude` });
+    expect(await vm.stat("/usr/local/bin/codex")).toMatchObject({ type: "symlink", linkTarget: `/opt/devvm/npm/@openai+codex/${CODEX}/bin/codex` });
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({ type: "symlink", linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3` });
+    expect(stageOf(first, "t3")).toMatchObject({ outcome: "changed", changes: [{ kind: "package", name: "t3", from: null, to: T3_HEALTHY }] });
+  });
+
+  it("works for a user who is not root", async () => {
+    const asNobody = (command: string) => vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "sh", "-c", command]);
+    expect((await asNobody("t3 --version")).stdout.trim()).toBe(`t3 v${T3_HEALTHY}`);
+    expect((await asNobody("codex --version")).stdout.trim()).toBe(`codex-cli ${CODEX}`);
+    expect((await asNobody("claude --version")).stdout).toContain(CLAUDE);
+  });
+
+  it("records the versions in the manifest", async () => {
+    const manifest = JSON.parse(await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`)) as { packages: Array<{ name: string; version: string }> };
+    const npm = manifest.packages.filter((p) => p.name.startsWith("npm:"));
+    expect(npm).toEqual([
+      { name: "npm:@anthropic-ai/claude-code", version: CLAUDE, stage: "claude-code" },
+      { name: "npm:@openai/codex", version: CODEX, stage: "codex" },
+      { name: "npm:t3", version: T3_HEALTHY, stage: "t3" },
+    ]);
+  });
+
+  it("is a no-op the second time: every stage unchanged, and not one request to the registry", async () => {
+    registry.clearRequests();
+    const second = await buildIn(vm, env, "--stage", STAGES, "--inputs", inputs);
+    process.stderr.write(`second build: ${durations(second)}\n`);
+    expect(second.exitCode, second.log).toBe(0);
+    expect(nonIdempotentStages(second.report), second.log).toEqual([]);
+    expect(registry.requests()).toEqual([]);
+  });
+
+  it("keeps 0.0.26 when 0.0.27 fails its health check, and fails the build naming the check", async () => {
+    const pins = structuredClone(PINS);
+    pins.npm.t3 = { version: T3_BROKEN, integrity: await registry.integrityOf("t3", T3_BROKEN), approved: "container test: the bad nightly" };
+    const moved = await writeInputs(vm, "/opt/devvm-inputs/t3-broken", pins);
+    const build = await buildIn(vm, env, "--stage", "t3", "--inputs", moved);
+    process.stderr.write(`build with t3 ${T3_BROKEN}: ${durations(build)}\n${build.log}`);
+
+    expect(build.exitCode, build.log).toBe(1);
+    const t3 = stageOf(build, "t3");
+    expect(t3?.outcome).toBe("failed");
+    const message = t3 && "error" in t3 ? t3.error.message : "";
+    expect(message).toContain(`t3 ${T3_BROKEN} failed its health check (browser session)`);
+    expect(message).toContain("POST /api/auth/browser-session answered 404, then POST /api/auth/bootstrap answered 404");
+    expect(message).toContain(`t3 ${T3_HEALTHY} stays active`);
+
+    expect((await vm.exec("t3 --version", { check: true })).stdout.trim()).toBe(`t3 v${T3_HEALTHY}`);
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({ linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3` });
+    expect((await vm.exec("ls -A /opt/devvm/npm/t3", { check: true })).stdout.split("\n").filter(Boolean)).toEqual([T3_HEALTHY]);
+    // The health check cleans up after itself: no t3 left running, no throwaway dir.
+    const commandLines = await vm.exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done");
+    expect(commandLines.stdout.split("\n").filter((l) => l.includes(" serve --host"))).toEqual([]);
+    expect((await vm.exec("ls -d /tmp/devvm-t3-health-* 2>/dev/null")).stdout.trim()).toBe("");
+    expect((await vm.exec(["/usr/local/bin/node", "-e", PAIRING_SCRIPT], { check: true })).stdout.trim()).toBe("200 t3_session");
+  });
+});
