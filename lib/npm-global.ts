@@ -63,6 +63,12 @@ export async function installedVersion(ctx: Pick<BuildContext, "root">, name: st
   return (await activeInstall(ctx, name, bin))?.version ?? null;
 }
 
+/** The manifest's record of a CLI: "npm:<name>" -> the active version, when one is. */
+export async function globalCliInventory(ctx: Pick<BuildContext, "root">, cli: GlobalCli): Promise<Record<string, string>> {
+  const version = await installedVersion(ctx, cli.name, cli.bins[0]!);
+  return version ? { [`npm:${cli.name}`]: version } : {};
+}
+
 export async function activeInstall(ctx: Pick<BuildContext, "root">, name: string, bin: string): Promise<ActiveInstall | null> {
   const link = `${BIN_DIR}/${bin}`;
   const target = await readlinkOrNull(hostPath(ctx, link));

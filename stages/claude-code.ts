@@ -1,5 +1,5 @@
 import { underRoot } from "../lib/context.ts";
-import { checkGlobalCli, installGlobalCli, installedVersion, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import { checkGlobalCli, globalCliInventory, installGlobalCli, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
 import type { Stage } from "../lib/stage.ts";
 
 // Its postinstall (`node install.cjs`) puts the native binary from
@@ -12,8 +12,5 @@ export default {
   description: "Installs the pinned Claude Code (@anthropic-ai/claude-code) for all users: /usr/local/bin/claude",
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name])),
   apply: async (ctx) => installGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name]),
-  inventory: async (ctx) => {
-    const version = await installedVersion(ctx, CLAUDE_CODE.name, "claude");
-    return version ? { [`npm:${CLAUDE_CODE.name}`]: version } : {};
-  },
+  inventory: (ctx) => globalCliInventory(ctx, CLAUDE_CODE),
 } satisfies Stage;

@@ -1,5 +1,5 @@
 import { underRoot } from "../lib/context.ts";
-import { checkGlobalCli, installGlobalCli, installedVersion, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import { checkGlobalCli, globalCliInventory, installGlobalCli, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
 import type { Stage } from "../lib/stage.ts";
 
 // Its native binary comes in an optional dependency; it has no install script.
@@ -10,8 +10,5 @@ export default {
   description: "Installs the pinned Codex CLI (@openai/codex) for all users: /usr/local/bin/codex",
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name])),
   apply: async (ctx) => installGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name]),
-  inventory: async (ctx) => {
-    const version = await installedVersion(ctx, CODEX.name, "codex");
-    return version ? { [`npm:${CODEX.name}`]: version } : {};
-  },
+  inventory: (ctx) => globalCliInventory(ctx, CODEX),
 } satisfies Stage;

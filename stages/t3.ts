@@ -1,7 +1,7 @@
 import type { BuildContext } from "../lib/context.ts";
 import { underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
-import { checkGlobalCli, cliPrefix, installGlobalCli, installedVersion, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import { checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, installedVersion, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
 import type { Stage } from "../lib/stage.ts";
 import { checkT3Health } from "../lib/t3-health.ts";
 
@@ -34,8 +34,5 @@ export default {
     }
     return changes;
   },
-  inventory: async (ctx): Promise<Record<string, string>> => {
-    const version = await installedVersion(ctx, T3.name, "t3");
-    return version ? { "npm:t3": version } : {};
-  },
+  inventory: (ctx) => globalCliInventory(ctx, T3),
 } satisfies Stage;
