@@ -53,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     planOnly: cli.plan,
     strict: cli.strict,
     repoDir,
+    inputsDir,
     accounts: new Accounts(root),
     cacheDir: settings.cacheDir ?? path.join(outputDir, "cache"),
     cleanups: [],

@@ -21,6 +21,8 @@ export interface BuildContext {
   readonly strict: boolean;
   /** Where the project's own files (files/, stages/) live. */
   readonly repoDir: string;
+  /** Where roster.yaml, packages.txt and pins.json were read from (--inputs). */
+  readonly inputsDir: string;
   readonly log: Logger;
   /** Content-addressed download cache (output/cache unless DEVVM_CACHE_DIR). */
   readonly cacheDir: string;

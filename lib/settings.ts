@@ -31,6 +31,8 @@ const SettingsSchema = z.object({
     .default([]),
   /** Content-addressed download cache; default output/cache in the builder's folder. */
   cacheDir: absolutePath.optional(),
+  /** The Go module t3-dispatch is built from when /usr/local/bin/t3-dispatch is absent. */
+  t3DispatchSource: absolutePath.default("/home/wizard/code/t3-dispatch"),
   /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
   adminHome: absolutePath.default("/home/wizard"),
   /** Vault's address, as the vault CLI reads it (and with its default). */
@@ -55,6 +57,7 @@ export const settingVariables: Record<keyof Settings, string> = {
   extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
   cacheDir: "DEVVM_CACHE_DIR",
   adminHome: "DEVVM_ADMIN_HOME",
+  t3DispatchSource: "DEVVM_T3_DISPATCH_SOURCE",
   vaultAddr: "VAULT_ADDR",
   vaultToken: "VAULT_TOKEN",
 };

@@ -24,6 +24,7 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
     repoDir: path.dirname(path.dirname(fileURLToPath(import.meta.url))),
     accounts: new Accounts(dir),
     cacheDir: path.join(dir, ".cache"),
+    inputsDir: path.dirname(path.dirname(fileURLToPath(import.meta.url))),
     cleanups: [],
     log: { info: () => {}, debug: () => {} },
     ...overrides,
