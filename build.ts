@@ -16,11 +16,13 @@ import { buildManifest, readManifest } from "./lib/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
 import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
 import { findRepoDir } from "./lib/repo-files.ts";
+import { redactSecrets } from "./lib/secret.ts";
 import { readSettings } from "./lib/settings.ts";
 import { stages } from "./stages/index.ts";
 
 const repoDir = findRepoDir(path.dirname(fileURLToPath(import.meta.url)));
-const say = (text: string) => process.stderr.write(`${text}\n`);
+// Every line the build prints is scrubbed of the secret values it has seen.
+const say = (text: string) => process.stderr.write(`${redactSecrets(text)}\n`);
 
 export async function main(argv: string[]): Promise<number> {
   const cli = parseCli(argv);
@@ -34,6 +36,8 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const settings = readSettings();
+  // A Secret in the settings from here on: no child of the build inherits it.
+  delete process.env.VAULT_TOKEN;
   const inputsDir = path.resolve(cli.inputs ?? repoDir);
   const inputs = await loadInputs(inputsDir);
   const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
@@ -82,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
   // Without the lock (preflight failed) another build may be writing output/.
   const lockHeld = run.results[0]?.outcome !== "failed";
   if (!cli.plan && lockHeld) await writeOutput(ctx, outputDir, report, run);
-  if (cli.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  if (cli.json) process.stdout.write(`${redactSecrets(JSON.stringify(report, null, 2))}\n`);
 
   if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
   if (run.failed) return EXIT.stageFailed;
@@ -103,8 +107,8 @@ async function writeOutput(ctx: BuildContext, outputDir: string, report: Report,
   const manifestFile = path.join(outputDir, "manifest.json");
   const manifest = await buildManifest(ctx, run.managed, run.inventory, await readManifest(manifestFile));
   const owner = { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
-  await writeFileAtomic(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`, owner);
-  await writeFileAtomic(path.join(outputDir, "report.json"), `${JSON.stringify(report, null, 2)}\n`, owner);
+  await writeFileAtomic(manifestFile, `${redactSecrets(JSON.stringify(manifest, null, 2))}\n`, owner);
+  await writeFileAtomic(path.join(outputDir, "report.json"), `${redactSecrets(JSON.stringify(report, null, 2))}\n`, owner);
 }
 
 function exitCodeOf(error: unknown, debug: boolean): number {

@@ -1,6 +1,7 @@
 // The pipeline, in order. Nothing is discovered: a stage runs here or nowhere.
 import type { Stage } from "../lib/stage.ts";
 import apt from "./apt.ts";
+import builder_install from "./builder-install.ts";
 import claude_code from "./claude-code.ts";
 import codex from "./codex.ts";
 import extra_ca_certs from "./extra-ca-certs.ts";
@@ -8,8 +9,12 @@ import harden_admin_tree from "./harden-admin-tree.ts";
 import kubelogin from "./kubelogin.ts";
 import managed_settings from "./managed-settings.ts";
 import node from "./node.ts";
+import service_helpers from "./service-helpers.ts";
 import preflight from "./preflight.ts";
 import skel from "./skel.ts";
+import sudoers from "./sudoers.ts";
 import t3 from "./t3.ts";
+import units from "./units.ts";
+import vault_tokens from "./vault-tokens.ts";
 
-export const stages: readonly Stage[] = [preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree];
+export const stages: readonly Stage[] = [preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install, units];

@@ -1,0 +1,77 @@
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { readSettings, settingVariables } from "../lib/settings.ts";
+import type { Stage } from "../lib/stage.ts";
+import { makeTestRoot } from "../lib/test-context.ts";
+import { readPendingRestarts } from "../lib/systemd.ts";
+import serviceHelpersStage from "./service-helpers.ts";
+
+const serviceHelpers: Stage = serviceHelpersStage;
+const FIXTURE = path.resolve(import.meta.dirname, "../test/fixtures/t3-dispatch");
+const SOURCE = settingVariables.t3DispatchSource;
+const hasGo = spawnSync("go", ["version"]).status === 0;
+
+function rootWithAccounts(settings: Record<string, string>, strict = false) {
+  const root = makeTestRoot({ settings: readSettings(settings), strict });
+  mkdirSync(path.join(root.dir, "etc"));
+  writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+  writeFileSync(path.join(root.dir, "etc/group"), "root:x:0:\n");
+  writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
+  writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
+  return root;
+}
+
+describe("service-helpers", () => {
+  it.skipIf(!hasGo)("installs the helpers, creates the account, builds t3-dispatch once and records its restart", { timeout: 120_000 }, async () => {
+    // A machine path: under --root, the source is in the root too.
+    using root = rootWithAccounts({ [SOURCE]: "/src/t3-dispatch" });
+    cpSync(FIXTURE, path.join(root.dir, "src/t3-dispatch"), { recursive: true });
+    const check = await serviceHelpers.check(root.ctx);
+    if ("skip" in check) throw new Error(check.skip);
+    await serviceHelpers.apply(root.ctx, check);
+
+    for (const name of ["t3-mint", "t3-state-backup"]) {
+      const file = path.join(root.dir, "usr/local/bin", name);
+      expect(statSync(file).mode & 0o7777).toBe(0o755);
+      expect(readFileSync(file, "utf8")).toBe(readFileSync(path.join(root.ctx.repoDir, "files/service", name), "utf8"));
+    }
+    expect(readFileSync(path.join(root.dir, "etc/passwd"), "utf8")).toMatch(/^t3-dispatch:x:\d+:\d+::\/nonexistent:\/usr\/sbin\/nologin$/m);
+    const binary = path.join(root.dir, "usr/local/bin/t3-dispatch");
+    expect(statSync(binary).mode & 0o7777).toBe(0o755);
+    expect(readFileSync(binary).subarray(1, 4).toString()).toBe("ELF");
+    expect(await readPendingRestarts(root.ctx)).toEqual(["t3-dispatch.service"]);
+
+    const mtime = statSync(binary).mtimeMs;
+    expect(await serviceHelpers.check(root.ctx)).toMatchObject({ changes: [] });
+    expect(statSync(binary).mtimeMs).toBe(mtime);
+  });
+
+  it("keeps an existing t3-dispatch, fixing only its mode", async () => {
+    using root = rootWithAccounts({ [SOURCE]: "/nowhere" });
+    writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\nt3-dispatch:x:999:999::/nonexistent:/usr/sbin/nologin\n");
+    mkdirSync(path.join(root.dir, "usr/local/bin"), { recursive: true });
+    writeFileSync(path.join(root.dir, "usr/local/bin/t3-dispatch"), "#!/bin/sh\n", { mode: 0o700 });
+    const check = await serviceHelpers.check(root.ctx);
+    if ("skip" in check) throw new Error(check.skip);
+    expect(check.changes).toContainEqual({ kind: "mode", path: "/usr/local/bin/t3-dispatch", from: "0700", to: "0755" });
+    await serviceHelpers.apply(root.ctx, check);
+    expect(statSync(path.join(root.dir, "usr/local/bin/t3-dispatch")).mode & 0o7777).toBe(0o755);
+    expect(await readPendingRestarts(root.ctx)).toEqual([]);
+  });
+
+  it("warns when t3-dispatch is neither built nor buildable; fails with --strict", async () => {
+    const lines: string[] = [];
+    using root = rootWithAccounts({ [SOURCE]: "/nowhere" });
+    Object.assign(root.ctx, { log: { info: (m: string) => lines.push(m), debug: () => {} } });
+    const check = await serviceHelpers.check(root.ctx);
+    expect(lines.join("\n")).toMatch(/warning: \/usr\/local\/bin\/t3-dispatch is not built and its source \/nowhere has no go.mod/);
+    if ("skip" in check) throw new Error(check.skip);
+    await serviceHelpers.apply(root.ctx, check);
+    expect(existsSync(path.join(root.dir, "usr/local/bin/t3-dispatch"))).toBe(false);
+
+    using strict = rootWithAccounts({ [SOURCE]: "/nowhere" }, true);
+    await expect(serviceHelpers.check(strict.ctx)).rejects.toThrow(/not built/);
+  });
+});

@@ -1,0 +1,94 @@
+import { existsSync, promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
+import { UserError } from "../lib/errors.ts";
+import { run } from "../lib/exec.ts";
+import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/files.ts";
+import { BIN_DIR } from "../lib/layout.ts";
+import { repoFile } from "../lib/repo-files.ts";
+import { settingVariables } from "../lib/settings.ts";
+import type { Stage } from "../lib/stage.ts";
+import { addPendingRestarts } from "../lib/systemd.ts";
+
+export const DISPATCH_ACCOUNT = "t3-dispatch";
+export const DISPATCH_BIN = `${BIN_DIR}/t3-dispatch`;
+export const DISPATCH_UNIT = "t3-dispatch.service";
+
+/** The helper programs this project writes (files/service/), installed 0755. */
+const scripts = (ctx: BuildContext): Resource[] =>
+  ["t3-mint", "t3-state-backup"].map((name) => ({ kind: "file", path: `${BIN_DIR}/${name}`, mode: 0o755, content: repoFile(ctx, `service/${name}`) }));
+
+function accountExists(ctx: BuildContext, name: string): boolean {
+  try {
+    ctx.accounts.uid(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+type DispatchPlan = { build: true } | { build: false; changes: Change[] } | { absent: string };
+
+/** t3-dispatch is built only when absent; once there, only its mode and owner are kept. */
+async function planDispatch(ctx: BuildContext): Promise<DispatchPlan> {
+  if (existsSync(hostPath(ctx, DISPATCH_BIN))) return { build: false, changes: await checkAttributes(ctx, DISPATCH_BIN, 0o755) };
+  const source = ctx.settings.t3DispatchSource;
+  if (existsSync(path.join(hostPath(ctx, source), "go.mod"))) return { build: true };
+  const message = `${DISPATCH_BIN} is not built and its source ${source} has no go.mod`;
+  if (ctx.strict) throw new UserError(message, `clone t3-dispatch there or set ${settingVariables.t3DispatchSource}; without --strict this is a warning`);
+  return { absent: message };
+}
+
+async function buildDispatch(ctx: BuildContext): Promise<void> {
+  const scratch = await fs.mkdtemp(path.join(tmpdir(), "devvm-go-"));
+  try {
+    const output = path.join(scratch, "t3-dispatch");
+    // A private cache and GOPATH: the build leaves nothing in root's home.
+    // CGO off: a static binary; GOTOOLCHAIN=local: never fetch another Go.
+    const env = { GOCACHE: `${scratch}/cache`, GOPATH: `${scratch}/gopath`, HOME: scratch, CGO_ENABLED: "0", GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" };
+    await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], { cwd: hostPath(ctx, ctx.settings.t3DispatchSource), env, timeoutMs: 10 * 60_000 });
+    await writeFileAtomic(hostPath(ctx, DISPATCH_BIN), await fs.readFile(output), { mode: 0o755, uid: 0, gid: 0 });
+  } finally {
+    await fs.rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export default {
+  name: "service-helpers",
+  description: "Installs t3-mint and t3-state-backup, the t3-dispatch system account, and builds t3-dispatch when absent",
+  async check(ctx) {
+    const changes: Change[] = [];
+    if (!accountExists(ctx, DISPATCH_ACCOUNT)) changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
+    changes.push(...(await checkResources(ctx, scripts(ctx))));
+    const dispatch = await planDispatch(ctx);
+    if ("absent" in dispatch) ctx.log.info(`warning: ${dispatch.absent}; t3-dispatch.service waits for it`);
+    else if (dispatch.build) changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${ctx.settings.t3DispatchSource}` });
+    else changes.push(...dispatch.changes);
+    return { changes, managed: [...managedBy(scripts(ctx)), { path: DISPATCH_BIN }] };
+  },
+  async apply(ctx) {
+    const changes: Change[] = [];
+    if (!accountExists(ctx, DISPATCH_ACCOUNT)) {
+      // No home, no login shell: a service account only.
+      const root = underRoot(ctx) ? ["--root", ctx.root] : [];
+      await run(ctx, "useradd", [...root, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", DISPATCH_ACCOUNT]);
+      ctx.accounts.reload();
+      changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
+    }
+    changes.push(...(await applyResources(ctx, scripts(ctx))));
+    const dispatch = await planDispatch(ctx);
+    if ("build" in dispatch && dispatch.build) {
+      await buildDispatch(ctx);
+      // Done by the units stage; recorded so that a build failing before then still restarts it next time.
+      await addPendingRestarts(ctx, [DISPATCH_UNIT]);
+      changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${ctx.settings.t3DispatchSource}` });
+    } else if ("build" in dispatch && dispatch.changes.length > 0) {
+      await fixAttributes(ctx, DISPATCH_BIN, 0o755);
+      changes.push(...dispatch.changes);
+    }
+    return changes;
+  },
+} satisfies Stage;

@@ -1,0 +1,102 @@
+import { existsSync, readdirSync } from "node:fs";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath } from "../lib/context.ts";
+import { applyResources, checkResource, managedBy, type FileResource } from "../lib/files.ts";
+import { repoFile } from "../lib/repo-files.ts";
+import type { Stage } from "../lib/stage.ts";
+import { activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, systemctl, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/systemd.ts";
+import { DISPATCH_BIN, DISPATCH_UNIT } from "./service-helpers.ts";
+
+const SOURCE_DIR = "service/units";
+// Enabled and kept running. The timers' services are oneshots that are never
+// started or restarted here: that would run them now (the t3 pin enforcer
+// would update t3 outside its window). Timers are started with a plain
+// `start` after `enable`; devvm-t3-pin.timer is not Persistent= (see the
+// unit), so starting it cannot fire a missed run.
+const TIMERS = ["devvm-t3-pin.timer", "t3-state-backup.timer", "devvm-reconcile.timer"];
+
+function unitFiles(ctx: BuildContext): FileResource[] {
+  const names = readdirSync(path.join(ctx.repoDir, "files", SOURCE_DIR)).sort();
+  // verify rejects a unit whose command is missing; t3-dispatch's waits for its binary.
+  const ready = names.filter((name) => name !== DISPATCH_UNIT || existsSync(hostPath(ctx, DISPATCH_BIN)));
+  return ready.map((name) => ({ kind: "file", path: `${UNIT_DIR}/${name}`, mode: 0o644, content: repoFile(ctx, `${SOURCE_DIR}/${name}`) }));
+}
+
+const unitName = (file: FileResource) => path.basename(file.path);
+
+/** What runs all the time: t3-dispatch (once built) and the timers. */
+const runningUnits = (files: FileResource[]) => files.map(unitName).filter((name) => name === DISPATCH_UNIT || TIMERS.includes(name));
+
+interface UnitState {
+  changed: FileResource[];
+  fileChanges: Change[];
+  toEnable: string[];
+  toStart: string[];
+  toRestart: string[];
+}
+
+async function unitState(ctx: BuildContext, files: FileResource[]): Promise<UnitState> {
+  const changed: FileResource[] = [];
+  const fileChanges: Change[] = [];
+  for (const file of files) {
+    const changes = await checkResource(ctx, file);
+    if (changes.length > 0) changed.push(file);
+    fileChanges.push(...changes);
+  }
+  const running = runningUnits(files);
+  const enabled = await enabledUnits(ctx, running);
+  const toEnable = running.filter((unit) => !enabled.has(unit));
+  if (offlineReason(ctx)) return { changed, fileChanges, toEnable, toStart: [], toRestart: [] };
+  const active = await activeUnits(ctx, running);
+  const toStart = running.filter((unit) => !active.has(unit));
+  // A unit that changes now, or whose restart an earlier build left due (its binary changed).
+  const due = [...(await readPendingRestarts(ctx)), ...changed.map(unitName).filter((n) => running.includes(n))];
+  const toRestart = [...new Set(due)].filter((unit) => running.includes(unit) && !toStart.includes(unit));
+  return { changed, fileChanges, toEnable, toStart, toRestart };
+}
+
+export default {
+  name: "units",
+  description: "Installs the t3 units and timers in /etc/systemd/system (verified first); enables and starts t3-dispatch and the timers",
+  async check(ctx) {
+    const files = unitFiles(ctx);
+    const state = await unitState(ctx, files);
+    const offline = offlineReason(ctx);
+    if (offline) ctx.log.info(offline);
+    if (!files.some((f) => unitName(f) === DISPATCH_UNIT)) ctx.log.info(`warning: ${DISPATCH_UNIT} is left out until ${DISPATCH_BIN} is built`);
+    const changes: Change[] = [
+      ...state.fileChanges,
+      ...state.toEnable.map((u): Change => ({ kind: "action", description: `enable ${u}` })),
+      ...state.toStart.map((u): Change => ({ kind: "action", description: `start ${u}` })),
+      ...state.toRestart.map((u): Change => ({ kind: "action", description: `restart ${u}` })),
+    ];
+    return { changes, managed: managedBy(files) };
+  },
+  async apply(ctx) {
+    const files = unitFiles(ctx);
+    const state = await unitState(ctx, files);
+    if (state.changed.length > 0) {
+      // The whole set, under the real names, before any of it is installed.
+      await verifyUnits(ctx, files.map((f) => ({ name: unitName(f), content: f.content })));
+      // Recorded before the units are replaced: a build that stops after this still restarts them.
+      await addPendingRestarts(ctx, state.toRestart);
+    }
+    const changes = await applyResources(ctx, state.changed);
+    const offline = offlineReason(ctx);
+    if (state.changed.length > 0 && !offline) await systemctl(ctx, ["daemon-reload"]);
+    if (state.toEnable.length > 0) await systemctl(ctx, ["enable", ...state.toEnable]);
+    changes.push(...state.toEnable.map((u): Change => ({ kind: "action", description: `enable ${u}` })));
+    if (offline) return changes;
+    if (state.toStart.length > 0) await systemctl(ctx, ["start", ...state.toStart]);
+    changes.push(...state.toStart.map((u): Change => ({ kind: "action", description: `start ${u}` })));
+    for (const unit of state.toRestart) {
+      await systemctl(ctx, ["restart", unit]);
+      changes.push({ kind: "action", description: `restart ${unit}` });
+    }
+    // Everything due is done now (a unit started just now runs its new version).
+    await writePendingRestarts(ctx, []);
+    return changes;
+  },
+} satisfies Stage;

@@ -1,0 +1,110 @@
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
+import { BugError, UserError } from "../lib/errors.ts";
+import { run } from "../lib/exec.ts";
+import { applyResources, checkResource, managedBy, type Resource } from "../lib/files.ts";
+import { Secret } from "../lib/secret.ts";
+import type { Check, Stage } from "../lib/stage.ts";
+import { readKvSecret } from "../lib/vault-kv.ts";
+
+export const KV = { mount: "secret", path: "workstation" } as const;
+export const CODEX_GROUP = "codex-shared";
+
+/** Each field of the Vault secret and where it is staged. */
+export const TARGETS = [
+  { field: "claude_oauth_token", path: "/etc/t3-serve/claude-oauth-token", group: "root", mode: 0o600 },
+  { field: "codex_shared_auth_json", path: "/opt/codex-shared/auth.json", group: CODEX_GROUP, mode: 0o660 },
+] as const;
+
+const FOLDERS: Resource[] = [
+  // Created before anything is written into it (DEVVM.md lesson: `install -m` did not).
+  { kind: "dir", path: "/etc/t3-serve", mode: 0o755 },
+  { kind: "dir", path: "/opt/codex-shared", group: CODEX_GROUP, mode: 0o2770 },
+];
+
+interface Plan {
+  resources: Resource[];
+  createGroup: boolean;
+}
+// What check read from Vault, for apply: one read per build, so the two cannot differ.
+const plans = new WeakMap<BuildContext, Plan>();
+
+async function vaultToken(ctx: BuildContext): Promise<Secret | undefined> {
+  if (ctx.settings.vaultToken) return ctx.settings.vaultToken;
+  const file = hostPath(ctx, path.join(ctx.settings.adminHome, ".vault-token"));
+  const text = await fs.readFile(file, "utf8").catch(() => undefined);
+  return text?.trim() ? new Secret(text.trim()) : undefined;
+}
+
+/** A source that is not there is a warning that leaves staged files as they are; --strict makes it an error. */
+function unavailable(ctx: BuildContext, message: string): Check {
+  if (ctx.strict) throw new UserError(message, "set VAULT_ADDR and VAULT_TOKEN (or the admin's ~/.vault-token); without --strict this is a warning");
+  return { skip: `warning: ${message}; staged secrets left as they were` };
+}
+
+function groupExists(ctx: BuildContext, group: string): boolean {
+  try {
+    ctx.accounts.gid(group);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function planChanges(ctx: BuildContext, plan: Plan): Promise<Change[]> {
+  const changes: Change[] = plan.createGroup ? [{ kind: "action", description: `create system group ${CODEX_GROUP}` }] : [];
+  for (const resource of plan.resources) {
+    if (!plan.createGroup || !("group" in resource) || resource.group !== CODEX_GROUP) changes.push(...(await checkResource(ctx, resource)));
+    // Not resolvable before the group exists: shown as what it will be.
+    else changes.push({ kind: "owner", path: resource.path, from: "(no group yet)", to: `root:${CODEX_GROUP}` });
+  }
+  return changes;
+}
+
+export default {
+  name: "vault-tokens",
+  description: "Stages the Claude OAuth token and the shared Codex auth.json from Vault (KV v2 secret/workstation)",
+  async check(ctx) {
+    const token = await vaultToken(ctx);
+    if (!token) return unavailable(ctx, `no Vault token (VAULT_TOKEN unset, no ${path.join(ctx.settings.adminHome, ".vault-token")})`);
+    const read = await readKvSecret({ address: ctx.settings.vaultAddr, ...KV }, token, ctx.settings.extraCaCerts);
+    if (!read.ok) return unavailable(ctx, read.message);
+    const missing = TARGETS.filter((t) => !read.fields.has(t.field));
+    if (missing.length > 0) {
+      const message = `Vault's ${KV.mount}/${KV.path} has no field ${missing.map((t) => t.field).join(", ")}`;
+      if (missing.length === TARGETS.length) return unavailable(ctx, message);
+      if (ctx.strict) throw new UserError(message, "add the field in Vault; without --strict this is a warning");
+      ctx.log.info(`warning: ${message}; ${missing.map((t) => t.path).join(", ")} left as it was`);
+    }
+    const files: Resource[] = TARGETS.filter((t) => read.fields.has(t.field)).map((t) => ({
+      kind: "file",
+      path: t.path,
+      group: t.group,
+      mode: t.mode,
+      content: read.fields.get(t.field)!.reveal(),
+      secret: true,
+    }));
+    const resources = [...FOLDERS, ...files];
+    const plan = { resources, createGroup: !groupExists(ctx, CODEX_GROUP) };
+    plans.set(ctx, plan);
+    // Every target is managed, a missing field's too: the manifest shows what is there.
+    const managed = [...managedBy(resources), ...missing.map((t) => ({ path: t.path, secret: true }))];
+    return { changes: await planChanges(ctx, plan), managed };
+  },
+  async apply(ctx) {
+    const plan = plans.get(ctx);
+    if (!plan) throw new BugError("vault-tokens: apply ran without check");
+    const changes: Change[] = [];
+    if (plan.createGroup) {
+      await run(ctx, "groupadd", [...(underRoot(ctx) ? ["--root", ctx.root] : []), "--system", CODEX_GROUP]);
+      ctx.accounts.reload();
+      changes.push({ kind: "action", description: `create system group ${CODEX_GROUP}` });
+    }
+    // Each file is written 0600 and given its owner and mode before it is renamed
+    // into place (writeFileAtomic): restrictive from the moment it exists.
+    return [...changes, ...(await applyResources(ctx, plan.resources))];
+  },
+} satisfies Stage;
