@@ -15,6 +15,7 @@ import skel from "./skel.ts";
 import sudoers from "./sudoers.ts";
 import t3 from "./t3.ts";
 import units from "./units.ts";
+import users from "./users.ts";
 import vault_tokens from "./vault-tokens.ts";
 
-export const stages: readonly Stage[] = [preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install, units];
+export const stages: readonly Stage[] = [preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install, units, users];

@@ -95,8 +95,10 @@ export default {
       await systemctl(ctx, ["restart", unit]);
       changes.push({ kind: "action", description: `restart ${unit}` });
     }
-    // Everything due is done now (a unit started just now runs its new version).
-    await writePendingRestarts(ctx, []);
+    // Everything due here is done now (a unit started just now runs its new
+    // version); restarts of other stages' units (users: t3-serve@USER) stay due.
+    const running = runningUnits(files);
+    await writePendingRestarts(ctx, (await readPendingRestarts(ctx)).filter((unit) => !running.includes(unit)));
     return changes;
   },
 } satisfies Stage;
