@@ -59,6 +59,14 @@ export class Accounts {
     return this.table("group").byId.get(gid) ?? String(gid);
   }
 
+  hasUser(name: string): boolean {
+    return name === "root" || this.table("passwd").byName.has(name);
+  }
+
+  hasGroup(name: string): boolean {
+    return name === "root" || this.table("group").byName.has(name);
+  }
+
   /** Forget what was read: a stage that adds accounts calls this. */
   reload(): void {
     this.cache.clear();

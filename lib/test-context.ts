@@ -1,5 +1,5 @@
 // A BuildContext over a temporary root, for unit tests beside the code.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,4 +30,15 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
     ...overrides,
   };
   return { dir, ctx, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A test root with its own account files, so useradd/groupadd --root work on it. */
+export function makeTestRootWithAccounts(overrides: Partial<BuildContext> = {}): TestRoot {
+  const root = makeTestRoot(overrides);
+  mkdirSync(path.join(root.dir, "etc"));
+  writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+  writeFileSync(path.join(root.dir, "etc/group"), "root:x:0:\n");
+  writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
+  writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
+  return root;
 }

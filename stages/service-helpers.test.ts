@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readSettings, settingVariables } from "../lib/settings.ts";
 import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import { makeTestRootWithAccounts } from "../lib/test-context.ts";
 import { readPendingRestarts } from "../lib/systemd.ts";
 import serviceHelpersStage from "./service-helpers.ts";
 
@@ -13,15 +13,8 @@ const FIXTURE = path.resolve(import.meta.dirname, "../test/fixtures/t3-dispatch"
 const SOURCE = settingVariables.t3DispatchSource;
 const hasGo = spawnSync("go", ["version"]).status === 0;
 
-function rootWithAccounts(settings: Record<string, string>, strict = false) {
-  const root = makeTestRoot({ settings: readSettings(settings), strict });
-  mkdirSync(path.join(root.dir, "etc"));
-  writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
-  writeFileSync(path.join(root.dir, "etc/group"), "root:x:0:\n");
-  writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
-  writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
-  return root;
-}
+/** A test root with its own accounts, so groupadd --root works on it. */
+const rootWithAccounts = (settings: Record<string, string>, strict = false) => makeTestRootWithAccounts({ settings: readSettings(settings), strict });
 
 describe("service-helpers", () => {
   it.skipIf(!hasGo)("installs the helpers, creates the account, builds t3-dispatch once and records its restart", { timeout: 120_000 }, async () => {

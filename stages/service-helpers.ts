@@ -21,15 +21,6 @@ export const DISPATCH_UNIT = "t3-dispatch.service";
 const scripts = (ctx: BuildContext): Resource[] =>
   ["t3-mint", "t3-state-backup"].map((name) => ({ kind: "file", path: `${BIN_DIR}/${name}`, mode: 0o755, content: repoFile(ctx, `service/${name}`) }));
 
-function accountExists(ctx: BuildContext, name: string): boolean {
-  try {
-    ctx.accounts.uid(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 type DispatchPlan = { build: true } | { build: false; changes: Change[] } | { absent: string };
 
 /** t3-dispatch is built only when absent; once there, only its mode and owner are kept. */
@@ -61,7 +52,7 @@ export default {
   description: "Installs t3-mint and t3-state-backup, the t3-dispatch system account, and builds t3-dispatch when absent",
   async check(ctx) {
     const changes: Change[] = [];
-    if (!accountExists(ctx, DISPATCH_ACCOUNT)) changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
+    if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT)) changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
     changes.push(...(await checkResources(ctx, scripts(ctx))));
     const dispatch = await planDispatch(ctx);
     if ("absent" in dispatch) ctx.log.info(`warning: ${dispatch.absent}; t3-dispatch.service waits for it`);
@@ -71,7 +62,7 @@ export default {
   },
   async apply(ctx) {
     const changes: Change[] = [];
-    if (!accountExists(ctx, DISPATCH_ACCOUNT)) {
+    if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT)) {
       // No home, no login shell: a service account only.
       const root = underRoot(ctx) ? ["--root", ctx.root] : [];
       await run(ctx, "useradd", [...root, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", DISPATCH_ACCOUNT]);

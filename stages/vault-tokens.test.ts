@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Secret } from "../lib/secret.ts";
 import { readSettings } from "../lib/settings.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import { makeTestRootWithAccounts } from "../lib/test-context.ts";
 import { startVaultStandIn } from "../test/fixtures/vault-stand-in.ts";
 import type { Stage } from "../lib/stage.ts";
 import vaultTokensStage from "./vault-tokens.ts";
@@ -17,15 +17,7 @@ const AUTH_JSON = '{"OPENAI_API_KEY":null,"tokens":{"access_token":"stand-in-cod
 const BOTH = { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } };
 
 /** A test root with its own accounts, so groupadd --root works on it. */
-function rootWithAccounts(settings: Record<string, string>, strict = false) {
-  const root = makeTestRoot({ settings: readSettings(settings), strict });
-  mkdirSync(path.join(root.dir, "etc"));
-  writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
-  writeFileSync(path.join(root.dir, "etc/group"), "root:x:0:\n");
-  writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
-  writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
-  return root;
-}
+const rootWithAccounts = (settings: Record<string, string>, strict = false) => makeTestRootWithAccounts({ settings: readSettings(settings), strict });
 
 /** A port nothing listens on (it did a moment ago, so it is free). */
 async function closedPort(): Promise<number> {

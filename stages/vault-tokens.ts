@@ -45,15 +45,6 @@ function unavailable(ctx: BuildContext, message: string): Check {
   return { skip: `warning: ${message}; staged secrets left as they were` };
 }
 
-function groupExists(ctx: BuildContext, group: string): boolean {
-  try {
-    ctx.accounts.gid(group);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function planChanges(ctx: BuildContext, plan: Plan): Promise<Change[]> {
   const changes: Change[] = plan.createGroup ? [{ kind: "action", description: `create system group ${CODEX_GROUP}` }] : [];
   for (const resource of plan.resources) {
@@ -88,7 +79,7 @@ export default {
       secret: true,
     }));
     const resources = [...FOLDERS, ...files];
-    const plan = { resources, createGroup: !groupExists(ctx, CODEX_GROUP) };
+    const plan = { resources, createGroup: !ctx.accounts.hasGroup(CODEX_GROUP) };
     plans.set(ctx, plan);
     // Every target is managed, a missing field's too: the manifest shows what is there.
     const managed = [...managedBy(resources), ...missing.map((t) => ({ path: t.path, secret: true }))];
