@@ -3,6 +3,8 @@ import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
+import { UserError } from "../lib/errors.ts";
+import { run } from "../lib/exec.ts";
 import { applyResources, checkResource, checkResources, managedBy } from "../lib/files.ts";
 import type { Roster } from "../lib/inputs/roster.ts";
 import * as plan from "../lib/roster-accounts.ts";
@@ -147,6 +149,22 @@ async function migrateLayout(ctx: BuildContext, code: string): Promise<void> {
   await fs.rename(aside, path.join(real, "infra"));
 }
 
+/**
+ * An instance that dies right after its start is a failure to show, not a
+ * start that quietly repeats on every run (t3 serve cannot write its home).
+ */
+async function requireStayedUp(ctx: BuildContext, units: string[]): Promise<void> {
+  if (units.length === 0) return;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const active = await activeUnits(ctx, units);
+  const down = units.filter((unit) => !active.has(unit));
+  if (down.length === 0) return;
+  const logs = await Promise.all(
+    down.map(async (unit) => `${unit}:\n${(await run(ctx, "journalctl", ["-u", unit, "-n", "5", "--no-pager", "-o", "cat"], { okCodes: [1] })).stdout.trim()}`),
+  );
+  throw new UserError(`${down.join(", ")} did not stay up after starting:\n${logs.join("\n")}`, "see `journalctl -u UNIT`; the next build starts it again");
+}
+
 export default {
   name: "users",
   description: "Reconciles roster.yaml (additive only): accounts and groups, sticky t3 ports, /etc/ttyd-user-map, the t3-serve@USER instances",
@@ -171,6 +189,7 @@ export default {
     if (p.stop.length > 0) await systemctl(ctx, ["stop", ...p.stop]);
     if (p.start.length > 0) await systemctl(ctx, ["start", ...p.start]);
     for (const unit of p.restart) await systemctl(ctx, ["restart", unit]);
+    await requireStayedUp(ctx, [...p.start, ...p.restart]);
     const done = new Set([...p.restart, ...p.start, ...p.stop]);
     if (p.defer.length > 0 || pending.some((u) => done.has(u))) await writePendingRestarts(ctx, [...pending, ...p.defer].filter((u) => !done.has(u)));
     return changes;

@@ -113,6 +113,16 @@ describe("a from-scratch build on a booted Debian 12", () => {
     process.stderr.write(`second build (a no-op): ${second.report.stages.map((s) => `${s.name} ${"durationMs" in s ? s.durationMs : "-"} ms`).join(", ")}\n`);
   });
 
+  it("enforces the t3 pin from the daily timer's service: the installed builder's t3 stage, finding nothing to do", async () => {
+    const start = await vm.exec("systemctl start devvm-t3-pin.service");
+    expect(start.exitCode, start.stderr).toBe(0);
+    expect((await vm.exec("systemctl show -P Result devvm-t3-pin.service")).stdout.trim()).toBe("success");
+    const journal = (await vm.exec("journalctl -u devvm-t3-pin.service --no-pager -o cat")).stdout;
+    expect(journal).toMatch(/^\s+t3\s+unchanged\s/m);
+    expect(journal).toMatch(/2 stages: 2 unchanged/);
+    expect((await vm.exec("t3 --version")).stdout.trim().split(/\s+/).pop()).toBe(`v${sources.pins.npm.t3.version}`);
+  });
+
   it("reruns one stage alone, and --plan finds a hand edit", async () => {
     const only = await build(vm, "--stage", "skel");
     expect(only.exitCode, only.log).toBe(0);
