@@ -4,13 +4,14 @@
 // commands that change accounts are the small functions at the end; the
 // planning is pure, so it is tested without a machine.
 import { existsSync, readFileSync } from "node:fs";
+import { chown } from "node:fs/promises";
 import path from "node:path";
 import type { Change } from "./change.ts";
 import type { BuildContext } from "./context.ts";
 import { hostPath, underRoot } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
-import type { Resource } from "./files.ts";
+import { lstatOrNull, type Resource } from "./files.ts";
 import type { Roster, RosterUser } from "./inputs/roster.ts";
 import { STATE_DIR } from "./layout.ts";
 
@@ -180,10 +181,21 @@ export async function applyAccountStep(ctx: BuildContext, step: AccountStep): Pr
     case "create-group":
       await run(ctx, "groupadd", [...rootArgs(ctx), "--system", step.group]);
       break;
-    case "create-user":
+    case "create-user": {
+      const home = hostPath(ctx, `/home/${step.user}`);
+      const rootOwnedHome = (await lstatOrNull(home))?.uid === 0;
       // --user-group: the user's own primary group; skel fills the new home.
       await run(ctx, "useradd", [...rootArgs(ctx), "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", step.groups.join(","), step.user]);
+      if (rootOwnedHome) {
+        // A home made before its account (by root, e.g. restored trees under
+        // it) would leave the user, and their t3 serve, unable to write in it.
+        // Only its top folder changes hands; nothing inside is touched.
+        ctx.accounts.reload();
+        await chown(home, ctx.accounts.uid(step.user), ctx.accounts.gid(step.user));
+        ctx.log.info(`gave /home/${step.user}, which root owned, to ${step.user} (its contents keep their owners)`);
+      }
       break;
+    }
     case "add-groups":
       // -a: appended; without it usermod would drop every other group.
       await run(ctx, "usermod", [...rootArgs(ctx), "-a", "-G", step.groups.join(","), step.user]);

@@ -39,9 +39,8 @@ export async function startFreshVm(): Promise<DevvmContainer> {
  * Claude config with two of its four linkable folders.
  */
 async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
-  // Restored with its numeric owner: 1000 is the uid the users stage gives
-  // wizard, the roster's first user, on a fresh box.
-  await vm.exec("install -d -m 0775 -o 1000 -g 1000 /home/wizard /home/wizard/code /home/wizard/.claude /home/wizard/.claude/skills /home/wizard/.claude/rules", { check: true });
+  // Made by root before wizard's account exists, as a restore would.
+  await vm.exec("install -d -m 0775 /home/wizard/code /home/wizard/.claude/skills /home/wizard/.claude/rules", { check: true });
 }
 
 /** Settings for a build, e.g. the stand-ins' addresses (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL). */

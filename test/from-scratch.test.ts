@@ -96,6 +96,14 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect(other.stderr).toMatch(/Permission denied/);
   });
 
+  it("gives each roster user a running t3 front end, and the admin their home", async () => {
+    expect(await vm.stat("/home/wizard")).toMatchObject({ type: "directory", owner: "wizard" });
+    for (const user of ["wizard", "alice", "bob"]) {
+      expect((await vm.exec(`systemctl is-active t3-serve@${user}.service`)).stdout.trim(), user).toBe("active");
+      expect(await vm.readFile(`/etc/t3-serve/${user}.env`)).toMatch(/^T3_PORT=\d+$/m);
+    }
+  });
+
   it("is idempotent: a second build changes nothing, downloads nothing and yields a byte-identical manifest", async () => {
     const before = await manifestIn(vm);
     const watched = "/etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /usr/local/bin/kubelogin /var/lib/apt/lists /var/cache/apt/archives /opt/devvm/node /opt/devvm/npm";
