@@ -31,13 +31,6 @@ export function download(ctx: Pick<BuildContext, "cacheDir" | "log" | "settings"
   return pending;
 }
 
-/** The cached file for `expected` if it is there already, without any request. */
-export function cached(ctx: Pick<BuildContext, "cacheDir">, expected: Expected): string | undefined {
-  const { algorithm, hex } = digestOf(expected);
-  const file = path.join(ctx.cacheDir, algorithm, hex);
-  return existsSync(file) ? file : undefined;
-}
-
 export function digestOf(expected: Expected): { algorithm: "sha256" | "sha512"; hex: string } {
   if ("sha256" in expected) return { algorithm: "sha256", hex: expected.sha256 };
   const match = /^sha512-(.+)$/.exec(expected.integrity);

@@ -175,7 +175,7 @@ async function npmInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promi
       ],
       { env: pinnedNodeEnv(ctx), timeoutMs: NPM_TIMEOUT_MS },
     );
-    await assertInstalled(ctx, cli, pin.version, staging);
+    await assertInstalled(cli, pin.version, staging);
     await fs.rm(prefix, { recursive: true, force: true });
     await fs.rename(staging, prefix);
   } catch (error) {
@@ -185,7 +185,7 @@ async function npmInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promi
 }
 
 /** The staged package is the pinned version and has exactly the commands the stage links. */
-async function assertInstalled(ctx: BuildContext, cli: GlobalCli, version: string, hostStaging: string): Promise<void> {
+async function assertInstalled(cli: GlobalCli, version: string, hostStaging: string): Promise<void> {
   const manifest = JSON.parse(await fs.readFile(path.join(hostStaging, "lib/node_modules", cli.name, "package.json"), "utf8")) as { version?: string; bin?: string | Record<string, string> };
   if (manifest.version !== version) throw new UserError(`npm installed ${cli.name}@${manifest.version} instead of ${version}`);
   const bins = typeof manifest.bin === "string" ? [path.basename(cli.name)] : Object.keys(manifest.bin ?? {});

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -12,6 +11,7 @@ import { run } from "../lib/exec.ts";
 import { applyResources, checkAttributes, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
 import type { Stage } from "../lib/stage.ts";
+import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
 // same name, at a pinned release checked by sha256: it once followed
@@ -27,14 +27,14 @@ function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256:
   return { url: `${ctx.settings.releasesUrl}/${version}/${asset}`, sha256, binarySha256 };
 }
 
-function installedHash(ctx: BuildContext): string | null {
+async function installedHash(ctx: BuildContext): Promise<string | null> {
   const file = hostPath(ctx, BINARY);
-  return existsSync(file) ? createHash("sha256").update(readFileSync(file)).digest("hex") : null;
+  return (await whileUnchanged(file, async () => createHash("sha256").update(await readFile(file)).digest("hex"))) ?? null;
 }
 
 async function binaryChanges(ctx: BuildContext): Promise<Change[]> {
   const { binarySha256 } = pinned(ctx);
-  const current = installedHash(ctx);
+  const current = await installedHash(ctx);
   if (current === binarySha256) return checkAttributes(ctx, BINARY, 0o755);
   return [{ kind: "package", name: "kubelogin", from: current ? `sha256 ${current.slice(0, 12)}` : null, to: ctx.inputs.pins.kubelogin.version }];
 }
@@ -74,9 +74,9 @@ export default {
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
   async prefetch(ctx) {
-    if (installedHash(ctx) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
+    if ((await installedHash(ctx)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
   },
   async inventory(ctx) {
-    return { kubelogin: installedHash(ctx) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };
+    return { kubelogin: (await installedHash(ctx)) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };
   },
 } satisfies Stage;

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import * as tar from "tar";
@@ -12,6 +12,7 @@ import { applyResources, checkResources, managedBy, type Resource } from "../lib
 import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary } from "../lib/layout.ts";
 import { registryUrl, tarballUrl } from "../lib/registry.ts";
 import type { Stage } from "../lib/stage.ts";
+import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
 
 // The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
 // newer (DEVVM.md stage 3). A pinned tree per version; links select one.
@@ -31,9 +32,8 @@ function links(ctx: BuildContext): Resource[] {
 /** The version the tree's node binary reports (it is run: a file can lie, the binary cannot). */
 async function nodeVersionIn(ctx: BuildContext, version: string): Promise<string | null> {
   const binary = hostPath(ctx, nodeBinary(version));
-  if (!existsSync(binary)) return null;
-  const result = await run(ctx, binary, ["--version"]).catch(() => null);
-  return result?.stdout.trim().replace(/^v/, "") ?? null;
+  const reported = whileUnchanged(binary, async () => (await run(ctx, binary, ["--version"]).catch(() => null))?.stdout.trim().replace(/^v/, "") ?? null);
+  return (await reported) ?? null;
 }
 
 function npmVersionIn(ctx: BuildContext, version: string): string | null {
