@@ -62,7 +62,7 @@ export async function lock(ctx: LockContext, inputs: Inputs, request: LockReques
   pins.npm["@anthropic-ai/claude-code"] = await npmPin("@anthropic-ai/claude-code", "claude-code", old.npm["@anthropic-ai/claude-code"]);
   pins.npm["@openai/codex"] = await npmPin("@openai/codex", "codex", old.npm["@openai/codex"]);
   const t3 = await npmPin("t3", "t3", old.npm.t3);
-  pins.npm.t3 = { ...t3, ...(updates.has("t3") && t3.version !== "0.0.26" ? { approved: `moved from ${old.npm.t3.version} by build.ts lock --update t3@${t3.version}` } : old.npm.t3.approved && t3.version === old.npm.t3.version ? { approved: old.npm.t3.approved } : {}) };
+  pins.npm.t3 = { ...t3, ...t3Approval(old.npm.t3, t3.version, updates.has("t3")) };
   pins.kubelogin = await kubeloginPin(ctx, old.kubelogin, updates.get("kubelogin"), warnings);
 
   const text = `${JSON.stringify(ordered(pins), null, 2)}\n`;
@@ -70,6 +70,12 @@ export async function lock(ctx: LockContext, inputs: Inputs, request: LockReques
   if (text !== (await readFile(request.pinsFile, "utf8"))) await writeFileAtomic(request.pinsFile, text, { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
   for (const warning of warnings) ctx.log.info(`warning: ${warning}`);
   return changes;
+}
+
+/** Leaving 0.0.26 needs a recorded approval: written when asked by name, kept while the version stays. */
+function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { approved?: string } {
+  if (asked && version !== "0.0.26") return { approved: `moved from ${old.version} by build.ts lock --update t3@${version}` };
+  return old.approved && version === old.version ? { approved: old.approved } : {};
 }
 
 async function aptCandidates(ctx: LockContext, names: string[]): Promise<Record<string, string>> {
