@@ -41,7 +41,8 @@ export async function main(argv: string[]): Promise<number> {
   const inputsDir = path.resolve(cli.inputs ?? repoDir);
   const inputs = await loadInputs(inputsDir);
   const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
-  trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
+  // Only a build runs npm; --plan writes nothing, this bundle included.
+  if (!cli.plan) trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
   const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
   if (cli.command === "lock") {
     const changes = await lock({ settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") }, inputs, { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update });
