@@ -84,14 +84,36 @@ describe("build.ts", () => {
       for (const f of ["packages.txt", "pins.json"]) cpSync(path.join(repo, f), path.join(inputs, f));
       writeFileSync(
         path.join(inputs, "roster.yaml"),
-        "wizard:\n  authentik_user: merlin\n  k8s_user: wiz\n  tier: sorcerer\nBob:\n  authentik_user: bob\n  k8s_user: bob\n  tier: power-user\ncarol:\n  authentik_user: merlin\n  k8s_user: c\n  tier: power-user\n",
+        [
+          "users:",
+          "  wizard:",
+          "    authentik_user: merlin",
+          "    k8s_user: wiz",
+          "    tier: sorcerer",
+          "  Bob:",
+          "    authentik_user: bob",
+          "    k8s_user: bob",
+          "    tier: power-user",
+          "  carol:",
+          "    authentik_user: merlin",
+          "    k8s_user: c",
+          "    tier: power-user",
+          "    namespaces: [payments]",
+          "    code_layout: workspace",
+          "    repos: [infra, ../escape]",
+          "",
+        ].join("\n"),
       );
       const { code, stderr } = build("--root", root, "--output", output, "--inputs", inputs);
       expect(code).toBe(EXIT.badInput);
-      expect(stderr).toContain("3 problems");
-      expect(stderr).toMatch(/roster\.yaml:4: wizard\.tier/);
-      expect(stderr).toMatch(/roster\.yaml:5: Bob: .*not a valid OS user name/);
-      expect(stderr).toMatch(/roster\.yaml:10: carol\.authentik_user/);
+      expect(stderr).toContain("6 problems");
+      expect(stderr).toMatch(/roster\.yaml:5: users\.wizard\.tier/);
+      expect(stderr).toMatch(/roster\.yaml:6: users\.Bob: .*not a valid OS user name/);
+      expect(stderr).toMatch(/roster\.yaml:11: users\.carol\.authentik_user/);
+      // The three mistakes the live roster's rules add: namespaces outside namespace-owner, infra in repos, a repo name that is a path.
+      expect(stderr).toMatch(/roster\.yaml:14: users\.carol\.namespaces: namespaces are only for tier namespace-owner/);
+      expect(stderr).toMatch(/roster\.yaml:16: users\.carol\.repos\.0: infra is always cloned/);
+      expect(stderr).toMatch(/roster\.yaml:16: users\.carol\.repos\.1: expected a repo name/);
       expect(readdirSync(root)).toEqual([]);
       expect(readdirSync(output)).toEqual([]);
     } finally {

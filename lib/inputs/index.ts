@@ -7,7 +7,7 @@ import { InputError, type InputProblem } from "../errors.ts";
 import { parseLocated } from "./located.ts";
 import { parsePackages, type AptPackage } from "./packages.ts";
 import { PinsSchema, type Pins } from "./pins.ts";
-import { RosterSchema, type Roster } from "./roster.ts";
+import { RosterFileSchema, type Roster } from "./roster.ts";
 
 export const INPUT_FILES = ["packages.txt", "pins.json", "roster.yaml"] as const;
 
@@ -33,13 +33,13 @@ export async function loadInputs(dir: string): Promise<Inputs> {
 
   const packages = parsePackages(texts["packages.txt"]);
   const pins = parseLocated(texts["pins.json"], "pins.json", PinsSchema);
-  const roster = parseLocated(texts["roster.yaml"], "roster.yaml", RosterSchema);
+  const roster = parseLocated(texts["roster.yaml"], "roster.yaml", RosterFileSchema);
   problems.push(...packages.problems, ...pins.problems, ...roster.problems);
   if (pins.data) problems.push(...crossCheckApt(packages.packages, pins.data, pins.lineOf));
   if (problems.length > 0 || !pins.data || !roster.data) throw new InputError(problems);
 
   const hashes = Object.fromEntries(INPUT_FILES.map((f) => [f, createHash("sha256").update(texts[f]).digest("hex")])) as Inputs["hashes"];
-  return { packages: packages.packages, pins: pins.data, roster: roster.data, hashes };
+  return { packages: packages.packages, pins: pins.data, roster: roster.data.users, hashes };
 }
 
 /** An apt pin for a package the manifest does not list is a leftover. */

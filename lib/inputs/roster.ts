@@ -1,26 +1,36 @@
-// roster.yaml: who has a workstation. Keyed by OS user name; the three
-// names of a person differ and are never derived from one another.
+// roster.yaml: who has a workstation, in the live file's format: a
+// top-level `users:` map keyed by OS user name. The three names of a person
+// differ and are never derived from one another.
 import { z } from "zod";
 
 // useradd's own rule (Debian's NAME_REGEX, without capitals): at most 32.
-const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+export const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+// Repo names become paths under ~/code (DEVVM.md "Per-user").
+const REPO = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const name = z.string().min(1, "expected a non-empty name");
+const repoName = z
+  .string()
+  .regex(REPO, "expected a repo name of letters, digits, ., _ and - (not starting with . _ or -): it becomes a folder in ~/code")
+  .refine((repo) => repo !== "infra", "infra is always cloned at ~/code/infra; remove it from repos");
 
 export const RosterUserSchema = z
   .strictObject({
     authentik_user: name,
     k8s_user: name,
     tier: z.enum(["admin", "power-user", "namespace-owner"], { error: "expected a tier: admin, power-user or namespace-owner" }),
-    namespaces: z.array(name).default([]),
+    namespaces: z.array(name).optional(),
     code_layout: z.enum(["single", "workspace"], { error: "expected a code_layout: single or workspace" }).default("single"),
-    repos: z.array(name).optional(),
+    repos: z.array(repoName).optional(),
     parked: z.boolean().default(false),
   })
   .superRefine((user, ctx) => {
     // Runs even when another field of this user failed (see `when`): the value may be raw.
-    if (user.tier === "namespace-owner" && !(user.namespaces?.length > 0)) {
+    if (user.tier === "namespace-owner" && !(user.namespaces && user.namespaces.length > 0)) {
       ctx.addIssue({ code: "custom", path: ["tier"], message: "a namespace-owner needs a non-empty namespaces list" });
+    }
+    if (user.namespaces !== undefined && (user.tier === "admin" || user.tier === "power-user")) {
+      ctx.addIssue({ code: "custom", path: ["namespaces"], message: `namespaces are only for tier namespace-owner, not ${user.tier}; remove them or change the tier` });
     }
     if (user.repos && user.code_layout !== "workspace") {
       ctx.addIssue({ code: "custom", path: ["repos"], message: "repos are cloned only with code_layout: workspace; add it or remove repos" });
@@ -31,7 +41,7 @@ const osUserName = z
   .string()
   .regex(OS_USER, "not a valid OS user name (lower case, digits, _ and -, at most 32, not starting with a digit or -)");
 
-export const RosterSchema = z.record(osUserName, RosterUserSchema, { error: "expected a map of OS user names to users" }).superRefine(
+const UsersSchema = z.record(osUserName, RosterUserSchema, { error: "expected a map of OS user names to users" }).superRefine(
   (roster, ctx) => {
     const byAuthentik = new Map<string, string>();
     for (const [osUser, user] of Object.entries(roster)) {
@@ -47,9 +57,13 @@ export const RosterSchema = z.record(osUserName, RosterUserSchema, { error: "exp
       }
     }
   },
-  // Report duplicates together with every other mistake, not only once the rest is fixed.
-  { when: () => true },
+  // Report duplicates together with every other mistake, not only once the
+  // rest is fixed; but only on a map (an empty `users:` is null).
+  { when: (payload) => typeof payload.value === "object" && payload.value !== null },
 );
 
+/** The file as written; stages get its `users` map (see loadInputs). */
+export const RosterFileSchema = z.strictObject({ users: UsersSchema }, { error: "expected a top-level users: map (the live roster's format)" });
+
 export type RosterUser = z.infer<typeof RosterUserSchema>;
-export type Roster = z.infer<typeof RosterSchema>;
+export type Roster = z.infer<typeof UsersSchema>;
