@@ -3,7 +3,10 @@
 // The token travels in a header only, never on a command line. Nothing read
 // here is ever put into an error message: a failure names the address, the
 // path and the HTTP status, never a body that could hold a secret.
+import { promises as fs } from "node:fs";
+import path from "node:path";
 import { fetch } from "undici";
+import { hostPath, type BuildContext } from "./context.ts";
 import { agentFor } from "./download.ts";
 import { Secret } from "./secret.ts";
 
@@ -51,4 +54,12 @@ export async function readKvSecret(location: KvLocation, token: Secret, extraCaC
     if (value !== null && value !== undefined) fields.set(name, new Secret(typeof value === "string" ? value : `${JSON.stringify(value, null, 2)}\n`));
   }
   return { ok: true, fields };
+}
+
+/** VAULT_TOKEN, else the admin's ~/.vault-token (as the vault CLI would find it). */
+export async function vaultToken(ctx: BuildContext): Promise<Secret | undefined> {
+  if (ctx.settings.vaultToken) return ctx.settings.vaultToken;
+  const file = hostPath(ctx, path.join(ctx.settings.adminHome, ".vault-token"));
+  const text = await fs.readFile(file, "utf8").catch(() => undefined);
+  return text?.trim() ? new Secret(text.trim()) : undefined;
 }

@@ -8,7 +8,7 @@ import { run } from "../lib/exec.ts";
 import { applyResources, checkResource, managedBy, type Resource } from "../lib/files.ts";
 import { Secret } from "../lib/secret.ts";
 import type { Check, Stage } from "../lib/stage.ts";
-import { readKvSecret } from "../lib/vault-kv.ts";
+import { readKvSecret, vaultToken } from "../lib/vault-kv.ts";
 
 export const KV = { mount: "secret", path: "workstation" } as const;
 export const CODEX_GROUP = "codex-shared";
@@ -31,13 +31,6 @@ interface Plan {
 }
 // What check read from Vault, for apply: one read per build, so the two cannot differ.
 const plans = new WeakMap<BuildContext, Plan>();
-
-async function vaultToken(ctx: BuildContext): Promise<Secret | undefined> {
-  if (ctx.settings.vaultToken) return ctx.settings.vaultToken;
-  const file = hostPath(ctx, path.join(ctx.settings.adminHome, ".vault-token"));
-  const text = await fs.readFile(file, "utf8").catch(() => undefined);
-  return text?.trim() ? new Secret(text.trim()) : undefined;
-}
 
 /** A source that is not there is a warning that leaves staged files as they are; --strict makes it an error. */
 function unavailable(ctx: BuildContext, message: string): Check {
