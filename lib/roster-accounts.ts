@@ -3,16 +3,17 @@
 // sticky t3 ports, /etc/ttyd-user-map and the per-user env files. The
 // commands that change accounts are the small functions at the end; the
 // planning is pure, so it is tested without a machine.
-import { existsSync, readFileSync } from "node:fs";
-import { chown } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { chmod, chown } from "node:fs/promises";
 import path from "node:path";
 import type { Change } from "./change.ts";
 import type { BuildContext } from "./context.ts";
 import { hostPath, underRoot } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
+import { envValue, setEnvValue } from "./env-file.ts";
 import { lstatOrNull, type Resource } from "./files.ts";
-import type { Roster, RosterUser } from "./inputs/roster.ts";
+import { OS_USER, type Roster, type RosterUser } from "./inputs/roster.ts";
 import { STATE_DIR } from "./layout.ts";
 
 export const TIER_GROUPS: Record<RosterUser["tier"], string> = {
@@ -24,11 +25,6 @@ export const ADMIN_GROUPS = ["sudo", "docker", "code-shared"] as const;
 /** Groups that come with a package; the builder never creates them. */
 const PACKAGE_GROUPS = new Set(["sudo"]);
 
-export const PORTS_FILE = `${STATE_DIR}/ports.json`;
-export const FIRST_PORT = 3780;
-export const TTYD_MAP = "/etc/ttyd-user-map";
-export const ENV_DIR = "/etc/t3-serve";
-export const envFile = (user: string) => `${ENV_DIR}/${user}.env`;
 
 /** The machine's accounts as /etc/passwd and /etc/group give them. */
 export interface AccountTable {
@@ -102,25 +98,57 @@ export function describeStep(step: AccountStep): Change {
 
 export type PortTable = Record<string, number>;
 
-export function readPorts(ctx: Pick<BuildContext, "root">): PortTable {
-  const file = hostPath(ctx, PORTS_FILE);
-  if (!existsSync(file)) return {};
-  const parsed = JSON.parse(readFileSync(file, "utf8")) as unknown;
-  if (typeof parsed !== "object" || parsed === null || Object.values(parsed).some((p) => !Number.isInteger(p))) {
-    throw new UserError(`${PORTS_FILE} is not a map of user names to ports`, "repair it by hand: it keeps each user's t3 port");
+export const ENV_DIR = "/etc/t3-serve";
+export const envFile = (user: string) => `${ENV_DIR}/${user}.env`;
+export const FIRST_PORT = 3773;
+/** t3-dispatch's own port: never a user's. */
+export const DISPATCH_PORT = 3780;
+/** The port record an earlier builder kept beside the .env files; those files are the record now. */
+export const LEGACY_PORTS_FILE = `${STATE_DIR}/ports.json`;
+
+/** Every USER.env in /etc/t3-serve: its text, and the T3_PORT it gives (a departed user's port stays taken). */
+export interface EnvFiles {
+  texts: Map<string, string>;
+  ports: PortTable;
+}
+
+export function readEnvFiles(ctx: Pick<BuildContext, "root">): EnvFiles {
+  const dir = hostPath(ctx, ENV_DIR);
+  const names = existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(".env") && OS_USER.test(n.slice(0, -4))).sort() : [];
+  const texts = new Map<string, string>();
+  const ports: PortTable = {};
+  const problems: string[] = [];
+  const owners = new Map<number, string>();
+  for (const name of names) {
+    const user = name.slice(0, -4);
+    const text = readFileSync(path.join(dir, name), "utf8");
+    texts.set(user, text);
+    const value = envValue(text, "T3_PORT");
+    if (value === undefined) continue;
+    const port = Number(value);
+    if (!/^\d+$/.test(value) || port < 1024 || port > 65535) problems.push(`${envFile(user)}: T3_PORT=${value} is not a port (1024-65535)`);
+    else if (port === DISPATCH_PORT) problems.push(`${envFile(user)}: T3_PORT=${port} is t3-dispatch's own port`);
+    else if (owners.has(port)) problems.push(`${envFile(user)}: T3_PORT=${port} is also ${owners.get(port)}'s (${envFile(owners.get(port)!)})`);
+    else {
+      owners.set(port, user);
+      ports[user] = port;
+    }
   }
-  return parsed as PortTable;
+  if (problems.length > 0) {
+    throw new UserError(`the t3 ports in ${ENV_DIR} cannot all be kept:\n${problems.join("\n")}`, "give each user a port of their own in their .env (or delete the T3_PORT line: the next run assigns a free one)");
+  }
+  return { texts, ports };
 }
 
 /**
- * A port once given stays with its user. It stays recorded after the user
- * leaves the roster too (the account and its instance are kept, additive
- * only), so it is never handed to someone else. New users, in name order,
- * get the lowest free port from FIRST_PORT up.
+ * A port once given stays with its user: the T3_PORT of their .env file. It
+ * stays taken after the user leaves the roster too (the env file is kept),
+ * so it is never handed to someone else. New users, in name order, get the
+ * lowest free port from FIRST_PORT up, never DISPATCH_PORT.
  */
-export function allocatePorts(recorded: PortTable, users: string[]): PortTable {
-  const ports: PortTable = { ...recorded };
-  const taken = new Set(Object.values(ports));
+export function allocatePorts(existing: PortTable, users: string[]): PortTable {
+  const ports: PortTable = { ...existing };
+  const taken = new Set([...Object.values(ports), DISPATCH_PORT]);
   let next = FIRST_PORT;
   for (const user of [...users].sort()) {
     if (ports[user] !== undefined) continue;
@@ -128,34 +156,45 @@ export function allocatePorts(recorded: PortTable, users: string[]): PortTable {
     ports[user] = next;
     taken.add(next);
   }
-  return Object.fromEntries(Object.entries(ports).sort(([a], [b]) => a.localeCompare(b)));
+  return ports;
 }
-
-export const portsContent = (ports: PortTable) => `${JSON.stringify(ports, null, 2)}\n`;
 
 // ---- files ----------------------------------------------------------------
 
-/** `authentik_user=os_user` lines, sorted, as t3-mint and t3-state-backup read them. */
-export function ttydMapContent(roster: Roster): string {
-  const lines = Object.entries(roster)
-    .map(([osUser, user]) => `${user.authentik_user}=${osUser}`)
-    .sort();
-  return `# Written by the devvm builder (stage users) from roster.yaml; edits are overwritten.\n${lines.join("\n")}\n`;
+export const TTYD_MAP = "/etc/ttyd-user-map";
+export const DISPATCH_MAP = `${ENV_DIR}/dispatch.json`;
+
+/** Who can sign in: roster users that are not parked (a parked user has no running instance), in port order. */
+function signInUsers(roster: Roster, ports: PortTable): Array<[string, RosterUser]> {
+  return Object.entries(roster)
+    .filter(([, user]) => !user.parked)
+    .sort(([a], [b]) => ports[a]! - ports[b]!);
 }
 
-export const envContent = (port: number) => `T3_PORT=${port}\n`;
+/** `authentik_user=os_user` lines in port order, as t3-mint and t3-state-backup read them. */
+export function ttydMapContent(roster: Roster, ports: PortTable): string {
+  const lines = signInUsers(roster, ports).map(([osUser, user]) => `${user.authentik_user}=${osUser}\n`);
+  return `# Generated by the devvm builder (stage users) from roster.yaml: do not edit.\n# authentik_user=os_user, in t3 port order; the next run overwrites this file.\n${lines.join("")}`;
+}
 
-/** The files the stage manages (map, env folder and files) plus the unmanaged port record. */
-export function userFiles(roster: Roster, ports: PortTable): { managed: Resource[]; ports: Resource } {
+/** t3-dispatch's map, one line: {"<authentik_user>":{"os_user":"<os_user>","port":<port>},...}, keys sorted. */
+export function dispatchContent(roster: Roster, ports: PortTable): string {
+  const entries = signInUsers(roster, ports)
+    .map(([osUser, user]) => [user.authentik_user, { os_user: osUser, port: ports[osUser]! }] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `${JSON.stringify(Object.fromEntries(entries))}\n`;
+}
+
+/** The files the stage writes: the maps, the env folder and each roster user's env file, with T3_PORT set in place. */
+export function userFiles(roster: Roster, env: EnvFiles, ports: PortTable): Resource[] {
   const users = Object.keys(roster).sort();
-  return {
-    managed: [
-      { kind: "file", path: TTYD_MAP, mode: 0o644, content: ttydMapContent(roster) },
-      { kind: "dir", path: ENV_DIR, mode: 0o755 },
-      ...users.map((u): Resource => ({ kind: "file", path: envFile(u), mode: 0o644, content: envContent(ports[u]!) })),
-    ],
-    ports: { kind: "file", path: PORTS_FILE, mode: 0o644, content: portsContent(ports) },
-  };
+  return [
+    { kind: "dir", path: ENV_DIR, mode: 0o755 },
+    { kind: "file", path: TTYD_MAP, mode: 0o644, content: ttydMapContent(roster, ports) },
+    { kind: "file", path: DISPATCH_MAP, mode: 0o644, content: dispatchContent(roster, ports) },
+    // Secret: other lines may hold a user's Claude token (never shown in a diff or hashed in the manifest).
+    ...users.map((u): Resource => ({ kind: "file", path: envFile(u), mode: 0o600, secret: true, content: setEnvValue(env.texts.get(u) ?? "", "T3_PORT", String(ports[u]!)) })),
+  ];
 }
 
 // ---- code layout ----------------------------------------------------------
@@ -183,10 +222,13 @@ export async function applyAccountStep(ctx: BuildContext, step: AccountStep): Pr
       break;
     case "create-user": {
       const home = hostPath(ctx, `/home/${step.user}`);
-      const rootOwnedHome = (await lstatOrNull(home))?.uid === 0;
-      // --user-group: the user's own primary group; skel fills the new home.
-      await run(ctx, "useradd", [...rootArgs(ctx), "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", step.groups.join(","), step.user]);
-      if (rootOwnedHome) {
+      const existingHome = await lstatOrNull(home);
+      // --user-group: the user's own primary group; skel fills a new home.
+      // No --password: the account's password stays locked ("!"); people sign in through the sign-on.
+      await run(ctx, "useradd", [...rootArgs(ctx), "--create-home", "--shell", "/bin/zsh", "--user-group", "--groups", step.groups.join(","), step.user]);
+      // useradd makes homes 0755 (Debian's HOME_MODE): on a shared box a home is its owner's alone.
+      if (!existingHome) await chmod(home, 0o700);
+      else if (existingHome.uid === 0) {
         // A home made before its account (by root, e.g. restored trees under
         // it) would leave the user, and their t3 serve, unable to write in it.
         // Only its top folder changes hands; nothing inside is touched.

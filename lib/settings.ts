@@ -31,8 +31,12 @@ const SettingsSchema = z.object({
     .default([]),
   /** Content-addressed download cache; default output/cache in the builder's folder. */
   cacheDir: absolutePath.optional(),
-  /** The Go module t3-dispatch is built from when /usr/local/bin/t3-dispatch is absent. */
-  t3DispatchSource: absolutePath.default("/home/wizard/code/t3-dispatch"),
+  /**
+   * The Go module t3-dispatch is built from when /usr/local/bin/t3-dispatch
+   * is absent; default: scripts/t3-dispatch of the infra clone in the admin's
+   * code folder (see dispatchSource).
+   */
+  t3DispatchSource: absolutePath.optional(),
   /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
   adminHome: absolutePath.default("/home/wizard"),
   /** Vault's address, as the vault CLI reads it (and with its default). */
@@ -81,4 +85,15 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       message: `expected ${issue.message}`,
     })),
   );
+}
+
+/**
+ * Where t3-dispatch's source is: the setting, else the infra repository's
+ * scripts/t3-dispatch in the admin's checkout, which is ~/code itself
+ * (single layout) or ~/code/infra (workspace layout).
+ */
+export function dispatchSource(settings: Settings, exists: (machinePath: string) => boolean): string {
+  if (settings.t3DispatchSource) return settings.t3DispatchSource;
+  const infra = exists(path.join(settings.adminCodeDir, "infra", ".git")) ? path.join(settings.adminCodeDir, "infra") : settings.adminCodeDir;
+  return path.join(infra, "scripts", "t3-dispatch");
 }

@@ -14,6 +14,9 @@ import { writeFileAtomic } from "./files.ts";
 import { STATE_DIR } from "./layout.ts";
 
 export const UNIT_DIR = "/etc/systemd/system";
+/** Each user's t3 front end: t3-serve@USER.service. */
+export const T3_SERVE_TEMPLATE = `${UNIT_DIR}/t3-serve@.service`;
+export const t3ServeInstance = (user: string) => `t3-serve@${user}.service`;
 /** Units whose restart was due when a build stopped; the next build does it. */
 export const PENDING_RESTARTS = `${STATE_DIR}/pending-restarts.json`;
 
@@ -107,4 +110,28 @@ export async function writePendingRestarts(ctx: BuildContext, units: string[]): 
 
 export async function addPendingRestarts(ctx: BuildContext, units: string[]): Promise<void> {
   if (units.length > 0) await writePendingRestarts(ctx, [...(await readPendingRestarts(ctx)), ...units]);
+}
+
+/**
+ * A unit the build started or restarted must still be up a moment later: a
+ * service that exits at start (t3-dispatch without dispatch.json, t3 serve
+ * unable to write its home) is a failure to show, with its journal, not a
+ * start that quietly repeats on every run.
+ */
+export async function requireStayedUp(ctx: BuildContext, units: string[], settleMs = 2000): Promise<void> {
+  if (units.length === 0) return;
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  const active = await activeUnits(ctx, units);
+  const down = units.filter((unit) => !active.has(unit));
+  if (down.length === 0) return;
+  const logs = await Promise.all(
+    down.map(async (unit) => `${unit}:\n${(await run(ctx, "journalctl", ["-u", unit, "-n", "8", "--no-pager", "-o", "cat"], { okCodes: [1] })).stdout.trim()}`),
+  );
+  throw new UserError(`${down.join(", ")} did not stay up after starting:\n${logs.join("\n")}`, "see `journalctl -u UNIT`; the next build starts it again");
+}
+
+/** The t3-serve@ instances that run now (a changed template reaches them at their next idle restart). */
+export async function activeT3ServeInstances(ctx: BuildContext): Promise<string[]> {
+  const listed = await systemctl(ctx, ["list-units", "--type=service", "--state=active", "--plain", "--no-legend", "t3-serve@*.service"]);
+  return listed.stdout.split("\n").map((line) => line.trim().split(/\s+/)[0]!).filter((unit) => /^t3-serve@.+\.service$/.test(unit));
 }

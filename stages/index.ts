@@ -6,11 +6,13 @@ import claude_code from "./claude-code.ts";
 import codex from "./codex.ts";
 import extra_ca_certs from "./extra-ca-certs.ts";
 import harden_admin_tree from "./harden-admin-tree.ts";
+import instances from "./instances.ts";
 import kubelogin from "./kubelogin.ts";
 import managed_settings from "./managed-settings.ts";
 import node from "./node.ts";
 import service_helpers from "./service-helpers.ts";
 import preflight from "./preflight.ts";
+import retire_legacy from "./retire-legacy.ts";
 import skel from "./skel.ts";
 import sudoers from "./sudoers.ts";
 import t3 from "./t3.ts";
@@ -18,4 +20,9 @@ import units from "./units.ts";
 import users from "./users.ts";
 import vault_tokens from "./vault-tokens.ts";
 
-export const stages: readonly Stage[] = [preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install, units, users];
+export const stages: readonly Stage[] = [
+  preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install,
+  // The old scripts' reconciler and updater stop before the builder takes over their files.
+  retire_legacy,
+  // users writes dispatch.json, which t3-dispatch (started by units) needs; the instances need units' template.
+  users, units, instances];

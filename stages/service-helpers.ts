@@ -9,7 +9,7 @@ import { run } from "../lib/exec.ts";
 import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
 import { repoFile } from "../lib/repo-files.ts";
-import { settingVariables } from "../lib/settings.ts";
+import { dispatchSource, settingVariables } from "../lib/settings.ts";
 import type { Stage } from "../lib/stage.ts";
 import { addPendingRestarts } from "../lib/systemd.ts";
 
@@ -21,12 +21,14 @@ export const DISPATCH_UNIT = "t3-dispatch.service";
 const scripts = (ctx: BuildContext): Resource[] =>
   ["t3-mint", "t3-state-backup"].map((name) => ({ kind: "file", path: `${BIN_DIR}/${name}`, mode: 0o755, content: repoFile(ctx, `service/${name}`) }));
 
+const sourceOf = (ctx: BuildContext) => dispatchSource(ctx.settings, (p) => existsSync(hostPath(ctx, p)));
+
 type DispatchPlan = { build: true } | { build: false; changes: Change[] } | { absent: string };
 
 /** t3-dispatch is built only when absent; once there, only its mode and owner are kept. */
 async function planDispatch(ctx: BuildContext): Promise<DispatchPlan> {
   if (existsSync(hostPath(ctx, DISPATCH_BIN))) return { build: false, changes: await checkAttributes(ctx, DISPATCH_BIN, 0o755) };
-  const source = ctx.settings.t3DispatchSource;
+  const source = sourceOf(ctx);
   if (existsSync(path.join(hostPath(ctx, source), "go.mod"))) return { build: true };
   const message = `${DISPATCH_BIN} is not built and its source ${source} has no go.mod`;
   if (ctx.strict) throw new UserError(message, `clone t3-dispatch there or set ${settingVariables.t3DispatchSource}; without --strict this is a warning`);
@@ -40,7 +42,7 @@ async function buildDispatch(ctx: BuildContext): Promise<void> {
     // A private cache and GOPATH: the build leaves nothing in root's home.
     // CGO off: a static binary; GOTOOLCHAIN=local: never fetch another Go.
     const env = { GOCACHE: `${scratch}/cache`, GOPATH: `${scratch}/gopath`, HOME: scratch, CGO_ENABLED: "0", GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" };
-    await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], { cwd: hostPath(ctx, ctx.settings.t3DispatchSource), env, timeoutMs: 10 * 60_000 });
+    await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], { cwd: hostPath(ctx, sourceOf(ctx)), env, timeoutMs: 10 * 60_000 });
     await writeFileAtomic(hostPath(ctx, DISPATCH_BIN), await fs.readFile(output), { mode: 0o755, uid: 0, gid: 0 });
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
@@ -56,7 +58,7 @@ export default {
     changes.push(...(await checkResources(ctx, scripts(ctx))));
     const dispatch = await planDispatch(ctx);
     if ("absent" in dispatch) ctx.log.info(`warning: ${dispatch.absent}; t3-dispatch.service waits for it`);
-    else if (dispatch.build) changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${ctx.settings.t3DispatchSource}` });
+    else if (dispatch.build) changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${sourceOf(ctx)}` });
     else changes.push(...dispatch.changes);
     return { changes, managed: [...managedBy(scripts(ctx)), { path: DISPATCH_BIN }] };
   },
@@ -75,7 +77,7 @@ export default {
       await buildDispatch(ctx);
       // Done by the units stage; recorded so that a build failing before then still restarts it next time.
       await addPendingRestarts(ctx, [DISPATCH_UNIT]);
-      changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${ctx.settings.t3DispatchSource}` });
+      changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${sourceOf(ctx)}` });
     } else if ("build" in dispatch && dispatch.changes.length > 0) {
       await fixAttributes(ctx, DISPATCH_BIN, 0o755);
       changes.push(...dispatch.changes);

@@ -6,7 +6,7 @@ import { hostPath } from "../lib/context.ts";
 import { applyResources, checkResource, managedBy, type FileResource } from "../lib/files.ts";
 import { repoFile } from "../lib/repo-files.ts";
 import type { Stage } from "../lib/stage.ts";
-import { activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, systemctl, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/systemd.ts";
+import { activeT3ServeInstances, activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/systemd.ts";
 import { DISPATCH_BIN, DISPATCH_UNIT } from "./service-helpers.ts";
 
 const SOURCE_DIR = "service/units";
@@ -81,7 +81,9 @@ export default {
       // The whole set, under the real names, before any of it is installed.
       await verifyUnits(ctx, files.map((f) => ({ name: unitName(f), content: f.content })));
       // Recorded before the units are replaced: a build that stops after this still restarts them.
-      await addPendingRestarts(ctx, state.toRestart);
+      // A new t3-serve@ template reaches each running instance at its next idle restart (stage instances).
+      const template = state.changed.some((f) => f.path === T3_SERVE_TEMPLATE) && !offlineReason(ctx) ? await activeT3ServeInstances(ctx) : [];
+      await addPendingRestarts(ctx, [...state.toRestart, ...template]);
     }
     const changes = await applyResources(ctx, state.changed);
     const offline = offlineReason(ctx);
@@ -95,6 +97,7 @@ export default {
       await systemctl(ctx, ["restart", unit]);
       changes.push({ kind: "action", description: `restart ${unit}` });
     }
+    await requireStayedUp(ctx, [...state.toStart, ...state.toRestart]);
     // Everything due here is done now (a unit started just now runs its new
     // version); restarts of other stages' units (users: t3-serve@USER) stay due.
     const running = runningUnits(files);

@@ -1,0 +1,120 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath } from "../lib/context.ts";
+import type { Roster } from "../lib/inputs/roster.ts";
+import type { Stage } from "../lib/stage.ts";
+import { activeUnits, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, t3ServeInstance, writePendingRestarts } from "../lib/systemd.ts";
+
+const action = (description: string): Change => ({ kind: "action", description });
+// A session of one of these under an instance is someone's work in progress.
+const AGENT = /^(claude|codex|opencode)([-.].*)?$/;
+
+interface InstancePlan {
+  enable: string[];
+  disable: string[];
+  start: string[];
+  stop: string[];
+  /** Restarts due (a changed env file or unit) on idle instances. */
+  restart: string[];
+  /** Due restarts that no running instance needs any more (it starts, stops or is gone). */
+  settled: string[];
+}
+
+/** The t3-serve@ instances: running for active users, stopped for parked ones; a due restart happens only on an idle one. */
+async function planInstances(ctx: BuildContext, roster: Roster): Promise<InstancePlan> {
+  const none: InstancePlan = { enable: [], disable: [], start: [], stop: [], restart: [], settled: [] };
+  if (!existsSync(hostPath(ctx, T3_SERVE_TEMPLATE))) {
+    ctx.log.info(`t3-serve@ instances left alone: ${T3_SERVE_TEMPLATE} is not installed yet (stage units)`);
+    return none;
+  }
+  const users = Object.keys(roster).sort();
+  const running = users.filter((u) => !roster[u]!.parked).map(t3ServeInstance);
+  const parked = users.filter((u) => roster[u]!.parked).map(t3ServeInstance);
+  const enabled = await enabledUnits(ctx, [...running, ...parked]);
+  const result = { ...none, enable: running.filter((u) => !enabled.has(u)), disable: parked.filter((u) => enabled.has(u)) };
+  const offline = offlineReason(ctx);
+  if (offline) {
+    ctx.log.info(`t3-serve@ instances ${offline}`);
+    return result;
+  }
+  const active = await activeUnits(ctx, [...running, ...parked]);
+  result.start = running.filter((u) => !active.has(u));
+  result.stop = parked.filter((u) => active.has(u));
+  const due = (await readPendingRestarts(ctx)).filter((u) => u.startsWith("t3-serve@"));
+  for (const unit of due) {
+    if (!running.includes(unit) || !active.has(unit)) {
+      result.settled.push(unit);
+      continue;
+    }
+    const agents = await agentsUnder(ctx, unit);
+    if (agents.length === 0) result.restart.push(unit);
+    else ctx.log.info(`restart of ${unit} still due: busy (${agents.join(", ")})`);
+  }
+  return result;
+}
+
+/** Agent processes (name and pid) in the unit's cgroup, else among its main process's descendants. */
+async function agentsUnder(ctx: BuildContext, unit: string): Promise<string[]> {
+  const shown = (await systemctl(ctx, ["show", "-p", "MainPID", "-p", "ControlGroup", unit])).stdout;
+  const prop = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(shown)?.[1] ?? "";
+  let pids = readLines(`/sys/fs/cgroup${prop("ControlGroup")}/cgroup.procs`);
+  if (pids.length === 0 && Number(prop("MainPID")) > 0) pids = descendants(prop("MainPID"));
+  return pids.flatMap((pid) => {
+    const argv = readFileSafe(`/proc/${pid}/cmdline`).split("\0").slice(0, 2).map((a) => path.basename(a));
+    const names = [readFileSafe(`/proc/${pid}/comm`).trim(), ...argv];
+    const agent = names.find((n) => AGENT.test(n));
+    return agent ? [`${agent} pid ${pid}`] : [];
+  });
+}
+
+function descendants(pid: string): string[] {
+  const tasks = existsSync(`/proc/${pid}/task`) ? readdirSync(`/proc/${pid}/task`) : [];
+  const children = tasks.flatMap((t) => readFileSafe(`/proc/${pid}/task/${t}/children`).split(/\s+/).filter(Boolean));
+  return [pid, ...children.flatMap(descendants)];
+}
+
+const readFileSafe = (file: string) => {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+};
+const readLines = (file: string) => readFileSafe(file).split("\n").filter(Boolean);
+
+function instanceChanges(p: InstancePlan): Change[] {
+  return [
+    ...p.enable.map((u) => action(`enable ${u}`)),
+    ...p.disable.map((u) => action(`disable ${u} (parked)`)),
+    ...p.start.map((u) => action(`start ${u}`)),
+    ...p.stop.map((u) => action(`stop ${u} (parked)`)),
+    ...p.restart.map((u) => action(`restart ${u}`)),
+    ...p.settled.map((u) => action(`forget the due restart of ${u}: it is not running (a start reads the new settings)`)),
+  ];
+}
+
+export default {
+  name: "instances",
+  description: "Runs t3-serve@USER for every active roster user (parked: stopped and disabled); restarts one only when no agent session runs under it",
+  async check(ctx) {
+    const planned = await planInstances(ctx, ctx.inputs.roster);
+    return { changes: instanceChanges(planned), managed: [] };
+  },
+  async apply(ctx) {
+    // Planned again: the instances may have changed since check; what it would log, check has said already.
+    const p = await planInstances({ ...ctx, log: { ...ctx.log, info: () => {} } }, ctx.inputs.roster);
+    if (p.enable.length > 0) await systemctl(ctx, ["enable", ...p.enable]);
+    if (p.disable.length > 0) await systemctl(ctx, ["disable", ...p.disable]);
+    if (offlineReason(ctx)) return instanceChanges(p);
+    // Stopped first: a parked user's port is free before anything starts.
+    if (p.stop.length > 0) await systemctl(ctx, ["stop", ...p.stop]);
+    if (p.start.length > 0) await systemctl(ctx, ["start", ...p.start]);
+    for (const unit of p.restart) await systemctl(ctx, ["restart", unit]);
+    await requireStayedUp(ctx, [...p.start, ...p.restart]);
+    const done = new Set([...p.restart, ...p.settled]);
+    if (done.size > 0) await writePendingRestarts(ctx, (await readPendingRestarts(ctx)).filter((u) => !done.has(u)));
+    return instanceChanges(p);
+  },
+} satisfies Stage;
