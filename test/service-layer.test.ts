@@ -52,7 +52,9 @@ describe("the service layer on a booted Debian 12", () => {
     await vm.exec(["sh", "-c", `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`], { check: true, env: { T3: T3_STAND_IN } });
     // A mapped user with t3 state, and an unmapped one.
     await vm.exec(
+      // t3-dispatch exits at start without its map, which the users stage writes (not run here).
       "useradd -m alice && useradd -m bob && echo 'alice.moreau=alice' > /etc/ttyd-user-map && " +
+        `install -d -m 0755 /etc/t3-serve && echo '{"alice.moreau":{"os_user":"alice","port":38123}}' > /etc/t3-serve/dispatch.json && ` +
         "runuser -u alice -- sh -c 'mkdir -p ~/.t3/userdata && sqlite3 ~/.t3/userdata/state.sqlite \"create table t(x); insert into t values (42);\"'",
       { check: true },
     );
@@ -200,6 +202,19 @@ describe("the service layer on a booted Debian 12", () => {
     expect(await sh("systemctl show -P MainPID t3-dispatch")).not.toBe(pid);
     expect(await sh("systemctl is-active t3-dispatch")).toBe("active");
     expect((await vm.exec("test -e /var/lib/devvm/pending-restarts.json")).exitCode).toBe(1);
+  });
+
+  it("fails the units stage with the journal when t3-dispatch does not stay up, and starts it once it can", async () => {
+    await vm.exec("systemctl stop t3-dispatch && mv /etc/t3-serve/dispatch.json /tmp/dispatch.json", { check: true });
+    const down = await build("units");
+    expect(down.exitCode).toBe(1);
+    expect(outcomes(down).units).toBe("failed");
+    expect(down.log).toMatch(/t3-dispatch.service did not stay up after starting:\n(.*\n)*.*cannot start without the user map/);
+    await vm.exec("mv /tmp/dispatch.json /etc/t3-serve/dispatch.json && systemctl reset-failed t3-dispatch", { check: true });
+    const up = await build("units");
+    expect(up.exitCode, up.log).toBe(0);
+    expect(up.log).toContain("start t3-dispatch.service");
+    expect(await sh("systemctl is-active t3-dispatch")).toBe("active");
   });
 
   it("treats a refused Vault token as a warning that leaves the staged files, and as an error with --strict", async () => {
