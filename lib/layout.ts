@@ -14,7 +14,7 @@ export const nodeBinary = (nodeVersion: string) => `${NODE_ROOT}/${nodeVersion}/
 /** Global npm CLIs, one prefix per package and version: <NPM_CLI_ROOT>/<name>/<version>/. */
 export const NPM_CLI_ROOT = "/opt/devvm/npm";
 
-/** The builder's own copy on the box, which the timers run (`--stage t3`, `--stage users`). */
+/** The builder's own copy on the box, which the timers run (`--stage t3`, `--stage users,instances`). */
 export const BUILDER_DIR = "/opt/devvm/builder";
 
 /** State the builder keeps between runs (e.g. restarts still due after a failed build). */

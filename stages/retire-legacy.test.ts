@@ -73,10 +73,10 @@ const filesUnder = (dir: string) =>
 const exists = (root: TestRoot, file: string) => lstatSync(path.join(root.dir, file), { throwIfNoEntry: false }) !== undefined;
 
 const EXPECTED = [
-  "disable t3-provision-users.timer (replaced by the builder's users stage (devvm-reconcile.timer))",
+  "disable t3-provision-users.timer (replaced by the builder's users and instances stages, run by devvm-reconcile.timer)",
   "disable t3-autoupdate.timer (replaced by devvm-t3-pin.timer)",
   "disable t3-backup-state.timer (replaced by t3-state-backup.timer)",
-  "disable t3-provision-users.service (replaced by the builder's users stage (devvm-reconcile.timer))",
+  "disable t3-provision-users.service (replaced by the builder's users and instances stages, run by devvm-reconcile.timer)",
   "disable t3-autoupdate.service (replaced by devvm-t3-pin.timer)",
   "disable t3-backup-state.service (replaced by t3-state-backup.timer)",
   "remove /etc/systemd/system/t3-provision-users.timer",

@@ -14,7 +14,7 @@ import { offlineReason, systemctl, UNIT_DIR } from "../lib/systemd.ts";
 // and the old updater would move t3 past its pin. Their programs are the
 // known script names below plus whatever ExecStart= runs from /usr/local/bin.
 const LEGACY = [
-  { unit: "t3-provision-users", replacedBy: "the builder's users stage (devvm-reconcile.timer)" },
+  { unit: "t3-provision-users", replacedBy: "the builder's users and instances stages, run by devvm-reconcile.timer" },
   { unit: "t3-autoupdate", replacedBy: "devvm-t3-pin.timer" },
   { unit: "t3-backup-state", replacedBy: "t3-state-backup.timer" },
 ];
