@@ -1,6 +1,7 @@
 // `build.ts lock`: refreshes pins.json from what the sources offer now.
 // Versions of Node, npm, claude-code, codex, t3 and kubelogin move only when
 // asked (--update NAME[@VERSION]); t3 only by name, with an exact version.
+// kubectl's version is edited by hand; lock fills its sha256 when missing.
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -64,6 +65,7 @@ export async function lock(ctx: LockContext, inputs: Inputs, request: LockReques
   const t3 = await npmPin("t3", "t3", old.npm.t3);
   pins.npm.t3 = { ...t3, ...t3Approval(old.npm.t3, t3.version, updates.has("t3")) };
   pins.kubelogin = await kubeloginPin(ctx, old.kubelogin, updates.get("kubelogin"), warnings);
+  pins.kubectl = await kubectlPin(ctx, old.kubectl, warnings);
 
   const text = `${JSON.stringify(ordered(pins), null, 2)}\n`;
   const changes = describeChanges(old, pins);
@@ -130,6 +132,20 @@ async function kubeloginPin(ctx: LockContext, current: Pins["kubelogin"], moveTo
   }
 }
 
+/** kubectl's pin with its sha256, downloaded and hashed when missing (trust on first use). */
+export async function kubectlPin(ctx: LockContext, current: Pins["kubectl"], warnings: string[]): Promise<Pins["kubectl"]> {
+  if (current.sha256) return current;
+  const url = `${ctx.settings.kubernetesReleasesUrl}/${current.version}/bin/linux/amd64/kubectl`;
+  try {
+    const { sha256 } = await downloadUnpinned(ctx, url);
+    ctx.log.info(`trust on first use: recorded kubectl ${current.version} as sha256 ${sha256}; compare it with the published ${url}.sha256`);
+    return { version: current.version, sha256 };
+  } catch (error) {
+    warnings.push(`${url}: ${(error as Error).message}; kubectl's sha256 stays missing`);
+    return current;
+  }
+}
+
 /** sha256 of the kubelogin binary inside a release zip. */
 export async function binaryHashInZip(ctx: Pick<BuildContext, "log">, zip: string): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), "devvm-kubelogin-"));
@@ -143,12 +159,13 @@ export async function binaryHashInZip(ctx: Pick<BuildContext, "log">, zip: strin
 
 /** The lock's keys in a fixed order, so the file is the same for the same pins. */
 function ordered(pins: Pins): Pins {
-  const { $comment, node, npm, kubelogin, apt } = pins;
+  const { $comment, node, npm, kubelogin, kubectl, apt } = pins;
   return {
     ...($comment ? { $comment } : {}),
     node: { version: node.version, ...(node.sha256 ? { sha256: node.sha256 } : {}), ...(node.integrity ? { integrity: node.integrity } : {}), npm: node.npm },
     npm: { "@anthropic-ai/claude-code": npm["@anthropic-ai/claude-code"], "@openai/codex": npm["@openai/codex"], t3: npm.t3 },
     kubelogin,
+    kubectl: { version: kubectl.version, ...(kubectl.sha256 ? { sha256: kubectl.sha256 } : {}) },
     apt: Object.fromEntries(Object.entries(apt).sort(([a], [b]) => (a < b ? -1 : 1))),
   } as Pins;
 }

@@ -23,6 +23,8 @@ const SettingsSchema = z.object({
   nodeDistUrl: url.optional(),
   /** Base of kubelogin's release downloads: <base>/<version>/<asset>. */
   releasesUrl: url.default("https://github.com/int128/kubelogin/releases/download"),
+  /** Base of the Kubernetes release downloads (kubectl): <base>/<version>/bin/linux/amd64/kubectl. */
+  kubernetesReleasesUrl: url.default("https://dl.k8s.io/release"),
   /** Extra CA certificates (files or folders of .crt, `:`-separated) for a TLS-inspecting proxy. */
   extraCaCerts: z
     .string()
@@ -58,6 +60,7 @@ export const settingVariables: Record<keyof Settings, string> = {
   nodeSource: "DEVVM_NODE_SOURCE",
   nodeDistUrl: "DEVVM_NODE_DIST_URL",
   releasesUrl: "DEVVM_RELEASES_URL",
+  kubernetesReleasesUrl: "DEVVM_KUBERNETES_RELEASES_URL",
   extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
   cacheDir: "DEVVM_CACHE_DIR",
   adminHome: "DEVVM_ADMIN_HOME",

@@ -7,6 +7,7 @@ import codex from "./codex.ts";
 import extra_ca_certs from "./extra-ca-certs.ts";
 import harden_admin_tree from "./harden-admin-tree.ts";
 import instances from "./instances.ts";
+import kubectl from "./kubectl.ts";
 import kubelogin from "./kubelogin.ts";
 import managed_settings from "./managed-settings.ts";
 import node from "./node.ts";
@@ -21,7 +22,7 @@ import users from "./users.ts";
 import vault_tokens from "./vault-tokens.ts";
 
 export const stages: readonly Stage[] = [
-  preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install,
+  preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, kubectl, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install,
   // The old scripts' reconciler and updater stop before the builder takes over their files.
   retire_legacy,
   // users writes dispatch.json, which t3-dispatch (started by units) needs; the instances need units' template.

@@ -57,7 +57,7 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect((await vm.exec("dpkg-query -W kubelogin")).exitCode).not.toBe(0);
   });
 
-  it("installs the pinned Node, CLIs and kubelogin, usable by any user", async () => {
+  it("installs the pinned Node, CLIs, kubelogin and kubectl, usable by any user", async () => {
     const asNobody = (command: string) => vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "PATH=/usr/local/bin:/usr/bin:/bin", "sh", "-c", command], { check: true });
     const { pins } = sources;
     expect((await asNobody("node --version")).stdout.trim()).toBe(`v${pins.node.version}`);
@@ -69,6 +69,8 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect(await vm.stat("/usr/local/bin/kubelogin")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
     expect(await vm.stat("/usr/local/bin/kubectl-oidc_login")).toMatchObject({ type: "symlink", linkTarget: "/usr/local/bin/kubelogin" });
     expect((await vm.exec("sha256sum /usr/local/bin/kubelogin")).stdout.split(" ")[0]).toBe(sources.kubelogin.binarySha256);
+    expect((await asNobody("kubectl version --client")).stdout.trim()).toBe(`Client Version: ${pins.kubectl.version}`);
+    expect(await vm.stat("/usr/local/bin/kubectl")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
   });
 
   it("installs the managed Claude Code settings", async () => {

@@ -1,15 +1,17 @@
 // The sources a devvm build downloads from, as local stand-ins for the ones
 // this machine cannot reach: the registry stand-in (Verdaccio with the t3
 // fixtures, proxying the real registry for everything else) and the release
-// stand-in (kubelogin's fixture zip). The builder is pointed at them only
-// through its settings (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL) and the pins
-// of the fixtures' own bytes; its code paths are the ones a real build takes.
+// stand-in (kubelogin's fixture zip and the kubectl stand-in). The builder is
+// pointed at them only through its settings (DEVVM_NPM_REGISTRY,
+// DEVVM_RELEASES_URL, DEVVM_KUBERNETES_RELEASES_URL) and the pins of the
+// fixtures' own bytes; its code paths are the ones a real build takes.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Pins } from "../lib/inputs/pins.ts";
 import { PROJECT_DIR, type BuildEnv } from "./build-in-vm.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
 import type { DevvmContainer } from "./container/devvm-container.ts";
+import { kubectlReleaseFiles, makeKubectl, type KubectlBinary } from "./fixtures/kubectl.ts";
 import { kubeloginReleaseFiles, makeKubeloginZip, type KubeloginZip } from "./fixtures/kubelogin.ts";
 import { T3_HEALTHY } from "./fixtures/t3/publish.ts";
 import { startArtifactStandIn, type ArtifactStandIn } from "./stand-ins/artifacts.ts";
@@ -21,9 +23,10 @@ export interface StandInSources extends AsyncDisposable {
   registry: RegistryStandIn;
   releases: ArtifactStandIn;
   kubelogin: KubeloginZip;
+  kubectl: KubectlBinary;
   /** The settings that point a build at the stand-ins. */
   env: BuildEnv;
-  /** The project's pins, with the fixtures' hashes where a real source is out of reach here (t3, kubelogin). */
+  /** The project's pins, with the fixtures' hashes where a real source is out of reach here (t3, kubelogin, kubectl). */
   pins: Pins;
   /** Every request either stand-in served since the last clear. */
   requests(): string[];
@@ -32,10 +35,13 @@ export interface StandInSources extends AsyncDisposable {
 
 export async function startStandInSources(): Promise<StandInSources> {
   const kubelogin = await makeKubeloginZip();
-  const [registry, releases] = await Promise.all([startRegistryStandIn(), startArtifactStandIn(kubeloginReleaseFiles(kubelogin.zip))]);
+  const kubectl = makeKubectl(PROJECT_PINS.kubectl.version);
+  const releaseFiles = { ...kubeloginReleaseFiles(kubelogin.zip), ...kubectlReleaseFiles(PROJECT_PINS.kubectl.version, kubectl.binary) };
+  const [registry, releases] = await Promise.all([startRegistryStandIn(), startArtifactStandIn(releaseFiles)]);
   const pins = structuredClone(PROJECT_PINS);
   pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
   pins.kubelogin = { ...pins.kubelogin, sha256: kubelogin.zipSha256, binarySha256: kubelogin.binarySha256 };
+  pins.kubectl = { ...pins.kubectl, sha256: kubectl.sha256 };
   const stop = async () => {
     await Promise.all([registry.stop(), releases.stop()]);
   };
@@ -43,7 +49,8 @@ export async function startStandInSources(): Promise<StandInSources> {
     registry,
     releases,
     kubelogin,
-    env: { DEVVM_NPM_REGISTRY: registry.url, DEVVM_RELEASES_URL: releases.url },
+    kubectl,
+    env: { DEVVM_NPM_REGISTRY: registry.url, DEVVM_RELEASES_URL: releases.url, DEVVM_KUBERNETES_RELEASES_URL: releases.url },
     pins,
     requests: () => [...registry.requests(), ...releases.requests()].map((r) => `${r.method} ${r.path}`),
     clearRequests: () => {

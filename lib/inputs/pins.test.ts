@@ -44,6 +44,16 @@ describe("pins.json", () => {
     expect(problems[0]?.message).toContain("v1.36.2");
   });
 
+  it.each(["stable", "latest", "1.36.4", "v1.36", "v1.36.4-rc.0", "v1.36.x"])("refuses kubectl version %s", (version) => {
+    const { problems } = parse(withValue(/("kubectl": \{\s*"version": )"[^"]+"/, `$1"${version}"`));
+    expect(problems).toEqual([expect.objectContaining({ message: expect.stringContaining("exact Kubernetes release such as v1.36.4") })]);
+  });
+
+  it("takes kubectl's sha256 when there is one, and only a sha256", () => {
+    expect(parse(withValue(/("kubectl": \{\s*"version": "[^"]+")/, `$1, "sha256": "${"a".repeat(64)}"`)).problems).toEqual([]);
+    expect(parse(withValue(/("kubectl": \{\s*"version": "[^"]+")/, '$1, "sha256": "ABC"')).problems[0]?.message).toContain("64 lower-case hex digits");
+  });
+
   it("wants Node 22.16 or newer, within 22", () => {
     expect(parse(withValue(/"version": "22\.\d+\.\d+"/, '"version": "20.11.0"')).problems[0]?.message).toContain("22.x");
   });

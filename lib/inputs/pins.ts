@@ -14,6 +14,11 @@ const exactVersion = z.string().superRefine((value, ctx) => {
   }
 });
 
+// dl.k8s.io names each release vMAJOR.MINOR.PATCH; its stable.txt and latest.txt float.
+const kubernetesRelease = z
+  .string()
+  .regex(/^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/, "expected an exact Kubernetes release such as v1.36.4: no floating tag (stable, latest), range or pre-release");
+
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected a sha256: 64 lower-case hex digits");
 const integrity = z.string().regex(/^sha512-[A-Za-z0-9+/]{86}==$/, "expected an npm integrity: sha512- and 88 base64 characters");
 
@@ -62,6 +67,12 @@ export const PinsSchema = z.strictObject({
     sha256: sha256.optional(),
     /** Of the kubelogin binary inside it: what is installed is checked against this. */
     binarySha256: sha256.optional(),
+  }),
+  // Debian 12's kubernetes-client is 1.20, far too old (DEVVM.md stage 7).
+  kubectl: z.strictObject({
+    version: kubernetesRelease,
+    /** Of the kubectl binary as released (dl.k8s.io publishes it beside it as kubectl.sha256). */
+    sha256: sha256.optional(),
   }),
   apt: z.record(z.string(), debianVersion).default({}),
 });

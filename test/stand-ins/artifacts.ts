@@ -1,6 +1,7 @@
 // Stand-in for release downloads the tests cannot reach (kubelogin's GitHub
-// releases): a plain HTTP server on 127.0.0.1 serving fixed files by path,
-// 404 for anything else, logging every request.
+// releases, the Kubernetes release downloads): a plain HTTP server on
+// 127.0.0.1 serving fixed files by path, 404 for anything else, logging every
+// request.
 //
 //   await using releases = await startArtifactStandIn({ "/v1.36.2/kubelogin_linux_amd64.zip": zip });
 //   env DEVVM_RELEASES_URL = releases.url   // the builder asks <url>/v1.36.2/kubelogin_linux_amd64.zip

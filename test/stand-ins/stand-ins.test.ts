@@ -1,14 +1,15 @@
 // The stand-ins the container tests use instead of sources this machine
 // cannot reach: the registry (Verdaccio with the t3 fixtures) and the
-// release downloads (the kubelogin zip). Host only, no containers.
+// release downloads (the kubelogin zip, the kubectl stand-in). Host only, no containers.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeKubectl, makeTamperedKubectl } from "../fixtures/kubectl.ts";
 import { KUBELOGIN_ASSET, KUBELOGIN_VERSION, kubeloginReleaseFiles, makeKubeloginZip, makeTamperedKubeloginZip } from "../fixtures/kubelogin.ts";
 import { startArtifactStandIn } from "./artifacts.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./registry.ts";
@@ -96,6 +97,19 @@ describe("artifact stand-in", () => {
     await writeFile(zipFile, first.zip);
     await runCommand("unzip", ["-q", "-o", zipFile], { cwd: dir.path });
     expect((await runCommand(path.join(dir.path, "kubelogin"), ["--version"])).stdout.trim()).toBe(`kubelogin version ${KUBELOGIN_VERSION}`);
+  });
+
+  it("builds the same kubectl every time, answering version --client and echoing anything else; the tampered one differs", async () => {
+    const kubectl = makeKubectl("v1.36.4");
+    expect(makeKubectl("v1.36.4").sha256).toBe(kubectl.sha256);
+    expect(makeTamperedKubectl("v1.36.4").sha256).not.toBe(kubectl.sha256);
+
+    await using dir = await tempDir("kubectl-");
+    const file = path.join(dir.path, "kubectl");
+    await writeFile(file, kubectl.binary);
+    await chmod(file, 0o755);
+    expect((await runCommand(file, ["version", "--client"])).stdout).toBe("Client Version: v1.36.4\n");
+    expect((await runCommand(file, ["config", "view", "--minify"])).stdout).toBe("kubectl (test stand-in): config view --minify\n");
   });
 });
 

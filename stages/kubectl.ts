@@ -1,0 +1,65 @@
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath } from "../lib/context.ts";
+import { download } from "../lib/download.ts";
+import { UserError } from "../lib/errors.ts";
+import { applyResources, checkAttributes, fixAttributes, writeFileAtomic } from "../lib/files.ts";
+import { BIN_DIR } from "../lib/layout.ts";
+import type { Stage } from "../lib/stage.ts";
+import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
+
+// The Kubernetes CLI from the release downloads at a pinned version checked
+// by sha256, never apt's: Debian 12's kubernetes-client is 1.20, far too old,
+// and without kubectl the OIDC plugin and every kubeconfig are useless
+// (DEVVM.md stage 7).
+const BINARY = `${BIN_DIR}/kubectl`;
+
+function pinned(ctx: BuildContext): { url: string; sha256: string } {
+  const { version, sha256 } = ctx.inputs.pins.kubectl;
+  if (!sha256) {
+    throw new UserError("pins.json has no kubectl.sha256", "run `npx tsx build.ts lock` where the release is reachable (it records it, trust on first use)");
+  }
+  return { url: `${ctx.settings.kubernetesReleasesUrl}/${version}/bin/linux/amd64/kubectl`, sha256 };
+}
+
+async function installedHash(ctx: BuildContext): Promise<string | null> {
+  const file = hostPath(ctx, BINARY);
+  return (await whileUnchanged(file, async () => createHash("sha256").update(await readFile(file)).digest("hex"))) ?? null;
+}
+
+async function binaryChanges(ctx: BuildContext): Promise<Change[]> {
+  const { sha256 } = pinned(ctx);
+  const current = await installedHash(ctx);
+  if (current === sha256) return checkAttributes(ctx, BINARY, 0o755);
+  return [{ kind: "package", name: "kubectl", from: current ? `sha256 ${current.slice(0, 12)}` : null, to: ctx.inputs.pins.kubectl.version }];
+}
+
+export default {
+  name: "kubectl",
+  description: "Installs kubectl (the Kubernetes CLI) at its pinned release from the Kubernetes downloads, verified by sha256",
+  async check(ctx) {
+    return { changes: await binaryChanges(ctx), managed: [{ path: BINARY }] };
+  },
+  async apply(ctx) {
+    const changes = await binaryChanges(ctx);
+    if (changes.some((c) => c.kind === "package")) {
+      const { url, sha256 } = pinned(ctx);
+      // The cache holds only files that matched their pin; its name is the hash.
+      const binary = await readFile(await download(ctx, url, { sha256 }));
+      await applyResources(ctx, [{ kind: "dir", path: BIN_DIR, mode: 0o755 }]);
+      await writeFileAtomic(hostPath(ctx, BINARY), binary, { mode: 0o755, uid: 0, gid: 0 });
+    } else if (changes.length > 0) {
+      await fixAttributes(ctx, BINARY, 0o755);
+    }
+    return changes;
+  },
+  async prefetch(ctx) {
+    const { url, sha256 } = pinned(ctx);
+    if ((await installedHash(ctx)) !== sha256) await download(ctx, url, { sha256 });
+  },
+  async inventory(ctx) {
+    return { kubectl: (await installedHash(ctx)) === pinned(ctx).sha256 ? ctx.inputs.pins.kubectl.version : "absent or not the pinned build" };
+  },
+} satisfies Stage;
