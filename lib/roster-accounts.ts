@@ -197,20 +197,6 @@ export function userFiles(roster: Roster, env: EnvFiles, ports: PortTable): Reso
   ];
 }
 
-// ---- code layout ----------------------------------------------------------
-
-/** A user's home; one that useradd is about to create gets its default, /home/USER (a restored home may already be there). */
-export const homeOf = (table: AccountTable, user: string) => table.users.get(user)?.home ?? `/home/${user}`;
-
-/** A `single` ~/code (one git clone) that the roster now wants as a workspace: moved to ~/code/infra. */
-export function layoutMigrations(ctx: Pick<BuildContext, "root">, roster: Roster, table: AccountTable): Array<{ user: string; code: string }> {
-  return Object.entries(roster)
-    .filter(([, user]) => user.code_layout === "workspace")
-    .map(([name]) => ({ user: name, code: path.join(homeOf(table, name), "code") }))
-    .filter(({ code }) => existsSync(hostPath(ctx, `${code}/.git`)) && !existsSync(hostPath(ctx, `${code}/infra`)))
-    .sort((a, b) => a.user.localeCompare(b.user));
-}
-
 // ---- commands (need a real machine, or a --root with its own /etc) ---------
 
 const rootArgs = (ctx: BuildContext) => (underRoot(ctx) ? ["--root", ctx.root] : []);

@@ -9,6 +9,8 @@ import { Secret } from "./secret.ts";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), "an absolute path");
 const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u) => u.replace(/\/+$/, ""));
+// What git accepts as a remote: a URL, or scp-like user@host:path.
+const gitRemote = z.string().regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
 
 const SettingsSchema = z.object({
   /** The admin's tree of clones that hold decrypted secrets (DEVVM.md stage 10). */
@@ -39,6 +41,16 @@ const SettingsSchema = z.object({
    * code folder (see dispatchSource).
    */
   t3DispatchSource: absolutePath.optional(),
+  /** The public infra repository, origin of each non-admin's locked clone; default: the admin's infra clone's origin. */
+  infraRemote: gitRemote.optional(),
+  /** The org's Forgejo infra repository, each clone's `forgejo` remote; default: the admin's infra clone's `forgejo` remote. */
+  forgejoInfraRemote: gitRemote.optional(),
+  /** Forgejo base of the workspace repos (BASE/REPO.git); default: the forgejo infra remote's folder. */
+  repoBase: url.optional(),
+  /** The OIDC issuer users' kubeconfigs sign in with; default: the one in the admin's kubeconfig. */
+  oidcIssuer: url.optional(),
+  /** The admin's kubeconfig, whose cluster server and CA each non-admin's kubeconfig copies; default ~/.kube/config of adminHome. */
+  adminKubeconfig: absolutePath.optional(),
   /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
   adminHome: absolutePath.default("/home/wizard"),
   /** Vault's address, as the vault CLI reads it (and with its default). */
@@ -64,6 +76,11 @@ export const settingVariables: Record<keyof Settings, string> = {
   extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
   cacheDir: "DEVVM_CACHE_DIR",
   adminHome: "DEVVM_ADMIN_HOME",
+  infraRemote: "DEVVM_INFRA_REMOTE",
+  forgejoInfraRemote: "DEVVM_FORGEJO_INFRA_REMOTE",
+  repoBase: "DEVVM_REPO_BASE",
+  oidcIssuer: "DEVVM_OIDC_ISSUER",
+  adminKubeconfig: "DEVVM_ADMIN_KUBECONFIG",
   t3DispatchSource: "DEVVM_T3_DISPATCH_SOURCE",
   vaultAddr: "VAULT_ADDR",
   vaultToken: "VAULT_TOKEN",
@@ -90,13 +107,16 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   );
 }
 
+/** The admin's infra clone: ~/code itself (single layout) or ~/code/infra (workspace layout). */
+export function adminInfraClone(settings: Settings, exists: (machinePath: string) => boolean): string {
+  const workspace = path.join(settings.adminCodeDir, "infra");
+  return exists(path.join(workspace, ".git")) ? workspace : settings.adminCodeDir;
+}
+
 /**
  * Where t3-dispatch's source is: the setting, else the infra repository's
- * scripts/t3-dispatch in the admin's checkout, which is ~/code itself
- * (single layout) or ~/code/infra (workspace layout).
+ * scripts/t3-dispatch in the admin's checkout.
  */
 export function dispatchSource(settings: Settings, exists: (machinePath: string) => boolean): string {
-  if (settings.t3DispatchSource) return settings.t3DispatchSource;
-  const infra = exists(path.join(settings.adminCodeDir, "infra", ".git")) ? path.join(settings.adminCodeDir, "infra") : settings.adminCodeDir;
-  return path.join(infra, "scripts", "t3-dispatch");
+  return settings.t3DispatchSource ?? path.join(adminInfraClone(settings, exists), "scripts", "t3-dispatch");
 }

@@ -223,19 +223,4 @@ describe("users under --root", () => {
     expect(readFileSync(path.join(root.dir, "etc/t3-serve/dispatch.json"), "utf8")).toBe('{"carol.c":{"os_user":"carol","port":3776},"merlin":{"os_user":"wizard","port":3775}}\n');
   });
 
-  it("moves a single clone to ~/code/infra for a workspace user, and says which clones it cannot make", async () => {
-    using root = builtRoot();
-    const code = path.join(root.dir, "home/wizard/code");
-    mkdirSync(path.join(code, ".git"), { recursive: true, mode: 0o750 });
-    writeFileSync(path.join(code, "README"), "infra\n");
-    const { applied } = await run(root.ctx);
-    expect(descriptions(applied)).toContain("move /home/wizard/code to /home/wizard/code/infra (code_layout workspace)");
-    expect(readFileSync(path.join(code, "infra/README"), "utf8")).toBe("infra\n");
-    expect(existsSync(path.join(code, "infra/.git"))).toBe(true);
-    expect(statSync(code).mode & 0o7777).toBe(0o750);
-    expect(root.lines).toContain("not cloning /home/wizard/code/devvm for wizard: the builder has no org git server to clone from");
-    expect(root.lines).toContain("not cloning /home/alice/code for alice: the builder has no org git server to clone from");
-    expect(root.lines.filter((l) => l.includes("/home/wizard/code/infra"))).toEqual([]);
-    expect(await users.check(root.ctx)).toMatchObject({ changes: [] });
-  });
 });

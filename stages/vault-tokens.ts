@@ -1,12 +1,10 @@
-import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
+import { underRoot } from "../lib/context.ts";
 import { BugError, UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
 import { applyResources, checkResource, managedBy, type Resource } from "../lib/files.ts";
-import { Secret } from "../lib/secret.ts";
 import type { Check, Stage } from "../lib/stage.ts";
 import { readKvSecret, vaultToken } from "../lib/vault-kv.ts";
 

@@ -1,9 +1,8 @@
-// The per-user stages (users, instances: the hourly reconcile) on a booted
-// Debian 12 (systemd as PID 1), checked from outside the builder: accounts
-// and groups (additive only), the ttyd map and dispatch.json, sticky ports
-// in the env files, the t3-serve@ instances really running on them, the
-// layout migration, and an env change that waits while an agent session
-// runs under the instance.
+// The per-user stages users and instances on a booted Debian 12 (systemd
+// as PID 1), checked from outside the builder: accounts and groups
+// (additive only), the ttyd map and dispatch.json, sticky ports in the env
+// files, the t3-serve@ instances really running on them, and an env change
+// that waits while an agent session runs under the instance.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
 import type { DevvmContainer } from "./container/devvm-container.ts";
@@ -118,12 +117,6 @@ describe("users on a booted Debian 12", () => {
     }
     expect((await vm.exec("systemctl is-enabled t3-serve@bob.service")).stdout.trim()).toBe("disabled");
     expect((await vm.exec("systemctl is-active t3-serve@bob.service")).stdout.trim()).toBe("inactive");
-  });
-
-  it("moves the admin's single clone to ~/code/infra and names the clones it cannot make", async () => {
-    expect(await vm.readFile("/home/wizard/code/infra/README")).toBe("infra\n");
-    expect(first.log).toContain("not cloning /home/wizard/code/devvm for wizard: the builder has no org git server to clone from");
-    expect(first.log).not.toContain("not cloning /home/wizard/code/infra");
   });
 
   it("a second build changes nothing and restarts nothing", async () => {

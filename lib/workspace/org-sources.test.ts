@@ -1,0 +1,39 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { readSettings } from "../settings.ts";
+import { makeTestRoot } from "../test-context.ts";
+import { orgSources, withoutCredentials } from "./org-sources.ts";
+
+const GIT_CONFIG = `[remote "origin"]
+\turl = https://git.example.invalid/org/infra.git
+[remote "forgejo"]
+\turl = https://wizard:pat-secret@forgejo.example.invalid/org/infra.git
+`;
+
+describe("the org's sources", () => {
+  it("default to the admin's checkout and kubeconfig, without the admin's credentials", () => {
+    using root = makeTestRoot();
+    mkdirSync(path.join(root.dir, "home/wizard/code/infra/.git"), { recursive: true });
+    writeFileSync(path.join(root.dir, "home/wizard/code/infra/.git/config"), GIT_CONFIG);
+    mkdirSync(path.join(root.dir, "home/wizard/.kube"), { recursive: true });
+    writeFileSync(path.join(root.dir, "home/wizard/.kube/config"), "users:\n- name: a\n  user:\n    exec:\n      args: [oidc-login, get-token, --oidc-issuer-url=https://sso.example.invalid/o/k8s/]\n");
+    expect(orgSources(root.ctx)).toEqual({
+      infraRemote: "https://git.example.invalid/org/infra.git",
+      forgejoInfraRemote: "https://forgejo.example.invalid/org/infra.git",
+      repoBase: "https://forgejo.example.invalid/org",
+      oidcIssuer: "https://sso.example.invalid/o/k8s/",
+      adminKubeconfig: "/home/wizard/.kube/config",
+    });
+  });
+
+  it("are the settings when given, and absent when there is nothing to take them from", () => {
+    using root = makeTestRoot({ settings: readSettings({ DEVVM_INFRA_REMOTE: "https://a.invalid/infra.git", DEVVM_REPO_BASE: "https://b.invalid/org" }) });
+    expect(orgSources(root.ctx)).toEqual({ infraRemote: "https://a.invalid/infra.git", repoBase: "https://b.invalid/org", adminKubeconfig: "/home/wizard/.kube/config" });
+  });
+
+  it("strip a user and token from a URL, and leave scp-like remotes alone", () => {
+    expect(withoutCredentials("http://alice:tok@127.0.0.1:8080/forgejo/org/infra.git")).toBe("http://127.0.0.1:8080/forgejo/org/infra.git");
+    expect(withoutCredentials("git@forgejo.example.invalid:org/infra.git")).toBe("git@forgejo.example.invalid:org/infra.git");
+  });
+});

@@ -1,0 +1,74 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
+import { applyResources, checkResources, type Resource } from "../lib/files.ts";
+import { readAccountTable } from "../lib/roster-accounts.ts";
+import type { Check, Stage } from "../lib/stage.ts";
+import { BugError } from "../lib/errors.ts";
+import { applyStep, describeStep, planWorkspace, type WorkspaceStep } from "../lib/workspace/clones.ts";
+import type { Person } from "../lib/workspace/git.ts";
+import { readAdminCluster, userKubeconfig } from "../lib/workspace/kubeconfig.ts";
+import { orgSources, type OrgSources } from "../lib/workspace/org-sources.ts";
+
+interface Plan {
+  steps: WorkspaceStep[];
+  kubeconfigs: Resource[];
+}
+// What check planned (after its fetches), for apply: the network is asked once per build.
+const plans = new WeakMap<BuildContext, Plan>();
+
+/** The non-admins who work here now: the admin's tree is never touched, a parked user is left as they are. */
+function people(ctx: BuildContext): Person[] {
+  const table = readAccountTable(ctx);
+  return Object.entries(ctx.inputs.roster)
+    .filter(([, user]) => user.tier !== "admin" && !user.parked)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .flatMap(([name]) => {
+      const account = table.users.get(name);
+      return account ? [{ name, uid: ctx.accounts.uid(name), gid: account.gid, home: account.home }] : [];
+    });
+}
+
+/** ~/.kube/config for each person without one (and ~/.kube when that is missing too). */
+function kubeconfigs(ctx: BuildContext, sources: OrgSources, who: Person[], warn: (m: string) => void): Resource[] {
+  const missing = who.filter((p) => !existsSync(hostPath(ctx, path.join(p.home, ".kube", "config"))));
+  if (missing.length === 0) return [];
+  const cluster = readAdminCluster(hostPath(ctx, sources.adminKubeconfig), sources.adminKubeconfig);
+  const why = "problem" in cluster ? cluster.problem : !sources.oidcIssuer ? "no OIDC issuer (set DEVVM_OIDC_ISSUER)" : undefined;
+  if (why || "problem" in cluster) {
+    warn(`no kubeconfig for ${missing.map((p) => p.name).join(", ")}: ${why}`);
+    return [];
+  }
+  const content = userKubeconfig(cluster, sources.oidcIssuer!);
+  return missing.flatMap((p): Resource[] => {
+    const own = { owner: p.name, group: ctx.accounts.groupName(p.gid) };
+    const dir = path.join(p.home, ".kube");
+    return [...(existsSync(hostPath(ctx, dir)) ? [] : [{ kind: "dir", path: dir, mode: 0o700, ...own } as const]), { kind: "file", path: path.join(dir, "config"), mode: 0o600, content, ...own }];
+  });
+}
+
+export default {
+  name: "workspaces",
+  description: "Gives each non-admin their code (locked infra clone, forgejo remote, guarded fast-forward, workspace repos with their own token) and an OIDC kubeconfig",
+  async check(ctx): Promise<Check> {
+    if (underRoot(ctx)) return { skip: "clones are made as each user, on the machine itself, not under --root" };
+    const warn = (message: string) => ctx.log.info(`warning: ${message}`);
+    const sources = orgSources(ctx);
+    const who = people(ctx);
+    const steps: WorkspaceStep[] = [];
+    for (const person of who) steps.push(...(await planWorkspace({ ctx, sources, fetch: !ctx.planOnly, warn }, person, ctx.inputs.roster[person.name]!)));
+    const plan = { steps, kubeconfigs: kubeconfigs(ctx, sources, who, warn) };
+    plans.set(ctx, plan);
+    // A kubeconfig written once is the user's: not managed (nor in the manifest) after that.
+    return { changes: [...steps.map(describeStep), ...(await checkResources(ctx, plan.kubeconfigs))], managed: [] };
+  },
+  async apply(ctx) {
+    const plan = plans.get(ctx);
+    if (!plan) throw new BugError("workspaces: apply ran without check");
+    const changes: Change[] = [];
+    for (const step of plan.steps) changes.push(...(await applyStep(ctx, step)));
+    return [...changes, ...(await applyResources(ctx, plan.kubeconfigs))];
+  },
+} satisfies Stage;
