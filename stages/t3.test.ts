@@ -71,7 +71,7 @@ describe("the t3 stage", () => {
     expect(await t3.apply(root.ctx, { changes: [], managed: [] })).toEqual([{ kind: "package", name: "t3", from: null, to: "0.0.26" }]);
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
     expect(await t3.inventory?.(root.ctx)).toEqual({ "npm:t3": "0.0.26" });
-    // Under --root nothing runs; on a booted box the users stage restarts idle instances.
+    // Under --root nothing runs; on a booted box the instances stage restarts idle instances.
     expect(info).toEqual([expect.stringMatching(/^running t3-serve@ instances: not started: /)]);
   });
 

@@ -3,7 +3,7 @@ import { underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
 import { checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, installedVersion, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
 import type { Stage } from "../lib/stage.ts";
-import { addPendingRestarts, offlineReason, systemctl } from "../lib/systemd.ts";
+import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/systemd.ts";
 import { checkT3Health } from "../lib/t3-health.ts";
 
 export const T3: GlobalCli = { name: "t3", bins: ["t3"] };
@@ -24,17 +24,16 @@ async function assertHealthy(ctx: BuildContext, hostPrefix: string, version: str
 
 /**
  * Running t3-serve@ instances still run the old t3. They are restarted only
- * when idle (DEVVM.md stage 5), by the users stage, which reads this record:
- * in a full build it runs next, and after the enforcer's `--stage t3` the
- * hourly reconcile does it.
+ * when idle (DEVVM.md stage 5), by the instances stage, which reads this
+ * record: in a full build it runs later, and after the enforcer's
+ * `--stage t3` the hourly reconcile does it.
  */
 async function markInstancesForRestart(ctx: BuildContext): Promise<void> {
   const offline = offlineReason(ctx);
   if (offline) return ctx.log.info(`running t3-serve@ instances: ${offline}`);
-  const listed = await systemctl(ctx, ["list-units", "--state=active", "--plain", "--no-legend", "t3-serve@*.service"]);
-  const instances = listed.stdout.split("\n").map((l) => l.split(/\s+/)[0]!).filter((u) => u.startsWith("t3-serve@"));
+  const instances = await activeT3ServeInstances(ctx);
   await addPendingRestarts(ctx, instances);
-  ctx.log.info(instances.length > 0 ? `restart due, when idle, for ${instances.join(", ")} (the users stage does it)` : "no t3-serve@ instance is running");
+  ctx.log.info(instances.length > 0 ? `restart due, when idle, for ${instances.join(", ")} (the instances stage does it)` : "no t3-serve@ instance is running");
 }
 
 export default {
