@@ -12,6 +12,8 @@ import type { Person } from "../lib/workspace/git.ts";
 import { readAdminCluster, userKubeconfig } from "../lib/workspace/kubeconfig.ts";
 import { orgSources, type OrgSources } from "../lib/workspace/org-sources.ts";
 
+const GIT_PATHS = ["/usr/bin/git", "/usr/local/bin/git"];
+
 interface Plan {
   steps: WorkspaceStep[];
   kubeconfigs: Resource[];
@@ -54,6 +56,8 @@ export default {
   description: "Gives each non-admin their code (locked infra clone, forgejo remote, guarded fast-forward, workspace repos with their own token) and an OIDC kubeconfig",
   async check(ctx): Promise<Check> {
     if (underRoot(ctx)) return { skip: "clones are made as each user, on the machine itself, not under --root" };
+    // On a fresh box under --plan, apt has not installed it yet.
+    if (!GIT_PATHS.some((p) => existsSync(p))) return { skip: "git is not installed (stage apt installs it)" };
     const warn = (message: string) => ctx.log.info(`warning: ${message}`);
     const sources = orgSources(ctx);
     const who = people(ctx);
