@@ -25,7 +25,7 @@ describe("service-helpers", () => {
     if ("skip" in check) throw new Error(check.skip);
     await serviceHelpers.apply(root.ctx, check);
 
-    for (const name of ["t3-mint", "t3-state-backup"]) {
+    for (const name of ["t3-mint", "t3-state-backup", "tmux-persist"]) {
       const file = path.join(root.dir, "usr/local/bin", name);
       expect(statSync(file).mode & 0o7777).toBe(0o755);
       expect(readFileSync(file, "utf8")).toBe(readFileSync(path.join(root.ctx.repoDir, "files/service", name), "utf8"));

@@ -22,16 +22,16 @@ function logged(root: { ctx: object }): string[] {
 }
 
 describe.skipIf(!hasSystemd)("units under --root", () => {
-  it("installs the verified units 0644 and enables dispatch and the timers offline, starting nothing", async () => {
+  it("installs the verified units 0644 and enables dispatch, the timers and tmux-persist's restore offline, starting nothing", async () => {
     using root = makeTestRoot();
     const lines = logged(root);
-    withCommands(root.dir, ["node", "t3", "t3-state-backup", "t3-dispatch"]);
+    withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist", "t3-dispatch"]);
     const check = await units.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
     const changes = await units.apply(root.ctx, check);
     expect(lines).toContain(`not started: the build manages ${root.dir} (--root), not a running system`);
     const descriptions = changes.filter((c) => c.kind === "action").map((c) => (c.kind === "action" ? c.description : ""));
-    expect(descriptions).toEqual(["enable devvm-reconcile.timer", "enable devvm-t3-pin.timer", "enable t3-dispatch.service", "enable t3-state-backup.timer"]);
+    expect(descriptions).toEqual(["enable devvm-reconcile.timer", "enable devvm-t3-pin.timer", "enable t3-dispatch.service", "enable t3-state-backup.timer", "enable tmux-persist-restore.service", "enable tmux-persist-save.timer"]);
 
     const unitDir = path.join(root.dir, "etc/systemd/system");
     for (const name of readdirSync(path.join(root.ctx.repoDir, "files/service/units"))) {
@@ -39,8 +39,9 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
     }
     expect(readlinkSync(path.join(unitDir, "timers.target.wants/devvm-t3-pin.timer"))).toBe("/etc/systemd/system/devvm-t3-pin.timer");
     expect(readlinkSync(path.join(unitDir, "multi-user.target.wants/t3-dispatch.service"))).toBe("/etc/systemd/system/t3-dispatch.service");
-    // The oneshots run only from their timers.
+    // The oneshots run only from their timers; tmux-persist's restore at boot.
     expect(existsSync(path.join(unitDir, "multi-user.target.wants/devvm-t3-pin.service"))).toBe(false);
+    expect(readlinkSync(path.join(unitDir, "multi-user.target.wants/tmux-persist-restore.service"))).toBe("/etc/systemd/system/tmux-persist-restore.service");
 
     expect(await units.check(root.ctx)).toMatchObject({ changes: [] });
   });
@@ -48,7 +49,7 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
   it("leaves t3-dispatch.service out, with a warning, until its binary is built", async () => {
     using root = makeTestRoot();
     const lines = logged(root);
-    withCommands(root.dir, ["node", "t3", "t3-state-backup"]);
+    withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist"]);
     const check = await units.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
     await units.apply(root.ctx, check);
@@ -59,7 +60,7 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
 
   it("installs none of the units when systemd-analyze verify prints anything", async () => {
     using root = makeTestRoot();
-    withCommands(root.dir, ["node", "t3", "t3-state-backup", "t3-dispatch"]);
+    withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist", "t3-dispatch"]);
     const repo = path.join(root.dir, "repo");
     cpSync(path.join(root.ctx.repoDir, "files/service/units"), path.join(repo, "files/service/units"), { recursive: true });
     const timer = path.join(repo, "files/service/units/devvm-t3-pin.timer");

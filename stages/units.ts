@@ -15,7 +15,10 @@ const SOURCE_DIR = "service/units";
 // would update t3 outside its window). Timers are started with a plain
 // `start` after `enable`; devvm-t3-pin.timer is not Persistent= (see the
 // unit), so starting it cannot fire a missed run.
-const TIMERS = ["devvm-t3-pin.timer", "t3-state-backup.timer", "devvm-reconcile.timer"];
+const TIMERS = ["devvm-t3-pin.timer", "t3-state-backup.timer", "devvm-reconcile.timer", "tmux-persist-save.timer"];
+// Enabled for the next boot and never started here: tmux-persist's restore,
+// run on a running box, would bring back sessions closed since the last save.
+const AT_BOOT = ["tmux-persist-restore.service"];
 
 function unitFiles(ctx: BuildContext): FileResource[] {
   const names = readdirSync(path.join(ctx.repoDir, "files", SOURCE_DIR)).sort();
@@ -28,6 +31,8 @@ const unitName = (file: FileResource) => path.basename(file.path);
 
 /** What runs all the time: t3-dispatch (once built) and the timers. */
 const runningUnits = (files: FileResource[]) => files.map(unitName).filter((name) => name === DISPATCH_UNIT || TIMERS.includes(name));
+/** What is enabled: the running units and those that run at boot only. */
+const enabledHere = (files: FileResource[]) => files.map(unitName).filter((name) => runningUnits(files).includes(name) || AT_BOOT.includes(name));
 
 interface UnitState {
   changed: FileResource[];
@@ -46,8 +51,9 @@ async function unitState(ctx: BuildContext, files: FileResource[]): Promise<Unit
     fileChanges.push(...changes);
   }
   const running = runningUnits(files);
-  const enabled = await enabledUnits(ctx, running);
-  const toEnable = running.filter((unit) => !enabled.has(unit));
+  const wanted = enabledHere(files);
+  const enabled = await enabledUnits(ctx, wanted);
+  const toEnable = wanted.filter((unit) => !enabled.has(unit));
   if (offlineReason(ctx)) return { changed, fileChanges, toEnable, toStart: [], toRestart: [] };
   const active = await activeUnits(ctx, running);
   const toStart = running.filter((unit) => !active.has(unit));
@@ -59,7 +65,7 @@ async function unitState(ctx: BuildContext, files: FileResource[]): Promise<Unit
 
 export default {
   name: "units",
-  description: "Installs the t3 units and timers in /etc/systemd/system (verified first); enables and starts t3-dispatch and the timers",
+  description: "Installs the t3 units and timers in /etc/systemd/system (verified first); enables and starts t3-dispatch and the timers, enables tmux-persist's restore for boot",
   async check(ctx) {
     const files = unitFiles(ctx);
     const state = await unitState(ctx, files);
