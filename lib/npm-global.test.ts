@@ -226,6 +226,33 @@ describe("installGlobalCli", () => {
     expect(versionsOf(CODEX.name)).toEqual(["0.168.0"]);
   });
 
+  it("runs beforeSwitch after verify, only when the version changes; throwing keeps the old version active and the verified install", async () => {
+    await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
+    const calls: string[] = [];
+    const verify = vi.fn(async () => void calls.push(`verify, active ${activeTarget("codex")}`));
+    let fail = true;
+    const beforeSwitch = vi.fn(async () => {
+      calls.push(`beforeSwitch, active ${activeTarget("codex")}`);
+      if (fail) throw new UserError("no backup");
+    });
+    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch })).rejects.toThrow("no backup");
+    const old = `${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`;
+    expect(calls).toEqual([`verify, active ${old}`, `beforeSwitch, active ${old}`]);
+    expect(activeTarget("codex")).toBe(old);
+    expect(versionsOf(CODEX.name)).toEqual(["0.168.0", "0.169.0"]);
+
+    // The next try reuses the install (no npm), verifies it again, and switches.
+    const installsBefore = installs().length;
+    fail = false;
+    await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch });
+    expect(installs().length).toBe(installsBefore);
+    expect(verify).toHaveBeenCalledTimes(2);
+    expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.169.0")}/bin/codex`);
+    // Nothing changes version: not called.
+    await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch });
+    expect(beforeSwitch).toHaveBeenCalledTimes(2);
+  });
+
   it("keeps the previous version for a rollback, prunes older ones, and rolls back without npm", async () => {
     for (const version of ["0.167.0", "0.168.0", "0.169.0"]) await installGlobalCli(root.ctx, CODEX, { version, integrity: INTEGRITY });
     expect(versionsOf(CODEX.name)).toEqual(["0.168.0", "0.169.0"]);

@@ -103,6 +103,12 @@ export async function checkGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: Npm
 export interface InstallOptions {
   /** Runs on the new prefix (its host path) before the links switch; throwing keeps the old version active and removes the new one. */
   verify?: (hostPrefix: string) => Promise<void>;
+  /**
+   * Runs after verify, last thing before the links switch to another version
+   * (e.g. copies of what the new version will migrate). Throwing keeps the old
+   * version active; the verified prefix stays, to be verified again next time.
+   */
+  beforeSwitch?: () => Promise<void>;
 }
 
 /** Makes the pinned version active: installs it when its prefix is not complete, verifies it, switches the links, prunes. */
@@ -120,6 +126,7 @@ export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: N
       await fs.rm(hostPath(ctx, prefix), { recursive: true, force: true });
       throw error;
     }
+    await options.beforeSwitch?.();
   }
   await fs.mkdir(hostPath(ctx, BIN_DIR), { recursive: true, mode: 0o755 });
   for (const link of links(cli, prefix)) await replaceSymlink(hostPath(ctx, link.path), link.target);

@@ -27,7 +27,8 @@ const BUILDER_OWNED = new Set(["t3", "t3-mint", "t3-dispatch", "t3-state-backup"
 // The old scripts copied their units into /etc; /lib is /usr/lib on Debian 12 (merged /usr).
 const UNIT_DIRS = [UNIT_DIR, "/usr/lib/systemd/system"];
 const NPM_T3_LINK = "/usr/bin/t3";
-const NPM_T3_DIR = "/usr/lib/node_modules/t3";
+/** Where the old updater's `npm install -g t3` put it (npm prefix /usr). */
+export const NPM_T3_DIR = "/usr/lib/node_modules/t3";
 
 /** A legacy unit found here: its unit files, and the links enabling it. */
 interface LegacyUnit {

@@ -1,8 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { UserError } from "../lib/errors.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
 import { nodeBinary, npmCli } from "../lib/layout.ts";
 import { makeTestRoot, type TestRoot } from "../lib/test-context.ts";
@@ -32,6 +34,17 @@ fs.copyFileSync(process.env.T3_SOURCE, path.join(dir, "bin/t3.js"));
 fs.chmodSync(path.join(dir, "bin/t3.js"), 0o755);
 fs.mkdirSync(path.join(prefix, "bin"), { recursive: true });
 fs.symlinkSync("../lib/node_modules/t3/bin/t3.js", path.join(prefix, "bin/t3"));
+`;
+
+// Stands in for files/service/t3-state-backup: records its arguments and
+// where /usr/local/bin/t3 pointed when it ran; fails for $FAKE_BACKUP_FAIL.
+const FAKE_BACKUP = String.raw`
+printf '%s, t3 -> %s\n' "$*" "$(readlink "$FAKE_ROOT/usr/local/bin/t3")" >> "$FAKE_ROOT/backups.log"
+case " $* " in *" $FAKE_BACKUP_FAIL "*)
+  echo "Error: unable to open database /home/$FAKE_BACKUP_FAIL/.t3/userdata/state.sqlite" >&2
+  echo "t3-state-backup: backup of $FAKE_BACKUP_FAIL failed (the copy exited with 1)" >&2
+  exit 1 ;;
+esac
 `;
 
 describe("the t3 stage", () => {
@@ -87,5 +100,70 @@ describe("the t3 stage", () => {
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
     expect(readdirSync(path.join(root.dir, "opt/devvm/npm/t3"))).toEqual(["0.0.26"]);
     expect(existsSync(path.join(root.dir, "opt/devvm/npm/t3/0.0.26/bin/t3"))).toBe(true);
+  });
+
+  describe("before a version change", () => {
+    let repo: string;
+    const backupsLog = () => (existsSync(path.join(root.dir, "backups.log")) ? readFileSync(path.join(root.dir, "backups.log"), "utf8").trim().split("\n") : []);
+    const none = { changes: [], managed: [] };
+
+    beforeEach(() => {
+      // Three accounts; alice and bob have a t3 database, carol has none.
+      mkdirSync(path.join(root.dir, "etc"), { recursive: true });
+      writeFileSync(path.join(root.dir, "etc/passwd"), ["alice", "bob", "carol"].map((u, i) => `${u}:x:${1001 + i}:${1001 + i}::/home/${u}:/bin/zsh\n`).join(""));
+      for (const user of ["alice", "bob"]) {
+        mkdirSync(path.join(root.dir, `home/${user}/.t3/userdata`), { recursive: true });
+        writeFileSync(path.join(root.dir, `home/${user}/.t3/userdata/state.sqlite`), "SQLite format 3\0");
+      }
+      repo = mkdtempSync(path.join(tmpdir(), "devvm-repo-"));
+      mkdirSync(path.join(repo, "files/service"), { recursive: true });
+      writeFileSync(path.join(repo, "files/service/t3-state-backup"), FAKE_BACKUP);
+      Object.assign(root.ctx, { repoDir: repo });
+      vi.stubEnv("FAKE_ROOT", root.dir);
+      vi.stubEnv("FAKE_BACKUP_FAIL", "nobody");
+    });
+    afterEach(() => rmSync(repo, { recursive: true, force: true }));
+
+    it("copies every t3 database while the version before is still the one linked, only when the version changes", async () => {
+      pin("0.0.26");
+      await t3.apply(root.ctx, none);
+      // A first install migrates nothing: no copies.
+      expect(backupsLog()).toEqual([]);
+
+      pin("0.0.28");
+      expect(await t3.apply(root.ctx, none)).toEqual([
+        { kind: "action", description: "copy alice's t3 state to /var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite" },
+        { kind: "action", description: "copy bob's t3 state to /var/backups/t3-state/bob/state-prebump-0.0.26-0.0.28.sqlite" },
+        { kind: "package", name: "t3", from: "0.0.26", to: "0.0.28" },
+      ]);
+      expect(backupsLog()).toEqual(["--prebump 0.0.26 0.0.28 alice, t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3", "--prebump 0.0.26 0.0.28 bob, t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3"]);
+      expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
+
+      // The version stays: nothing to copy.
+      expect(await t3.apply(root.ctx, none)).toEqual([]);
+      expect(backupsLog()).toHaveLength(2);
+    });
+
+    it("keeps the version before when a copy fails, after trying every user, and names the user; the next build switches", async () => {
+      pin("0.0.26");
+      await t3.apply(root.ctx, none);
+      pin("0.0.28");
+      vi.stubEnv("FAKE_BACKUP_FAIL", "alice");
+      const error = await t3.apply(root.ctx, none).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(UserError);
+      expect((error as Error).message).toBe(
+        "the t3 state of alice could not be copied before t3 0.0.28, so t3 0.0.26 stays active:\n" +
+          "alice: Error: unable to open database /home/alice/.t3/userdata/state.sqlite; t3-state-backup: backup of alice failed (the copy exited with 1)",
+      );
+      expect(backupsLog().map((l) => l.split(", ")[0])).toEqual(["--prebump 0.0.26 0.0.28 alice", "--prebump 0.0.26 0.0.28 bob"]);
+      expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
+      // The healthy install stays for the next try; only the links decide what runs.
+      expect(readdirSync(path.join(root.dir, "opt/devvm/npm/t3")).sort()).toEqual(["0.0.26", "0.0.28"]);
+
+      vi.stubEnv("FAKE_BACKUP_FAIL", "nobody");
+      await t3.apply(root.ctx, none);
+      expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
+      expect(backupsLog().slice(2).map((l) => l.split(", ")[1])).toEqual(["t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3", "t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3"]);
+    });
   });
 });

@@ -1,10 +1,14 @@
+import { readFileSync } from "node:fs";
+import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { underRoot } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
-import { checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, installedVersion, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
-import type { Stage } from "../lib/stage.ts";
+import { activeInstall, checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import type { Pending, Stage } from "../lib/stage.ts";
 import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/systemd.ts";
 import { checkT3Health } from "../lib/t3-health.ts";
+import { backUpBeforeVersionChange, describeBackup, prebumpBackups } from "../lib/t3-prebump-backup.ts";
+import { NPM_T3_DIR } from "./retire-legacy.ts";
 
 export const T3: GlobalCli = { name: "t3", bins: ["t3"] };
 
@@ -23,6 +27,31 @@ async function assertHealthy(ctx: BuildContext, hostPrefix: string, version: str
 }
 
 /**
+ * The t3 that users' databases last saw: the builder's active one, else (on
+ * a box the old scripts built, before retire-legacy removes it) the old
+ * updater's global npm t3, whose version may be a nightly that migrated them.
+ */
+async function versionBefore(ctx: BuildContext): Promise<string | null> {
+  const active = (await activeInstall(ctx, T3.name, "t3"))?.version;
+  if (active) return active;
+  try {
+    const legacy = JSON.parse(readFileSync(hostPath(ctx, `${NPM_T3_DIR}/package.json`), "utf8")) as { version?: unknown };
+    return typeof legacy.version === "string" ? legacy.version : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The version change, and the copies of every t3 database it needs first (so --plan shows them). */
+async function checkT3(ctx: BuildContext): Promise<Pending> {
+  const pin = ctx.inputs.pins.npm.t3;
+  const pending = await checkGlobalCli(ctx, T3, pin);
+  if (!pending.changes.some((c) => c.kind === "package")) return pending;
+  const before = await versionBefore(ctx);
+  return { ...pending, changes: [...prebumpBackups(ctx, before, pin.version).map(describeBackup), ...pending.changes] };
+}
+
+/**
  * Running t3-serve@ instances still run the old t3. They are restarted only
  * when idle (DEVVM.md stage 5), by the instances stage, which reads this
  * record: in a full build it runs later, and after the enforcer's
@@ -38,14 +67,19 @@ async function markInstancesForRestart(ctx: BuildContext): Promise<void> {
 
 export default {
   name: "t3",
-  description: "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, health-checked before it replaces the version before",
-  check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3)),
+  description: "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
+  check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkT3(ctx)),
   apply: async (ctx) => {
     const pin = ctx.inputs.pins.npm.t3;
-    const before = await installedVersion(ctx, T3.name, "t3");
-    const changes = await installGlobalCli(ctx, T3, pin, { verify: (prefix) => assertHealthy(ctx, prefix, pin.version, before) });
+    const before = await versionBefore(ctx);
+    const backups: Change[] = [];
+    const changes = await installGlobalCli(ctx, T3, pin, {
+      verify: (prefix) => assertHealthy(ctx, prefix, pin.version, before),
+      // Healthy, not yet active: the last moment before anything can run it.
+      beforeSwitch: async () => void backups.push(...(await backUpBeforeVersionChange(ctx, before, pin.version))),
+    });
     if (changes.some((c) => c.kind === "package")) await markInstancesForRestart(ctx);
-    return changes;
+    return [...backups, ...changes];
   },
   inventory: (ctx) => globalCliInventory(ctx, T3),
 } satisfies Stage;

@@ -11,9 +11,10 @@
 //   registry.npmrc               // a user config with a publish token for url
 //   await registry.stop()        // also what `await using` calls
 //
-// Published when it starts: t3@0.0.26 (healthy) and t3@0.0.27 (the bad
-// nightly: pairing renamed); `latest` and `nightly` point at 0.0.27, so
-// only an exact pin gets the healthy one. The request log starts empty.
+// Published when it starts: t3@0.0.26 (healthy), t3@0.0.27 (the bad
+// nightly: pairing renamed) and t3@0.0.28 (healthy, tagged `candidate`);
+// `latest` and `nightly` point at 0.0.27, so only an exact pin gets a
+// healthy one. The request log starts empty.
 //
 // Requests are logged by a small proxy in front of Verdaccio: it takes the
 // public port and forwards to Verdaccio on a unix socket in the temp dir,
@@ -46,7 +47,7 @@ export interface RegistryStandIn extends AsyncDisposable {
 }
 
 export interface RegistryStandInOptions {
-  /** t3 versions to publish; default test/fixtures/t3's 0.0.26 and 0.0.27. */
+  /** t3 versions to publish; default test/fixtures/t3's 0.0.26, 0.0.27 and 0.0.28. */
   t3Versions?: T3FixtureVersion[];
 }
 

@@ -24,8 +24,8 @@ describe("registry stand-in", () => {
 
   it("serves only the t3 fixtures, never the upstream's t3, with latest on the bad nightly", async () => {
     const packument = (await (await fetch(`${registry.url}/t3`)).json()) as { versions: object; "dist-tags": object };
-    expect(Object.keys(packument.versions)).toEqual(["0.0.26", "0.0.27"]);
-    expect(packument["dist-tags"]).toEqual({ latest: "0.0.27", nightly: "0.0.27" });
+    expect(Object.keys(packument.versions)).toEqual(["0.0.26", "0.0.27", "0.0.28"]);
+    expect(packument["dist-tags"]).toEqual({ latest: "0.0.27", nightly: "0.0.27", candidate: "0.0.28" });
     expect(await registry.integrityOf("t3", "0.0.26")).toMatch(/^sha512-/);
     expect(registry.requests()).toEqual([{ method: "GET", path: "/t3", status: 200 }]);
   });
