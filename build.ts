@@ -12,6 +12,7 @@ import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts"
 import { writeFileAtomic } from "./lib/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
 import { lock } from "./lib/lock-command.ts";
+import { offboardStage } from "./lib/offboard-command.ts";
 import { buildManifest, readManifest } from "./lib/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
 import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
@@ -19,6 +20,7 @@ import { findRepoDir } from "./lib/repo-files.ts";
 import { redactSecrets } from "./lib/secret.ts";
 import { readSettings } from "./lib/settings.ts";
 import { stages } from "./stages/index.ts";
+import preflight from "./stages/preflight.ts";
 
 const repoDir = findRepoDir(path.dirname(fileURLToPath(import.meta.url)));
 // Every line the build prints is scrubbed of the secret values it has seen.
@@ -49,8 +51,9 @@ export async function main(argv: string[]): Promise<number> {
     say(changes.length === 0 ? "pins.json is up to date" : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`);
     return EXIT.ok;
   }
-  const selected = selectStages(stages, cli);
   const root = path.resolve(cli.root ?? "/");
+  // offboard USER: preflight (root, the lock), then that one stage.
+  const selected = cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
   const ctx: BuildContext = {
     root,
     inputs,
@@ -86,7 +89,8 @@ export async function main(argv: string[]): Promise<number> {
   };
   // Without the lock (preflight failed) another build may be writing output/.
   const lockHeld = run.results[0]?.outcome !== "failed";
-  if (!cli.plan && lockHeld) await writeOutput(ctx, outputDir, report, run);
+  // offboard deletes; it manages nothing the manifest records.
+  if (!cli.plan && lockHeld && cli.command === "build") await writeOutput(ctx, outputDir, report, run);
   if (cli.json) process.stdout.write(`${redactSecrets(JSON.stringify(report, null, 2))}\n`);
 
   if (run.failure instanceof LockHeldError) return EXIT.buildRunning;

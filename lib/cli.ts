@@ -13,11 +13,14 @@ export const EXIT = {
 
 export const USAGE = `Usage: build.ts [options]
        build.ts lock [--update NAME[@VERSION]]...
+       build.ts offboard USER [--plan]
 
 Builds this machine into the devvm: runs every stage in pipeline order, as root.
 \`lock\` refreshes pins.json from what the sources offer now (apt candidates,
 npm integrities, release hashes); versions move only with --update
 (node, npm, claude-code, codex, kubelogin; t3 only as t3@VERSION).
+\`offboard USER\` archives the home of a user a build has cut (dropped from
+roster.yaml, login locked), then deletes the account; only when named.
 
 Options:
   --list             print the stages in order with their descriptions
@@ -40,7 +43,9 @@ Exit codes: ${EXIT.ok} success; ${EXIT.stageFailed} a stage failed; ${EXIT.badIn
 ${EXIT.changesPending} changes pending (--plan); ${EXIT.buildRunning} another build is running; ${EXIT.bug} a bug in the builder.`;
 
 export interface CliOptions {
-  command: "build" | "lock";
+  command: "build" | "lock" | "offboard";
+  /** The user named by `offboard USER`. */
+  user?: string;
   update: string[];
   help: boolean;
   list: boolean;
@@ -84,12 +89,15 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UserError((error as Error).message, "see `build.ts --help`");
   }
   const [command = "build", ...extra] = positionals;
-  if (command !== "build" && command !== "lock") throw new UserError(`unknown command "${command}"`, "the commands are build (the default) and lock");
+  if (command !== "build" && command !== "lock" && command !== "offboard") throw new UserError(`unknown command "${command}"`, "the commands are build (the default), lock and offboard");
+  const user = command === "offboard" ? extra.shift() : undefined;
+  if (command === "offboard" && !user) throw new UserError("offboard needs the user's name", "build.ts offboard USER [--plan]");
   if (extra.length > 0) throw new UserError(`unexpected arguments: ${extra.join(" ")}`, "see `build.ts --help`");
   if (values.update && command !== "lock") throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
   const list = (value: string | undefined) => value?.split(",").map((s) => s.trim()).filter(Boolean);
   return {
     command,
+    ...(user !== undefined ? { user } : {}),
     update: values.update ?? [],
     help: values.help,
     list: values.list,

@@ -10,7 +10,9 @@ import instances from "./instances.ts";
 import kubectl from "./kubectl.ts";
 import kubelogin from "./kubelogin.ts";
 import managed_settings from "./managed-settings.ts";
+import logins from "./logins.ts";
 import node from "./node.ts";
+import offboarding from "./offboarding.ts";
 import service_helpers from "./service-helpers.ts";
 import preflight from "./preflight.ts";
 import retire_legacy from "./retire-legacy.ts";
@@ -27,7 +29,8 @@ export const stages: readonly Stage[] = [
   // The old scripts' reconciler and updater stop before the builder takes over their files.
   retire_legacy,
   // users writes dispatch.json, which t3-dispatch (started by units) needs; the instances need units' template.
-  users, units, instances,
+  // A user dropped from the roster is cut in the same run; the logins consume what vault-tokens staged.
+  users, offboarding, logins, units, instances,
   // Clones and kubeconfigs, as each user, once their accounts exist.
   workspaces,
 ];

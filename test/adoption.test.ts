@@ -14,6 +14,7 @@ import { startStandInSources, writeInputs, type StandInSources } from "./stand-i
 
 const INPUTS = "/opt/devvm-inputs";
 const TOKEN = "hvs.adoption-stand-in-token";
+const SHARED_OAUTH = "sk-ant-oat01-shared-adoption";
 const ALICE_ENV = "# provisioned by t3-provision-users\nT3_PORT=3774\nCLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-alice-own-7f3a\nLANG=C.UTF-8\n";
 const ENV_FILES = { wizard: "T3_PORT=3773\n", alice: ALICE_ENV, bob: "T3_PORT=3775\n" };
 const USERS = {
@@ -49,6 +50,8 @@ systemctl daemon-reload
 systemctl enable --now ${OLD.map((n) => `${n}.timer`).join(" ")}
 mkdir -p /usr/lib/node_modules/t3/bin
 printf '#!/bin/sh\\necho t3 v0.0.25\\n' > /usr/lib/node_modules/t3/bin/t3.js && chmod 0755 /usr/lib/node_modules/t3/bin/t3.js
+printf '{"name":"t3","version":"0.0.25"}\\n' > /usr/lib/node_modules/t3/package.json
+runuser -u alice -- sh -c 'mkdir -p /home/alice/.t3/userdata && sqlite3 /home/alice/.t3/userdata/state.sqlite "create table t(x); insert into t values (25);"'
 ln -s ../lib/node_modules/t3/bin/t3.js /usr/bin/t3
 `;
 
@@ -70,18 +73,21 @@ describe("adopting the live devvm", () => {
   };
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
   const writeRoster = (users: Record<string, Record<string, unknown>>) => vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], { check: true, env: { R: rosterYaml(users) } });
-  // Every path under /home but the instances' own state (~/.t3), with mode, owner, size and content hash.
-  const homes = () => sh("find /home -name .t3 -prune -o -printf '%p %M %u %g %s\\n' | sort; find /home -name .t3 -prune -o -type f -exec sha256sum {} + | sort");
+  // Every path under /home with mode, owner, size and content hash, but what the build gives: the
+  // instances' own state (~/.t3) and the shared Codex login (~/.codex, stage logins).
+  const homes = () => sh("find /home \\( -name .t3 -o -name .codex \\) -prune -o -printf '%p %M %u %g %s\\n' | sort; find /home \\( -name .t3 -o -name .codex \\) -prune -o -type f -exec sha256sum {} + | sort");
   const signIn = (authentikUser: string, cookie?: string) =>
     fetch(DISPATCH, { headers: { "X-authentik-username": authentikUser, ...(cookie ? { cookie } : {}) }, redirect: "manual", signal: AbortSignal.timeout(30_000) });
 
   beforeAll(async () => {
     sources = await startStandInSources();
     vault = await startVaultStandIn(TOKEN, {
-      "secret/workstation": { claude_oauth_token: "sk-ant-oat01-shared-adoption", codex_shared_auth_json: '{"tokens":{}}\n' },
+      "secret/workstation": { claude_oauth_token: SHARED_OAUTH, codex_shared_auth_json: '{"tokens":{}}\n' },
       "secret/platform": { k8s_users: JSON.stringify(K8S_USERS) },
     });
     vm = await startFreshVm();
+    // The old box had sqlite3 (its backup used it); here it makes a user's t3 database.
+    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", { check: true });
     await writeInputs(vm, INPUTS, sources.pins);
     await writeRoster(USERS);
     await vm.exec(OLD_BOX, { check: true });
@@ -107,8 +113,10 @@ describe("adopting the live devvm", () => {
     expect(first.exitCode, first.log).toBe(0);
   });
 
-  it("keeps every user's port and every env line, at 0600", async () => {
-    for (const [user, text] of Object.entries(ENV_FILES)) {
+  it("keeps every user's port and every env line, at 0600; a non-admin without a login gets the shared one appended", async () => {
+    // bob (a non-admin with no token and no login of his own) gets the shared Claude login (stage logins).
+    const expected = { ...ENV_FILES, bob: `${ENV_FILES.bob}CLAUDE_CODE_OAUTH_TOKEN=${SHARED_OAUTH}\n` };
+    for (const [user, text] of Object.entries(expected)) {
       expect(await vm.readFile(`/etc/t3-serve/${user}.env`), user).toBe(text);
       expect(await vm.stat(`/etc/t3-serve/${user}.env`)).toEqual({ type: "file", mode: "0600", owner: "root", group: "root" });
     }
@@ -140,8 +148,16 @@ describe("adopting the live devvm", () => {
     expect((await vm.exec("command -v t3")).stdout.trim()).toBe("/usr/local/bin/t3");
   });
 
-  it("leaves homes and clones as they were (the admin's tree only loses o-rx)", async () => {
+  it("copies each t3 database before the builder's t3 replaces the old updater's 0.0.25", async () => {
+    const copy = "/var/backups/t3-state/alice/state-prebump-0.0.25-0.0.26.sqlite";
+    expect(await vm.stat(copy)).toMatchObject({ type: "file", owner: "alice" });
+    expect(await sh(`sqlite3 ${copy} 'select x from t'`)).toBe("25");
+    expect((await vm.exec("test -e /var/backups/t3-state/bob")).exitCode).toBe(1);
+  });
+
+  it("leaves homes and clones as they were (the admin's tree only loses o-rx), adding only the shared Codex login", async () => {
     expect(await homes()).toBe(homesBefore.replace("/home/wizard/code drwxrwxr-x", "/home/wizard/code drwxrwx---"));
+    for (const user of Object.keys(USERS)) expect(await vm.stat(`/home/${user}/.codex/auth.json`)).toMatchObject({ type: "symlink", linkTarget: "/opt/codex-shared/auth.json" });
   });
 
   it("a second build changes nothing", async () => {

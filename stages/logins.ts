@@ -1,0 +1,106 @@
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { Change } from "../lib/change.ts";
+import type { BuildContext } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
+import { envValue, setEnvValue } from "../lib/env-file.ts";
+import { run } from "../lib/exec.ts";
+import { applyResources, checkResources, lstatOrNull, managedBy, type Resource } from "../lib/files.ts";
+import { repoFile } from "../lib/repo-files.ts";
+import { Secret } from "../lib/secret.ts";
+import { envFile, groupsOf, readAccountTable } from "../lib/roster-accounts.ts";
+import type { Stage } from "../lib/stage.ts";
+import { addPendingRestarts, t3ServeInstance } from "../lib/systemd.ts";
+import { CODEX_GROUP, TARGETS } from "./vault-tokens.ts";
+
+// What vault-tokens staged, consumed here (DEVVM.md lesson: a staged secret
+// that nothing consumes is a manual step lost on rebuild).
+const SHARED_CLAUDE_TOKEN = TARGETS.find((t) => t.field === "claude_oauth_token")!.path;
+const SHARED_CODEX_AUTH = TARGETS.find((t) => t.field === "codex_shared_auth_json")!.path;
+const TOKEN_KEY = "CLAUDE_CODE_OAUTH_TOKEN";
+/** Codex has no machine-wide policy layer: ~/.codex/AGENTS.md mirrors the managed claudeMd under this line. */
+export const AGENTS_HEADER = "<!-- devvm: the org's rules for agents, mirrored from /etc/claude-code/managed-settings.json by the builder. Edits are overwritten; delete this line to make the file your own. -->";
+
+interface LoginPlan {
+  resources: Resource[];
+  /** Users to add to codex-shared. */
+  joinCodex: string[];
+  /** Instances that must restart (when idle) to see a new token or group. */
+  restarts: string[];
+  tokenFor: string[];
+}
+
+function agentsMirror(ctx: BuildContext): string {
+  const { claudeMd } = JSON.parse(repoFile(ctx, "claude-code/managed-settings.json").toString("utf8")) as { claudeMd: string };
+  return `${AGENTS_HEADER}\n\n${claudeMd.trimEnd()}\n`;
+}
+
+async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
+  const exists = (p: string) => existsSync(hostPath(ctx, p));
+  const table = readAccountTable(ctx);
+  // A Secret: whatever the build prints from here on is scrubbed of it.
+  const token = exists(SHARED_CLAUDE_TOKEN) ? new Secret(readFileSync(hostPath(ctx, SHARED_CLAUDE_TOKEN), "utf8").trim()) : undefined;
+  const codexGroup = table.groups.has(CODEX_GROUP);
+  const mirror = agentsMirror(ctx);
+  const plan: LoginPlan = { resources: [], joinCodex: [], restarts: [], tokenFor: [] };
+  for (const [name, user] of Object.entries(ctx.inputs.roster).sort(([a], [b]) => a.localeCompare(b))) {
+    const account = table.users.get(name);
+    if (!account) continue;
+    const own = { owner: name, group: ctx.accounts.groupName(account.gid) };
+    // The shared Claude login: non-admins without a login of their own, appended once, never replacing a line.
+    const env = envFile(name);
+    if (user.tier !== "admin" && token?.length && exists(env) && !exists(path.join(account.home, ".claude", ".credentials.json"))) {
+      const text = readFileSync(hostPath(ctx, env), "utf8");
+      if (envValue(text, TOKEN_KEY) === undefined) {
+        plan.resources.push({ kind: "file", path: env, mode: 0o600, secret: true, content: setEnvValue(text, TOKEN_KEY, token.reveal()) });
+        plan.tokenFor.push(name);
+        plan.restarts.push(t3ServeInstance(name));
+      }
+    }
+    // The shared Codex login: the group that may read it, and a link unless the user has their own file.
+    if (codexGroup && !groupsOf(table, name).has(CODEX_GROUP)) {
+      plan.joinCodex.push(name);
+      plan.restarts.push(t3ServeInstance(name));
+    }
+    const codex = path.join(account.home, ".codex");
+    const link = exists(SHARED_CODEX_AUTH) && !(await lstatOrNull(hostPath(ctx, path.join(codex, "auth.json"))));
+    if (!exists(codex) && link) plan.resources.push({ kind: "dir", path: codex, mode: 0o700, ...own });
+    if (link) plan.resources.push({ kind: "symlink", path: path.join(codex, "auth.json"), target: SHARED_CODEX_AUTH });
+    // The mirror, for everyone who has ~/.codex; a file without the header is the user's own.
+    const agents = path.join(codex, "AGENTS.md");
+    const mine = exists(agents) && !readFileSync(hostPath(ctx, agents), "utf8").startsWith(AGENTS_HEADER);
+    if ((exists(codex) || link) && !mine) plan.resources.push({ kind: "file", path: agents, mode: 0o644, content: mirror, ...own });
+  }
+  return plan;
+}
+
+function changesOf(plan: LoginPlan, fileChanges: Change[]): Change[] {
+  const action = (description: string): Change => ({ kind: "action", description });
+  return [
+    ...plan.tokenFor.map((u) => action(`add the shared Claude login to ${envFile(u)} (restart of t3-serve@${u} due, when idle)`)),
+    ...plan.joinCodex.map((u) => action(`add ${u} to ${CODEX_GROUP} (the shared Codex login)`)),
+    // The token's own file change is the line above; its diff is never shown.
+    ...fileChanges.filter((c) => !("path" in c && plan.tokenFor.some((u) => envFile(u) === c.path))),
+  ];
+}
+
+export default {
+  name: "logins",
+  description: "Gives users the shared Claude login (in their .env, unless they have their own) and the shared Codex login (codex-shared, ~/.codex/auth.json), and mirrors the org's rules into ~/.codex/AGENTS.md",
+  async check(ctx) {
+    if (underRoot(ctx)) return { skip: "logins are given to the machine's own accounts, not under --root" };
+    const plan = await planLogins(ctx);
+    // Only the mirrors are kept by this stage; the rest is made once and is the user's (the env files are users').
+    const mirrors = plan.resources.filter((r) => r.kind === "file" && !r.secret);
+    return { changes: changesOf(plan, await checkResources(ctx, plan.resources)), managed: managedBy(mirrors) };
+  },
+  async apply(ctx) {
+    const plan = await planLogins(ctx);
+    const fileChanges = await checkResources(ctx, plan.resources);
+    // Recorded first: a build that stops after the env files change still restarts them.
+    await addPendingRestarts(ctx, plan.restarts);
+    for (const user of plan.joinCodex) await run(ctx, "usermod", ["-a", "-G", CODEX_GROUP, user]);
+    await applyResources(ctx, plan.resources);
+    return changesOf(plan, fileChanges);
+  },
+} satisfies Stage;
