@@ -91,11 +91,20 @@ export async function main(argv: string[]): Promise<number> {
   const lockHeld = run.results[0]?.outcome !== "failed";
   // offboard deletes; it manages nothing the manifest records.
   if (!cli.plan && lockHeld && cli.command === "build") await writeOutput(ctx, outputDir, report, run);
-  if (cli.json) process.stdout.write(`${redactSecrets(JSON.stringify(report, null, 2))}\n`);
+  if (cli.json) await writeStdout(`${redactSecrets(JSON.stringify(report, null, 2))}\n`);
 
   if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
   if (run.failed) return EXIT.stageFailed;
   return run.pending ? EXIT.changesPending : EXIT.ok;
+}
+
+/**
+ * Resolves once the text has reached the OS: on a pipe, stdout is written
+ * asynchronously, and process.exit() would cut off a large report (--json
+ * of a plan runs past the pipe's 64 KiB).
+ */
+function writeStdout(text: string): Promise<void> {
+  return new Promise((resolve, reject) => process.stdout.write(text, (error) => (error ? reject(error) : resolve())));
 }
 
 /** npm and other Node children read extra CAs from NODE_EXTRA_CA_CERTS (one file), not the system store. */
