@@ -88,7 +88,7 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect((await vm.exec("ls -A /etc/skel/.claude")).stdout.split("\n").filter(Boolean).sort()).toEqual(["rules", "skills"]);
     // The launcher never forces a model: the managed default must win.
     const code = (await vm.readFile("/etc/skel/start-claude.sh")).split("\n").filter((l) => !/^\s*#/.test(l));
-    expect(code.join("\n")).toContain("exec claude");
+    expect(code.join("\n")).toMatch(/^\s*claude --dangerously-skip-permissions\b/m);
     expect(code.join("\n")).not.toMatch(/--model/);
     expect((await vm.exec("bash -n /etc/skel/start-claude.sh")).exitCode).toBe(0);
   });

@@ -1,0 +1,262 @@
+// The launcher and tmux setup that /etc/skel gives every new user, proven by
+// running them on a booted Debian 12 (tmux 3.3a): a user made from skel after
+// the builder's skel stage, inside tmux, with a stand-in claude that records
+// how it was called. The launcher's clones: one clean master behind its
+// remote, one with an uncommitted change, one on another branch and one whose
+// remote accepts the connection and never answers.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NODE_IN_CONTAINER } from "./container/copy-project.ts";
+import type { DevvmContainer, ExecResult } from "./container/devvm-container.ts";
+import { buildIn, startFreshVm } from "./build-in-vm.ts";
+
+// Written by both the test (root) and the stand-in (alice).
+const STAND_IN_DIR = "/tmp/claude-stand-in";
+const CALLS = `${STAND_IN_DIR}/calls.log`;
+// While this file exists the stand-in keeps running, as a session would.
+const HOLD = `${STAND_IN_DIR}/hold`;
+const EXIT_CODE = `${STAND_IN_DIR}/exit-code`;
+// It runs as "claude" in argv[0]: what tmux shows as the pane's command.
+const CLAUDE_STAND_IN = `#!/bin/bash
+# Stand-in for Claude Code: records when, where and how it was called, runs
+# while ${HOLD} exists, then exits with the code in ${EXIT_CODE}.
+[ -n "\${CLAUDE_STAND_IN:-}" ] || CLAUDE_STAND_IN=1 exec -a claude /bin/bash "$0" "$@"
+printf '%s\\t%s\\t%s\\n' "$(date +%s.%N)" "$PWD" "$*" >> ${CALLS}
+echo "stand-in claude is running"
+while [ -e ${HOLD} ]; do sleep 0.1; done
+exit "$(cat ${EXIT_CODE} 2>/dev/null || echo 0)"
+`;
+// A remote that takes the connection and never answers: a fetch from it
+// hangs until the launcher's cap. It listens on a free port (the container
+// shares the host's network) and logs each connection.
+const SILENT_REMOTE = `
+const net = require("node:net");
+const fs = require("node:fs");
+const server = net.createServer((socket) => { fs.appendFileSync("/tmp/silent-remote/connections", "connection\\n"); socket.on("error", () => {}); });
+server.listen(0, "127.0.0.1", () => fs.writeFileSync("/tmp/silent-remote/port", String(server.address().port)));
+`;
+const FETCH_CAP_MS = 10_000;
+
+/** alice's clones under ~/code (workspace layout), each with a bare "remote" in ~/remotes. */
+const REPOS = ["clean", "dirty", "branch", "offline"] as const;
+const setUpRepos = (silentPort: string) => `set -e
+cd ~
+git config --global user.name Alice && git config --global user.email alice@example.org && git config --global init.defaultBranch master
+mkdir -p code remotes
+for r in ${REPOS.join(" ")}; do
+  git init -q --bare remotes/$r.git
+  git clone -q remotes/$r.git code/$r 2>/dev/null
+  (cd code/$r && echo one > a && echo one > b && git add a b && git commit -qm one && git push -q -u origin master 2>/dev/null)
+done
+# Each remote but the offline one moves a commit ahead. It touches a only, so
+# git alone would fast-forward the dirty clone: only the launcher's guard stops it.
+for r in clean dirty branch; do
+  git clone -q remotes/$r.git /tmp/ahead-$r
+  (cd /tmp/ahead-$r && echo two >> a && git commit -qam two && git push -q 2>/dev/null)
+done
+echo mine >> code/dirty/b
+git -C code/branch checkout -qb feature
+git -C code/offline remote set-url origin http://127.0.0.1:${silentPort}/offline.git
+`;
+
+interface Call {
+  at: number;
+  cwd: string;
+  args: string;
+}
+
+describe("the launcher and tmux, as a user made from /etc/skel", () => {
+  let vm: DevvmContainer;
+  const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
+  // alice's own environment, as a login through the web terminal gives it.
+  const asAlice = (command: string): Promise<ExecResult> =>
+    vm.exec(["runuser", "-u", "alice", "--", "env", "-i", "HOME=/home/alice", "USER=alice", "LOGNAME=alice", "SHELL=/bin/zsh", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "bash", "-c", `cd ~ && ${command}`]);
+  const alice = async (command: string) => {
+    const run = await asAlice(command);
+    if (run.exitCode !== 0) throw new Error(`as alice: ${command}: exit ${run.exitCode}\n${run.stderr}${run.stdout}`);
+    return run.stdout.trim();
+  };
+  const calls = async (): Promise<Call[]> =>
+    (await vm.exec(["cat", CALLS])).stdout.split("\n").filter(Boolean).map((line) => {
+      const [at, cwd, args] = line.split("\t");
+      return { at: Number(at) * 1000, cwd: cwd!, args: args ?? "" };
+    });
+  const waitForCall = (count: number) => waitFor(`claude call number ${count}`, async () => (await calls())[count - 1], FETCH_CAP_MS + 20_000);
+  /** Every pane of the session "work": id, dead (0/1), command. */
+  const panes = async () => (await alice("tmux list-panes -s -t work -F '#{pane_id} #{pane_dead} #{pane_current_command}'")).split("\n").map((l) => l.split(" "));
+  const rev = (repo: string, ref: string) => alice(`git -C ~/code/${repo} rev-parse ${ref}`);
+  const remoteMaster = (repo: string) => alice(`git --git-dir ~/remotes/${repo}.git rev-parse master`);
+  let before: Record<string, string>;
+
+  beforeAll(async () => {
+    vm = await startFreshVm();
+    await sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux git zsh >/dev/null");
+    const skel = await buildIn(vm, {}, "--stage", "skel");
+    expect(skel.exitCode, skel.log).toBe(0);
+    await sh("useradd -m -s /bin/zsh alice");
+    await vm.exec(["sh", "-c", `printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`], { check: true, env: { CLAUDE: CLAUDE_STAND_IN } });
+    await vm.exec(["systemd-run", "--unit=silent-remote", NODE_IN_CONTAINER, "-e", SILENT_REMOTE], { check: true });
+    const port = await waitFor("the silent remote's port", async () => (await vm.exec("cat /tmp/silent-remote/port")).stdout.trim() || undefined, 10_000);
+    await alice(setUpRepos(port));
+    before = Object.fromEntries(await Promise.all(REPOS.map(async (r) => [r, await rev(r, "master")] as const)));
+  });
+  afterAll(async () => {
+    await vm?.[Symbol.asyncDispose]();
+  });
+
+  it("gets the launcher and .tmux.conf from skel, and tmux 3.3a loads the file without an error", async () => {
+    expect(await vm.stat("/home/alice/start-claude.sh")).toMatchObject({ type: "file", mode: "0755", owner: "alice" });
+    expect(await vm.stat("/home/alice/.tmux.conf")).toMatchObject({ type: "file", mode: "0644", owner: "alice" });
+    expect(await alice("tmux -V")).toBe("tmux 3.3a");
+    // start-server ignores errors in the file; source-file reports them.
+    const load = await asAlice("tmux -L check -f /dev/null new-session -d 'sleep 60' \\; source-file ~/.tmux.conf; echo \"exit $?\"; tmux -L check kill-server");
+    expect(load.stderr).toBe("");
+    expect(load.stdout.trim()).toBe("exit 0");
+  });
+
+  it("starts Claude in ~/code named after the tmux session, with the permission flag and no --model, within one fetch cap", async () => {
+    await sh(`echo 0 > ${EXIT_CODE} && touch ${HOLD}`);
+    // The container's clock, read just before the session starts (the same
+    // clock the stand-in writes), so polling adds nothing to the measure.
+    const startedAt = Number(await alice("date +%s.%N && tmux new-session -d -s work -x 100 -y 30")) * 1000;
+    const call = await waitForCall(1);
+    expect(call.args).toBe("--dangerously-skip-permissions --name work");
+    expect(call.args).not.toMatch(/--model/);
+    expect(call.cwd).toBe("/home/alice/code");
+    // One silent remote costs the cap, not more (slack for a loaded host),
+    // and the cap was really reached: the remote took the fetch's connection.
+    const elapsed = call.at - startedAt;
+    process.stderr.write(`launcher to claude with one silent remote: ${Math.round(elapsed)} ms\n`);
+    expect(elapsed).toBeGreaterThanOrEqual(FETCH_CAP_MS - 500);
+    expect(elapsed).toBeLessThan(FETCH_CAP_MS + 5_000);
+    expect(await sh("cat /tmp/silent-remote/connections")).toContain("connection");
+
+    const screen = await alice("tmux capture-pane -p -t work");
+    expect(screen).toContain('Hello alice. Starting Claude Code for session "work".');
+    expect(screen).toContain("~/code/offline: could not fetch (offline, or slower than 10s)");
+    expect(screen).toContain("stand-in claude is running");
+    expect(await panes()).toEqual([[expect.any(String), "0", "claude"]]);
+  });
+
+  it("fast-forwards only a clean master with an upstream, and fetches everywhere", async () => {
+    expect(await rev("clean", "HEAD")).toBe(await remoteMaster("clean"));
+    expect(await rev("clean", "HEAD")).not.toBe(before.clean);
+    // The dirty clone and the one on another branch fetched, and stayed put.
+    expect(await rev("dirty", "HEAD")).toBe(before.dirty);
+    expect(await rev("dirty", "origin/master")).toBe(await remoteMaster("dirty"));
+    expect(await alice("git -C ~/code/dirty status --porcelain")).toBe("M b");
+    expect(await alice("git -C ~/code/branch symbolic-ref --short HEAD")).toBe("feature");
+    expect(await rev("branch", "master")).toBe(before.branch);
+    expect(await rev("branch", "origin/master")).toBe(await remoteMaster("branch"));
+    expect(await rev("offline", "HEAD")).toBe(before.offline);
+  });
+
+  it("runs the launcher in every new pane, and reloading ~/.tmux.conf reports nothing", async () => {
+    // From here on the offline remote refuses at once, so launches are quick.
+    await sh("systemctl stop silent-remote.service");
+    await alice("tmux split-window -t work");
+    expect((await waitForCall(2)).args).toBe("--dangerously-skip-permissions --name work");
+    await waitFor("two panes running claude", async () => (await panes()).every(([, , cmd]) => cmd === "claude") && (await panes()).length === 2);
+    const reload = await asAlice("tmux source-file ~/.tmux.conf");
+    expect([reload.exitCode, reload.stderr]).toEqual([0, ""]);
+    expect(await alice("tmux show -gv base-index")).toBe("1");
+    expect(await alice("tmux list-panes -t work -F '#{pane_index}'")).toBe("1\n2");
+  });
+
+  it("opens the menu from [+] and from a right-click, and it stays open: New Claude, close with confirmation, detach", async () => {
+    // A real client: an outer tmux whose pane runs `tmux attach`, fed mouse
+    // events as the terminal would send them (SGR mouse reports).
+    const outer = (command: string) => alice(`tmux -L outer ${command}`);
+    const mouse = (button: number, x: number, y: number, up: boolean) => outer(`send-keys -t o -H ${hex(`\x1b[<${button};${x};${y}${up ? "m" : "M"}`)}`);
+    const screen = () => outer("capture-pane -p -t o");
+    // Window indexes, and what runs in window 2 once it is not Claude.
+    const windows = async () => (await alice("tmux list-windows -t work -F '#{window_index}#{?#{==:#{pane_current_command},zsh}, zsh,}'")).split("\n").join(" ");
+    const shows = (text: string, timeoutMs?: number) => waitFor(`"${text}" on the screen`, async () => (await screen()).includes(text), timeoutMs, screen);
+    // A click as a person makes it: the button goes up after the menu is
+    // drawn, and the menu must survive that.
+    const openMenu = async (button: number, x: number, y: number) => {
+      await mouse(button, x, y, false);
+      await shows("New Claude");
+      await mouse(button, x, y, true);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (const item of ["New Claude", "Split right", "Split below", "Shell (zsh)", "Close pane", "Close window", "Detach"]) expect(await screen()).toContain(item);
+    };
+    await outer("-f /dev/null new-session -d -s o -x 100 -y 30 'env -u TMUX TERM=xterm-256color tmux attach -t work' \\; set -g status off");
+    await waitFor("the client's status line with [+]", async () => /^\[\+\] \[work\]/m.test(await screen()), undefined, screen);
+
+    // [+] is the first three columns of the status line (the bottom row).
+    await openMenu(0, 2, 30);
+    await outer("send-keys -t o c");
+    expect((await waitForCall(3)).args).toBe("--dangerously-skip-permissions --name work");
+    expect(await windows()).toBe("1 2");
+
+    // A click on the session name is not the button.
+    await mouse(0, 7, 30, false);
+    await mouse(0, 7, 30, true);
+    await expect(shows("New Claude", 1_500)).rejects.toThrow(/timed out/);
+
+    // Right-click in the new window's pane: close it, after a yes.
+    await openMenu(2, 10, 5);
+    await outer("send-keys -t o x");
+    await shows("Close this pane? (y/n)");
+    await outer("send-keys -t o y");
+    await waitFor("window 2 gone", async () => (await windows()) === "1");
+
+    // A shell window, closed whole from the menu, after a yes.
+    await openMenu(0, 2, 30);
+    await outer("send-keys -t o s");
+    await waitFor("a zsh window", async () => (await windows()) === "1 2 zsh");
+    await openMenu(2, 10, 5);
+    await outer("send-keys -t o X");
+    await shows("Close this window and all its panes? (y/n)");
+    await outer("send-keys -t o y");
+    await waitFor("window 2 gone", async () => (await windows()) === "1");
+
+    // Split right: side by side with the pane it came from, running the launcher.
+    await openMenu(0, 2, 30);
+    await outer("send-keys -t o '|'");
+    expect((await waitForCall(4)).args).toBe("--dangerously-skip-permissions --name work");
+    expect(await alice("tmux list-panes -t work:1 -F '#{pane_index}'")).toBe("1\n2\n3");
+
+    await openMenu(0, 2, 30);
+    await outer("send-keys -t o d");
+    await waitFor("no client attached", async () => (await alice("tmux list-clients")) === "");
+  });
+
+  it("leaves a shell in the pane, with a note, when Claude exits abnormally", async () => {
+    await sh(`echo 3 > ${EXIT_CODE} && rm ${HOLD}`);
+    const shells = await waitFor("every pane at a shell", async () => {
+      const now = await panes();
+      return now.every(([, dead, cmd]) => dead === "0" && cmd === "zsh") ? now : undefined;
+    });
+    expect(shells).toHaveLength(3);
+    for (const [pane] of shells) {
+      const screen = await alice(`tmux capture-pane -p -J -t ${pane}`);
+      expect(screen).toContain("start-claude: claude exited with status 3. This is a shell in /home/alice/code;");
+      expect(screen).toContain("run ~/start-claude.sh to start Claude again");
+    }
+  });
+
+  it("closes the window when Claude exits cleanly", async () => {
+    await sh(`echo 0 > ${EXIT_CODE}`);
+    const count = (await calls()).length;
+    const window = await alice("tmux new-window -t work -P -F '#{window_id}'");
+    await waitForCall(count + 1);
+    await waitFor(`window ${window} closed`, async () => !(await alice("tmux list-windows -t work -F '#{window_id}'")).split("\n").includes(window));
+    expect(await panes()).toHaveLength(3);
+  });
+});
+
+/** Polls until probe gives something other than undefined or false; a timeout shows what `scene` says. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000, scene?: () => Promise<string>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${scene ? `; the screen:\n${await scene()}` : ""}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function hex(text: string): string {
+  return [...Buffer.from(text)].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
+}
