@@ -1,14 +1,12 @@
-import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
 import { download } from "../lib/download.ts";
 import { UserError } from "../lib/errors.ts";
-import { applyResources, checkAttributes, fixAttributes, writeFileAtomic } from "../lib/files.ts";
+import { applyResources, fixAttributes, writeFileAtomic } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
 import type { Stage } from "../lib/stage.ts";
-import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
+import { installedSha256, pinnedBinaryChanges } from "../lib/pinned-binary.ts";
 
 // The Kubernetes CLI from the release downloads at a pinned version checked
 // by sha256, never apt's: Debian 12's kubernetes-client is 1.20, far too old,
@@ -24,17 +22,7 @@ function pinned(ctx: BuildContext): { url: string; sha256: string } {
   return { url: `${ctx.settings.kubernetesReleasesUrl}/${version}/bin/linux/amd64/kubectl`, sha256 };
 }
 
-async function installedHash(ctx: BuildContext): Promise<string | null> {
-  const file = hostPath(ctx, BINARY);
-  return (await whileUnchanged(file, async () => createHash("sha256").update(await readFile(file)).digest("hex"))) ?? null;
-}
-
-async function binaryChanges(ctx: BuildContext): Promise<Change[]> {
-  const { sha256 } = pinned(ctx);
-  const current = await installedHash(ctx);
-  if (current === sha256) return checkAttributes(ctx, BINARY, 0o755);
-  return [{ kind: "package", name: "kubectl", from: current ? `sha256 ${current.slice(0, 12)}` : null, to: ctx.inputs.pins.kubectl.version }];
-}
+const binaryChanges = (ctx: BuildContext) => pinnedBinaryChanges(ctx, { path: BINARY, name: "kubectl", version: ctx.inputs.pins.kubectl.version, sha256: pinned(ctx).sha256 });
 
 export default {
   name: "kubectl",
@@ -57,9 +45,9 @@ export default {
   },
   async prefetch(ctx) {
     const { url, sha256 } = pinned(ctx);
-    if ((await installedHash(ctx)) !== sha256) await download(ctx, url, { sha256 });
+    if ((await installedSha256(ctx, BINARY)) !== sha256) await download(ctx, url, { sha256 });
   },
   async inventory(ctx) {
-    return { kubectl: (await installedHash(ctx)) === pinned(ctx).sha256 ? ctx.inputs.pins.kubectl.version : "absent or not the pinned build" };
+    return { kubectl: (await installedSha256(ctx, BINARY)) === pinned(ctx).sha256 ? ctx.inputs.pins.kubectl.version : "absent or not the pinned build" };
   },
 } satisfies Stage;

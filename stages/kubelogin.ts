@@ -2,16 +2,15 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
 import { download } from "../lib/download.ts";
 import { UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
-import { applyResources, checkAttributes, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/files.ts";
+import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
 import type { Stage } from "../lib/stage.ts";
-import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
+import { installedSha256, pinnedBinaryChanges } from "../lib/pinned-binary.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
 // same name, at a pinned release checked by sha256: it once followed
@@ -27,17 +26,7 @@ function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256:
   return { url: `${ctx.settings.releasesUrl}/${version}/${asset}`, sha256, binarySha256 };
 }
 
-async function installedHash(ctx: BuildContext): Promise<string | null> {
-  const file = hostPath(ctx, BINARY);
-  return (await whileUnchanged(file, async () => createHash("sha256").update(await readFile(file)).digest("hex"))) ?? null;
-}
-
-async function binaryChanges(ctx: BuildContext): Promise<Change[]> {
-  const { binarySha256 } = pinned(ctx);
-  const current = await installedHash(ctx);
-  if (current === binarySha256) return checkAttributes(ctx, BINARY, 0o755);
-  return [{ kind: "package", name: "kubelogin", from: current ? `sha256 ${current.slice(0, 12)}` : null, to: ctx.inputs.pins.kubelogin.version }];
-}
+const binaryChanges = (ctx: BuildContext) => pinnedBinaryChanges(ctx, { path: BINARY, name: "kubelogin", version: ctx.inputs.pins.kubelogin.version, sha256: pinned(ctx).binarySha256 });
 
 /** Downloads (or takes from the cache) the pinned zip and returns the binary in it, verified. */
 async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
@@ -74,9 +63,9 @@ export default {
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
   async prefetch(ctx) {
-    if ((await installedHash(ctx)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
+    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
   },
   async inventory(ctx) {
-    return { kubelogin: (await installedHash(ctx)) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };
+    return { kubelogin: (await installedSha256(ctx, BINARY)) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };
   },
 } satisfies Stage;
