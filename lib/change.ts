@@ -10,6 +10,9 @@ export type Change =
   | { kind: "package"; name: string; from: string | null; to: string }
   | { kind: "action"; description: string };
 
+/** A change that is not a file's: an account, a unit, a clone. */
+export const action = (description: string): Change => ({ kind: "action", description });
+
 export function describeChange(change: Change): string {
   switch (change.kind) {
     case "create":

@@ -6,7 +6,7 @@
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { create } from "tar";
-import type { Change } from "./change.ts";
+import { action, type Change } from "./change.ts";
 import { hostPath, type BuildContext } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
@@ -29,7 +29,6 @@ export function offboardStage(ctx: Pick<BuildContext, "inputs" | "root">, user: 
     return { home: homeHere, account: readAccountTable(c).users.has(user), env: existsSync(hostPath(c, envFile(user))) };
   };
   const changesOf = (s: ReturnType<typeof steps>): Change[] => {
-    const action = (description: string): Change => ({ kind: "action", description });
     return [
       ...(s.home ? [action(`archive ${s.home} to ${archive} (root, 0600)`)] : []),
       ...(s.account ? [action(`delete the account ${user} (userdel)`)] : []),

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { Change } from "../lib/change.ts";
+import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath, underRoot } from "../lib/context.ts";
 import { envValue, setEnvValue } from "../lib/env-file.ts";
@@ -75,7 +75,6 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
 }
 
 function changesOf(plan: LoginPlan, fileChanges: Change[]): Change[] {
-  const action = (description: string): Change => ({ kind: "action", description });
   return [
     ...plan.tokenFor.map((u) => action(`add the shared Claude login to ${envFile(u)} (restart of t3-serve@${u} due, when idle)`)),
     ...plan.joinCodex.map((u) => action(`add ${u} to ${CODEX_GROUP} (the shared Codex login)`)),

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import type { Change } from "../lib/change.ts";
+import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath, underRoot } from "../lib/context.ts";
 import { run } from "../lib/exec.ts";
@@ -55,7 +55,6 @@ async function planOffboarding(ctx: BuildContext): Promise<OffboardPlan> {
 }
 
 function changesOf(p: OffboardPlan): Change[] {
-  const action = (description: string): Change => ({ kind: "action", description });
   return [
     ...p.cut.map((u) => action(`cut ${u} (no longer in roster.yaml): lock their login; home and account kept (build.ts offboard ${u} deletes them)`)),
     ...p.stop.map((u) => action(`stop ${u} (its user left the roster)`)),

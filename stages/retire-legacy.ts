@@ -1,6 +1,6 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import type { Change } from "../lib/change.ts";
+import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
 import { lstatOrNull } from "../lib/files.ts";
@@ -127,7 +127,6 @@ async function findLegacy(ctx: BuildContext): Promise<Legacy> {
 }
 
 function plannedChanges(ctx: BuildContext, { units, programs, npmT3 }: Legacy): Change[] {
-  const action = (description: string): Change => ({ kind: "action", description });
   const verb = offlineReason(ctx) ? "disable" : "stop and disable";
   return [
     ...units.map((u) => action(`${verb} ${u.name} (replaced by ${u.replacedBy})`)),

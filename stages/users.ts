@@ -1,5 +1,5 @@
 import { existsSync, promises as fs } from "node:fs";
-import type { Change } from "../lib/change.ts";
+import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
 import { applyResources, checkResource, checkResources, managedBy } from "../lib/files.ts";
@@ -7,8 +7,6 @@ import * as plan from "../lib/roster-accounts.ts";
 import type { Stage } from "../lib/stage.ts";
 import { addPendingRestarts } from "../lib/systemd.ts";
 import { checkTiers } from "../lib/tier-check.ts";
-
-const action = (description: string): Change => ({ kind: "action", description });
 
 async function planUsers(ctx: BuildContext) {
   const roster = ctx.inputs.roster;
