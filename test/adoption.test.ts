@@ -214,7 +214,8 @@ describe("adopting the live devvm", () => {
       status = (await signIn("bkowalski@example.org")).status;
       if (status !== 403) await new Promise((resolve) => setTimeout(resolve, 2_000));
     }
-    expect(status).toBe(403);
+    const seen = async () => `${await sh("cat /etc/t3-serve/dispatch.json /etc/ttyd-user-map")}\n${(await vm.exec("journalctl -u t3-dispatch -o short-monotonic --no-pager | tail -40")).stdout}`;
+    expect(status, status === 403 ? "" : await seen()).toBe(403);
     expect((await signIn("alice.moreau@example.org")).status).toBe(200);
   });
 });
