@@ -1,4 +1,6 @@
-import { existsSync, promises as fs } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, promises as fs, readFileSync } from "node:fs";
+import path from "node:path";
 import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
@@ -6,6 +8,7 @@ import { applyResources, checkResource, checkResources, managedBy } from "../lib
 import * as plan from "../lib/roster-accounts.ts";
 import type { Stage } from "../lib/stage.ts";
 import { addPendingRestarts } from "../lib/systemd.ts";
+import { BUILDER_DIR } from "../lib/layout.ts";
 import { checkTiers } from "../lib/tier-check.ts";
 
 async function planUsers(ctx: BuildContext) {
@@ -33,12 +36,26 @@ async function planUsers(ctx: BuildContext) {
 
 const unique = (changes: Change[]) => [...new Map(changes.map((c) => [JSON.stringify(c), c])).values()];
 
+/**
+ * The hourly reconcile runs the installed builder with its own copy of the
+ * roster: a run with another roster (--stage users after an edit) is undone
+ * within the hour unless the copy is refreshed too. Said, not guessed at.
+ */
+function warnIfReconcileDiffers(ctx: BuildContext): void {
+  const installed = path.join(BUILDER_DIR, "roster.yaml");
+  if (path.resolve(ctx.inputsDir) === hostPath(ctx, BUILDER_DIR) || !existsSync(hostPath(ctx, installed))) return;
+  const sha256 = createHash("sha256").update(readFileSync(hostPath(ctx, installed))).digest("hex");
+  if (sha256 === ctx.inputs.hashes["roster.yaml"]) return;
+  ctx.log.info(`warning: the hourly reconcile reads ${installed}, which differs from this build's roster.yaml and will undo it; add builder-install to --stage (a full build does it)`);
+}
+
 export default {
   name: "users",
   description: "Reconciles roster.yaml (additive only, tiers checked against the cluster): accounts and groups, sticky t3 ports in the .env files, /etc/ttyd-user-map, dispatch.json",
   async check(ctx) {
     // Before anything is planned: a tier the cluster disagrees with stops the stage with nothing changed.
     await checkTiers(ctx, ctx.inputs.roster);
+    warnIfReconcileDiffers(ctx);
     const planned = await planUsers(ctx);
     return { changes: planned.changes, managed: managedBy(planned.files) };
   },
