@@ -3,6 +3,7 @@
 // `npm run repro`.
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { EXIT } from "../lib/cli.ts";
 import type { Manifest } from "../lib/manifest.ts";
 import { builderIdentity, type Report } from "../lib/report.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
@@ -46,15 +47,24 @@ async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
 /** Settings for a build, e.g. the stand-ins' addresses (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL). */
 export type BuildEnv = Record<string, string>;
 
+/**
+ * Runs the build as an admin would, waiting (up to 30 s) while another
+ * build holds the lock: a box the builder has built runs its own reconcile
+ * timer (OnBootSec=2min), which may be running right then.
+ */
 export async function buildIn(vm: DevvmContainer, env: BuildEnv, ...args: string[]): Promise<BuildRun> {
-  const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER, env });
-  let report: Report;
-  try {
-    report = JSON.parse(run.stdout) as Report;
-  } catch {
-    throw new Error(`the build printed no report (exit ${run.exitCode}):\n${run.stderr}${run.stdout}`);
+  for (let attempt = 1; ; attempt++) {
+    const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER, env });
+    let report: Report;
+    try {
+      report = JSON.parse(run.stdout) as Report;
+    } catch {
+      throw new Error(`the build printed no report (exit ${run.exitCode}):\n${run.stderr}${run.stdout}`);
+    }
+    if (run.exitCode !== EXIT.buildRunning || attempt === 30) return { exitCode: run.exitCode, log: run.stderr, report };
+    process.stderr.write(`build ${args.join(" ")}: another build holds the lock (exit ${EXIT.buildRunning}), trying again in 1 s\n`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  return { exitCode: run.exitCode, log: run.stderr, report };
 }
 
 export async function manifestIn(vm: DevvmContainer): Promise<{ text: string; manifest: Manifest; sha256: string }> {
