@@ -1,6 +1,8 @@
 #!/usr/bin/env -S npx tsx
 // The devvm builder's command line. The only place that catches errors,
 // picks the exit code and exits.
+// First: refuses an old Node in one line before any dependency loads (and crashes on it).
+import "./lib/require-node.ts";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
