@@ -2,6 +2,7 @@
 // from outside with the real git CLI, as the devvm will use it. Host only,
 // no containers: `npx vitest run --project slow test/stand-ins/git-server.test.ts`.
 import { randomBytes } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -139,12 +140,26 @@ describe("git stand-in", () => {
   });
 
   it("takes gzipped and chunked request bodies", async () => {
+    // A gzipped upload-pack request, as git sends one past 1 KiB (whether a fetch gets there
+    // depends on git's negotiation, so it is made here by hand).
+    const [want] = (await git(["ls-remote", server.publicInfraUrl, "refs/heads/master"])).split("\t");
+    const pkt = (line: string) => `${(line.length + 4).toString(16).padStart(4, "0")}${line}`;
+    const body = gzipSync(`${pkt(`want ${want} side-band-64k ofs-delta\n`)}0000${pkt("done\n")}`);
+    const answer = await fetch(`${server.publicInfraUrl}/git-upload-pack`, {
+      method: "POST",
+      headers: { "content-type": "application/x-git-upload-pack-request", "content-encoding": "gzip", accept: "application/x-git-upload-pack-result" },
+      body,
+    });
+    expect(answer.status).toBe(200);
+    const pack = Buffer.from(await answer.arrayBuffer());
+    expect(pack.subarray(0, 8).toString()).toBe("0008NAK\n");
+    expect(pack.includes("PACK")).toBe(true);
+
+    // And a real fetch after many local commits still works, whatever git's negotiation sends.
     const clone = await cloneOf(withCredentials(server.forgejoInfraUrl, "alice", "alice-token"));
-    // Many local commits the server lacks make a long list of haves, which git gzips.
     for (let i = 0; i < 60; i++) await git(["commit", "-q", "--allow-empty", "-m", `local ${i}`], clone);
     const upstream = await server.commit("infra", { "upstream.txt": "upstream\n" }, "Upstream change");
-    const fetched = await runCommand("git", ["fetch", "origin"], { cwd: clone, env: { ...env(), GIT_TRACE_CURL: "1", GIT_TRACE_CURL_NO_DATA: "1" } });
-    expect(fetched.stderr).toMatch(/Send header: Content-Encoding: gzip/i);
+    await git(["fetch", "origin"], clone);
     expect(await git(["rev-parse", "origin/master"], clone)).toBe(upstream);
 
     // A push larger than http.postBuffer goes chunked, without a Content-Length.
