@@ -24,9 +24,9 @@ export function offboardStage(ctx: Pick<BuildContext, "inputs" | "root">, user: 
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const archive = `${OFFBOARD_ARCHIVES}/${user}-${stamp}.tar.gz`;
   const steps = (c: BuildContext) => {
-    const home = readAccountTable(c).users.get(user)?.home;
-    const homeHere = home && existsSync(hostPath(c, home)) ? home : undefined;
-    return { home: homeHere, account: readAccountTable(c).users.has(user), env: existsSync(hostPath(c, envFile(user))) };
+    const account = readAccountTable(c).users.get(user);
+    const home = account?.home && existsSync(hostPath(c, account.home)) ? account.home : undefined;
+    return { home, account: account !== undefined, env: existsSync(hostPath(c, envFile(user))) };
   };
   const changesOf = (s: ReturnType<typeof steps>): Change[] => {
     return [

@@ -4,7 +4,7 @@ import path from "node:path";
 import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
-import { applyResources, checkResource, checkResources, managedBy } from "../lib/files.ts";
+import { applyResources, checkResources, managedBy } from "../lib/files.ts";
 import * as plan from "../lib/roster-accounts.ts";
 import type { Stage } from "../lib/stage.ts";
 import { addPendingRestarts } from "../lib/systemd.ts";
@@ -18,17 +18,15 @@ async function planUsers(ctx: BuildContext) {
   const env = plan.readEnvFiles(ctx);
   const ports = plan.allocatePorts(env.ports, Object.keys(roster));
   const files = plan.userFiles(roster, env, ports);
+  const fileChanges = await checkResources(ctx, files);
   // An instance reads its env file at start: a changed one is restarted (when idle) by the instances stage.
-  const envChanged: string[] = [];
-  for (const user of Object.keys(roster).filter((u) => env.texts.has(u))) {
-    const file = files.find((r) => r.path === plan.envFile(user))!;
-    if ((await checkResource(ctx, file)).some((c) => c.kind === "content")) envChanged.push(user);
-  }
+  const changed = new Set(fileChanges.filter((c) => c.kind === "content").map((c) => c.path));
+  const envChanged = Object.keys(roster).filter((u) => env.texts.has(u) && changed.has(plan.envFile(u)));
   const legacyPorts = existsSync(hostPath(ctx, plan.LEGACY_PORTS_FILE));
   // Each file's check names its missing parents (/etc/t3-serve) again: listed once.
   const changes = unique([
     ...steps.map(plan.describeStep),
-    ...(await checkResources(ctx, files)),
+    ...fileChanges,
     ...(legacyPorts ? [action(`remove ${plan.LEGACY_PORTS_FILE}: the .env files in ${plan.ENV_DIR} are the port record`)] : []),
   ]);
   return { steps, files, envChanged, legacyPorts, changes };
