@@ -2,10 +2,13 @@
 // fresh VM, and fetches what it wrote. Shared by the container tests and
 // `npm run repro`.
 import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { EXIT } from "../lib/cli.ts";
 import type { Manifest } from "../lib/manifest.ts";
 import { builderIdentity, type Report } from "../lib/report.ts";
+import { makeRelease } from "../scripts/release.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
 import { startDevvm, type DevvmContainer } from "./container/devvm-container.ts";
 
@@ -18,14 +21,36 @@ export interface BuildRun {
   report: Report;
 }
 
-/** A booted fresh VM with the project in it, ready for builds. */
-export async function startFreshVm(): Promise<DevvmContainer> {
+let release: ReturnType<typeof makeRelease> | undefined;
+
+/** The release archive of this checkout (`npm run release`), made once per test run. */
+export function releaseArchive(): ReturnType<typeof makeRelease> {
+  release ??= makeRelease(path.join(tmpdir(), `devvm-test-release-${process.pid}`));
+  return release;
+}
+
+/** Where the README's commands unpack the release archive in a bare VM (root's home). */
+export const RELEASE_DIR_IN_CONTAINER = `/root/devvm-${builderIdentity(PROJECT_DIR).version}`;
+
+/**
+ * A booted fresh VM, ready for builds. "project": this repository and the
+ * host's Node copied in, for tests that run the builder's sources. "release":
+ * only the release archive, unpacked as the README says: no Node, npm or
+ * node_modules, so the build starts from bootstrap.sh.
+ */
+export async function startFreshVm(from: "project" | "release" = "project"): Promise<DevvmContainer> {
   const vm = await startDevvm();
   try {
-    await vm.copyProject(PROJECT_DIR);
-    // .git stays out of the copy; the report still names the commit built.
-    const { commit } = builderIdentity(PROJECT_DIR);
-    await vm.exec(["sh", "-c", `echo ${commit} > ${PROJECT_DIR_IN_CONTAINER}/BUILDER_COMMIT`], { check: true });
+    if (from === "release") {
+      const { file } = await releaseArchive();
+      await vm.copyFile(file, `/root/${path.basename(file)}`);
+      await vm.exec(`cd /root && tar -xzf ${path.basename(file)}`, { check: true });
+    } else {
+      await vm.copyProject(PROJECT_DIR);
+      // .git stays out of the copy; the report still names the commit built.
+      const { commit } = builderIdentity(PROJECT_DIR);
+      await vm.exec(["sh", "-c", `echo ${commit} > ${PROJECT_DIR_IN_CONTAINER}/BUILDER_COMMIT`], { check: true });
+    }
     await prepareAdminTree(vm);
     return vm;
   } catch (error) {
@@ -47,28 +72,54 @@ async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
 /** Settings for a build, e.g. the stand-ins' addresses (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL). */
 export type BuildEnv = Record<string, string>;
 
-/**
- * Runs the build as an admin would, waiting (up to 30 s) while another
- * build holds the lock: a box the builder has built runs its own reconcile
- * timer (OnBootSec=2min), which may be running right then.
- */
+/** Runs the builder's sources with the host's Node (startFreshVm("project")), as root. */
 export async function buildIn(vm: DevvmContainer, env: BuildEnv, ...args: string[]): Promise<BuildRun> {
-  for (let attempt = 1; ; attempt++) {
+  return retryWhileLocked(args, async () => {
     const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER, env });
-    let report: Report;
-    try {
-      report = JSON.parse(run.stdout) as Report;
-    } catch {
-      throw new Error(`the build printed no report (exit ${run.exitCode}):\n${run.stderr}${run.stdout}`);
-    }
-    if (run.exitCode !== EXIT.buildRunning || attempt === 30) return { exitCode: run.exitCode, log: run.stderr, report };
+    return { exitCode: run.exitCode, log: run.stderr, report: parseReport(run.stdout, run) };
+  });
+}
+
+/**
+ * The README's main command, `./bootstrap.sh [options]`, exactly, in a VM
+ * from startFreshVm("release"); the report is the output/report.json it
+ * wrote (--plan writes none: it is asked for on stdout with --json).
+ */
+export async function bootstrapIn(vm: DevvmContainer, env: BuildEnv, ...args: string[]): Promise<BuildRun> {
+  const plan = args.includes("--plan");
+  const reportFile = `${RELEASE_DIR_IN_CONTAINER}/output/report.json`;
+  return retryWhileLocked(args, async () => {
+    await vm.exec(["rm", "-f", reportFile], { check: true });
+    const run = await vm.exec(["./bootstrap.sh", ...args, ...(plan ? ["--json"] : [])], { workingDir: RELEASE_DIR_IN_CONTAINER, env });
+    const text = plan ? run.stdout : (await vm.exec(["cat", reportFile])).stdout;
+    return { exitCode: run.exitCode, log: run.stderr, report: parseReport(text, run) };
+  });
+}
+
+function parseReport(text: string, run: { exitCode: number; stdout: string; stderr: string }): Report {
+  try {
+    return JSON.parse(text) as Report;
+  } catch {
+    throw new Error(`the build left no report (exit ${run.exitCode}):\n${run.stderr}${run.stdout}`);
+  }
+}
+
+/**
+ * Runs a build as an admin would, waiting (up to 30 s) while another build
+ * holds the lock: a box the builder has built runs its own reconcile timer
+ * (OnBootSec=2min), which may be running right then.
+ */
+async function retryWhileLocked(args: string[], build: () => Promise<BuildRun>): Promise<BuildRun> {
+  for (let attempt = 1; ; attempt++) {
+    const run = await build();
+    if (run.exitCode !== EXIT.buildRunning || attempt === 30) return run;
     process.stderr.write(`build ${args.join(" ")}: another build holds the lock (exit ${EXIT.buildRunning}), trying again in 1 s\n`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 
-export async function manifestIn(vm: DevvmContainer): Promise<{ text: string; manifest: Manifest; sha256: string }> {
-  const text = await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`);
+export async function manifestIn(vm: DevvmContainer, builderDir = PROJECT_DIR_IN_CONTAINER): Promise<{ text: string; manifest: Manifest; sha256: string }> {
+  const text = await vm.readFile(`${builderDir}/output/manifest.json`);
   return { text, manifest: JSON.parse(text) as Manifest, sha256: createHash("sha256").update(text).digest("hex") };
 }
 

