@@ -7,8 +7,8 @@ set -euo pipefail
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
-# zip builds the stand-in kubelogin release asset.
-command -v zip >/dev/null || need+=(zip)
+# unzip: the kubelogin stage's own tool (a devvm has it from packages.txt), run by its tests here.
+command -v unzip >/dev/null || need+=(unzip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "with-docker: installing ${need[*]}" >&2
   apt-get update -qq
