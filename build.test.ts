@@ -2,6 +2,7 @@
 // test/ do the same on a booted Debian).
 import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -14,8 +15,35 @@ const repo = path.dirname(new URL(import.meta.url).pathname);
 const FILE_STAGES = ["managed-settings", "skel", "harden-admin-tree"].join(",");
 
 function build(...args: string[]) {
-  const run = spawnSync(process.execPath, ["--import", "tsx", path.join(repo, "build.ts"), ...args], { encoding: "utf8", env: { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code" } });
+  return buildWith({}, ...args);
+}
+
+function buildWith(options: { env?: Record<string, string>; uid?: number }, ...args: string[]) {
+  const env = { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code", ...options.env };
+  const run = spawnSync(process.execPath, ["--import", "tsx", path.join(repo, "build.ts"), ...args], { encoding: "utf8", env, ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}) });
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+/** A folder of inputs: the committed roster, packages.txt and pins.json, each replaceable. */
+function inputsDir(replace: { pins?: (pins: Record<string, any>) => void; packages?: string } = {}): string {
+  const dir = mkdtempSync(path.join(tmpdir(), "devvm-inputs-"));
+  for (const f of ["packages.txt", "pins.json", "roster.yaml"]) cpSync(path.join(repo, f), path.join(dir, f));
+  if (replace.packages !== undefined) writeFileSync(path.join(dir, "packages.txt"), replace.packages);
+  if (replace.pins) {
+    const pins = JSON.parse(readFileSync(path.join(dir, "pins.json"), "utf8"));
+    replace.pins(pins);
+    writeFileSync(path.join(dir, "pins.json"), `${JSON.stringify(pins, null, 2)}\n`);
+  }
+  return dir;
+}
+
+/** A port on 127.0.0.1 that nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Every file under dir with its mtime, to prove that a rerun writes nothing. */
@@ -129,5 +157,79 @@ describe("build.ts", () => {
     const unknown = build("--root", root, "--stage", "sekl");
     expect(unknown.code).toBe(EXIT.badInput);
     expect(unknown.stderr).toContain("valid stages, in order: preflight,");
+  });
+
+  it("--help prints the usage on stdout and exits 0", () => {
+    const { code, stdout, stderr } = build("--help");
+    expect(code).toBe(EXIT.ok);
+    expect(stdout).toMatch(/^Usage: build\.ts \[options\]\n/);
+    expect(stdout).toContain(`${EXIT.notRoot} not run as root`);
+    expect(stderr).toBe("");
+  });
+
+  it("stops a build and a plan whose pins.json lacks two hashes before any stage, naming both, exit 2, nothing written", () => {
+    const inputs = inputsDir({
+      pins: (pins) => {
+        delete pins.node.integrity;
+        delete pins.kubectl.sha256;
+      },
+    });
+    try {
+      for (const mode of [[], ["--plan"]]) {
+        const { code, stderr } = build("--root", root, "--output", output, "--inputs", inputs, "--stage", "node,kubectl", ...mode);
+        expect(code, stderr).toBe(EXIT.badInput);
+        expect(stderr).toContain("error: pins.json lacks 2 values the selected stages need; nothing was changed:\n  pins.json: node.integrity is missing (stage node)\n  pins.json: kubectl.sha256 is missing (stage kubectl)\nhint: run `npx tsx build.ts lock`");
+        expect(stderr).not.toMatch(/preflight|planning|building/);
+        expect(readdirSync(root)).toEqual([]);
+        expect(readdirSync(output)).toEqual([]);
+      }
+      // The stages that need neither hash still run.
+      expect(build("--root", root, "--output", output, "--inputs", inputs, "--stage", "skel").code).toBe(EXIT.ok);
+    } finally {
+      rmSync(inputs, { recursive: true, force: true });
+    }
+  });
+
+  it("lock against an unreachable registry exits 1 naming each entry it could not resolve; pins.json unchanged", async () => {
+    const inputs = inputsDir({ packages: "", pins: (pins) => void (pins.apt = {}) });
+    try {
+      const closed = `http://127.0.0.1:${await closedPort()}`;
+      const before = readFileSync(path.join(inputs, "pins.json"), "utf8");
+      const env = { DEVVM_NPM_REGISTRY: closed, DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed };
+      const { code, stderr } = buildWith({ env }, "lock", "--inputs", inputs, "--output", output);
+      expect(code, stderr).toBe(EXIT.stageFailed);
+      expect(stderr).toMatch(/error: pins\.json was not changed: \d+ entries could not be resolved/);
+      for (const entry of ["node.integrity", "node.npm", "npm.@anthropic-ai/claude-code", "npm.@openai/codex", "npm.t3", "kubelogin", "kubectl"]) {
+        expect(stderr).toMatch(new RegExp(`\\n  ${entry.replace(/[.@/]/g, "\\$&")}: GET ${closed}/\\S+: the connection was refused \\(ECONNREFUSED\\)`));
+      }
+      expect(stderr).not.toContain("up to date");
+      expect(readFileSync(path.join(inputs, "pins.json"), "utf8")).toBe(before);
+    } finally {
+      rmSync(inputs, { recursive: true, force: true });
+    }
+  });
+
+  it("--plan under --root writes nothing there, not even the build lock", () => {
+    const { code, stderr } = build("--root", root, "--output", output, "--plan", "--stage", "skel");
+    expect(code, stderr).toBe(EXIT.changesPending);
+    expect(readdirSync(root)).toEqual([]);
+    expect(readdirSync(output)).toEqual([]);
+  });
+
+  it("refuses a VAULT_ADDR without a scheme as a settings error, exit 2", () => {
+    const { code, stderr } = buildWith({ env: { VAULT_ADDR: "vault.example:8200" } }, "--root", root, "--output", output, "--plan", "--stage", "skel");
+    expect(code).toBe(EXIT.badInput);
+    expect(stderr).toContain("environment VAULT_ADDR: expected a URL that starts with http:// or https://");
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("refuses a build and the lock when not root: one line, exit 5, nothing written", () => {
+    for (const args of [["--root", root, "--output", output, "--stage", "skel"], ["lock", "--output", output]]) {
+      const { code, stderr } = buildWith({ uid: 65534, env: { HOME: tmpdir() } }, ...args);
+      expect(code, stderr).toBe(EXIT.notRoot);
+      expect(stderr).toBe("error: build.ts must run as root, not as uid 65534: run it again as root, e.g. with sudo\n");
+    }
+    expect(readdirSync(root)).toEqual([]);
+    expect(readdirSync(output)).toEqual([]);
   });
 });

@@ -13,7 +13,8 @@ import { certificateFiles } from "./lib/download.ts";
 import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
 import { writeFileAtomic } from "./lib/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
-import { lock } from "./lib/lock-command.ts";
+import { requireCompletePins } from "./lib/inputs/required-pins.ts";
+import { describeUnresolved, lock } from "./lib/lock-command.ts";
 import { offboardStage } from "./lib/offboard-command.ts";
 import { buildManifest, readManifest } from "./lib/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
@@ -22,7 +23,7 @@ import { findRepoDir } from "./lib/repo-files.ts";
 import { redactSecrets } from "./lib/secret.ts";
 import { readSettings } from "./lib/settings.ts";
 import { stages } from "./stages/index.ts";
-import preflight from "./stages/preflight.ts";
+import preflight, { NotRootError, requireRoot } from "./stages/preflight.ts";
 
 const repoDir = findRepoDir(path.dirname(fileURLToPath(import.meta.url)));
 // Every line the build prints is scrubbed of the secret values it has seen.
@@ -31,7 +32,7 @@ const say = (text: string) => process.stderr.write(`${redactSecrets(text)}\n`);
 export async function main(argv: string[]): Promise<number> {
   const cli = parseCli(argv);
   if (cli.help) {
-    say(USAGE);
+    await writeStdout(`${USAGE}\n`);
     return EXIT.ok;
   }
   if (cli.list) {
@@ -39,23 +40,32 @@ export async function main(argv: string[]): Promise<number> {
     for (const stage of stages) process.stdout.write(`${stage.name.padEnd(width)}  ${stage.description}\n`);
     return EXIT.ok;
   }
+  // Builds, plans, lock and offboard all need root (lock runs apt-get update): said before anything is read or written.
+  requireRoot(process.getuid?.());
   const settings = readSettings();
   // A Secret in the settings from here on: no child of the build inherits it.
   delete process.env.VAULT_TOKEN;
   const inputsDir = path.resolve(cli.inputs ?? repoDir);
   const inputs = await loadInputs(inputsDir);
   const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
-  // Only a build runs npm; --plan writes nothing, this bundle included.
-  if (!cli.plan) trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
   const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
   if (cli.command === "lock") {
-    const changes = await lock({ settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") }, inputs, { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update });
+    trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
+    const { changes, unresolved } = await lock({ settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") }, inputs, { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update });
+    if (unresolved.length > 0) {
+      say(describeUnresolved(unresolved));
+      return EXIT.stageFailed;
+    }
     say(changes.length === 0 ? "pins.json is up to date" : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`);
     return EXIT.ok;
   }
   const root = path.resolve(cli.root ?? "/");
   // offboard USER: preflight (root, the lock), then that one stage.
   const selected = cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
+  // Every hash the selected stages need, before any of them (preflight too) runs: exit 2, nothing changed.
+  requireCompletePins(selected.map((s) => s.name), inputs, settings, { underRoot: root !== "/" });
+  // Only a build runs npm; --plan writes nothing, this bundle included.
+  if (!cli.plan) trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
   const ctx: BuildContext = {
     root,
     inputs,
@@ -96,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cli.json) await writeStdout(`${redactSecrets(JSON.stringify(report, null, 2))}\n`);
 
   if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
+  if (run.failure instanceof NotRootError) return EXIT.notRoot;
   if (run.failed) return EXIT.stageFailed;
   return run.pending ? EXIT.changesPending : EXIT.ok;
 }
@@ -128,6 +139,10 @@ async function writeOutput(ctx: BuildContext, outputDir: string, report: Report,
 }
 
 function exitCodeOf(error: unknown, debug: boolean): number {
+  if (error instanceof NotRootError) {
+    say(`error: ${error.message}`);
+    return EXIT.notRoot;
+  }
   if (error instanceof InputError) {
     say(`error: the inputs have ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}; nothing was changed\n${error.message}`);
     return EXIT.badInput;

@@ -8,6 +8,7 @@ export const EXIT = {
   badInput: 2,
   changesPending: 3,
   buildRunning: 4,
+  notRoot: 5,
   bug: 70,
 } as const;
 
@@ -18,7 +19,8 @@ export const USAGE = `Usage: build.ts [options]
 Builds this machine into the devvm: runs every stage in pipeline order, as root.
 \`lock\` refreshes pins.json from what the sources offer now (apt candidates,
 npm integrities, release hashes); versions move only with --update
-(node, npm, claude-code, codex, kubelogin; t3 only as t3@VERSION).
+(node, npm, claude-code, codex, kubelogin; t3 only as t3@VERSION). It writes
+pins.json only when every entry resolved, else names each one and why.
 \`offboard USER\` archives the home of a user a build has cut (dropped from
 roster.yaml, login locked), then deletes the account; only when named.
 
@@ -39,8 +41,10 @@ Options:
   --debug            show stacks and full command output
   -h, --help         this text
 
-Exit codes: ${EXIT.ok} success; ${EXIT.stageFailed} a stage failed; ${EXIT.badInput} bad input or usage;
-${EXIT.changesPending} changes pending (--plan); ${EXIT.buildRunning} another build is running; ${EXIT.bug} a bug in the builder.`;
+Exit codes: ${EXIT.ok} success; ${EXIT.stageFailed} a stage failed (lock: an entry could not be resolved,
+pins.json unchanged); ${EXIT.badInput} bad input or usage (also: pins.json lacks a hash the stages need);
+${EXIT.changesPending} changes pending (--plan); ${EXIT.buildRunning} another build is running; ${EXIT.notRoot} not run as root;
+${EXIT.bug} a bug in the builder.`;
 
 export interface CliOptions {
   command: "build" | "lock" | "offboard";

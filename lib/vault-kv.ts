@@ -8,6 +8,7 @@ import path from "node:path";
 import { fetch } from "undici";
 import { hostPath, type BuildContext } from "./context.ts";
 import { agentFor } from "./download.ts";
+import { explainFetchFailure } from "./fetch-error.ts";
 import { Secret } from "./secret.ts";
 
 export interface KvLocation {
@@ -33,7 +34,10 @@ export async function readKvSecret(location: KvLocation, token: Secret, extraCaC
     });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    return { ok: false, problem: "unreachable", message: `Vault at ${location.address} is unreachable (${cause?.code ?? cause?.message ?? (error as Error).message})` };
+    // An untrusted certificate is most likely a TLS-inspecting proxy: the hint names DEVVM_EXTRA_CA_CERTS.
+    const { hint, transient } = explainFetchFailure(error);
+    const tls = !transient && hint?.includes("DEVVM_EXTRA_CA_CERTS") ? `; ${hint}` : "";
+    return { ok: false, problem: "unreachable", message: `Vault at ${location.address} is unreachable (${cause?.code ?? cause?.message ?? (error as Error).message})${tls}` };
   }
   const where = `${location.mount}/${location.path} at ${location.address}`;
   if (response.status === 403) return { ok: false, problem: "denied", message: `Vault refused the token for ${where} (HTTP 403)` };

@@ -1,19 +1,35 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
 import { acquireBuildLock } from "../lib/lock.ts";
 import type { Stage } from "../lib/stage.ts";
 
 export const LOCK_PATH = "/run/lock/devvm-build.lock";
 
+/** Not root: build.ts gives it its own exit code, in one line. */
+export class NotRootError extends UserError {
+  override name = "NotRootError";
+  constructor(uid: number | undefined) {
+    super(`build.ts must run as root, not as uid ${uid ?? "unknown"}: run it again as root, e.g. with sudo`);
+  }
+}
+
+/** Refuses every uid but 0. build.ts asks first, before anything is read or written; preflight asks again. */
+export function requireRoot(uid: number | undefined): void {
+  if (uid !== 0) throw new NotRootError(uid);
+}
+
 export default {
   name: "preflight",
   description: "Refuses to build unless root on Debian 12; takes the one-build-at-a-time lock",
   always: true,
   async check(ctx) {
-    if (process.getuid?.() !== 0) throw new UserError("the builder must run as root", "run it as root, e.g. `sudo npx tsx build.ts`");
+    requireRoot(process.getuid?.());
     requireDebian12(ctx);
+    // --plan under --root writes nothing, not even a lock file in that root;
+    // on the machine itself it takes the lock, so it never reads a build's half-written state.
+    if (ctx.planOnly && underRoot(ctx)) return { changes: [], managed: [] };
     const lock = acquireBuildLock(hostPath(ctx, LOCK_PATH));
     ctx.cleanups.push(() => lock.release());
     if (lock.takenOverFrom) ctx.log.info(`took over the lock left by pid ${lock.takenOverFrom}, which is no longer running`);

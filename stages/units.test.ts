@@ -2,9 +2,10 @@ import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import type { UserError } from "../lib/errors.ts";
 import type { Stage } from "../lib/stage.ts";
 import { makeTestRoot } from "../lib/test-context.ts";
-import unitsStage from "./units.ts";
+import unitsStage, { requireUnitPrograms, unitPrograms } from "./units.ts";
 
 const units: Stage = unitsStage;
 const hasSystemd = spawnSync("systemd-analyze", ["--version"]).status === 0;
@@ -70,5 +71,46 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
     if ("skip" in check) throw new Error(check.skip);
     await expect(units.apply(root.ctx, check)).rejects.toThrow(/systemd-analyze verify refused the units; none was installed:\n.*devvm-t3-pin.timer.*OnCalender/s);
     expect(existsSync(path.join(root.dir, "etc/systemd/system"))).toBe(false);
+  });
+});
+
+describe("units, when a program they run is missing", () => {
+  const repo = path.dirname(path.dirname(new URL(import.meta.url).pathname));
+  const files = readdirSync(path.join(repo, "files/service/units")).map((name) => ({ path: `/etc/systemd/system/${name}`, content: readFileSync(path.join(repo, "files/service/units", name), "utf8") }));
+  const installed = ["/usr/local/bin/node", "/usr/local/bin/t3", "/usr/local/bin/t3-dispatch", "/usr/local/bin/t3-state-backup", "/usr/local/bin/tmux-persist"];
+  const thrown = (missing: string[]) => {
+    try {
+      requireUnitPrograms(files, (p) => !missing.includes(p));
+    } catch (error) {
+      return error as UserError;
+    }
+    throw new Error("requireUnitPrograms did not throw");
+  };
+
+  it("reads each unit's program, t3 behind /usr/bin/env too (which verify cannot see)", () => {
+    const programs = unitPrograms(files);
+    expect([...programs.keys()].sort()).toEqual(installed);
+    expect(programs.get("/usr/local/bin/t3")).toEqual({ units: ["t3-serve@.service"], wrapped: true });
+    expect(programs.get("/usr/local/bin/node")).toEqual({ units: ["devvm-reconcile.service", "devvm-t3-pin.service"], wrapped: false });
+  });
+
+  it("blames the missing program and the stage that installs it, not the unit files", () => {
+    const error = thrown(["/usr/local/bin/node", "/usr/local/bin/t3"]);
+    expect(error.message).toBe(
+      [
+        "node is not installed: /usr/local/bin/node, which devvm-reconcile.service and devvm-t3-pin.service run, is missing",
+        "t3 is not installed: /usr/local/bin/t3, which t3-serve@.service runs, is missing",
+        "no unit was installed",
+      ].join("\n"),
+    );
+    expect(error.hint).toBe("the unit files are fine: run the node, t3 stages first (e.g. `build.ts --from node`), or fix why it failed");
+    expect(thrown(["/usr/local/bin/tmux-persist"]).hint).toBe("the unit files are fine: run the service-helpers stage first (e.g. `build.ts --from service-helpers`), or fix why it failed");
+  });
+
+  it("only warns about a missing t3: t3-serve@ is a template, started by the instances stage", () => {
+    expect(requireUnitPrograms(files, (p) => p !== "/usr/local/bin/t3")).toEqual([
+      "warning: t3 is not installed: /usr/local/bin/t3, which t3-serve@.service runs, is missing; t3-serve@.service cannot start until the t3 stage installs it",
+    ]);
+    expect(requireUnitPrograms(files, () => true)).toEqual([]);
   });
 });

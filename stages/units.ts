@@ -1,13 +1,23 @@
-import { existsSync, readdirSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
+import { hostPath, underRoot } from "../lib/context.ts";
+import { UserError } from "../lib/errors.ts";
 import { applyResources, checkResource, managedBy, type FileResource } from "../lib/files.ts";
+import { BIN_DIR, NODE_BIN } from "../lib/layout.ts";
 import { repoFile } from "../lib/repo-files.ts";
 import type { Stage } from "../lib/stage.ts";
 import { activeT3ServeInstances, activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/systemd.ts";
 import { DISPATCH_BIN, DISPATCH_UNIT } from "./service-helpers.ts";
+
+// Who installs each program a unit runs, in pipeline order: a missing one is
+// that stage's failure (or it has not run yet), never a fault of the units.
+const INSTALLED_BY: Array<[stage: string, programs: string[]]> = [
+  ["node", [NODE_BIN]],
+  ["t3", [`${BIN_DIR}/t3`]],
+  ["service-helpers", [DISPATCH_BIN, `${BIN_DIR}/t3-state-backup`, `${BIN_DIR}/tmux-persist`]],
+];
 
 const SOURCE_DIR = "service/units";
 // Enabled and kept running. The timers' services are oneshots that are never
@@ -28,6 +38,58 @@ function unitFiles(ctx: BuildContext): FileResource[] {
 }
 
 const unitName = (file: FileResource) => path.basename(file.path);
+
+export interface UnitProgram {
+  units: string[];
+  /** Behind `/usr/bin/env VAR=... PROGRAM`: verify and systemd check only env, so a missing one shows only when it starts. */
+  wrapped: boolean;
+}
+
+/** The programs the units run (ExecStart=), each with the units that run it. */
+export function unitPrograms(files: Array<{ path: string; content: string | Buffer }>): Map<string, UnitProgram> {
+  const programs = new Map<string, UnitProgram>();
+  for (const file of files) {
+    for (const [, command] of String(file.content).matchAll(/^ExecStart=[-@:+!]*(.+)$/gm)) {
+      const words = command!.trim().split(/\s+/);
+      const wrapped = words[0] === "/usr/bin/env";
+      const program = wrapped ? words.slice(1).find((w) => !w.includes("=") && !w.startsWith("-")) : words[0];
+      if (!program?.startsWith("/")) continue;
+      const known = programs.get(program);
+      programs.set(program, { units: [...(known?.units ?? []), path.basename(file.path)], wrapped: known ? known.wrapped && wrapped : wrapped });
+    }
+  }
+  return programs;
+}
+
+/**
+ * Before verify (which would only say "Command ... is not executable" and
+ * blame the units): fails naming each missing program and the stage that
+ * installs it. A missing program behind env (t3, for t3-serve@) does not
+ * stop the units, which start no instance; it is a warning, returned.
+ */
+export function requireUnitPrograms(files: Array<{ path: string; content: string | Buffer }>, isExecutable: (machinePath: string) => boolean): string[] {
+  const missing = [...unitPrograms(files)].filter(([program]) => !isExecutable(program));
+  const describe = ([program, { units }]: [string, UnitProgram]) => `${path.basename(program)} is not installed: ${program}, which ${units.join(" and ")} run${units.length === 1 ? "s" : ""}, is missing`;
+  const fatal = missing.filter(([, { wrapped }]) => !wrapped);
+  if (fatal.length === 0) return missing.map((m) => `warning: ${describe(m)}; ${m[1].units.join(" and ")} cannot start until ${installerHint(m[0])}`);
+  const stagesToRun = INSTALLED_BY.filter(([, programs]) => missing.some(([program]) => programs.includes(program))).map(([stage]) => stage);
+  const run = stagesToRun.length > 0 ? `run the ${stagesToRun.join(", ")} stage${stagesToRun.length === 1 ? "" : "s"} first (e.g. \`build.ts --from ${stagesToRun[0]}\`), or fix why it failed` : "install what is missing";
+  throw new UserError(`${missing.map(describe).join("\n")}\nno unit was installed`, `the unit files are fine: ${run}`);
+}
+
+function installerHint(program: string): string {
+  const stage = INSTALLED_BY.find(([, programs]) => programs.includes(program))?.[0];
+  return stage ? `the ${stage} stage installs it` : "it is installed";
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** What runs all the time: t3-dispatch (once built) and the timers. */
 const runningUnits = (files: FileResource[]) => files.map(unitName).filter((name) => name === DISPATCH_UNIT || TIMERS.includes(name));
@@ -84,6 +146,8 @@ export default {
     const files = unitFiles(ctx);
     const state = await unitState(ctx, files);
     if (state.changed.length > 0) {
+      // verify, like systemd, looks for the programs on this machine; under --root they are the image's (and t3 is skipped there).
+      if (!underRoot(ctx)) for (const warning of requireUnitPrograms(files, isExecutable)) ctx.log.info(warning);
       // The whole set, under the real names, before any of it is installed.
       await verifyUnits(ctx, files.map((f) => ({ name: unitName(f), content: f.content })));
       // Recorded before the units are replaced: a build that stops after this still restarts them.
