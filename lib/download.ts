@@ -12,6 +12,8 @@ import { rootCertificates } from "node:tls";
 import { Agent, fetch } from "undici";
 import type { BuildContext } from "./context.ts";
 import { UserError } from "./errors.ts";
+import { fetchError } from "./fetch-error.ts";
+import { formatBytes, formatDuration, progressIntervals } from "./progress.ts";
 
 /** What a download must hash to: a sha256 (hex) or an npm integrity (sha512-base64). */
 export type Expected = { sha256: string } | { integrity: string };
@@ -84,9 +86,9 @@ class HttpStatusError extends Error {}
 
 /** Streams url into file, returning the hashes of what arrived. */
 async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: string, file: string): Promise<{ sha256: string; sha512: string }> {
-  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow" }).catch((error: Error & { cause?: Error }) => {
-    // undici says only "fetch failed"; the reason is in the cause.
-    throw new Error(`GET ${url}: ${error.cause?.message ?? error.message}`);
+  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow" }).catch((error: unknown) => {
+    // A certificate problem comes back a UserError (hint: DEVVM_EXTRA_CA_CERTS), so it is not retried.
+    throw fetchError(url, error);
   });
   if (!response.ok || !response.body) {
     const error = new HttpStatusError(`GET ${url}: HTTP ${response.status}`);
@@ -96,19 +98,25 @@ async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: str
   }
   const sha256 = createHash("sha256");
   const sha512 = createHash("sha512");
+  // Progress: the size at the start (when the server says it), bytes every few seconds, size and time at the end.
+  const name = path.basename(new URL(url).pathname);
+  const size = Number(response.headers.get("content-length")) || 0;
+  const started = performance.now();
+  let reported = started;
   let bytes = 0;
-  let reported = Date.now();
+  ctx.log.info(size ? `downloading ${name} (${formatBytes(size)})` : `downloading ${name}`);
   const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream<Uint8Array>);
   body.on("data", (chunk: Buffer) => {
     sha256.update(chunk);
     sha512.update(chunk);
     bytes += chunk.length;
-    if (Date.now() - reported > 5000) {
-      reported = Date.now();
-      ctx.log.info(`downloading ${path.basename(new URL(url).pathname)}: ${(bytes / 1e6).toFixed(1)} MB`);
+    if (performance.now() - reported >= progressIntervals.downloadMs) {
+      reported = performance.now();
+      ctx.log.info(`downloading ${name}: ${(bytes / 1e6).toFixed(1)}${size ? ` of ${(size / 1e6).toFixed(1)}` : ""} MB`);
     }
   });
   await pipeline(body, createWriteStream(file, { mode: 0o644 }));
+  ctx.log.info(`downloaded ${name}: ${formatBytes(bytes)} in ${formatDuration(performance.now() - started)}`);
   return { sha256: sha256.digest("hex"), sha512: sha512.digest("hex") };
 }
 

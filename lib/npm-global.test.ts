@@ -7,6 +7,7 @@ import { UserError } from "./errors.ts";
 import type { Inputs } from "./inputs/index.ts";
 import { BIN_DIR, nodeBinary, npmCli } from "./layout.ts";
 import { activeInstall, checkGlobalCli, cliPrefix, installGlobalCli, installedVersion, verifyIntegrity, type GlobalCli } from "./npm-global.ts";
+import { progressIntervals } from "./progress.ts";
 import { makeTestRoot, type TestRoot } from "./test-context.ts";
 
 const NODE = "22.23.3";
@@ -45,7 +46,7 @@ describe("installedVersion", () => {
     using root = testRoot();
     fakeInstall(root, CLAUDE.name, "2.1.332", "claude");
     link(root, `${BIN_DIR}/claude`, `${cliPrefix(CLAUDE.name, "2.1.332")}/bin/claude`);
-    // DEVVM.md stage 4: the admin's personal claude once shadowed the system install.
+    // docs/devvm.md stage 4: the admin's personal claude once shadowed the system install.
     write(root, "/home/wizard/.local/bin/claude", "#!/bin/sh\necho '9.9.9 (Claude Code)'\n", 0o755);
     vi.stubEnv("PATH", `${path.join(root.dir, "home/wizard/.local/bin")}:${process.env.PATH}`);
     try {
@@ -122,10 +123,11 @@ async function startFakeRegistry(integrity: string): Promise<FakeRegistry> {
 }
 
 // Logs its argv, installs a package with one
-// bin into --prefix; FAKE_NPM_FAIL=1 makes it fail halfway.
+// bin into --prefix; FAKE_NPM_FAIL=1 makes it fail halfway; FAKE_NPM_SLEEP_MS makes it slow.
 const FAKE_NPM = String.raw`
 const fs = require("node:fs"), path = require("node:path");
 const args = process.argv.slice(2);
+if (process.env.FAKE_NPM_SLEEP_MS) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.env.FAKE_NPM_SLEEP_MS));
 fs.appendFileSync(process.env.FAKE_NPM_LOG, JSON.stringify(args) + "\n");
 const prefix = args[args.indexOf("--prefix") + 1];
 const spec = args.find((a) => /^[@a-z].*@\d/.test(a));
@@ -204,6 +206,23 @@ describe("installGlobalCli", () => {
     expect((error as Error).message).toContain(INTEGRITY);
     expect(installs()).toEqual([]);
     expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
+  });
+
+  it("says how long npm has run while it runs, and how long it took", async () => {
+    const saved = progressIntervals.heartbeatMs;
+    progressIntervals.heartbeatMs = 100;
+    vi.stubEnv("FAKE_NPM_SLEEP_MS", "450");
+    const lines: string[] = [];
+    Object.assign(root.ctx.log, { info: (m: string) => lines.push(m) });
+    try {
+      await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
+    } finally {
+      progressIntervals.heartbeatMs = saved;
+    }
+    expect(lines[0]).toBe("npm install @openai/codex@0.169.0");
+    expect(lines.slice(1, -1).length).toBeGreaterThanOrEqual(2);
+    for (const line of lines.slice(1, -1)) expect(line).toMatch(/^npm install @openai\/codex@0\.169\.0: \d+\.\d s$/);
+    expect(lines.at(-1)).toMatch(/^npm install @openai\/codex@0\.169\.0: done in \d+\.\d s$/);
   });
 
   it("keeps the old version active when npm fails, and leaves no half install", async () => {

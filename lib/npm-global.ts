@@ -6,7 +6,7 @@
 // the old version active. The previous prefix stays for a rollback.
 //
 // "Is it installed?" is answered by the links and the package.json they
-// lead to, never by a PATH lookup (DEVVM.md stage 4: a personal
+// lead to, never by a PATH lookup (docs/devvm.md stage 4: a personal
 // ~/.local/bin/claude once shadowed the system install) and never by running
 // npm (a repeated `npm install -g` reinstalls: ~9 s against 40 ms).
 import { existsSync, promises as fs } from "node:fs";
@@ -180,7 +180,8 @@ async function npmInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promi
         // rather than running with a notice (npm's default), whatever npmrc says.
         ...["--strict-allow-scripts", "--ignore-scripts=false", "--no-audit", "--no-fund"],
       ],
-      { env: pinnedNodeEnv(ctx), timeoutMs: NPM_TIMEOUT_MS },
+      // npm says nothing for minutes (claude-code's install script): its elapsed time shows it runs.
+      { env: pinnedNodeEnv(ctx), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label: `npm install ${cli.name}@${pin.version}` } },
     );
     await assertInstalled(cli, pin.version, staging);
     await fs.rm(prefix, { recursive: true, force: true });

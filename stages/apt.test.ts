@@ -1,6 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { describe, expect, it } from "vitest";
-import { makeTestRoot } from "../lib/test-context.ts";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { UserError } from "../lib/errors.ts";
+import type { Inputs } from "../lib/inputs/index.ts";
+import { makeTestRoot, type TestRoot } from "../lib/test-context.ts";
 import stage, { installedVersions } from "./apt.ts";
 
 describe("apt", () => {
@@ -14,5 +18,121 @@ describe("apt", () => {
   it("never installs under --root, and says so", async () => {
     using root = makeTestRoot();
     expect(await stage.check(root.ctx)).toEqual({ skip: expect.stringContaining("not under --root") });
+  });
+});
+
+// ---- apply, against a fake apt-get, apt-cache and dpkg-query on PATH ---------
+
+const GIT = "1:2.39.5-0+deb12u2";
+const MIRROR_DOWN = `W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Could not resolve 'deb.debian.org'
+W: Some index files failed to download. They have been ignored, or old ones used instead.
+`;
+
+// Each behaves as its file in the fake's folder says; apt-get logs its arguments.
+const FAKES: Record<string, string> = {
+  "apt-get": `#!/bin/bash
+echo "$*" >> "$FAKE_APT/apt-get.log"
+case "$1" in
+  update) cat "$FAKE_APT/update.stderr" >&2 2>/dev/null; exit "$(cat "$FAKE_APT/update.code")";;
+  install)
+    printf '0 upgraded, 1 newly installed, 0 to remove and 0 not upgraded.\\nNeed to get 7260 kB of archives.\\n'
+    if [[ "$*" == *"APT::Status-Fd=3"* ]]; then
+      printf 'dlstatus:1:0.0000:Retrieving file 1 of 1\\npmstatus:git:20.0000:Unpacking git (amd64)\\npmstatus:git:60.0000:Configuring git (amd64)\\n' >&3
+    fi
+    touch "$FAKE_APT/installed";;
+esac
+`,
+  "apt-cache": `#!/bin/bash
+cat "$FAKE_APT/madison"
+`,
+  "dpkg-query": `#!/bin/bash
+[ -e "$FAKE_APT/installed" ] && printf 'git\\t${GIT}\\tinstalled\\n' && exit 0
+exit 1
+`,
+};
+
+describe("apt apply", () => {
+  let root: TestRoot;
+  const fake = (file: string) => path.join(root.dir, "fake-apt", file);
+  const aptGetCalls = () => (existsSync(fake("apt-get.log")) ? readFileSync(fake("apt-get.log"), "utf8").trim().split("\n") : []);
+  const apply = (lines: string[] = []) => {
+    Object.assign(root.ctx.log, { info: (m: string) => lines.push(m) });
+    return stage.apply(root.ctx, { changes: [{ kind: "package", name: "git", from: null, to: GIT }], managed: [] });
+  };
+  const failureOf = (lines?: string[]) => apply(lines).then(
+    () => expect.fail("apply succeeded"),
+    (e: unknown) => e as UserError,
+  );
+  const mirror = (update: { code: number; stderr?: string }, madison: string) => {
+    writeFileSync(fake("update.code"), String(update.code));
+    writeFileSync(fake("update.stderr"), update.stderr ?? "");
+    writeFileSync(fake("madison"), madison);
+  };
+
+  function setUp(): void {
+    root = makeTestRoot({ inputs: { packages: [{ name: "git", line: 1 }], pins: { apt: { git: GIT } } } as unknown as Inputs });
+    mkdirSync(fake(""));
+    for (const [name, script] of Object.entries(FAKES)) {
+      writeFileSync(fake(name), script);
+      chmodSync(fake(name), 0o755);
+    }
+    vi.stubEnv("PATH", `${fake("")}:${process.env.PATH}`);
+    vi.stubEnv("FAKE_APT", fake(""));
+  }
+  afterEach(() => {
+    vi.unstubAllEnvs();
+    root[Symbol.dispose]();
+  });
+
+  it("reports a failed apt-get update as such (exit 100), with the network hint, and installs nothing", async () => {
+    setUp();
+    mirror({ code: 100, stderr: `E: The repository 'http://deb.debian.org/debian bookworm Release' no longer has a Release file.\n` }, "");
+    const error = await failureOf();
+    expect(error).toBeInstanceOf(UserError);
+    expect(error.message).toBe("apt-get update failed:\nE: The repository 'http://deb.debian.org/debian bookworm Release' no longer has a Release file.");
+    expect(error.hint).toMatch(/check the network, and the mirror in \/etc\/apt\/sources\.list/);
+    expect(aptGetCalls()).toEqual(["update -q"]);
+  });
+
+  it("reports an apt-get update that exits 0 but could not fetch, rather than blaming the pins", async () => {
+    setUp();
+    mirror({ code: 0, stderr: MIRROR_DOWN }, "");
+    const error = await failureOf();
+    expect(error.message).toBe(`apt-get update failed:\n${MIRROR_DOWN.trimEnd()}`);
+    expect(error.message).not.toMatch(/offers no version/);
+    expect(error.hint).not.toMatch(/build\.ts lock/);
+    expect(aptGetCalls()).toEqual(["update -q"]);
+  });
+
+  it("blames the pins when the mirror answered but no longer offers the pinned version", async () => {
+    setUp();
+    mirror({ code: 0 }, "       git | 1:2.39.5-0+deb12u3 | http://deb.debian.org/debian bookworm/main amd64 Packages\n");
+    await expect(apply()).rejects.toThrow(`git: pinned ${GIT}, the mirror offers 1:2.39.5-0+deb12u3`);
+  });
+
+  it("installs with a warning when the update could not fetch but the lists still offer every pin", async () => {
+    setUp();
+    mirror({ code: 0, stderr: MIRROR_DOWN }, `       git | ${GIT} | http://deb.debian.org/debian bookworm/main amd64 Packages\n`);
+    const lines: string[] = [];
+    await apply(lines);
+    expect(lines).toContain(`warning: apt-get update: ${MIRROR_DOWN.trimEnd()}`);
+  });
+
+  it("shows apt-get update's time and apt's progress from its status fd", async () => {
+    setUp();
+    mirror({ code: 0 }, `       git | ${GIT} | http://deb.debian.org/debian bookworm/main amd64 Packages\n`);
+    const lines: string[] = [];
+    expect(await apply(lines)).toEqual([{ kind: "package", name: "git", from: null, to: GIT }]);
+    expect(aptGetCalls()[1]).toMatch(/^install .*-o APT::Status-Fd=3 git=1:2\.39\.5-0\+deb12u2$/);
+    expect(lines).toEqual([
+      "1 package(s) of packages.txt to install: apt-get update first",
+      "apt-get update",
+      expect.stringMatching(/^apt-get update: done in \d+\.\d s$/),
+      "apt-get install",
+      "apt: downloading 1 of 1 packages (0% of 7260 kB)",
+      "apt: unpacking 1 of 1 packages (git)",
+      "apt: setting up 1 of 1 packages (git)",
+      expect.stringMatching(/^apt-get install: done in \d+\.\d s$/),
+    ]);
   });
 });

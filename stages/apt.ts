@@ -1,12 +1,14 @@
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { underRoot } from "../lib/context.ts";
-import { UserError } from "../lib/errors.ts";
+import { AptProgress } from "../lib/apt-progress.ts";
+import { CommandError, tail, UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
 import type { Stage } from "../lib/stage.ts";
 
 const APT_ENV = { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" };
 const LOCK_HINT = "run `npx tsx build.ts lock` to refresh pins.json from what the mirror offers now";
+const NETWORK_HINT = "check the network, and the mirror in /etc/apt/sources.list and /etc/apt/sources.list.d/";
 
 /** Installed versions of the given packages, from dpkg's database (no network). */
 export async function installedVersions(ctx: BuildContext, names: string[]): Promise<Map<string, string>> {
@@ -36,8 +38,28 @@ async function pendingPackages(ctx: BuildContext): Promise<Change[]> {
     .map(([name, version]) => ({ kind: "package", name, from: installed.get(name) ?? null, to: version }));
 }
 
-/** Fails before installing anything when the mirror no longer offers a pinned version. */
-async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string; to: string }>): Promise<void> {
+/**
+ * apt-get update. It exits 0 on many fetch failures (mirror unreachable),
+ * printing `W: Failed to fetch ...`: those lines are returned, for
+ * requireAvailable to blame when a pin is then missing.
+ */
+async function updatePackageLists(ctx: BuildContext): Promise<string | null> {
+  try {
+    const { stderr } = await run(ctx, "apt-get", ["update", "-q"], { env: APT_ENV, heartbeat: { label: "apt-get update" } });
+    const problems = stderr.split("\n").filter((l) => /^(E: |W: Failed to fetch |W: Some index files failed)/.test(l));
+    return problems.length > 0 ? problems.join("\n") : null;
+  } catch (error) {
+    if (error instanceof CommandError) throw updateFailed(error.stderr);
+    throw error;
+  }
+}
+
+function updateFailed(stderr: string): UserError {
+  return new UserError(`apt-get update failed:\n${tail(stderr, 8)}`, NETWORK_HINT);
+}
+
+/** Fails before installing anything when the mirror no longer offers a pinned version (or could not be read). */
+async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string; to: string }>, updateProblems: string | null): Promise<void> {
   const result = await run(ctx, "apt-cache", ["madison", ...wanted.map((w) => w.name)], { env: APT_ENV });
   const offered = new Map<string, string[]>();
   for (const line of result.stdout.split("\n")) {
@@ -45,11 +67,35 @@ async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string;
     if (name && version) offered.set(name, [...(offered.get(name) ?? []), version]);
   }
   const unavailable = wanted.filter((w) => !offered.get(w.name)?.includes(w.to));
+  if (unavailable.length > 0 && updateProblems) throw updateFailed(updateProblems);
+  // Lists from an earlier update still offer every pin: the install may work from them (or its cache).
+  if (updateProblems) ctx.log.info(`warning: apt-get update: ${updateProblems}`);
   if (unavailable.length > 0) {
     throw new UserError(
       unavailable.map((w) => `${w.name}: pinned ${w.to}, the mirror offers ${offered.get(w.name)?.join(", ") || "no version"}`).join("\n"),
       LOCK_HINT,
     );
+  }
+}
+
+/** One apt-get install of every pin, its progress shown from apt's status fd. */
+async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to: string }>): Promise<void> {
+  const progress = new AptProgress((line) => ctx.log.info(line));
+  try {
+    await run(
+      ctx,
+      "apt-get",
+      [
+        ...["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "-o", "APT::Status-Fd=3"],
+        ...wanted.map((w) => `${w.name}=${w.to}`),
+      ],
+      { env: APT_ENV, heartbeat: { label: "apt-get install", everyMs: 0 }, onStdoutLine: (l) => progress.stdout(l), onStatusLine: (l) => progress.status(l) },
+    );
+  } catch (error) {
+    if (error instanceof CommandError && /Failed to fetch|Unable to fetch/.test(error.stderr)) {
+      throw new UserError(`apt-get install could not download packages:\n${tail(error.stderr, 8)}`, NETWORK_HINT);
+    }
+    throw error;
   }
 }
 
@@ -63,15 +109,9 @@ export default {
   async apply(ctx, pending) {
     const wanted = pending.changes.flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
     // Only now is the network needed: a rerun with everything in place makes no request.
-    ctx.log.info(`apt-get update, then installing ${wanted.length} package(s)`);
-    await run(ctx, "apt-get", ["update", "-q"], { env: APT_ENV });
-    await requireAvailable(ctx, wanted);
-    await run(
-      ctx,
-      "apt-get",
-      ["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", ...wanted.map((w) => `${w.name}=${w.to}`)],
-      { env: APT_ENV },
-    );
+    ctx.log.info(`${wanted.length} package(s) of packages.txt to install: apt-get update first`);
+    await requireAvailable(ctx, wanted, await updatePackageLists(ctx));
+    await installPinned(ctx, wanted);
     const left = await pendingPackages(ctx);
     if (left.length > 0) throw new UserError(`apt-get finished but ${left.map((c) => (c.kind === "package" ? c.name : "")).join(", ")} is not at its pin`);
     return pending.changes;

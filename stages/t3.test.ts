@@ -85,7 +85,7 @@ describe("the t3 stage", () => {
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
     expect(await t3.inventory?.(root.ctx)).toEqual({ "npm:t3": "0.0.26" });
     // Under --root nothing runs; on a booted box the instances stage restarts idle instances.
-    expect(info).toEqual([expect.stringMatching(/^running t3-serve@ instances: not started: /)]);
+    expect(info).toEqual(["npm install t3@0.0.26", expect.stringMatching(/^npm install t3@0\.0\.26: done in \d+\.\d s$/), expect.stringMatching(/^running t3-serve@ instances: not started: /)]);
   });
 
   it("keeps the version before when the new one fails its health check, naming the check and what it saw", async () => {
