@@ -2,7 +2,7 @@
 // several writers: the builder owns T3_PORT, a login stage appends
 // CLAUDE_CODE_OAUTH_TOKEN, an admin may add more. So they are edited in
 // place, one key at a time: every line a writer does not own stays byte for
-// byte (DEVVM.md lesson: a rewrite once deleted users' Claude tokens).
+// byte (docs/devvm.md lesson: a rewrite once deleted users' Claude tokens).
 
 const assignment = (key: string) => new RegExp(`^[ \\t]*(?:export[ \\t]+)?${key}[ \\t]*=(.*)$`);
 

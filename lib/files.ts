@@ -270,7 +270,7 @@ export async function replaceSymlink(link: string, target: string): Promise<void
 }
 
 async function ensureParents(ctx: BuildContext, realDir: string): Promise<void> {
-  // Missing parents are created root-owned 0755 (DEVVM.md lesson: `install -m`
+  // Missing parents are created root-owned 0755 (docs/devvm.md lesson: `install -m`
   // did not create /etc/t3-serve and a fresh box failed there).
   if (await lstatOrNull(realDir)) return;
   await ensureParents(ctx, path.dirname(realDir));

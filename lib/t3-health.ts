@@ -1,4 +1,4 @@
-// Is a t3 install fit to serve users? DEVVM.md stage 5: a nightly once
+// Is a t3 install fit to serve users? docs/devvm.md stage 5: a nightly once
 // renamed the pairing endpoint and pairing broke for every user, so a new
 // version is tried on a throwaway port and folder before it is trusted:
 // its version, `t3 serve` answering GET / with 200, a pairing credential,

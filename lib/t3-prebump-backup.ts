@@ -1,4 +1,4 @@
-// Copies of every t3 database before a new t3 version can open one (DEVVM.md
+// Copies of every t3 database before a new t3 version can open one (docs/devvm.md
 // stage 5: a nightly once migrated every user's state.sqlite forward, so a
 // rollback of t3 alone left the databases behind). The t3 stage runs this
 // after the health check and before the links switch: from the switch on,

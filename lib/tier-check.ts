@@ -1,5 +1,5 @@
 // The roster's tiers checked against the cluster's truth before any account
-// changes (DEVVM.md "Per-user"): Vault KV v2 secret/platform, field
+// changes (docs/devvm.md "Per-user"): Vault KV v2 secret/platform, field
 // k8s_users, a JSON map from k8s user to { role }. Admins are exempt; a user
 // absent there is a pending grant (a warning); a different tier stops the
 // users stage. Vault out of reach is a warning (an error with --strict).

@@ -11,7 +11,7 @@ import { Secret } from "../lib/secret.ts";
 import { settingVariables, type Settings } from "../lib/settings.ts";
 import type { Stage } from "../lib/stage.ts";
 
-// The timers run the builder itself for one stage (DEVVM.md: the pin lives in
+// The timers run the builder itself for one stage (docs/devvm.md: the pin lives in
 // one place), so the builder is installed on the box: the esbuild bundle
 // (a no-op run starts in ~0.3 s, 5x faster than tsx on the sources) with the
 // files/ it installs from and the inputs, run by the pinned /usr/local/bin/node.

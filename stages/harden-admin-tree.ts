@@ -4,7 +4,7 @@ import type { BuildContext } from "../lib/context.ts";
 import type { Stage } from "../lib/stage.ts";
 
 // The admin's clones hold decrypted secrets; the tree was once 0775 and any
-// user could read them by path (DEVVM.md stage 10). o-rx closes it.
+// user could read them by path (docs/devvm.md stage 10). o-rx closes it.
 const resources = (ctx: BuildContext): Resource[] => [{ kind: "perms", path: ctx.settings.adminCodeDir, clear: 0o005 }];
 
 export default {

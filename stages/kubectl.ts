@@ -11,7 +11,7 @@ import { installedSha256, pinnedBinaryChanges } from "../lib/pinned-binary.ts";
 // The Kubernetes CLI from the release downloads at a pinned version checked
 // by sha256, never apt's: Debian 12's kubernetes-client is 1.20, far too old,
 // and without kubectl the OIDC plugin and every kubeconfig are useless
-// (DEVVM.md stage 7).
+// (docs/devvm.md stage 7).
 const BINARY = `${BIN_DIR}/kubectl`;
 
 function pinned(ctx: BuildContext): { url: string; sha256: string } {

@@ -14,7 +14,7 @@ import { installedSha256, pinnedBinaryChanges } from "../lib/pinned-binary.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
 // same name, at a pinned release checked by sha256: it once followed
-// `latest` and two boxes built weeks apart differed (DEVVM.md stage 7).
+// `latest` and two boxes built weeks apart differed (docs/devvm.md stage 7).
 const BINARY = `${BIN_DIR}/kubelogin`;
 const LINK: Resource = { kind: "symlink", path: `${BIN_DIR}/kubectl-oidc_login`, target: BINARY };
 
@@ -34,7 +34,7 @@ async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
   const zip = await download(ctx, url, { sha256 });
   const dir = await mkdtemp(path.join(tmpdir(), "devvm-kubelogin-"));
   try {
-    // unzip comes from the apt stage (DEVVM.md lesson: it was once missing).
+    // unzip comes from the apt stage (docs/devvm.md lesson: it was once missing).
     await run(ctx, "unzip", ["-q", "-o", zip, "kubelogin", "-d", dir]);
     const binary = await readFile(path.join(dir, "kubelogin"));
     const received = createHash("sha256").update(binary).digest("hex");

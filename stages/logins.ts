@@ -13,7 +13,7 @@ import type { Stage } from "../lib/stage.ts";
 import { addPendingRestarts, t3ServeInstance } from "../lib/systemd.ts";
 import { CODEX_GROUP, TARGETS } from "./vault-tokens.ts";
 
-// What vault-tokens staged, consumed here (DEVVM.md lesson: a staged secret
+// What vault-tokens staged, consumed here (docs/devvm.md lesson: a staged secret
 // that nothing consumes is a manual step lost on rebuild).
 const SHARED_CLAUDE_TOKEN = TARGETS.find((t) => t.field === "claude_oauth_token")!.path;
 const SHARED_CODEX_AUTH = TARGETS.find((t) => t.field === "codex_shared_auth_json")!.path;

@@ -7,7 +7,7 @@ const SOURCE = fileURLToPath(new URL("../files/claude-code/managed-settings.json
 const json = readFileSync(SOURCE, "utf8");
 const settings = JSON.parse(json) as { model: string; claudeMd: string };
 
-// Each rule of DEVVM.md stage 8, found by one phrase only that rule uses.
+// Each rule of docs/devvm.md stage 8, found by one phrase only that rule uses.
 const RULES: [rule: string, phrase: RegExp][] = [
   ["a shared machine", /this machine is shared/i],
   ["act only as your own OS user", /act only as the OS user you run as/i],

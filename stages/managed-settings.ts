@@ -6,7 +6,7 @@ import type { Stage } from "../lib/stage.ts";
 
 const SOURCE = "claude-code/managed-settings.json";
 // Managed settings are readable by every user: a key that looks like a
-// credential, or a value shaped like one, has no place in them (DEVVM.md
+// credential, or a value shaped like one, has no place in them (docs/devvm.md
 // stage 8: no secrets, ever).
 const SECRET_LIKE = /token|secret|password|api[-_]?key|credential/i;
 const TOKEN_SHAPES: [kind: string, shape: RegExp][] = [

@@ -15,7 +15,7 @@ import type { Stage } from "../lib/stage.ts";
 import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
 
 // The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
-// newer (DEVVM.md stage 3). A pinned tree per version; links select one.
+// newer (docs/devvm.md stage 3). A pinned tree per version; links select one.
 
 const tree = (version: string) => `${NODE_ROOT}/${version}`;
 const npmDir = (version: string) => `${tree(version)}/lib/node_modules/npm`;

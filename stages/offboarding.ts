@@ -9,7 +9,7 @@ import type { Stage } from "../lib/stage.ts";
 import { activeUnits, enabledUnits, offlineReason, systemctl, t3ServeInstance } from "../lib/systemd.ts";
 
 // A user dropped from roster.yaml loses access at once and reversibly
-// (DEVVM.md "Per-user", Offboarding): their instance stopped and disabled,
+// (docs/devvm.md "Per-user", Offboarding): their instance stopped and disabled,
 // their login locked (password and account expiry, so no key or su either),
 // gone from the map and dispatch.json (the users stage writes those from the
 // roster). Home and account stay; `build.ts offboard USER` deletes them.

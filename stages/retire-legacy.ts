@@ -9,7 +9,7 @@ import type { Stage } from "../lib/stage.ts";
 import { offlineReason, systemctl, UNIT_DIR } from "../lib/systemd.ts";
 
 // What the old bash scripts installed on the live devvm, each a .service and
-// a .timer, and what replaces it (DEVVM.md "Adopting the live devvm"). Left
+// a .timer, and what replaces it (docs/devvm.md "Adopting the live devvm"). Left
 // running, the old reconcile and the builder would fight over the same files
 // and the old updater would move t3 past its pin. Their programs are the
 // known script names below plus whatever ExecStart= runs from /usr/local/bin.

@@ -7,7 +7,7 @@ import { repoFile } from "../lib/repo-files.ts";
 import type { Stage } from "../lib/stage.ts";
 
 // Only these folders of the shared config are linked: secrets and hooks
-// never travel through skel (DEVVM.md stage 9).
+// never travel through skel (docs/devvm.md stage 9).
 export const SHARED_CLAUDE_FOLDERS = ["skills", "rules", "agents", "commands"] as const;
 
 function resources(ctx: BuildContext): Resource[] {

@@ -10,7 +10,7 @@ export const DROP_IN = "/etc/sudoers.d/t3-autopair";
 const SOURCE = "service/sudoers-t3-autopair";
 
 /**
- * One malformed file in /etc/sudoers.d breaks sudo for everyone (DEVVM.md
+ * One malformed file in /etc/sudoers.d breaks sudo for everyone (docs/devvm.md
  * stage 12), so the new file is checked with `visudo -cf` as the temporary
  * file it is before the rename; a refused one never replaces the live one.
  */

@@ -14,7 +14,7 @@ export const T3: GlobalCli = { name: "t3", bins: ["t3"] };
 
 /**
  * A new t3 is trusted only after a health check of its own prefix, before the
- * links switch (DEVVM.md stage 5: a nightly once broke pairing for every
+ * links switch (docs/devvm.md stage 5: a nightly once broke pairing for every
  * user). Unhealthy: the links never switch, so the version before stays.
  */
 async function assertHealthy(ctx: BuildContext, hostPrefix: string, version: string, before: string | null): Promise<void> {
@@ -53,7 +53,7 @@ async function checkT3(ctx: BuildContext): Promise<Pending> {
 
 /**
  * Running t3-serve@ instances still run the old t3. They are restarted only
- * when idle (DEVVM.md stage 5), by the instances stage, which reads this
+ * when idle (docs/devvm.md stage 5), by the instances stage, which reads this
  * record: in a full build it runs later, and after the enforcer's
  * `--stage t3` the hourly reconcile does it.
  */

@@ -18,7 +18,7 @@ export const TARGETS = [
 ] as const;
 
 const FOLDERS: Resource[] = [
-  // Created before anything is written into it (DEVVM.md lesson: `install -m` did not).
+  // Created before anything is written into it (docs/devvm.md lesson: `install -m` did not).
   { kind: "dir", path: "/etc/t3-serve", mode: 0o755 },
   { kind: "dir", path: "/opt/codex-shared", group: CODEX_GROUP, mode: 0o2770 },
 ];

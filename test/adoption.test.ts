@@ -1,4 +1,4 @@
-// Taking over the live devvm (DEVVM.md "Adopting the live devvm"): a box
+// Taking over the live devvm (docs/devvm.md "Adopting the live devvm"): a box
 // prepared the way the old scripts left it (without running them), then one
 // full build against the stand-ins. Every user keeps their port, their env
 // lines, their home and clone; the old reconcile and updater are gone; and

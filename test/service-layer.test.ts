@@ -58,7 +58,7 @@ describe("the service layer on a booted Debian 12", () => {
         "runuser -u alice -- sh -c 'mkdir -p ~/.t3/userdata && sqlite3 ~/.t3/userdata/state.sqlite \"create table t(x); insert into t values (42);\"'",
       { check: true },
     );
-    // A persistent timer with a stamp this old would fire at once when started (DEVVM.md lesson).
+    // A persistent timer with a stamp this old would fire at once when started (docs/devvm.md lesson).
     await vm.exec("mkdir -p /var/lib/systemd/timers && touch -d '3 days ago' /var/lib/systemd/timers/stamp-devvm-t3-pin.timer", { check: true });
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
     await vm.exec(["bash", "-c", "nohup bash -c 'declare -A seen; while [ ! -e /tmp/stop-sampler ]; do for f in /proc/[0-9]*/cmdline; do mapfile -d \"\" a < \"$f\" 2>/dev/null || continue; l=\"${a[*]}\"; [ -n \"$l\" ] && [ -z \"${seen[$l]}\" ] && seen[$l]=1 && echo \"$l\" >> /tmp/cmdlines; done; sleep 0.01; done' >/dev/null 2>&1 &"]);

@@ -1,4 +1,4 @@
-// Backups around a t3 version change on a booted Debian 12 (DEVVM.md stages
+// Backups around a t3 version change on a booted Debian 12 (docs/devvm.md stages
 // 5 and 12): before a new t3 can reach any instance, every user's
 // ~/.t3/userdata/state.sqlite is copied, as that user, to
 // /var/backups/t3-state/USER/state-prebump-FROM-TO.sqlite, and a copy that

@@ -27,7 +27,7 @@ const debianVersion = z.string().regex(/^(\d+:)?[0-9][A-Za-z0-9.+~:-]*$/, "expec
 
 const NpmPin = z.strictObject({ version: exactVersion, integrity: integrity.optional() });
 
-// A nightly once migrated every user's state and broke pairing (DEVVM.md
+// A nightly once migrated every user's state and broke pairing (docs/devvm.md
 // stage 5): t3 stays at 0.0.26 unless `build.ts lock --update t3@VERSION`
 // moved it on purpose, which records why in `approved`.
 const T3_PIN = "0.0.26";
@@ -38,7 +38,7 @@ const T3Pin = z
       ctx.addIssue({
         code: "custom",
         path: ["version"],
-        message: `t3 is pinned to exactly ${T3_PIN} (DEVVM.md stage 5); move it only with \`build.ts lock --update t3@VERSION\`, which records the approval`,
+        message: `t3 is pinned to exactly ${T3_PIN} (docs/devvm.md stage 5); move it only with \`build.ts lock --update t3@VERSION\`, which records the approval`,
       });
     }
   });
@@ -46,7 +46,7 @@ const T3Pin = z
 export const PinsSchema = z.strictObject({
   $comment: z.string().optional(),
   node: z.strictObject({
-    // claude-code needs Node >= 22; t3 needs 22.16 or newer (DEVVM.md stage 3).
+    // claude-code needs Node >= 22; t3 needs 22.16 or newer (docs/devvm.md stage 3).
     version: exactVersion.refine((v) => semver.satisfies(v, ">=22.16.0 <23.0.0"), "expected a 22.x version, 22.16.0 or newer"),
     /** Of the official release tarball (node-vX-linux-x64.tar.gz). */
     sha256: sha256.optional(),
@@ -68,7 +68,7 @@ export const PinsSchema = z.strictObject({
     /** Of the kubelogin binary inside it: what is installed is checked against this. */
     binarySha256: sha256.optional(),
   }),
-  // Debian 12's kubernetes-client is 1.20, far too old (DEVVM.md stage 7).
+  // Debian 12's kubernetes-client is 1.20, far too old (docs/devvm.md stage 7).
   kubectl: z.strictObject({
     version: kubernetesRelease,
     /** Of the kubectl binary as released (dl.k8s.io publishes it beside it as kubectl.sha256). */

@@ -5,7 +5,7 @@ import { z } from "zod";
 
 // useradd's own rule (Debian's NAME_REGEX, without capitals): at most 32.
 export const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
-// Repo names become paths under ~/code (DEVVM.md "Per-user").
+// Repo names become paths under ~/code (docs/devvm.md "Per-user").
 const REPO = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const name = z.string().min(1, "expected a non-empty name");

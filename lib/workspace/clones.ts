@@ -1,4 +1,4 @@
-// Each non-admin's code (DEVVM.md "Per-user", Code), planned as data from
+// Each non-admin's code (docs/devvm.md "Per-user", Code), planned as data from
 // what is on disk and in git, then applied step by step as the user:
 // - layout: a single-layout ~/code moved whole to ~/code/infra by renames
 //   (a killed move is finished by the next run), an absent ~/code made,

@@ -1,4 +1,4 @@
-// A non-admin's ~/.kube/config (DEVVM.md "Per-user", Kubeconfig): the
+// A non-admin's ~/.kube/config (docs/devvm.md "Per-user", Kubeconfig): the
 // cluster's server and CA copied from the admin's kubeconfig, the user
 // signing in through `kubectl oidc-login get-token` against the org's
 // issuer. Written only where the user has none.
