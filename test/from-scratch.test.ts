@@ -84,6 +84,17 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
   });
 
+  it("shows progress: apt's packages as it goes, each download's size and time, npm's time", () => {
+    expect(first.log).toMatch(/^ {6}apt-get update: done in [\d.]+ s$/m);
+    expect(first.log).toMatch(/^ {6}apt: downloading \d+ of \d+ packages/m);
+    expect(first.log).toMatch(/^ {6}apt: (unpacking|setting up) \d+ of \d+ packages/m);
+    // bootstrap.sh fetched Node; the builder's own downloads are npm, kubelogin and kubectl.
+    for (const file of [`npm-${sources.pins.node.npm.version}.tgz`, "kubelogin_linux_amd64.zip", "kubectl"]) {
+      expect(first.log).toMatch(new RegExp(`^ {6}(\\[[\\w-]+\\] )?downloaded ${file.replace(/\./g, "\\.")}: [\\d.]+ (B|kB|MB) in (\\d+ min )?[\\d.]+ s$`, "m"));
+    }
+    expect(first.log).toMatch(/^ {6}npm install @openai\/codex@[\d.]+: done in [\d.]+ s$/m);
+  });
+
   it("installs the managed Claude Code settings", async () => {
     expect(await vm.stat("/etc/claude-code")).toEqual({ type: "directory", mode: "0755", owner: "root", group: "root" });
     expect(await vm.stat("/etc/claude-code/managed-settings.json")).toEqual({ type: "file", mode: "0644", owner: "root", group: "root" });
