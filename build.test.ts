@@ -2,7 +2,7 @@
 // test/ do the same on a booted Debian).
 import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { closedPort } from "./lib/test-context.ts";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -35,15 +35,6 @@ function inputsDir(replace: { pins?: (pins: Record<string, any>) => void; packag
     writeFileSync(path.join(dir, "pins.json"), `${JSON.stringify(pins, null, 2)}\n`);
   }
   return dir;
-}
-
-/** A port on 127.0.0.1 that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Every file under dir with its mtime, to prove that a rerun writes nothing. */

@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { closedPort } from "./test-context.ts";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -91,15 +91,6 @@ function lockInputs(pins: Pins) {
 function lockContext(env: Record<string, string>, dir: string) {
   const logged: string[] = [];
   return { ctx: { settings: readSettings(env), cacheDir: path.join(dir, "cache"), log: { info: (line: string) => logged.push(line), debug: () => {} } }, logged };
-}
-
-/** A port on 127.0.0.1 that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** A registry that knows each package at the versions given (path /NAME/VERSION, as versionInfo asks). */

@@ -1,5 +1,6 @@
 // A BuildContext over a temporary root, for unit tests beside the code.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,4 +42,13 @@ export function makeTestRootWithAccounts(overrides: Partial<BuildContext> = {}):
   writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
   writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
   return root;
+}
+
+/** A port on 127.0.0.1 that nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
