@@ -155,6 +155,8 @@ fi
 runtime=$output/bootstrap/node-$(basename "$node_archive" | cut -c1-16)
 if [ ! -x "$runtime/bin/node" ]; then
   mkdir -p "$output/bootstrap"
+  # What a killed run left half unpacked.
+  rm -rf "$output/bootstrap"/.node.tmp-*
   staging=$(mktemp -d "$output/bootstrap/.node.tmp-XXXXXX")
   tar -xzf "$node_archive" -C "$staging" --strip-components=1 --no-same-owner
   rm -rf "$runtime"

@@ -2,10 +2,13 @@
 // the command, its exit code and the tail of its stderr, not a stack.
 // Secrets never go on a command line (other users can read it in /proc):
 // pass them with `input` (stdin) or `env`.
+// Each command leads a process group of its own, recorded (lib/children.ts)
+// so that nothing it started outlives a killed build; a timeout ends the
+// whole group, not just the command.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
-import { $, type ProcessOutput } from "zx";
+import { trackChild, untrackChild } from "./children.ts";
 import type { BuildContext } from "./context.ts";
 import { CommandError } from "./errors.ts";
 import { startHeartbeat } from "./progress.ts";
@@ -37,7 +40,7 @@ export async function run(ctx: Pick<BuildContext, "log">, command: string, args:
   const heartbeat = options.heartbeat && startHeartbeat(ctx.log, options.heartbeat.label, options.heartbeat.everyMs);
   let result: RunResult;
   try {
-    result = options.onStdoutLine || options.onStatusLine ? await spawnStreaming(command, args, options) : await runQuiet(command, args, options);
+    result = await spawnCommand(command, args, options);
   } catch (error) {
     heartbeat?.stop("failed");
     throw error;
@@ -50,30 +53,29 @@ export async function run(ctx: Pick<BuildContext, "log">, command: string, args:
   return result;
 }
 
-async function runQuiet(command: string, args: string[], options: RunOptions): Promise<RunResult> {
-  const output: ProcessOutput = await $({
-    quiet: true,
-    nothrow: true,
-    env: { ...process.env, ...options.env },
-    ...(options.input !== undefined ? { input: options.input } : {}),
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-    ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-  })`${command} ${args}`;
-  return { stdout: output.stdout, stderr: output.stderr, exitCode: output.exitCode ?? -1 };
-}
+const GRACE_MS = 5_000;
 
-/** Like runQuiet, but hands over stdout (and fd 3) line by line while the command runs. */
-function spawnStreaming(command: string, args: string[], options: RunOptions): Promise<RunResult> {
+/** Runs the command in a process group of its own; stdout (and fd 3) line by line to the callbacks while it runs. */
+function spawnCommand(command: string, args: string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       env: { ...process.env, ...options.env },
       ...(options.cwd ? { cwd: options.cwd } : {}),
+      // No stdin unless given: a command that reads one (a prompt) gets end of file, never a hang.
       stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe", ...(options.onStatusLine ? (["pipe"] as const) : [])],
+      detached: true,
     });
+    trackChild(child.pid);
     // Piped, as asked above: never null.
     const out = child.stdout!;
     const err = child.stderr!;
-    const timer = options.timeoutMs ? setTimeout(() => child.kill("SIGTERM"), options.timeoutMs) : undefined;
+    let killer: NodeJS.Timeout | undefined;
+    const timer = options.timeoutMs
+      ? setTimeout(() => {
+          killGroup(child.pid, "SIGTERM");
+          killer = setTimeout(() => killGroup(child.pid, "SIGKILL"), GRACE_MS);
+        }, options.timeoutMs)
+      : undefined;
     let stdout = "";
     let stderr = "";
     out.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
@@ -86,9 +88,12 @@ function spawnStreaming(command: string, args: string[], options: RunOptions): P
       child.stdin?.on("error", () => {});
       child.stdin?.end(options.input);
     }
-    child.on("error", (error) => {
+    child.on("error", (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(error);
+      untrackChild(child.pid);
+      // A missing program fails like it does in a shell: exit 127, judged by the caller.
+      if (error.code === "ENOENT") resolve({ stdout: "", stderr: `${command}: command not found`, exitCode: 127 });
+      else reject(error);
     });
     // A daemon started by the command (a package's postinst) may keep a pipe
     // open; its output is not the command's, so the pipes close soon after the exit.
@@ -99,7 +104,9 @@ function spawnStreaming(command: string, args: string[], options: RunOptions): P
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(killer);
       clearTimeout(orphanedPipes);
+      untrackChild(child.pid);
       // Every line read before the result: the last progress line is not lost.
       void Promise.all(streams).then(() => resolve({ stdout, stderr: signal && !stderr ? `killed by ${signal}` : stderr, exitCode: code ?? -1 }));
     });
@@ -120,4 +127,13 @@ function eachLine(stream: Readable, onLine: (line: string) => void): Promise<voi
     lines.once("close", resolve);
     stream.once("close", resolve);
   });
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
 }

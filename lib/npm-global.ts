@@ -21,6 +21,7 @@ import type { Pins } from "./inputs/pins.ts";
 import { BIN_DIR, NODE_ROOT, NPM_CLI_ROOT, nodeBinary, npmCli } from "./layout.ts";
 import { versionInfo } from "./registry.ts";
 import type { Pending } from "./stage.ts";
+import { removeLeftovers } from "./leftovers.ts";
 
 export interface GlobalCli {
   /** The npm package, e.g. "@openai/codex"; pins.json's npm section pins it. */
@@ -160,6 +161,7 @@ async function npmInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promi
   await verifyIntegrity(ctx, cli.name, pin);
   const prefix = hostPath(ctx, cliPrefix(cli.name, pin.version));
   const staging = path.join(path.dirname(prefix), `${STAGING}${pin.version}-${process.pid}`);
+  await removeLeftovers(ctx, path.dirname(prefix), /^\.staging-.+-(\d+)$/, `unfinished install(s) of ${cli.name}`);
   await fs.rm(staging, { recursive: true, force: true });
   // Every user runs these CLIs: each level 0755 whatever the umask. npm
   // 11.19.1 with --strict-allow-scripts fails with ENOENT on a prefix without lib/.

@@ -4,6 +4,8 @@
 // its version, `t3 serve` answering GET / with 200, a pairing credential,
 // and a browser session (a t3_session cookie) made from that credential.
 import { spawn, type ChildProcess } from "node:child_process";
+import { trackChild, untrackChild } from "./children.ts";
+import { removeLeftovers, scratchPrefix } from "./leftovers.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -34,7 +36,8 @@ export async function checkT3Health(ctx: Pick<BuildContext, "log">, options: T3H
   const env = options.env ?? {};
   const version = await checkVersion(ctx, options.t3, options.expectedVersion, env);
   if (version) return version;
-  const baseDir = await mkdtemp(path.join(tmpdir(), "devvm-t3-health-"));
+  await removeLeftovers(ctx, tmpdir(), /^devvm-t3-health-(\d+)-/, "base dir(s) of a t3 health check");
+  const baseDir = await mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-t3-health-")));
   const port = await freePort();
   const server = startServer(options.t3, port, baseDir, env);
   try {
@@ -70,12 +73,16 @@ interface Server {
 }
 
 function startServer(t3: string, port: number, baseDir: string, env: Record<string, string>): Server {
-  // Its own process group, so stopping it also stops whatever it started.
-  const child = spawn(t3, ["serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir], {
+  // Its own process group, so stopping it also stops whatever it started,
+  // recorded, so a build killed meanwhile has it ended by the next one; and
+  // killed by the kernel the moment the builder dies (setpriv --pdeathsig):
+  // a server that never ends by itself must not outlive its check.
+  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", t3, "serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir], {
     env: { ...process.env, ...env },
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
+  trackChild(child.pid);
   let output = "";
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8192));
   child.stdout?.on("data", keep);
@@ -170,6 +177,7 @@ async function stopServer(server: Server): Promise<void> {
   // Also after the leader exited: a child it left behind is still in the group.
   signalGroup("SIGKILL");
   if (!stopped) await exited;
+  untrackChild(child.pid);
 }
 
 async function freePort(): Promise<number> {

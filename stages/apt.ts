@@ -3,6 +3,7 @@ import type { BuildContext } from "../lib/context.ts";
 import { underRoot } from "../lib/context.ts";
 import { AptProgress } from "../lib/apt-progress.ts";
 import { CommandError, tail, UserError } from "../lib/errors.ts";
+import { dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/dpkg.ts";
 import { run } from "../lib/exec.ts";
 import type { Stage } from "../lib/stage.ts";
 
@@ -86,7 +87,9 @@ async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to
       ctx,
       "apt-get",
       [
-        ...["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "-o", "APT::Status-Fd=3"],
+        ...["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"],
+        // Another package manager that took dpkg's lock since waitForDpkgLock: apt waits for it too.
+        ...["-o", "DPkg::Lock::Timeout=60", "-o", "APT::Status-Fd=3"],
         ...wanted.map((w) => `${w.name}=${w.to}`),
       ],
       { env: APT_ENV, heartbeat: { label: "apt-get install", everyMs: 0 }, onStdoutLine: (l) => progress.stdout(l), onStatusLine: (l) => progress.status(l) },
@@ -104,10 +107,17 @@ export default {
   description: "Installs packages.txt at the exact versions pinned in pins.json, in one apt-get call",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "apt installs into the machine itself, not under --root" };
-    return { changes: await pendingPackages(ctx), managed: [] };
+    const repair: Change[] = dpkgJournalLeft() ? [{ kind: "action", description: `repair the interrupted dpkg (dpkg --configure -a)` }] : [];
+    return { changes: [...repair, ...(await pendingPackages(ctx))], managed: [] };
   },
   async apply(ctx, pending) {
-    const wanted = pending.changes.flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
+    // A build killed during dpkg's work leaves it interrupted: apt-get refuses everything until it is repaired.
+    const audit = dpkgJournalLeft() ? "" : await dpkgAudit(ctx);
+    if (dpkgJournalLeft()) await repairDpkg(ctx, "dpkg was interrupted (its journal in /var/lib/dpkg/updates is not empty)");
+    else if (audit !== "") await repairDpkg(ctx, `dpkg --audit finds packages left half-way (${audit.split("\n")[0]})`);
+    const wanted = (await pendingPackages(ctx)).flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
+    if (wanted.length === 0) return pending.changes;
+    await waitForDpkgLock(ctx);
     // Only now is the network needed: a rerun with everything in place makes no request.
     ctx.log.info(`${wanted.length} package(s) of packages.txt to install: apt-get update first`);
     await requireAvailable(ctx, wanted, await updatePackageLists(ctx));

@@ -5,6 +5,7 @@ import * as tar from "tar";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
+import { removeLeftovers } from "../lib/leftovers.ts";
 import { download, type Expected } from "../lib/download.ts";
 import { UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
@@ -84,7 +85,8 @@ async function installTree(ctx: BuildContext): Promise<void> {
   const [nodeFile, npmFile] = await fetchArchives(ctx);
   const parent = hostPath(ctx, NODE_ROOT);
   await mkdir(parent, { recursive: true, mode: 0o755 });
-  const staging = await mkdtemp(path.join(parent, `.${version}.tmp-`));
+  await removeLeftovers(ctx, parent, /^\.[^/]+\.tmp-(\d+)-/, "unfinished Node tree(s)");
+  const staging = await mkdtemp(path.join(parent, `.${version}.tmp-${process.pid}-`));
   try {
     // Both archive kinds hold one top folder (package/ or node-vX-linux-x64/).
     // Root-owned whatever the archive says (npm tarballs carry arbitrary uids).

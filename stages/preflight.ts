@@ -2,10 +2,13 @@ import { existsSync, readFileSync } from "node:fs";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath, underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
+import { endOrphans, recordChildrenIn, stopRecordingChildren } from "../lib/children.ts";
 import { acquireBuildLock } from "../lib/lock.ts";
 import type { Stage } from "../lib/stage.ts";
 
 export const LOCK_PATH = "/run/lock/devvm-build.lock";
+/** The process groups of the build that holds the lock (lib/children.ts). */
+export const CHILDREN_PATH = "/run/lock/devvm-build.children.json";
 
 /** Not root: build.ts gives it its own exit code, in one line. */
 export class NotRootError extends UserError {
@@ -31,8 +34,17 @@ export default {
     // on the machine itself it takes the lock, so it never reads a build's half-written state.
     if (ctx.planOnly && underRoot(ctx)) return { changes: [], managed: [] };
     const lock = acquireBuildLock(hostPath(ctx, LOCK_PATH));
-    ctx.cleanups.push(() => lock.release());
     if (lock.takenOverFrom) ctx.log.info(`took over the lock left by pid ${lock.takenOverFrom}, which is no longer running`);
+    // A plan only reads: what a killed build left running is ended by the next build, not by a plan.
+    if (!ctx.planOnly) {
+      const ended = await endOrphans(hostPath(ctx, CHILDREN_PATH));
+      if (ended.length > 0) ctx.log.info(`ended what a killed build left running: ${ended.join("; ")}`);
+      recordChildrenIn(hostPath(ctx, CHILDREN_PATH));
+    }
+    ctx.cleanups.push(() => {
+      if (!ctx.planOnly) stopRecordingChildren();
+      lock.release();
+    });
     return { changes: [], managed: [] };
   },
   async apply() {
