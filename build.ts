@@ -10,6 +10,7 @@ import { Accounts } from "./lib/accounts.ts";
 import { EXIT, parseCli, USAGE } from "./lib/cli.ts";
 import type { BuildContext } from "./lib/context.ts";
 import { certificateFiles } from "./lib/download.ts";
+import { signalChildren } from "./lib/children.ts";
 import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
 import { writeFileAtomic } from "./lib/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
@@ -159,6 +160,16 @@ function exitCodeOf(error: unknown, debug: boolean): number {
 // Run as a program (tsx build.ts, or the bundle dist/devvm.mjs), not when imported by a test.
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const debug = process.argv.includes("--debug");
+  // Stopped (Ctrl-C, systemctl stop, a closed terminal): the commands it
+  // runs, each in a group of its own, are stopped too; the record of them
+  // stays, so the next build makes sure they are gone.
+  for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
+    process.once(signal, () => {
+      signalChildren("SIGTERM");
+      say(`stopped by ${signal}`);
+      process.exit(128 + number);
+    });
+  }
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (error: unknown) => process.exit(exitCodeOf(error, debug)),
