@@ -2,32 +2,51 @@
 // cache addressed by the expected hash, verified before anything is used.
 // A second build (or a second stage asking for the same file) downloads
 // nothing. A mismatch leaves nothing behind and names both hashes.
+// The cache holds only verified files: a download is written as
+// `<hex>.part-PID` and renamed only once its hash matched; what a killed
+// build left (`.part-PID` of a process that is gone) is removed before the
+// first download of the next; a cached file is hashed again before its first
+// use in a build, and one that no longer matches is replaced.
+// Downloads carry no credentials (no Authorization, no token, no cookie), so
+// they may follow redirects anywhere (GitHub's release assets live on another
+// host): the pinned hash decides what is used, not where it came from.
 import { createHash } from "node:crypto";
-import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { rootCertificates } from "node:tls";
 import { Agent, fetch } from "undici";
 import type { BuildContext } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { fetchError } from "./fetch-error.ts";
+import { ByteBudget } from "./http-body.ts";
 import { formatBytes, formatDuration, progressIntervals } from "./progress.ts";
 
-/** What a download must hash to: a sha256 (hex) or an npm integrity (sha512-base64). */
-export type Expected = { sha256: string } | { integrity: string };
+/**
+ * What a download must hash to: a sha256 (hex) or an npm integrity
+ * (sha512-base64). `size`, when a pin gives it, is the most that is read;
+ * otherwise the artifact limit of http-body.ts holds.
+ */
+export type Expected = ({ sha256: string } | { integrity: string }) & { size?: number };
+
+type DownloadContext = Pick<BuildContext, "cacheDir" | "log" | "settings">;
 
 const inFlight = new Map<string, Promise<string>>();
+// Cached files hashed again in this process, so a second use does not hash twice.
+const verified = new Set<string>();
 const RETRIES = 3;
 
 /** The cached file for `expected`, downloading it from `url` when missing. */
-export function download(ctx: Pick<BuildContext, "cacheDir" | "log" | "settings">, url: string, expected: Expected): Promise<string> {
+export function download(ctx: DownloadContext, url: string, expected: Expected): Promise<string> {
   const { algorithm, hex } = digestOf(expected);
   const file = path.join(ctx.cacheDir, algorithm, hex);
   let pending = inFlight.get(file);
   if (!pending) {
-    pending = fetchInto(ctx, url, file, algorithm, hex).finally(() => inFlight.delete(file));
+    pending = sweepPartials(ctx)
+      .then(() => fetchInto(ctx, url, file, algorithm, hex, expected.size))
+      .finally(() => inFlight.delete(file));
     inFlight.set(file, pending);
   }
   return pending;
@@ -40,13 +59,17 @@ export function digestOf(expected: Expected): { algorithm: "sha256" | "sha512"; 
   return { algorithm: "sha512", hex: Buffer.from(match[1]!, "base64").toString("hex") };
 }
 
-async function fetchInto(ctx: Pick<BuildContext, "log" | "settings">, url: string, file: string, algorithm: "sha256" | "sha512", hex: string): Promise<string> {
-  if (existsSync(file)) return file;
+async function fetchInto(ctx: DownloadContext, url: string, file: string, algorithm: "sha256" | "sha512", hex: string, size: number | undefined): Promise<string> {
+  if (existsSync(file)) {
+    if (await cachedFileMatches(file, algorithm, hex, size)) return file;
+    ctx.log.info(`the cached ${path.basename(new URL(url).pathname)} (${file}) no longer matches its pin; removed, downloading it again`);
+    await rm(file, { recursive: true, force: true });
+  }
   await mkdir(path.dirname(file), { recursive: true });
   const temporary = `${file}.part-${process.pid}`;
   for (let attempt = 1; ; attempt++) {
     try {
-      const received = await fetchToFile(ctx, url, temporary);
+      const received = await fetchToFile(ctx, url, temporary, size);
       const digest = received[algorithm];
       if (digest !== hex) {
         throw new UserError(
@@ -54,7 +77,9 @@ async function fetchInto(ctx: Pick<BuildContext, "log" | "settings">, url: strin
           "nothing was installed; if the new artifact is trusted, refresh the pin with `build.ts lock`",
         );
       }
+      // Renamed only now, verified: the cache never holds a file under a hash it does not have.
       await rename(temporary, file);
+      verified.add(file);
       return file;
     } catch (error) {
       await rm(temporary, { force: true });
@@ -65,35 +90,122 @@ async function fetchInto(ctx: Pick<BuildContext, "log" | "settings">, url: strin
   }
 }
 
+/** A cached file still hashes to its name (and has its pinned size): checked once per process. */
+async function cachedFileMatches(file: string, algorithm: "sha256" | "sha512", hex: string, size: number | undefined): Promise<boolean> {
+  if (verified.has(file)) return true;
+  try {
+    const info = await stat(file);
+    if (!info.isFile() || (size !== undefined && info.size !== size)) return false;
+    const hash = createHash(algorithm);
+    await pipeline(createReadStream(file), hash);
+    if (hash.digest("hex") !== hex) return false;
+  } catch {
+    return false;
+  }
+  verified.add(file);
+  return true;
+}
+
+let unpinnedCount = 0;
+
 /**
  * Trust on first use, for `build.ts lock` only: downloads url without a pin
  * into the cache and returns where it is and what it hashes to.
  */
-export async function downloadUnpinned(ctx: Pick<BuildContext, "cacheDir" | "log" | "settings">, url: string): Promise<{ file: string; sha256: string }> {
+export async function downloadUnpinned(ctx: DownloadContext, url: string): Promise<{ file: string; sha256: string }> {
+  await sweepPartials(ctx);
   await mkdir(path.join(ctx.cacheDir, "sha256"), { recursive: true });
-  const temporary = path.join(ctx.cacheDir, "sha256", `unpinned.part-${process.pid}`);
+  // The lock fetches kubelogin and kubectl at once: each its own partial file.
+  const temporary = path.join(ctx.cacheDir, "sha256", `unpinned-${++unpinnedCount}.part-${process.pid}`);
   try {
-    const { sha256 } = await fetchToFile(ctx, url, temporary);
+    const { sha256 } = await fetchToFile(ctx, url, temporary, undefined);
+    // Named by the hash it has: verified by construction.
     const file = path.join(ctx.cacheDir, "sha256", sha256);
     await rename(temporary, file);
+    verified.add(file);
     return { file, sha256 };
   } finally {
     await rm(temporary, { force: true });
   }
 }
 
+const sweeps = new Map<string, Promise<void>>();
+// No download is silent this long (undici gives up on a body after a minute): its writer is gone, whatever runs under its pid now.
+const PARTIAL_STALE_MS = 60 * 60_000;
+
+/**
+ * Removes the partial downloads a killed build (or bootstrap.sh) left in the
+ * cache, once per process and before its first download: every
+ * `<algorithm>/*.part-PID` whose process no longer runs. One with a live pid
+ * is kept (a `build.ts lock` beside a build), unless nothing wrote to it for
+ * an hour (the pid was reused).
+ */
+function sweepPartials(ctx: Pick<BuildContext, "cacheDir" | "log">): Promise<void> {
+  let sweep = sweeps.get(ctx.cacheDir);
+  if (!sweep) {
+    sweep = removeStalePartials(ctx);
+    sweeps.set(ctx.cacheDir, sweep);
+  }
+  return sweep;
+}
+
+async function removeStalePartials(ctx: Pick<BuildContext, "cacheDir" | "log">): Promise<void> {
+  const removed: string[] = [];
+  for (const folder of await readdir(ctx.cacheDir).catch(() => [])) {
+    for (const name of await readdir(path.join(ctx.cacheDir, folder)).catch(() => [])) {
+      const pid = Number(/\.part-(\d+)$/.exec(name)?.[1]);
+      if (!pid) continue;
+      const file = path.join(ctx.cacheDir, folder, name);
+      if (!(await partialIsStale(file, pid))) continue;
+      await rm(file, { recursive: true, force: true });
+      removed.push(path.join(folder, name));
+    }
+  }
+  if (removed.length > 0) ctx.log.info(`removed ${removed.length} partial download${removed.length === 1 ? "" : "s"} a killed build left in ${ctx.cacheDir}: ${removed.join(", ")}`);
+}
+
+async function partialIsStale(file: string, pid: number): Promise<boolean> {
+  // This process has written nothing yet: a partial under its pid is a dead process's, the pid reused.
+  if (pid === process.pid || !processRuns(pid)) return true;
+  const modified = await stat(file).then((s) => s.mtimeMs, () => 0);
+  return Date.now() - modified > PARTIAL_STALE_MS;
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 class HttpStatusError extends Error {}
 
-/** Streams url into file, returning the hashes of what arrived. */
-async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: string, file: string): Promise<{ sha256: string; sha512: string }> {
+/**
+ * Streams url into file, returning the hashes of what arrived. At most the
+ * pinned size, else the artifact limit, is read: an endless body ends in a
+ * BodyTooLargeError with the partial file removed by the caller.
+ */
+async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: string, file: string, pinnedSize: number | undefined): Promise<{ sha256: string; sha512: string }> {
+  // No headers of the builder's own: nothing that could carry a credential to whatever host a redirect names.
   const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow" }).catch((error: unknown) => {
     // A certificate problem comes back a UserError (hint: DEVVM_EXTRA_CA_CERTS), so it is not retried.
     throw fetchError(url, error);
   });
   if (!response.ok || !response.body) {
+    await response.body?.cancel().catch(() => {});
     const error = new HttpStatusError(`GET ${url}: HTTP ${response.status}`);
     // A 4xx will not get better by retrying.
     if (response.status >= 400 && response.status < 500) throw new UserError(error.message, "check the version in pins.json and the source address in the settings");
+    throw error;
+  }
+  const budget = new ByteBudget({ what: `GET ${url}`, kind: "artifact", ...(pinnedSize !== undefined ? { bytes: pinnedSize } : {}) });
+  try {
+    budget.checkDeclared(response);
+  } catch (error) {
+    await response.body.cancel().catch(() => {});
     throw error;
   }
   const sha256 = createHash("sha256");
@@ -103,20 +215,27 @@ async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: str
   const size = Number(response.headers.get("content-length")) || 0;
   const started = performance.now();
   let reported = started;
-  let bytes = 0;
   ctx.log.info(size ? `downloading ${name} (${formatBytes(size)})` : `downloading ${name}`);
-  const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream<Uint8Array>);
-  body.on("data", (chunk: Buffer) => {
-    sha256.update(chunk);
-    sha512.update(chunk);
-    bytes += chunk.length;
-    if (performance.now() - reported >= progressIntervals.downloadMs) {
-      reported = performance.now();
-      ctx.log.info(`downloading ${name}: ${(bytes / 1e6).toFixed(1)}${size ? ` of ${(size / 1e6).toFixed(1)}` : ""} MB`);
-    }
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      try {
+        budget.take(chunk.length);
+      } catch (error) {
+        done(error as Error);
+        return;
+      }
+      sha256.update(chunk);
+      sha512.update(chunk);
+      if (performance.now() - reported >= progressIntervals.downloadMs) {
+        reported = performance.now();
+        ctx.log.info(`downloading ${name}: ${(budget.received / 1e6).toFixed(1)}${size ? ` of ${(size / 1e6).toFixed(1)}` : ""} MB`);
+      }
+      done(null, chunk);
+    },
   });
-  await pipeline(body, createWriteStream(file, { mode: 0o644 }));
-  ctx.log.info(`downloaded ${name}: ${formatBytes(bytes)} in ${formatDuration(performance.now() - started)}`);
+  const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream<Uint8Array>);
+  await pipeline(body, meter, createWriteStream(file, { mode: 0o644 }));
+  ctx.log.info(`downloaded ${name}: ${formatBytes(budget.received)} in ${formatDuration(performance.now() - started)}`);
   return { sha256: sha256.digest("hex"), sha512: sha512.digest("hex") };
 }
 

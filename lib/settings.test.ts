@@ -45,3 +45,31 @@ describe("the sources' addresses", () => {
     expect(error?.message).not.toContain("hvs.secret");
   });
 });
+
+describe("VAULT_TOKEN", () => {
+  it.each([
+    ["hvs.first-part\nsecond-part", "it contains a line break"],
+    ["hvs.first-part\r\nsecond-part", "it contains a line break"],
+    ["hvs.first-part second-part", "it contains a space or a tab"],
+    ["hvs.first-part\u0007second-part", "it contains a control character"],
+    ["hvs.first-partésecond-part", "it contains a non-ASCII character"],
+  ])("refuses a token that cannot be a header value, naming VAULT_TOKEN and never the token (%#)", (token, why) => {
+    const error = (() => {
+      try {
+        readSettings({ VAULT_TOKEN: token, VAULT_ADDR: "nope" });
+      } catch (e) {
+        return e as InputError;
+      }
+    })();
+    expect(error).toBeInstanceOf(InputError);
+    expect(error?.problems).toContainEqual({ file: "environment VAULT_TOKEN", message: `expected a Vault token of visible ASCII characters (${why}); it was not sent` });
+    for (const text of [error?.message ?? "", error?.stack ?? "", JSON.stringify(error?.problems)]) {
+      expect(text).not.toContain("first-part");
+      expect(text).not.toContain("second-part");
+    }
+  });
+
+  it("takes a token of visible ASCII as a Secret", () => {
+    expect(readSettings({ VAULT_TOKEN: "hvs.CAESIabc_DEF-123.xyz" }).vaultToken?.reveal()).toBe("hvs.CAESIabc_DEF-123.xyz");
+  });
+});

@@ -5,7 +5,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
-import { Secret } from "./secret.ts";
+import { Secret, tokenProblem } from "./secret.ts";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), "an absolute path");
 const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u) => u.replace(/\/+$/, ""));
@@ -61,10 +61,21 @@ const SettingsSchema = z.object({
   adminHome: absolutePath.default("/home/wizard"),
   /** Vault's address, as the vault CLI reads it (and with its default). */
   vaultAddr: httpUrl.default("https://127.0.0.1:8200"),
-  /** Vault's token, as the vault CLI reads it; a Secret from here on. */
+  /**
+   * Vault's token, as the vault CLI reads it; a Secret from here on. One
+   * that cannot be an HTTP header value (a line break, a control or non-ASCII
+   * character) is refused here, naming the kind of character, never the
+   * value: undici's own error would quote it.
+   */
   vaultToken: z
     .string()
-    .transform((token) => new Secret(token))
+    .transform((token, context) => {
+      // A Secret even when refused, so its bytes are scrubbed from anything printed.
+      const secret = new Secret(token);
+      const problem = tokenProblem(token);
+      if (problem) context.addIssue({ code: z.ZodIssueCode.custom, message: `a Vault token of visible ASCII characters (${problem}); it was not sent` });
+      return secret;
+    })
     .optional(),
 });
 

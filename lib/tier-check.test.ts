@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { startVaultStandIn } from "../test/fixtures/vault-stand-in.ts";
 import { RosterFileSchema } from "./inputs/roster.ts";
@@ -51,6 +53,17 @@ describe("tiers against the cluster", () => {
     using noToken = makeTestRoot();
     lines.length = 0;
     await checkTiers({ ...noToken.ctx, log: { info: (m: string) => lines.push(m), debug: () => {} } }, ROSTER);
-    expect(lines).toEqual(["warning: tiers not checked against the cluster: no Vault token"]);
+    expect(lines).toEqual(["warning: tiers not checked against the cluster: no Vault token (VAULT_TOKEN unset, no /home/wizard/.vault-token)"]);
+  });
+
+  it("never sends a token file that is not a header value: a warning naming the file, not the token", async () => {
+    await using vault = await startVaultStandIn(TOKEN, { "secret/platform": { k8s_users: "{}" } });
+    using root = makeTestRoot({ settings: readSettings({ VAULT_ADDR: vault.address, DEVVM_ADMIN_HOME: "/home/admin" }) });
+    mkdirSync(path.join(root.dir, "home/admin"), { recursive: true });
+    writeFileSync(path.join(root.dir, "home/admin/.vault-token"), "hvs.tier\u0001check-token\n");
+    const lines: string[] = [];
+    await checkTiers({ ...root.ctx, log: { info: (m: string) => lines.push(m), debug: () => {} } }, ROSTER);
+    expect(lines).toEqual(["warning: tiers not checked against the cluster: the Vault token in /home/admin/.vault-token is not a valid header value (it contains a control character); it was not sent"]);
+    expect(vault.reads).toEqual([]);
   });
 });

@@ -49,9 +49,9 @@ async function readK8sUsers(ctx: BuildContext, where: string): Promise<K8sUsers 
     ctx.log.info(`warning: tiers not checked against the cluster: ${why}`);
     return undefined;
   };
-  const token = await vaultToken(ctx);
-  if (!token) return skipped("no Vault token");
-  const read = await readKvSecret({ address: ctx.settings.vaultAddr, mount: PLATFORM.mount, path: PLATFORM.path }, token, ctx.settings.extraCaCerts);
+  const found = await vaultToken(ctx);
+  if (!found.ok) return skipped(found.message);
+  const read = await readKvSecret({ address: ctx.settings.vaultAddr, mount: PLATFORM.mount, path: PLATFORM.path }, found.token, ctx.settings.extraCaCerts);
   if (!read.ok) return skipped(read.message);
   const field = read.fields.get(PLATFORM.field);
   if (!field) return skipped(`Vault's ${PLATFORM.mount}/${PLATFORM.path} has no field ${PLATFORM.field}`);

@@ -1,10 +1,12 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { Secret } from "../lib/secret.ts";
+import { BODY_LIMITS, MiB } from "../lib/http-body.ts";
+import { redactSecrets, Secret } from "../lib/secret.ts";
+import { readKvSecret } from "../lib/vault-kv.ts";
 import { readSettings } from "../lib/settings.ts";
-import { makeTestRootWithAccounts } from "../lib/test-context.ts";
+import { closedPort, makeTestRootWithAccounts } from "../lib/test-context.ts";
+import { sendEndless, startHostileServer } from "../test/fixtures/hostile-server.ts";
 import { startVaultStandIn } from "../test/fixtures/vault-stand-in.ts";
 import type { Stage } from "../lib/stage.ts";
 import vaultTokensStage from "./vault-tokens.ts";
@@ -18,15 +20,6 @@ const BOTH = { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_a
 
 /** A test root with its own accounts, so groupadd --root works on it. */
 const rootWithAccounts = (settings: Record<string, string>, strict = false) => makeTestRootWithAccounts({ settings: readSettings(settings), strict });
-
-/** A port nothing listens on (it did a moment ago, so it is free). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(() => resolve(undefined)));
-  return port;
-}
 
 const modeOf = (file: string) => (statSync(file).mode & 0o7777).toString(8);
 
@@ -108,5 +101,82 @@ describe("vault-tokens", () => {
     const settings = readSettings({ VAULT_TOKEN: TOKEN });
     expect(settings.vaultToken).toBeInstanceOf(Secret);
     expect(JSON.stringify(settings)).not.toContain(TOKEN);
+  });
+});
+
+describe("vault-tokens against a hostile Vault", () => {
+  /** A root whose log lines are kept, as build.ts would print them (through redactSecrets). */
+  const observed = (settings: Record<string, string>, strict = false) => {
+    const root = rootWithAccounts(settings, strict);
+    const lines: string[] = [];
+    Object.assign(root.ctx, { log: { info: (m: string) => lines.push(redactSecrets(m)), debug: () => {} } });
+    return { root, lines };
+  };
+
+  it("stops an endless answer at 1 MiB: a warning, an error with --strict", async () => {
+    await using vault = await startHostileServer((_, response, state) => sendEndless(response, state));
+    using root = rootWithAccounts({ VAULT_ADDR: vault.url, VAULT_TOKEN: TOKEN });
+    expect(await vaultTokens.check(root.ctx)).toEqual({
+      skip: `warning: Vault's answer for secret/workstation at ${vault.url}: the answer passed 1 MiB, the limit for a Vault secret; stopped reading there; staged secrets left as they were`,
+    });
+    expect(await vault.hungUp()).toBeLessThan(BODY_LIMITS.secret + 32 * MiB);
+    using strict = rootWithAccounts({ VAULT_ADDR: vault.url, VAULT_TOKEN: TOKEN }, true);
+    await expect(vaultTokens.check(strict.ctx)).rejects.toThrow("the limit for a Vault secret");
+  });
+
+  it("refuses a redirect to another origin, naming both, and never sends the token there", async () => {
+    await using elsewhere = await startVaultStandIn(TOKEN, BOTH);
+    await using vault = await startHostileServer((url, response) => response.writeHead(307, { location: `${elsewhere.address}${url}` }).end());
+    using root = rootWithAccounts({ VAULT_ADDR: vault.url, VAULT_TOKEN: TOKEN });
+    expect(await vaultTokens.check(root.ctx)).toEqual({
+      skip: `warning: Vault at ${vault.url} redirected the read of secret/workstation to another origin, ${elsewhere.address}; the token was not sent there (set VAULT_ADDR to the address that answers, e.g. the active node's); staged secrets left as they were`,
+    });
+    expect(elsewhere.reads).toEqual([]);
+    expect(vault.requests.map((r) => r.url)).toEqual(["/v1/secret/data/workstation"]);
+  });
+
+  it("follows a redirect within Vault's origin, with the token", async () => {
+    // A standby answering 307 to a path of the same origin.
+    await using vault = await startHostileServer((url, response) => {
+      if (url.startsWith("/standby/")) return void response.writeHead(307, { location: url.slice("/standby".length) }).end();
+      response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ data: { data: { claude_oauth_token: OAUTH } } }));
+    });
+    const read = await readKvSecret({ address: `${vault.url}/standby`, mount: "secret", path: "workstation" }, new Secret(TOKEN), []);
+    expect(read.ok && read.fields.get("claude_oauth_token")?.reveal()).toBe(OAUTH);
+    expect(vault.requests.map((r) => [r.url, r.headers["x-vault-token"] === TOKEN])).toEqual([
+      ["/standby/v1/secret/data/workstation", true],
+      ["/v1/secret/data/workstation", true],
+    ]);
+  });
+
+  it("refuses a token file with a line break before anything is sent, naming the file, never the token", async () => {
+    const badToken = "hvs.firsthalf-of-token\nsecondhalf-of-token";
+    await using vault = await startVaultStandIn(TOKEN, BOTH);
+    const { root, lines } = observed({ VAULT_ADDR: vault.address, DEVVM_ADMIN_HOME: "/home/admin" });
+    using _ = root;
+    mkdirSync(path.join(root.dir, "home/admin"), { recursive: true });
+    writeFileSync(path.join(root.dir, "home/admin/.vault-token"), `${badToken}\n`);
+    const check = await vaultTokens.check(root.ctx);
+    expect(check).toEqual({ skip: "warning: the Vault token in /home/admin/.vault-token is not a valid header value (it contains a line break); it was not sent; staged secrets left as they were" });
+    expect(vault.reads).toEqual([]);
+
+    const { root: strictRoot } = observed({ VAULT_ADDR: vault.address, DEVVM_ADMIN_HOME: "/home/admin" }, true);
+    using __ = strictRoot;
+    mkdirSync(path.join(strictRoot.dir, "home/admin"), { recursive: true });
+    writeFileSync(path.join(strictRoot.dir, "home/admin/.vault-token"), badToken);
+    const error = (await vaultTokens.check(strictRoot.ctx).catch((e: unknown) => e)) as Error;
+    expect(error.message).toContain("/home/admin/.vault-token");
+    for (const text of [JSON.stringify(check), error.message, error.stack ?? "", lines.join("\n")]) {
+      expect(text).not.toContain("firsthalf");
+      expect(text).not.toContain("secondhalf");
+    }
+    expect(vault.reads).toEqual([]);
+  });
+
+  it("never sends a token that is not a header value, whoever made it", async () => {
+    await using vault = await startHostileServer((_, response) => response.end("{}"));
+    const read = await readKvSecret({ address: vault.url, mount: "secret", path: "workstation" }, new Secret("hvs.bad\rtoken-value"), []);
+    expect(read).toEqual({ ok: false, problem: "bad-token", message: `the Vault token is not a valid header value (it contains a line break); it was not sent to ${vault.url}` });
+    expect(vault.requests).toEqual([]);
   });
 });

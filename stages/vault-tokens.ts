@@ -1,4 +1,3 @@
-import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { underRoot } from "../lib/context.ts";
@@ -50,9 +49,9 @@ export default {
   name: "vault-tokens",
   description: "Stages the Claude OAuth token and the shared Codex auth.json from Vault (KV v2 secret/workstation)",
   async check(ctx) {
-    const token = await vaultToken(ctx);
-    if (!token) return unavailable(ctx, `no Vault token (VAULT_TOKEN unset, no ${path.join(ctx.settings.adminHome, ".vault-token")})`);
-    const read = await readKvSecret({ address: ctx.settings.vaultAddr, ...KV }, token, ctx.settings.extraCaCerts);
+    const found = await vaultToken(ctx);
+    if (!found.ok) return unavailable(ctx, found.message);
+    const read = await readKvSecret({ address: ctx.settings.vaultAddr, ...KV }, found.token, ctx.settings.extraCaCerts);
     if (!read.ok) return unavailable(ctx, read.message);
     const missing = TARGETS.filter((t) => !read.fields.has(t.field));
     if (missing.length > 0) {
