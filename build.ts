@@ -47,7 +47,9 @@ export async function main(argv: string[]): Promise<number> {
   // A Secret in the settings from here on: no child of the build inherits it.
   delete process.env.VAULT_TOKEN;
   const inputsDir = path.resolve(cli.inputs ?? repoDir);
-  const inputs = await loadInputs(inputsDir);
+  const root = path.resolve(cli.root ?? "/");
+  // The root's system accounts may not be roster users; lock may find packages.txt and pins.json apart (it joins them).
+  const inputs = await loadInputs(inputsDir, { root, forLock: cli.command === "lock" });
   const outputDir = path.resolve(cli.output ?? path.join(repoDir, "output"));
   const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
   if (cli.command === "lock") {
@@ -60,7 +62,6 @@ export async function main(argv: string[]): Promise<number> {
     say(changes.length === 0 ? "pins.json is up to date" : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`);
     return EXIT.ok;
   }
-  const root = path.resolve(cli.root ?? "/");
   // offboard USER: preflight (root, the lock), then that one stage.
   const selected = cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
   // Every hash the selected stages need, before any of them (preflight too) runs: exit 2, nothing changed.

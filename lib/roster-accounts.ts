@@ -98,6 +98,9 @@ export function describeStep(step: AccountStep): Change {
 
 export type PortTable = Record<string, number>;
 
+/** A PortTable without a prototype: a user named like an Object property (an env file on disk may be) is only ever their own entry. */
+const portTable = (from: PortTable = {}): PortTable => Object.assign(Object.create(null) as PortTable, from);
+
 export const ENV_DIR = "/etc/t3-serve";
 export const envFile = (user: string) => `${ENV_DIR}/${user}.env`;
 export const FIRST_PORT = 3773;
@@ -116,7 +119,7 @@ export function readEnvFiles(ctx: Pick<BuildContext, "root">): EnvFiles {
   const dir = hostPath(ctx, ENV_DIR);
   const names = existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(".env") && OS_USER.test(n.slice(0, -4))).sort() : [];
   const texts = new Map<string, string>();
-  const ports: PortTable = {};
+  const ports = portTable();
   const problems: string[] = [];
   const owners = new Map<number, string>();
   for (const name of names) {
@@ -147,11 +150,11 @@ export function readEnvFiles(ctx: Pick<BuildContext, "root">): EnvFiles {
  * lowest free port from FIRST_PORT up, never DISPATCH_PORT.
  */
 export function allocatePorts(existing: PortTable, users: string[]): PortTable {
-  const ports: PortTable = { ...existing };
+  const ports = portTable(existing);
   const taken = new Set([...Object.values(ports), DISPATCH_PORT]);
   let next = FIRST_PORT;
   for (const user of [...users].sort()) {
-    if (ports[user] !== undefined) continue;
+    if (Object.hasOwn(ports, user)) continue;
     while (taken.has(next)) next++;
     ports[user] = next;
     taken.add(next);

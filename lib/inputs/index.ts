@@ -4,10 +4,12 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { InputError, type InputProblem } from "../errors.ts";
+import { decodeInput } from "./input-text.ts";
 import { parseLocated } from "./located.ts";
 import { parsePackages, type AptPackage } from "./packages.ts";
 import { PinsSchema, type Pins } from "./pins.ts";
 import { RosterFileSchema, type Roster } from "./roster.ts";
+import { checkMachineAccounts } from "./system-accounts.ts";
 
 export const INPUT_FILES = ["packages.txt", "pins.json", "roster.yaml"] as const;
 
@@ -19,15 +21,29 @@ export interface Inputs {
   hashes: Record<(typeof INPUT_FILES)[number], string>;
 }
 
-export async function loadInputs(dir: string): Promise<Inputs> {
+export interface LoadOptions {
+  /** The machine the build manages: its system accounts may not be roster users. Unset: only the known names are refused. */
+  root?: string;
+  /** `build.ts lock` fills and prunes pins.json's apt pins: packages.txt and pins.json may disagree for it, and only for it. */
+  forLock?: boolean;
+}
+
+export async function loadInputs(dir: string, options: LoadOptions = {}): Promise<Inputs> {
   const problems: InputProblem[] = [];
   const texts = {} as Record<(typeof INPUT_FILES)[number], string>;
+  const hashes = {} as Inputs["hashes"];
   for (const file of INPUT_FILES) {
+    let bytes: Buffer;
     try {
-      texts[file] = await readFile(path.join(dir, file), "utf8");
+      bytes = await readFile(path.join(dir, file));
     } catch (error) {
       problems.push({ file, message: `cannot read ${path.join(dir, file)}: ${(error as Error).message}` });
+      continue;
     }
+    hashes[file] = createHash("sha256").update(bytes).digest("hex");
+    const decoded = decodeInput(bytes, file);
+    if ("problem" in decoded) problems.push(decoded.problem);
+    else texts[file] = decoded.text;
   }
   if (problems.length > 0) throw new InputError(problems);
 
@@ -35,17 +51,44 @@ export async function loadInputs(dir: string): Promise<Inputs> {
   const pins = parseLocated(texts["pins.json"], "pins.json", PinsSchema);
   const roster = parseLocated(texts["roster.yaml"], "roster.yaml", RosterFileSchema);
   problems.push(...packages.problems, ...pins.problems, ...roster.problems);
-  if (pins.data) problems.push(...crossCheckApt(packages.packages, pins.data, pins.lineOf));
-  if (problems.length > 0 || !pins.data || !roster.data) throw new InputError(problems);
+  if (pins.data && !options.forLock) problems.push(...crossCheckApt(packages.packages, pins.data, pins.lineOfKey));
+  if (roster.data && options.root !== undefined) {
+    problems.push(...checkMachineAccounts(options.root, Object.keys(roster.data.users), (user) => roster.lineOfKey(["users", user])));
+  }
+  if (problems.length > 0 || !pins.data || !roster.data) throw new InputError(capPerFile(problems));
 
-  const hashes = Object.fromEntries(INPUT_FILES.map((f) => [f, createHash("sha256").update(texts[f]).digest("hex")])) as Inputs["hashes"];
-  return { packages: packages.packages, pins: pins.data, roster: roster.data.users, hashes };
+  // No prototype: a lookup by any name finds only what the file holds.
+  const apt = Object.assign(Object.create(null) as Pins["apt"], pins.data.apt);
+  const users = Object.assign(Object.create(null) as Roster, roster.data.users);
+  return { packages: packages.packages, pins: { ...pins.data, apt }, roster: users, hashes };
 }
 
-/** An apt pin for a package the manifest does not list is a leftover. */
-function crossCheckApt(packages: AptPackage[], pins: Pins, lineOf: (path: PropertyKey[]) => number | undefined): InputProblem[] {
+/**
+ * packages.txt and pins.json agree, in every mode but lock (which makes them
+ * agree): a package without a pin, or a pin without a package, stops the
+ * build before any stage, --plan and --stage too.
+ */
+function crossCheckApt(packages: AptPackage[], pins: Pins, lineOfKey: (path: PropertyKey[]) => number | undefined): InputProblem[] {
   const listed = new Set(packages.map((p) => p.name));
-  return Object.keys(pins.apt)
+  const unpinned = packages
+    .filter((p) => !Object.hasOwn(pins.apt, p.name))
+    .map((p) => ({ file: "packages.txt", line: p.line, message: `${p.name} has no apt pin in pins.json; run \`build.ts lock\` to record the mirror's version` }));
+  const leftover = Object.keys(pins.apt)
     .filter((name) => !listed.has(name))
-    .map((name) => ({ file: "pins.json", line: lineOf(["apt", name]), message: `apt.${name} is pinned but not in packages.txt; remove the pin or run \`build.ts lock\`` }));
+    .map((name) => ({ file: "pins.json", line: lineOfKey(["apt", name]), message: `apt.${name} is pinned but not in packages.txt; remove the pin or run \`build.ts lock\`` }));
+  return [...unpinned, ...leftover];
 }
+
+/** A mangled file can have a problem on every line: the first few of each file, and how many more. */
+const MAX_PROBLEMS_PER_FILE = 50;
+function capPerFile(problems: InputProblem[]): InputProblem[] {
+  const shown: InputProblem[] = [];
+  for (const file of new Set(problems.map((p) => p.file))) {
+    const all = problems.filter((p) => p.file === file);
+    shown.push(...all.slice(0, MAX_PROBLEMS_PER_FILE));
+    const rest = all.slice(MAX_PROBLEMS_PER_FILE);
+    if (rest.length > 0) shown.push({ file, line: rest[0]!.line, message: `and ${rest.length} more problems from here on; fix the ones above first` });
+  }
+  return shown;
+}
+

@@ -1,41 +1,47 @@
-// Parses a YAML (or JSON: YAML is a superset) document and validates it
-// with a zod schema, turning every problem into file:line: message.
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
+// Parses an input (pins.json as strict JSON, anything else as YAML) and
+// validates it with a zod schema, turning every problem into file:line: message.
 import { ZodArray, ZodDefault, ZodNullable, ZodObject, ZodOptional, ZodRecord, type z } from "zod";
 import type { InputProblem } from "../errors.ts";
+import { readJsonTree } from "./json-tree.ts";
+import { lineIndex, type SourceNode } from "./source-tree.ts";
+import { readYamlTree } from "./yaml-tree.ts";
 
 export interface Located<T> {
   data?: T;
   problems: InputProblem[];
-  /** The line of a key path in the document, for checks made after the schema. */
+  /** The line of a key path's value in the document, for checks made after the schema. */
   lineOf(path: ReadonlyArray<PropertyKey>): number | undefined;
+  /** The line of a key path's key (of the last map it is in). */
+  lineOfKey(path: ReadonlyArray<PropertyKey>): number | undefined;
 }
 
 export function parseLocated<S extends z.ZodType>(text: string, file: string, schema: S): Located<z.infer<S>> {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  const lineAt = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
-  const lineOf = (path: ReadonlyArray<PropertyKey>) => lineAt(locate(doc, path));
-  const problems: InputProblem[] = doc.errors.map((e) => ({ file, line: lineAt(e.pos[0]), message: e.message.split("\n")[0]! }));
-  if (problems.length > 0) return { problems, lineOf };
+  const tree = file.endsWith(".json") ? readJsonTree(text) : readYamlTree(text);
+  const lineAt = lineIndex(text);
+  // An empty document has no node: its problems are on line 1.
+  const root = tree.root ?? { offset: 0 };
+  const lineOf = (path: ReadonlyArray<PropertyKey>) => lineAt(locate(root, path));
+  const lineOfKey = (path: ReadonlyArray<PropertyKey>) => lineAt(locateKey(root, path));
+  const problems: InputProblem[] = tree.problems.map((p) => ({ file, line: lineAt(p.offset), message: p.message }));
+  if (problems.length > 0) return { problems, lineOf, lineOfKey };
 
-  const parsed = schema.safeParse(doc.toJS());
-  if (parsed.success) return { data: parsed.data, problems, lineOf };
+  const parsed = schema.safeParse(tree.value ?? null);
+  if (parsed.success) return { data: parsed.data, problems, lineOf, lineOfKey };
   for (const issue of parsed.error.issues) {
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
-        problems.push({ file, line: lineAt(locateKey(doc, [...issue.path, key])), message: `${label([...issue.path, key])}: unknown key; ${expectedKeys(schema, issue.path)}` });
+        problems.push({ file, line: lineOfKey([...issue.path, key]), message: `${label([...issue.path, key])}: unknown key; ${expectedKeys(schema, issue.path)}` });
       }
       continue;
     }
     if (issue.code === "invalid_key") {
       const why = issue.issues.map((i) => i.message).join("; ");
-      problems.push({ file, line: lineAt(locateKey(doc, issue.path)), message: `${label(issue.path)}: ${why}` });
+      problems.push({ file, line: lineOfKey(issue.path), message: `${label(issue.path)}: ${why}` });
       continue;
     }
     problems.push({ file, line: lineOf(issue.path), message: `${label(issue.path)}: ${issue.message}` });
   }
-  return { problems, lineOf };
+  return { problems, lineOf, lineOfKey };
 }
 
 function label(path: ReadonlyArray<PropertyKey>): string {
@@ -51,7 +57,7 @@ function expectedKeys(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): stri
 function objectAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] | undefined {
   let current: z.ZodType | undefined = unwrap(schema);
   for (const key of path) {
-    if (current instanceof ZodObject) current = unwrap(current.shape[String(key)]);
+    if (current instanceof ZodObject) current = Object.hasOwn(current.shape, String(key)) ? unwrap(current.shape[String(key)]) : undefined;
     else if (current instanceof ZodRecord) current = unwrap(current.valueType as z.ZodType);
     else if (current instanceof ZodArray) current = unwrap(current.element as z.ZodType);
     else return undefined;
@@ -66,35 +72,28 @@ function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
 }
 
 /** Offset of the value at path, or of the nearest ancestor that exists. */
-function locate(doc: Document, path: ReadonlyArray<PropertyKey>): number | undefined {
-  let node: unknown = doc.contents;
-  let offset = (doc.contents as YamlNode | null)?.range?.[0];
+function locate(root: SourceNode, path: ReadonlyArray<PropertyKey>): number {
+  let node = root;
   for (const key of path) {
     const next = child(node, key);
     if (!next) break;
-    node = next.value;
-    offset = (next.value as YamlNode | null)?.range?.[0] ?? (next.key as YamlNode | null)?.range?.[0] ?? offset;
+    node = next.node;
   }
-  return offset;
+  return node.offset;
 }
 
-/** Offset of the key itself (for unknown keys). */
-function locateKey(doc: Document, path: ReadonlyArray<PropertyKey>): number | undefined {
+/** Offset of the key itself (for unknown keys and names). */
+function locateKey(root: SourceNode, path: ReadonlyArray<PropertyKey>): number {
   const parent = path.slice(0, -1);
-  let node: unknown = doc.contents;
-  for (const key of parent) node = child(node, key)?.value;
-  const pair = child(node, path[path.length - 1]!);
-  return (pair?.key as YamlNode | null)?.range?.[0] ?? locate(doc, parent);
+  let node: SourceNode | undefined = root;
+  for (const key of parent) node = node && child(node, key)?.node;
+  const entry = node && child(node, path[path.length - 1]!);
+  return entry?.keyOffset ?? locate(root, parent);
 }
 
-function child(node: unknown, key: PropertyKey): { key: unknown; value: unknown } | undefined {
-  if (isMap(node)) {
-    const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key));
-    return pair ? { key: pair.key, value: pair.value } : undefined;
-  }
-  if (isSeq(node) && typeof key === "number") {
-    const item = node.items[key];
-    return item === undefined ? undefined : { key: item, value: item };
-  }
-  return undefined;
+function child(node: SourceNode, key: PropertyKey): { keyOffset: number; node: SourceNode } | undefined {
+  if (node.entries) return node.entries.get(String(key));
+  const index = Number(key);
+  const item = node.items && Number.isInteger(index) ? node.items[index] : undefined;
+  return item ? { keyOffset: item.offset, node: item } : undefined;
 }

@@ -9,13 +9,16 @@ export interface AptPackage {
 
 // Debian Policy 5.6.1: lower case letters, digits, + - . ; at least two
 // characters; starts with a letter or digit.
-const DEBIAN_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
+export const DEBIAN_PACKAGE = /^[a-z0-9][a-z0-9+.-]+$/;
 
-const FORBIDDEN: Record<string, string> = {
-  kubelogin:
+// A Map, not an object: a package named constructor is an ordinary name.
+const FORBIDDEN = new Map<string, string>([
+  [
+    "kubelogin",
     "the apt package named kubelogin is Microsoft's Azure tool, not the kubectl OIDC plugin (int128/kubelogin) the devvm needs; " +
-    "the kubelogin stage installs the right one from its pinned release. Remove this line.",
-};
+      "the kubelogin stage installs the right one from its pinned release. Remove this line.",
+  ],
+]);
 
 export function parsePackages(text: string, file = "packages.txt"): { packages: AptPackage[]; problems: InputProblem[] } {
   const packages: AptPackage[] = [];
@@ -30,11 +33,11 @@ export function parsePackages(text: string, file = "packages.txt"): { packages: 
       return;
     }
     const name = words[0]!;
-    if (!DEBIAN_NAME.test(name)) {
+    if (!DEBIAN_PACKAGE.test(name)) {
       problems.push({ file, line, message: `"${name}" is not a valid Debian package name (lower case letters, digits, + - . ; at least two characters)` });
       return;
     }
-    const forbidden = FORBIDDEN[name];
+    const forbidden = FORBIDDEN.get(name);
     if (forbidden) {
       problems.push({ file, line, message: forbidden });
       return;

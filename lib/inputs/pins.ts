@@ -2,6 +2,7 @@
 // anything they cover is installed. `build.ts lock` writes it.
 import semver from "semver";
 import { z } from "zod";
+import { DEBIAN_PACKAGE } from "./packages.ts";
 
 const FLOATING = new Set(["latest", "nightly", "next", "canary", "beta", "stable", "*", "x"]);
 
@@ -23,7 +24,25 @@ const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected a sha256: 64 lower-c
 const integrity = z.string().regex(/^sha512-[A-Za-z0-9+/]{86}==$/, "expected an npm integrity: sha512- and 88 base64 characters");
 
 // Debian Policy 5.6.12: [epoch:]upstream[-revision]; no wildcards, no ranges.
-const debianVersion = z.string().regex(/^(\d+:)?[0-9][A-Za-z0-9.+~:-]*$/, "expected an exact Debian version such as 1:2.39.5-0+deb12u2");
+const debianVersion = z.string().superRefine((value, ctx) => {
+  const problem = debianVersionProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", message: `"${value}" is not an exact Debian version: ${problem}; expected one such as 1:2.39.5-0+deb12u2` });
+});
+
+/** Why a string is not [epoch:]upstream[-revision] (Debian Policy 5.6.12), or undefined. */
+export function debianVersionProblem(value: string): string | undefined {
+  const colon = value.indexOf(":");
+  const epoch = colon === -1 ? undefined : value.slice(0, colon);
+  if (epoch !== undefined && !/^\d+$/.test(epoch)) return "an epoch (before the first :) is digits only";
+  const rest = colon === -1 ? value : value.slice(colon + 1);
+  const dash = rest.lastIndexOf("-");
+  const upstream = dash === -1 ? rest : rest.slice(0, dash);
+  const revision = dash === -1 ? undefined : rest.slice(dash + 1);
+  if (!/^\d/.test(upstream)) return epoch === undefined ? "the upstream version starts with a digit" : `the epoch ${epoch}: must be followed by an upstream version that starts with a digit`;
+  if (!/^[A-Za-z0-9.+~:-]+$/.test(upstream)) return "the upstream version has only letters, digits and . + ~ - :";
+  if (revision !== undefined && !/^[A-Za-z0-9.+~]+$/.test(revision)) return "the revision (after the last -) is letters, digits and . + ~, not empty";
+  return undefined;
+}
 
 const NpmPin = z.strictObject({ version: exactVersion, integrity: integrity.optional() });
 
@@ -74,7 +93,7 @@ export const PinsSchema = z.strictObject({
     /** Of the kubectl binary as released (dl.k8s.io publishes it beside it as kubectl.sha256). */
     sha256: sha256.optional(),
   }),
-  apt: z.record(z.string(), debianVersion).default({}),
+  apt: z.record(z.string().regex(DEBIAN_PACKAGE, "expected a Debian package name (as in packages.txt)"), debianVersion).default({}),
 });
 
 export type Pins = z.infer<typeof PinsSchema>;

@@ -1,10 +1,11 @@
 // What each stage needs from pins.json beyond what the schema demands: the
-// hashes (and apt versions) that pins.json may lack until `build.ts lock`
-// records them. A build checks them for its selected stages before any stage
-// runs, preflight included, so a lock with holes stops the build once, with
-// every gap named, instead of stage after stage. Only the selected stages
-// count: the hourly `--stage users,...` needs no hash. A stage that skips
-// itself under --root (apt and the npm CLIs) needs nothing there.
+// hashes that pins.json may lack until `build.ts lock` records them. A build
+// checks them for its selected stages before any stage runs, preflight
+// included, so a lock with holes stops the build once, with every gap named,
+// instead of stage after stage. Only the selected stages count: the hourly
+// `--stage users,...` needs no hash. A stage that skips itself under --root
+// (the npm CLIs) needs nothing there. Apt versions are not here: loadInputs
+// refuses a package without a pin in every mode but lock, whatever the stages.
 import { UserError } from "../errors.ts";
 import type { Settings } from "../settings.ts";
 import type { Inputs } from "./index.ts";
@@ -23,10 +24,9 @@ interface Need {
   note?: string;
 }
 
-const SKIPPED_UNDER_ROOT = new Set(["apt", "claude-code", "t3", "codex"]);
+const SKIPPED_UNDER_ROOT = new Set(["claude-code", "t3", "codex"]);
 
 const NEEDS: Record<string, (inputs: Inputs, settings: Settings) => Need[]> = {
-  apt: ({ packages, pins }) => packages.map((p) => ({ key: `apt.${p.name}`, present: Boolean(pins.apt[p.name]), note: `packages.txt:${p.line} lists it` })),
   node: ({ pins }, settings) => [
     settings.nodeSource === "official"
       ? { key: "node.sha256", present: Boolean(pins.node.sha256), note: "DEVVM_NODE_SOURCE=official" }

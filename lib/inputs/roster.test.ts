@@ -36,7 +36,7 @@ describe("roster.yaml", () => {
       { file: "roster.yaml", line: 1, message: "users: expected a map of OS user names to users" },
       { file: "roster.yaml", line: 1, message: "wizard: unknown key; expected one of: users" },
     ]);
-    expect(parse("").problems).toEqual([{ file: "roster.yaml", message: expect.stringContaining("expected a top-level users: map") }]);
+    expect(parse("").problems).toEqual([{ file: "roster.yaml", line: 1, message: expect.stringContaining("expected a top-level users: map") }]);
   });
 
   it("reports three different mistakes at once, each with its line", () => {

@@ -2,13 +2,31 @@
 // top-level `users:` map keyed by OS user name. The three names of a person
 // differ and are never derived from one another.
 import { z } from "zod";
+import { reservedNameProblem } from "./system-accounts.ts";
 
 // useradd's own rule (Debian's NAME_REGEX, without capitals): at most 32.
 export const OS_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 // Repo names become paths under ~/code (docs/devvm.md "Per-user").
 const REPO = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+// Authentik's (Django's) user names: letters, digits and @ . + - _, at
+// most 150. Nothing else may reach /etc/ttyd-user-map's `a=b` lines.
+const AUTHENTIK_USER = /^[\p{L}\p{N}@.+_-]{1,150}$/u;
+// A Kubernetes namespace is a DNS label (RFC 1123).
+const NAMESPACE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
-const name = z.string().min(1, "expected a non-empty name");
+// An empty roster is an error, not "nobody": the next run, the hourly
+// reconcile's included, would cut every account (offboarding), and an
+// emptied or truncated file must not do that.
+const EMPTY_WHY = "an empty roster is refused: the next run would cut every account";
+const EMPTY_ROSTER = `lists nobody; expected at least one user (${EMPTY_WHY})`;
+
+const authentikUser = z.string().regex(AUTHENTIK_USER, "expected an Authentik user name: letters, digits, @ . + - _, at most 150");
+const k8sUser = z
+  .string()
+  .min(1, "expected a non-empty name")
+  .max(253, "expected at most 253 characters")
+  .regex(/^[^\s\p{C}]+$/u, "expected a Kubernetes user name without spaces or control characters");
+const namespace = z.string().regex(NAMESPACE, "expected a Kubernetes namespace: lower-case letters, digits and -, at most 63, starting and ending with a letter or digit");
 const repoName = z
   .string()
   .regex(REPO, "expected a repo name of letters, digits, ., _ and - (not starting with . _ or -): it becomes a folder in ~/code")
@@ -16,10 +34,10 @@ const repoName = z
 
 export const RosterUserSchema = z
   .strictObject({
-    authentik_user: name,
-    k8s_user: name,
+    authentik_user: authentikUser,
+    k8s_user: k8sUser,
     tier: z.enum(["admin", "power-user", "namespace-owner"], { error: "expected a tier: admin, power-user or namespace-owner" }),
-    namespaces: z.array(name).optional(),
+    namespaces: z.array(namespace).optional(),
     code_layout: z.enum(["single", "workspace"], { error: "expected a code_layout: single or workspace" }).default("single"),
     repos: z.array(repoName).optional(),
     parked: z.boolean().default(false),
@@ -39,9 +57,16 @@ export const RosterUserSchema = z
 
 const osUserName = z
   .string()
-  .regex(OS_USER, "not a valid OS user name (lower case, digits, _ and -, at most 32, not starting with a digit or -)");
+  .regex(OS_USER, "not a valid OS user name (lower case, digits, _ and -, at most 32, not starting with a digit or -)")
+  // Of the names OS_USER allows, constructor (and __proto__, refused as a key in every input) are
+  // properties of every JavaScript object: refused rather than mistaken for one in some lookup.
+  .refine((user) => !(user in Object.prototype), { error: (iss) => `"${String(iss.input)}" is refused as an OS user name: JavaScript objects treat it specially` })
+  .superRefine((user, ctx) => {
+    const reserved = reservedNameProblem(user);
+    if (reserved) ctx.addIssue({ code: "custom", message: reserved });
+  });
 
-const UsersSchema = z.record(osUserName, RosterUserSchema, { error: "expected a map of OS user names to users" }).superRefine(
+const UsersSchema = z.record(osUserName, RosterUserSchema, { error: (iss) => (iss.input === null ? EMPTY_ROSTER : "expected a map of OS user names to users") }).superRefine(
   (roster, ctx) => {
     const byAuthentik = new Map<string, string>();
     for (const [osUser, user] of Object.entries(roster)) {
@@ -60,10 +85,18 @@ const UsersSchema = z.record(osUserName, RosterUserSchema, { error: "expected a 
   // Report duplicates together with every other mistake, not only once the
   // rest is fixed; but only on a map (an empty `users:` is null).
   { when: (payload) => typeof payload.value === "object" && payload.value !== null },
-);
+).refine((roster) => Object.keys(roster).length > 0, EMPTY_ROSTER);
 
 /** The file as written; stages get its `users` map (see loadInputs). */
-export const RosterFileSchema = z.strictObject({ users: UsersSchema }, { error: "expected a top-level users: map (the live roster's format)" });
+export const RosterFileSchema = z.strictObject(
+  { users: UsersSchema },
+  {
+    error: (iss) =>
+      iss.input == null
+        ? `the file is empty (only comments or blank lines); expected a top-level users: map with at least one user (${EMPTY_WHY})`
+        : "expected a top-level users: map (the live roster's format)",
+  },
+);
 
 export type RosterUser = z.infer<typeof RosterUserSchema>;
 export type Roster = z.infer<typeof UsersSchema>;
