@@ -13,7 +13,7 @@ export function unsupportedNode(version: string): string | undefined {
   for (let i = 0; i < need.length; i++) {
     if ((have[i] ?? 0) > need[i]!) return undefined;
     if ((have[i] ?? 0) < need[i]!) {
-      return `error: the devvm builder needs Node.js ${MINIMUM_NODE} or newer, and this is ${version} (Debian 12's nodejs is 18); run it with Node.js 22, the version pins.json pins, e.g. from the official release archive checked against its SHASUMS256.txt`;
+      return `error: the devvm builder needs Node.js ${MINIMUM_NODE} or newer, and this is ${version} (Debian 12's nodejs is 18); run ./bootstrap.sh instead: it brings the Node.js pinned in pins.json, verified, and runs the builder with it`;
     }
   }
   return undefined;
