@@ -112,10 +112,14 @@ export default {
   },
   async apply(ctx, pending) {
     // A build killed during dpkg's work leaves it interrupted: apt-get refuses everything until it is repaired.
-    const audit = dpkgJournalLeft() ? "" : await dpkgAudit(ctx);
-    if (dpkgJournalLeft()) await repairDpkg(ctx, "dpkg was interrupted (its journal in /var/lib/dpkg/updates is not empty)");
-    else if (audit !== "") await repairDpkg(ctx, `dpkg --audit finds packages left half-way (${audit.split("\n")[0]})`);
-    const wanted = (await pendingPackages(ctx)).flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
+    const journal = dpkgJournalLeft();
+    const audit = journal ? "" : await dpkgAudit(ctx);
+    const repaired = journal || audit !== "";
+    if (journal) await repairDpkg(ctx, "dpkg was interrupted (its journal in /var/lib/dpkg/updates is not empty)");
+    else if (repaired) await repairDpkg(ctx, `dpkg --audit finds packages left half-way (${audit.split("\n")[0]})`);
+    // A repair may have finished installing some of them.
+    const pendingNow = repaired ? await pendingPackages(ctx) : pending.changes;
+    const wanted = pendingNow.flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
     if (wanted.length === 0) return pending.changes;
     await waitForDpkgLock(ctx);
     // Only now is the network needed: a rerun with everything in place makes no request.
