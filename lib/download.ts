@@ -23,6 +23,7 @@ import { UserError } from "./errors.ts";
 import { fetchError } from "./fetch-error.ts";
 import { ByteBudget } from "./http-body.ts";
 import { formatBytes, formatDuration, progressIntervals } from "./progress.ts";
+import { processRuns } from "./leftovers.ts";
 
 /**
  * What a download must hash to: a sha256 (hex) or an npm integrity
@@ -169,16 +170,6 @@ async function partialIsStale(file: string, pid: number): Promise<boolean> {
   if (pid === process.pid || !processRuns(pid)) return true;
   const modified = await stat(file).then((s) => s.mtimeMs, () => 0);
   return Date.now() - modified > PARTIAL_STALE_MS;
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it runs, as another user.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 class HttpStatusError extends Error {}
