@@ -238,6 +238,56 @@ describe("build.ts", () => {
     expect(readdirSync(root)).toEqual([]);
     expect(readdirSync(output)).toEqual([]);
   });
+
+  // The root and output folders are the ones beforeEach above makes.
+  describe("against a hostile Vault", () => {
+    const TOKEN = "hvs.CAESIhostileVaultTestToken0123456789";
+
+    /** The vault-tokens stage under --root, as a separate process (the servers answer meanwhile). */
+    function buildAgainst(vaultAddr: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+      const env = { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code", VAULT_ADDR: vaultAddr, VAULT_TOKEN: TOKEN };
+      const args = ["--import", "tsx", path.join(repo, "build.ts"), "--root", root, "--output", output, "--stage", "vault-tokens", "--json"];
+      const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+      return new Promise((resolve, reject) => {
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
+      });
+    }
+
+    /** No byte of the token in what the build printed or wrote. */
+    function expectNoToken(run: { stdout: string; stderr: string }): void {
+      const written = ["report.json", "manifest.json"].map((f) => readFileSync(path.join(output, f), "utf8"));
+      for (const text of [run.stdout, run.stderr, ...written]) expect(text).not.toContain(TOKEN.slice(4));
+    }
+
+    it("a redirect to another origin is a warning; the token never reaches the other server", async () => {
+      await using elsewhere = await startHostileServer((_url, response) => response.end("{}"));
+      await using vault = await startHostileServer((_url, response) => {
+        response.writeHead(307, { location: `${elsewhere.url}/v1/secret/data/workstation` });
+        response.end();
+      });
+      const run = await buildAgainst(vault.url);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain(`redirected the read of secret/workstation to another origin, ${elsewhere.url}; the token was not sent there`);
+      expect(elsewhere.requests).toEqual([]);
+      expect(vault.requests.map((r) => r.headers["x-vault-token"])).toEqual([TOKEN]);
+      expectNoToken(run);
+    });
+
+    it("an endless answer stops at the secret's limit with a warning, and the build ends", async () => {
+      await using vault = await startHostileServer((_url, response, server) => sendEndless(response, server));
+      const run = await buildAgainst(vault.url);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toContain("the limit for a Vault secret; stopped reading there");
+      // Bounded: the server wrote little past the 1 MiB limit before the build hung up.
+      expect(await vault.hungUp()).toBeLessThan(8 * 1024 * 1024);
+      expectNoToken(run);
+    });
+  });
 });
 
 // Issue 12, item 5: input that cannot crash the parser. Every case goes
@@ -334,64 +384,5 @@ describe("build.ts on hostile inputs", () => {
     } finally {
       for (const d of [dir, root]) rmSync(d, { recursive: true, force: true });
     }
-  });
-});
-
-describe("build.ts against a hostile Vault", () => {
-  const TOKEN = "hvs.CAESIhostileVaultTestToken0123456789";
-  let root: string;
-  let output: string;
-  beforeEach(() => {
-    root = mkdtempSync(path.join(tmpdir(), "devvm-root-"));
-    output = mkdtempSync(path.join(tmpdir(), "devvm-output-"));
-  });
-  afterEach(() => {
-    rmSync(root, { recursive: true, force: true });
-    rmSync(output, { recursive: true, force: true });
-  });
-
-  /** The vault-tokens stage under --root, as a separate process (the servers answer meanwhile). */
-  function buildAgainst(vaultAddr: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const env = { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code", VAULT_ADDR: vaultAddr, VAULT_TOKEN: TOKEN };
-    const args = ["--import", "tsx", path.join(repo, "build.ts"), "--root", root, "--output", output, "--stage", "vault-tokens", "--json"];
-    const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    return new Promise((resolve, reject) => {
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
-  }
-
-  /** No byte of the token in what the build printed or wrote. */
-  function expectNoToken(run: { stdout: string; stderr: string }): void {
-    const written = ["report.json", "manifest.json"].map((f) => readFileSync(path.join(output, f), "utf8"));
-    for (const text of [run.stdout, run.stderr, ...written]) expect(text).not.toContain(TOKEN.slice(4));
-  }
-
-  it("a redirect to another origin is a warning; the token never reaches the other server", async () => {
-    await using elsewhere = await startHostileServer((_url, response) => response.end("{}"));
-    await using vault = await startHostileServer((_url, response) => {
-      response.writeHead(307, { location: `${elsewhere.url}/v1/secret/data/workstation` });
-      response.end();
-    });
-    const run = await buildAgainst(vault.url);
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).toContain(`redirected the read of secret/workstation to another origin, ${elsewhere.url}; the token was not sent there`);
-    expect(elsewhere.requests).toEqual([]);
-    expect(vault.requests.map((r) => r.headers["x-vault-token"])).toEqual([TOKEN]);
-    expectNoToken(run);
-  });
-
-  it("an endless answer stops at the secret's limit with a warning, and the build ends", async () => {
-    await using vault = await startHostileServer((_url, response, server) => sendEndless(response, server));
-    const run = await buildAgainst(vault.url);
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).toContain("the limit for a Vault secret; stopped reading there");
-    // Bounded: the server wrote little past the 1 MiB limit before the build hung up.
-    expect(await vault.hungUp()).toBeLessThan(8 * 1024 * 1024);
-    expectNoToken(run);
   });
 });
