@@ -1,5 +1,6 @@
 import path from "node:path";
 import type { Accounts } from "./accounts.ts";
+import type { Background } from "./background.ts";
 import type { Inputs } from "./inputs/index.ts";
 import type { Settings } from "./settings.ts";
 
@@ -30,6 +31,8 @@ export interface BuildContext {
   readonly accounts: Accounts;
   /** Run when the build ends, whatever its outcome (e.g. releasing the lock). */
   readonly cleanups: Array<() => void | Promise<void>>;
+  /** What stages prepare while earlier ones run (the runner's, for a build); without it, all work is done in apply. */
+  readonly background?: Background;
 }
 
 /** The real location of a machine path, under --root when one is given. */

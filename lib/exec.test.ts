@@ -35,4 +35,15 @@ describe("run", () => {
   it("kills a streamed command at its timeout", async () => {
     await expect(run({ log: log([]) }, "sleep", ["10"], { onStdoutLine: () => {}, timeoutMs: 200 })).rejects.toThrow(/exited with a signal:\nkilled by SIGTERM/);
   });
+
+  it("ends the command's whole group when its signal aborts (background work at the build's end), and at once when already aborted", async () => {
+    const controller = new AbortController();
+    const started = Date.now();
+    // The shell's child (sleep) is in the group too: the run ends only when nothing holds the pipes.
+    const running = run({ log: log([]) }, "bash", ["-c", "sleep 30 & wait"], { signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await expect(running).rejects.toThrow(/killed by SIGTERM/);
+    await expect(run({ log: log([]) }, "sleep", ["30"], { signal: controller.signal })).rejects.toThrow(/killed by SIGTERM/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
 });

@@ -26,6 +26,8 @@ export interface RunOptions {
   onStatusLine?: (line: string) => void;
   /** Says the command runs: this label now, its elapsed time every `everyMs` (default 10 s; 0: never), and how long it took. */
   heartbeat?: { label: string; everyMs?: number };
+  /** Ends the command's process group (TERM, then KILL) when aborted: background work at the build's end. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface RunResult {
@@ -70,12 +72,13 @@ function spawnCommand(command: string, args: string[], options: RunOptions): Pro
     const out = child.stdout!;
     const err = child.stderr!;
     let killer: NodeJS.Timeout | undefined;
-    const timer = options.timeoutMs
-      ? setTimeout(() => {
-          killGroup(child.pid, "SIGTERM");
-          killer = setTimeout(() => killGroup(child.pid, "SIGKILL"), GRACE_MS);
-        }, options.timeoutMs)
-      : undefined;
+    const end = () => {
+      killGroup(child.pid, "SIGTERM");
+      killer ??= setTimeout(() => killGroup(child.pid, "SIGKILL"), GRACE_MS);
+    };
+    const timer = options.timeoutMs ? setTimeout(end, options.timeoutMs) : undefined;
+    if (options.signal?.aborted) end();
+    options.signal?.addEventListener("abort", end, { once: true });
     let stdout = "";
     let stderr = "";
     out.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
@@ -89,6 +92,7 @@ function spawnCommand(command: string, args: string[], options: RunOptions): Pro
       child.stdin?.end(options.input);
     }
     child.on("error", (error: NodeJS.ErrnoException) => {
+      options.signal?.removeEventListener("abort", end);
       clearTimeout(timer);
       untrackChild(child.pid);
       // A missing program fails like it does in a shell: exit 127, judged by the caller.
@@ -103,6 +107,7 @@ function spawnCommand(command: string, args: string[], options: RunOptions): Pro
       orphanedPipes.unref();
     });
     child.on("close", (code, signal) => {
+      options.signal?.removeEventListener("abort", end);
       clearTimeout(timer);
       clearTimeout(killer);
       clearTimeout(orphanedPipes);

@@ -18,10 +18,11 @@ import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
 import { checkResources, lstatOrNull, replaceSymlink, type SymlinkResource } from "./files.ts";
 import type { Pins } from "./inputs/pins.ts";
-import { BIN_DIR, NODE_ROOT, NPM_CLI_ROOT, nodeBinary, npmCli } from "./layout.ts";
+import { BIN_DIR, NODE_ROOT, NPM_CLI_ROOT, nodeBinary } from "./layout.ts";
 import { versionInfo } from "./registry.ts";
 import type { Pending } from "./stage.ts";
 import { removeLeftovers } from "./leftovers.ts";
+import { takeOrRun } from "./background.ts";
 
 export interface GlobalCli {
   /** The npm package, e.g. "@openai/codex"; pins.json's npm section pins it. */
@@ -120,7 +121,10 @@ export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: N
   const prefix = cliPrefix(cli.name, pin.version);
   if (before?.prefix !== prefix) {
     // A complete prefix of this version (the rollback target) is reused as it is.
-    if ((await packageVersion(ctx, `${prefix}/lib/node_modules/${cli.name}`, cli.name)) !== pin.version) await npmInstall(ctx, cli, pin);
+    if (await needsInstall(ctx, cli, pin)) {
+      const staging = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () => stageInstall(ctx, cli, pin, hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}`)));
+      await moveIntoPlace(staging, hostPath(ctx, prefix));
+    }
     try {
       await options.verify?.(hostPath(ctx, prefix));
     } catch (error) {
@@ -132,6 +136,40 @@ export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: N
   await fs.mkdir(hostPath(ctx, BIN_DIR), { recursive: true, mode: 0o755 });
   for (const link of links(cli, prefix)) await replaceSymlink(hostPath(ctx, link.path), link.target);
   return [...changes, ...(await pruneVersions(ctx, cli, [prefix, before?.prefix]))];
+}
+
+/** The background job that installs a CLI's version into its staging folder (lib/background.ts). */
+const installJob = (cli: GlobalCli, pin: NpmPin) => `npm install ${cli.name}@${pin.version}`;
+
+/** Neither active nor complete in its prefix (the rollback target is reused as it is). */
+async function needsInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promise<boolean> {
+  const prefix = cliPrefix(cli.name, pin.version);
+  if ((await activeInstall(ctx, cli.name, cli.bins[0]!))?.prefix === prefix) return false;
+  return (await packageVersion(ctx, `${prefix}/lib/node_modules/${cli.name}`, cli.name)) !== pin.version;
+}
+
+// One npm install at a time in the background: they share npm's cache, and apt has the disk.
+let npmQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Starts installing the pinned version into its staging folder in the
+ * background, when it will be needed, with the Node `withNode` gives (the
+ * node stage's staged tree while it is not yet in place): the CLI's apply
+ * then only moves it into place. Call it before any await in the stage's
+ * prepare, so that the node stage waits for it before moving its tree.
+ */
+export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, withNode: (work: (nodeTree: string) => Promise<string | null>) => Promise<string | null>): Promise<unknown> | undefined {
+  return ctx.background?.start(
+    installJob(cli, pin),
+    () =>
+      withNode(async (nodeTree) => {
+        if (!(await needsInstall(ctx, cli, pin))) return null;
+        const turn = npmQueue.then(() => stageInstall(ctx, cli, pin, nodeTree));
+        npmQueue = turn.catch(() => {});
+        return turn;
+      }),
+    async (staging) => void (staging && (await fs.rm(staging, { recursive: true, force: true }))),
+  );
 }
 
 /** Guards the pins: the registry must serve the pinned integrity for this version, or nothing is installed. */
@@ -152,10 +190,14 @@ function links(cli: GlobalCli, prefix: string): SymlinkResource[] {
   return cli.bins.map((bin) => ({ kind: "symlink", path: `${BIN_DIR}/${bin}`, target: `${prefix}/bin/${bin}` }));
 }
 
-/** npm installs into a staging folder that becomes the version's prefix only when all went well. */
-async function npmInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promise<void> {
+/**
+ * npm installs the pinned version into a staging folder (its host path is
+ * returned), running the Node of `nodeTree` (a host path); it becomes the
+ * version's prefix only when all went well (moveIntoPlace).
+ */
+async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, nodeTree: string): Promise<string> {
   const nodeVersion = ctx.inputs.pins.node.version;
-  if (!existsSync(hostPath(ctx, nodeBinary(nodeVersion)))) {
+  if (!existsSync(path.join(nodeTree, "bin/node"))) {
     throw new UserError(`the pinned Node ${nodeVersion} is not installed (${nodeBinary(nodeVersion)} is missing)`, `run the node stage first: build.ts --stage node,${path.basename(cli.name)}`);
   }
   await verifyIntegrity(ctx, cli.name, pin);
@@ -174,20 +216,30 @@ async function npmInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promi
     const allowed = cli.allowScripts?.length ? [`--allow-scripts=${cli.allowScripts.join(",")}`] : [];
     await run(
       ctx,
-      hostPath(ctx, nodeBinary(nodeVersion)),
+      path.join(nodeTree, "bin/node"),
       [
-        hostPath(ctx, npmCli(nodeVersion)),
+        path.join(nodeTree, "lib/node_modules/npm/bin/npm-cli.js"),
         ...["install", "--global", "--prefix", staging, `${cli.name}@${pin.version}`, ...registry, ...allowed],
         // Only the scripts allowed by name run; any other fails the install
         // rather than running with a notice (npm's default), whatever npmrc says.
         ...["--strict-allow-scripts", "--ignore-scripts=false", "--no-audit", "--no-fund"],
       ],
       // npm says nothing for minutes (claude-code's install script): its elapsed time shows it runs.
-      { env: pinnedNodeEnv(ctx), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label: `npm install ${cli.name}@${pin.version}` } },
+      { env: nodeEnv(nodeTree), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label: `npm install ${cli.name}@${pin.version}` }, signal: ctx.background?.signal },
     );
     await assertInstalled(cli, pin.version, staging);
-    await fs.rm(prefix, { recursive: true, force: true });
-    await fs.rename(staging, prefix);
+    return staging;
+  } catch (error) {
+    await fs.rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** The staged install becomes the version's prefix, in one rename. */
+async function moveIntoPlace(staging: string, hostPrefix: string): Promise<void> {
+  try {
+    await fs.rm(hostPrefix, { recursive: true, force: true });
+    await fs.rename(staging, hostPrefix);
   } catch (error) {
     await fs.rm(staging, { recursive: true, force: true });
     throw error;
@@ -219,9 +271,14 @@ async function pruneVersions(ctx: BuildContext, cli: GlobalCli, keep: Array<stri
   return changes;
 }
 
-/** The environment for npm and the installed CLIs: the pinned Node first on PATH (their `#!/usr/bin/env node`). */
+/** The environment for the installed CLIs: the pinned Node first on PATH (their `#!/usr/bin/env node`). */
 export function pinnedNodeEnv(ctx: BuildContext): Record<string, string> {
-  return { PATH: `${hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}/bin`)}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+  return nodeEnv(hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}`));
+}
+
+/** npm and what it runs (install scripts) find the Node of this tree first on PATH. */
+function nodeEnv(nodeTree: string): Record<string, string> {
+  return { PATH: `${path.join(nodeTree, "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
 }
 
 // ---- helpers ----------------------------------------------------------------

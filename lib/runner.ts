@@ -2,8 +2,10 @@
 // prints one line per stage (name, outcome, duration) and the summary.
 // Each stage logs through its own logger: its lines go under its header
 // while it is the stage running, and are labelled `[name]` when they come
-// from its background work (a prefetch) while another stage runs.
+// from its background work (lib/background.ts: what it prepares while
+// earlier stages run) while another stage runs.
 import { performance } from "node:perf_hooks";
+import { Background } from "./background.ts";
 import { describeChange, diffOf, type Change } from "./change.ts";
 import type { BuildContext, Logger } from "./context.ts";
 import { UserError } from "./errors.ts";
@@ -63,8 +65,10 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
   let failure: unknown;
   const started = performance.now();
   const logs = new StageLogs(ctx.log, printer);
-  const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name) });
-  if (!ctx.planOnly) startPrefetches(stages, ctxOf);
+  // --plan changes nothing, and prepares nothing either.
+  const background = ctx.planOnly ? undefined : new Background();
+  const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name), ...(background ? { background } : {}) });
+  if (background) startPreparations(stages, ctxOf);
 
   for (const stage of stages) {
     if (failed) {
@@ -101,8 +105,9 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
     results.push(result);
     printResult(printer, result, width, ctx.planOnly, options.debug);
   }
-  // Background work left over (prefetches of stages that will not run) says nothing more, but under --debug.
+  // Background work left over (of stages that did not run: a failure came first) says nothing more, but under --debug.
   logs.finished = true;
+  await background?.settle(ctx.log);
 
   const pending = results.some((r) => r.outcome === "pending");
   printer.line(summarize(results, Math.round(performance.now() - started)));
@@ -112,9 +117,9 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
 /**
  * Where a stage's lines go. The running stage's lines go under a header
  * naming it (printed before its first line; its result line follows).
- * Another stage's lines (its prefetch, while an earlier stage runs) say
+ * Another stage's lines (what it prepares while an earlier stage runs) say
  * whose they are: `[node] downloading ...`. The logger asks which stage runs
- * when it prints, so a download a prefetch started prints plainly once its
+ * when it prints, so work a preparation started prints plainly once its
  * own stage runs and waits for it.
  */
 class StageLogs {
@@ -144,11 +149,11 @@ class StageLogs {
   }
 }
 
-/** Prefetches run in the background; a failed one is retried by the stage's apply, which reports it. */
-function startPrefetches(stages: Stage[], ctxOf: (stage: Stage) => BuildContext): void {
+/** Preparations run in the background; a failed one is retried by the stage's apply, which reports it. */
+function startPreparations(stages: Stage[], ctxOf: (stage: Stage) => BuildContext): void {
   for (const stage of stages) {
     const ctx = ctxOf(stage);
-    stage.prefetch?.(ctx).catch((error: unknown) => ctx.log.debug(`prefetch failed: ${(error as Error).message}`));
+    stage.prepare?.(ctx).catch((error: unknown) => ctx.log.debug(`preparing failed: ${(error as Error).message}`));
   }
 }
 

@@ -24,10 +24,13 @@ export interface Stage {
   /** Versions of what the stage installs ("apt:git" -> "1:2.39.5-0+deb12u2"), for the manifest. */
   inventory?(ctx: BuildContext): Promise<Record<string, string>>;
   /**
-   * Starts downloads early, so they overlap with earlier stages (apt's work); errors surface in apply.
+   * Starts the stage's slow work at the build's start, so it overlaps with
+   * earlier stages (apt's work): downloads into the cache, installs into a
+   * staging folder (ctx.background, lib/background.ts). It changes nothing
+   * live: apply takes the work over and makes it live; errors surface there.
    * Its lines are labelled with the stage's name (`[node] ...`) while another stage runs.
    */
-  prefetch?(ctx: BuildContext): Promise<void>;
+  prepare?(ctx: BuildContext): Promise<void>;
 }
 
 export type Outcome = "changed" | "unchanged" | "pending" | "skipped" | "failed" | "not-run";

@@ -1,6 +1,6 @@
 // An answer that depends only on a file (its hash, what a binary reports),
 // remembered while the file is unchanged (same inode, size and mtime). One
-// build asks several times (prefetch, check, inventory); a 60 MB binary is
+// build asks several times (prepare, check, inventory); a 60 MB binary is
 // hashed, or a node spawned, once.
 import { statSync } from "node:fs";
 

@@ -1,6 +1,7 @@
 import { underRoot } from "../lib/context.ts";
-import { checkGlobalCli, globalCliInventory, installGlobalCli, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import { checkGlobalCli, globalCliInventory, installGlobalCli, prepareGlobalCli, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
 import type { Stage } from "../lib/stage.ts";
+import { withNodeForInstalls } from "./node.ts";
 
 // Its postinstall (`node install.cjs`) puts the native binary from
 // @anthropic-ai/claude-code-linux-x64 in place; without it `claude` says its
@@ -12,5 +13,7 @@ export default {
   description: "Installs the pinned Claude Code (@anthropic-ai/claude-code) for all users: /usr/local/bin/claude",
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name])),
   apply: async (ctx) => installGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name]),
+  // npm installs it into a staging folder while apt runs; apply moves it into place.
+  prepare: async (ctx) => void (underRoot(ctx) ? undefined : await prepareGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name], (work) => withNodeForInstalls(ctx, work))),
   inventory: (ctx) => globalCliInventory(ctx, CLAUDE_CODE),
 } satisfies Stage;

@@ -43,7 +43,7 @@ export default {
     }
     return changes;
   },
-  async prefetch(ctx) {
+  async prepare(ctx) {
     const { url, sha256 } = pinned(ctx);
     if ((await installedSha256(ctx, BINARY)) !== sha256) await download(ctx, url, { sha256 });
   },

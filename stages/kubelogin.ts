@@ -62,7 +62,7 @@ export default {
     }
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
-  async prefetch(ctx) {
+  async prepare(ctx) {
     if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
   },
   async inventory(ctx) {

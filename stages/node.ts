@@ -14,6 +14,7 @@ import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary } from "../lib/layout.ts";
 import { registryUrl, tarballUrl } from "../lib/registry.ts";
 import type { Stage } from "../lib/stage.ts";
 import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
+import { takeOrRun } from "../lib/background.ts";
 
 // The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
 // newer (docs/devvm.md stage 3). A pinned tree per version; links select one.
@@ -79,8 +80,11 @@ function fetchArchives(ctx: BuildContext): Promise<string[]> {
   }));
 }
 
-/** Unpacks Node and npm into a temporary tree beside the final one, then renames it into place. */
-async function installTree(ctx: BuildContext): Promise<void> {
+/** The background job that stages a version's tree (lib/background.ts). */
+const treeJob = (version: string) => `node ${version}`;
+
+/** Unpacks Node and npm into a staging tree beside the final one; its host path. Nothing live changes. */
+async function stageTree(ctx: BuildContext): Promise<string> {
   const { version } = ctx.inputs.pins.node;
   const [nodeFile, npmFile] = await fetchArchives(ctx);
   const parent = hostPath(ctx, NODE_ROOT);
@@ -97,6 +101,20 @@ async function installTree(ctx: BuildContext): Promise<void> {
     await tar.x({ file: npmFile!, cwd: npmTarget, strip: 1, preserveOwner: false });
     // mkdtemp made it 0700; every user runs this node.
     await chmod(staging, 0o755);
+    return staging;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Moves the staged tree (prepared in the background, else now) into place. */
+async function installTree(ctx: BuildContext): Promise<void> {
+  const { version } = ctx.inputs.pins.node;
+  const staging = await takeOrRun(ctx.background, treeJob(version), ctx.log, () => stageTree(ctx));
+  try {
+    // npm installs of the CLIs' stages may be running this tree from where it is staged.
+    await ctx.background?.unused(treeJob(version));
     await rm(hostPath(ctx, tree(version)), { recursive: true, force: true });
     await rename(staging, hostPath(ctx, tree(version)));
   } catch (error) {
@@ -105,6 +123,22 @@ async function installTree(ctx: BuildContext): Promise<void> {
   }
   const installed = await nodeVersionIn(ctx, version);
   if (installed !== version) throw new UserError(`the installed node reports ${installed ?? "nothing"}, not ${version}`);
+}
+
+/**
+ * Runs `work` with the Node tree that npm installs use (its host path): the
+ * tree this stage is preparing, while it is not yet in place, else the
+ * installed one. This stage moves its tree into place only once such work
+ * has finished, so the CLIs' installs overlap with apt instead of waiting
+ * for the node stage.
+ */
+export function withNodeForInstalls<T>(ctx: BuildContext, work: (treeDir: string) => Promise<T>): Promise<T> {
+  const key = treeJob(ctx.inputs.pins.node.version);
+  const installed = hostPath(ctx, tree(ctx.inputs.pins.node.version));
+  const staged = ctx.background?.peek<string | null>(key);
+  // Nothing staged (no change, or the staging failed: the node stage says why): the installed tree.
+  const running = (async () => work((await staged?.catch(() => null)) ?? installed))();
+  return ctx.background?.use(key, running) ?? running;
 }
 
 export default {
@@ -118,9 +152,13 @@ export default {
     if (changes.length > 0) await installTree(ctx);
     return [...changes, ...(await applyResources(ctx, links(ctx)))];
   },
-  async prefetch(ctx) {
-    if ((await treeChanges(ctx)).length === 0) return;
-    await fetchArchives(ctx);
+  async prepare(ctx) {
+    // Started before the first await: the CLIs' preparations, started next, find it (withNodeForInstalls).
+    await ctx.background?.start(
+      treeJob(ctx.inputs.pins.node.version),
+      async () => ((await treeChanges(ctx)).length > 0 ? stageTree(ctx) : null),
+      async (staging) => void (staging && (await rm(staging, { recursive: true, force: true }))),
+    );
   },
   async inventory(ctx) {
     const { version } = ctx.inputs.pins.node;

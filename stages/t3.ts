@@ -3,8 +3,9 @@ import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath, underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
-import { activeInstall, checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
+import { activeInstall, checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, prepareGlobalCli, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
 import type { Pending, Stage } from "../lib/stage.ts";
+import { withNodeForInstalls } from "./node.ts";
 import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/systemd.ts";
 import { checkT3Health } from "../lib/t3-health.ts";
 import { backUpBeforeVersionChange, describeBackup, prebumpBackups } from "../lib/t3-prebump-backup.ts";
@@ -81,5 +82,7 @@ export default {
     if (changes.some((c) => c.kind === "package")) await markInstancesForRestart(ctx);
     return [...backups, ...changes];
   },
+  // npm installs it into a staging folder while apt runs; apply moves it into place.
+  prepare: async (ctx) => void (underRoot(ctx) ? undefined : await prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work))),
   inventory: (ctx) => globalCliInventory(ctx, T3),
 } satisfies Stage;

@@ -2,7 +2,10 @@
 // (Verdaccio serving the t3 fixtures, proxying the rest): installed at their
 // pins behind /usr/local/bin links, a rerun asks the registry nothing, and a
 // t3 that fails its health check (the bad nightly, 0.0.27) never replaces
-// the working one. Checked from outside: the commands, the links, a pairing.
+// the working one. A CLI whose pinned integrity the registry does not serve
+// fails its own stage, though its install was tried while apt ran, and the
+// CLI after it, already installed in the background, is not put in place.
+// Checked from outside: the commands, the links, a pairing, the folders.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -120,5 +123,36 @@ describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
     expect(commandLines.stdout.split("\n").filter((l) => l.includes(" serve --host"))).toEqual([]);
     expect((await vm.exec("ls -d /tmp/devvm-t3-health-* 2>/dev/null")).stdout.trim()).toBe("");
     expect((await vm.exec(["/usr/local/bin/node", "-e", PAIRING_SCRIPT], { check: true })).stdout.trim()).toBe("200 t3_session");
+  });
+
+  it("reports a tampered integrity in claude-code's stage, though npm ran while apt did, and leaves nothing of it or of the CLI after it", async () => {
+    // Neither installed; apt has one package to install, and the CLIs are prepared meanwhile.
+    await vm.exec(`apt-get purge -y -q tree >/dev/null && rm -rf /opt/devvm/npm/@anthropic-ai+claude-code /opt/devvm/npm/@openai+codex /usr/local/bin/claude /usr/local/bin/codex`, { check: true });
+    const pins = structuredClone(PINS);
+    pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
+    const served = pins.npm["@anthropic-ai/claude-code"].integrity!;
+    const digest = Buffer.from(served.slice("sha512-".length), "base64");
+    digest[0]! ^= 1;
+    const tampered = `sha512-${digest.toString("base64")}`;
+    pins.npm["@anthropic-ai/claude-code"] = { ...pins.npm["@anthropic-ai/claude-code"], integrity: tampered };
+    pins.apt = { tree: pins.apt.tree! };
+    const inputs = await writeInputs(vm, "/opt/devvm-inputs/claude-tampered", pins);
+    await vm.exec(`echo tree > ${inputs}/packages.txt`, { check: true });
+
+    const build = await buildIn(vm, env, "--stage", `apt,${STAGES}`, "--inputs", inputs);
+    process.stderr.write(`build with claude-code's integrity tampered: ${durations(build)}\n${build.log}`);
+    expect(build.exitCode, build.log).toBe(1);
+    expect(build.report.stages.map((s) => `${s.name} ${s.outcome}`)).toEqual(["preflight unchanged", "apt changed", "node unchanged", "claude-code failed", "t3 not-run", "codex not-run"]);
+    const failed = stageOf(build, "claude-code");
+    expect(failed && "error" in failed ? failed.error.message : "").toContain(`pins.json has integrity ${tampered}, the registry serves ${served}; nothing was installed`);
+    // codex's install began while apt ran (its line carries its stage's name there), before claude-code's turn.
+    const aptBlock = build.log.slice(build.log.indexOf("  apt:"), build.log.search(/^ {2}apt {2,}changed/m));
+    expect(aptBlock).toContain(`[codex] npm install @openai/codex@${CODEX}`);
+
+    expect((await vm.exec("ls -la /usr/local/bin/claude /usr/local/bin/codex")).stdout).toBe("");
+    // No version, no staging folder: what was made in the background for codex is gone with the build.
+    expect((await vm.exec("ls -A /opt/devvm/npm/@anthropic-ai+claude-code /opt/devvm/npm/@openai+codex 2>/dev/null; true")).stdout.split("\n").filter((l) => l && !l.endsWith(":"))).toEqual([]);
+    const npmRunning = await vm.exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done");
+    expect(npmRunning.stdout.split("\n").filter((l) => l.includes("npm-cli.js install"))).toEqual([]);
   });
 });
