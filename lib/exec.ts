@@ -28,6 +28,12 @@ export interface RunOptions {
   heartbeat?: { label: string; everyMs?: number };
   /** Ends the command's process group (TERM, then KILL) when aborted: background work at the build's end. */
   signal?: AbortSignal | undefined;
+  /**
+   * Runs it at the lowest CPU priority (nice 19, it and all it starts): work
+   * in the background yields the CPU to the stage running (dpkg, which keeps
+   * one core busy), and takes what is idle.
+   */
+  yieldCpu?: boolean;
 }
 
 export interface RunResult {
@@ -60,7 +66,8 @@ const GRACE_MS = 5_000;
 /** Runs the command in a process group of its own; stdout (and fd 3) line by line to the callbacks while it runs. */
 function spawnCommand(command: string, args: string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
+    const [program, argv] = options.yieldCpu ? ["nice", ["-n", "19", command, ...args]] : [command, args];
+    const child = spawn(program, argv, {
       env: { ...process.env, ...options.env },
       ...(options.cwd ? { cwd: options.cwd } : {}),
       // No stdin unless given: a command that reads one (a prompt) gets end of file, never a hang.

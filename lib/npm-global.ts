@@ -164,7 +164,7 @@ export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin,
     () =>
       withNode(async (nodeTree) => {
         if (!(await needsInstall(ctx, cli, pin))) return null;
-        const turn = npmQueue.then(() => stageInstall(ctx, cli, pin, nodeTree));
+        const turn = npmQueue.then(() => stageInstall(ctx, cli, pin, nodeTree, { background: true }));
         npmQueue = turn.catch(() => {});
         return turn;
       }),
@@ -193,9 +193,10 @@ function links(cli: GlobalCli, prefix: string): SymlinkResource[] {
 /**
  * npm installs the pinned version into a staging folder (its host path is
  * returned), running the Node of `nodeTree` (a host path); it becomes the
- * version's prefix only when all went well (moveIntoPlace).
+ * version's prefix only when all went well (moveIntoPlace). In the
+ * background (while apt runs) npm yields the CPU to dpkg.
  */
-async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, nodeTree: string): Promise<string> {
+async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, nodeTree: string, { background = false } = {}): Promise<string> {
   const nodeVersion = ctx.inputs.pins.node.version;
   if (!existsSync(path.join(nodeTree, "bin/node"))) {
     throw new UserError(`the pinned Node ${nodeVersion} is not installed (${nodeBinary(nodeVersion)} is missing)`, `run the node stage first: build.ts --stage node,${path.basename(cli.name)}`);
@@ -225,7 +226,7 @@ async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, node
         ...["--strict-allow-scripts", "--ignore-scripts=false", "--no-audit", "--no-fund"],
       ],
       // npm says nothing for minutes (claude-code's install script): its elapsed time shows it runs.
-      { env: nodeEnv(nodeTree), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label: `npm install ${cli.name}@${pin.version}` }, signal: ctx.background?.signal },
+      { env: nodeEnv(nodeTree), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label: `npm install ${cli.name}@${pin.version}` }, signal: ctx.background?.signal, yieldCpu: background },
     );
     await assertInstalled(cli, pin.version, staging);
     return staging;
