@@ -42,26 +42,30 @@ const median = (values: number[]) => {
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-async function timed(what: string, work: () => Promise<{ exitCode: number; log: string }>): Promise<number> {
+async function timed<R extends { exitCode: number; log: string }>(what: string, work: () => Promise<R>): Promise<{ ms: number; run: R }> {
   const t0 = performance.now();
   const run = await work();
   const ms = performance.now() - t0;
   if (run.exitCode !== 0) throw new Error(`${what} exited ${run.exitCode}:\n${run.log}`);
-  return ms;
+  return { ms, run };
 }
 
 async function floorOnce(): Promise<number> {
   await using box = await startDevvm();
-  return timed("the floor", async () => {
+  // await: the box is removed when this scope ends.
+  const { ms } = await timed("the floor", async () => {
     const run = await box.exec(FLOOR);
     return { exitCode: run.exitCode, log: run.stderr };
   });
+  return ms;
 }
 
 async function builderOnce(sources: StandInSources, keep: (box: DevvmContainer) => Promise<void>): Promise<number> {
   await using box = await startFreshVm("release");
   await writePins(box, `${RELEASE_DIR_IN_CONTAINER}/pins.json`, sources.pins);
-  const ms = await timed("./bootstrap.sh", () => bootstrapIn(box, sources.env));
+  const { ms, run } = await timed("./bootstrap.sh", () => bootstrapIn(box, sources.env));
+  const slow = run.report.stages.flatMap((s) => ("durationMs" in s && s.durationMs >= 100 ? [`${s.name} ${seconds(s.durationMs)}`] : []));
+  say(`  its stages (100 ms or more): ${slow.join(", ")}`);
   await keep(box);
   return ms;
 }
