@@ -25,7 +25,7 @@ export interface RunOptions {
   /** Opens fd 3 for the command and passes each line written to it (apt's `-o APT::Status-Fd=3`). */
   onStatusLine?: (line: string) => void;
   /** Says the command runs: this label now, its elapsed time every `everyMs` (default 10 s; 0: never), and how long it took. */
-  heartbeat?: { label: string; everyMs?: number };
+  heartbeat?: { label: string; everyMs?: number; quietDone?: boolean };
   /** Ends the command's process group (TERM, then KILL) when aborted: background work at the build's end. */
   signal?: AbortSignal | undefined;
   /**
@@ -45,7 +45,7 @@ export interface RunResult {
 export async function run(ctx: Pick<BuildContext, "log">, command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   const shown = [command, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
   ctx.log.debug(`$ ${shown}`);
-  const heartbeat = options.heartbeat && startHeartbeat(ctx.log, options.heartbeat.label, options.heartbeat.everyMs);
+  const heartbeat = options.heartbeat && startHeartbeat(ctx.log, options.heartbeat.label, options.heartbeat.everyMs, { quietDone: !!options.heartbeat.quietDone });
   let result: RunResult;
   try {
     result = await spawnCommand(command, args, options);

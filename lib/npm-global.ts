@@ -23,6 +23,7 @@ import { versionInfo } from "./registry.ts";
 import type { Pending } from "./stage.ts";
 import { removeLeftovers } from "./leftovers.ts";
 import { takeOrRun } from "./background.ts";
+import { formatDuration } from "./progress.ts";
 
 export interface GlobalCli {
   /** The npm package, e.g. "@openai/codex"; pins.json's npm section pins it. */
@@ -122,8 +123,10 @@ export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: N
   if (before?.prefix !== prefix) {
     // A complete prefix of this version (the rollback target) is reused as it is.
     if (await needsInstall(ctx, cli, pin)) {
-      const staging = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () => stageInstall(ctx, cli, pin, hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}`)));
-      await moveIntoPlace(staging, hostPath(ctx, prefix));
+      const staged = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () => stageInstall(ctx, cli, pin, hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}`)));
+      // Done in the background: said here, under the stage's own name.
+      if (staged.done) ctx.log.info(staged.done);
+      await moveIntoPlace(staged.dir, hostPath(ctx, prefix));
     }
     try {
       await options.verify?.(hostPath(ctx, prefix));
@@ -158,7 +161,7 @@ let npmQueue: Promise<unknown> = Promise.resolve();
  * then only moves it into place. Call it before any await in the stage's
  * prepare, so that the node stage waits for it before moving its tree.
  */
-export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, withNode: (work: (nodeTree: string) => Promise<string | null>) => Promise<string | null>): Promise<unknown> | undefined {
+export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, withNode: (work: (nodeTree: string) => Promise<Staged | null>) => Promise<Staged | null>): Promise<unknown> | undefined {
   return ctx.background?.start(
     installJob(cli, pin),
     () =>
@@ -168,7 +171,7 @@ export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin,
         npmQueue = turn.catch(() => {});
         return turn;
       }),
-    async (staging) => void (staging && (await fs.rm(staging, { recursive: true, force: true }))),
+    async (staged) => void (staged && (await fs.rm(staged.dir, { recursive: true, force: true }))),
   );
 }
 
@@ -190,13 +193,19 @@ function links(cli: GlobalCli, prefix: string): SymlinkResource[] {
   return cli.bins.map((bin) => ({ kind: "symlink", path: `${BIN_DIR}/${bin}`, target: `${prefix}/bin/${bin}` }));
 }
 
+/** An install in its staging folder (a host path), not yet the version's prefix. */
+interface Staged {
+  dir: string;
+  /** For an install done in the background: its last progress line (`npm install x@1.0.0: done in 7.1 s`), for the stage to say. */
+  done?: string;
+}
+
 /**
- * npm installs the pinned version into a staging folder (its host path is
- * returned), running the Node of `nodeTree` (a host path); it becomes the
+ * npm installs the pinned version into a staging folder (returned), running the Node of `nodeTree` (a host path); it becomes the
  * version's prefix only when all went well (moveIntoPlace). In the
  * background (while apt runs) npm yields the CPU to dpkg.
  */
-async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, nodeTree: string, { background = false } = {}): Promise<string> {
+async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, nodeTree: string, { background = false } = {}): Promise<Staged> {
   const nodeVersion = ctx.inputs.pins.node.version;
   if (!existsSync(path.join(nodeTree, "bin/node"))) {
     throw new UserError(`the pinned Node ${nodeVersion} is not installed (${nodeBinary(nodeVersion)} is missing)`, `run the node stage first: build.ts --stage node,${path.basename(cli.name)}`);
@@ -212,6 +221,8 @@ async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, node
     await fs.mkdir(dir, { recursive: true });
     await fs.chmod(dir, 0o755);
   }
+  const label = `npm install ${cli.name}@${pin.version}`;
+  const started = Date.now();
   try {
     const registry = ctx.settings.npmRegistry ? ["--registry", ctx.settings.npmRegistry] : [];
     const allowed = cli.allowScripts?.length ? [`--allow-scripts=${cli.allowScripts.join(",")}`] : [];
@@ -226,10 +237,10 @@ async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, node
         ...["--strict-allow-scripts", "--ignore-scripts=false", "--no-audit", "--no-fund"],
       ],
       // npm says nothing for minutes (claude-code's install script): its elapsed time shows it runs.
-      { env: nodeEnv(nodeTree), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label: `npm install ${cli.name}@${pin.version}` }, signal: ctx.background?.signal, yieldCpu: background },
+      { env: nodeEnv(nodeTree), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label, quietDone: background }, signal: ctx.background?.signal, yieldCpu: background },
     );
     await assertInstalled(cli, pin.version, staging);
-    return staging;
+    return { dir: staging, ...(background ? { done: `${label}: done in ${formatDuration(Date.now() - started)}` } : {}) };
   } catch (error) {
     await fs.rm(staging, { recursive: true, force: true });
     throw error;

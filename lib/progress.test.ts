@@ -34,4 +34,13 @@ describe("startHeartbeat", () => {
     beat.stop("failed");
     expect(lines).toEqual(["apt-get install", "apt-get install: failed after 4.2 s"]);
   });
+
+  it("leaves the done line to the stage that takes work done in the background (quietDone), but still says a failure", () => {
+    vi.useFakeTimers();
+    const lines: string[] = [];
+    const log = { info: (m: string) => lines.push(m), debug: () => {} };
+    startHeartbeat(log, "npm install t3@0.0.26", 0, { quietDone: true }).stop("done");
+    startHeartbeat(log, "npm install t3@0.0.27", 0, { quietDone: true }).stop("failed");
+    expect(lines).toEqual(["npm install t3@0.0.26", "npm install t3@0.0.27", "npm install t3@0.0.27: failed after 0.0 s"]);
+  });
 });

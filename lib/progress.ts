@@ -36,9 +36,10 @@ export interface Heartbeat {
 
 /**
  * Says a silent command runs: `label` now, `label: 20 s` every `everyMs`
- * (none when 0), and how long it took when stopped.
+ * (none when 0), and how long it took when stopped (unless `quietDone`:
+ * work in the background, whose stage says it when it takes the work over).
  */
-export function startHeartbeat(log: Logger, label: string, everyMs = progressIntervals.heartbeatMs): Heartbeat {
+export function startHeartbeat(log: Logger, label: string, everyMs = progressIntervals.heartbeatMs, { quietDone = false } = {}): Heartbeat {
   const started = Date.now();
   const elapsed = () => formatDuration(Date.now() - started);
   log.info(label);
@@ -47,7 +48,8 @@ export function startHeartbeat(log: Logger, label: string, everyMs = progressInt
   return {
     stop(outcome) {
       clearInterval(timer);
-      log.info(outcome === "done" ? `${label}: done in ${elapsed()}` : `${label}: failed after ${elapsed()}`);
+      if (outcome === "failed") log.info(`${label}: failed after ${elapsed()}`);
+      else if (!quietDone) log.info(`${label}: done in ${elapsed()}`);
     },
   };
 }
