@@ -6,7 +6,8 @@ import type { BuildContext } from "./context.ts";
 import { UserError } from "./errors.ts";
 import type { Inputs } from "./inputs/index.ts";
 import { BIN_DIR, nodeBinary, npmCli } from "./layout.ts";
-import { activeInstall, checkGlobalCli, cliPrefix, installGlobalCli, installedVersion, verifyIntegrity, type GlobalCli } from "./npm-global.ts";
+import { Background } from "./background.ts";
+import { activeInstall, checkGlobalCli, cliPrefix, installGlobalCli, installedVersion, prepareGlobalCli, verifyIntegrity, type GlobalCli } from "./npm-global.ts";
 import { progressIntervals } from "./progress.ts";
 import { makeTestRoot, type TestRoot } from "./test-context.ts";
 
@@ -123,10 +124,12 @@ async function startFakeRegistry(integrity: string): Promise<FakeRegistry> {
 }
 
 // Logs its argv, installs a package with one
-// bin into --prefix; FAKE_NPM_FAIL=1 makes it fail halfway; FAKE_NPM_SLEEP_MS makes it slow.
+// bin into --prefix; FAKE_NPM_FAIL=1 makes it fail halfway; FAKE_NPM_SLEEP_MS makes it slow;
+// FAKE_NPM_NICE_LOG gets its nice value.
 const FAKE_NPM = String.raw`
 const fs = require("node:fs"), path = require("node:path");
 const args = process.argv.slice(2);
+if (process.env.FAKE_NPM_NICE_LOG) fs.appendFileSync(process.env.FAKE_NPM_NICE_LOG, require("node:os").getPriority() + "\n");
 if (process.env.FAKE_NPM_SLEEP_MS) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.env.FAKE_NPM_SLEEP_MS));
 fs.appendFileSync(process.env.FAKE_NPM_LOG, JSON.stringify(args) + "\n");
 const prefix = args[args.indexOf("--prefix") + 1];
@@ -298,6 +301,63 @@ describe("installGlobalCli", () => {
   it("says which stage to run first when the pinned Node is missing", async () => {
     (root.ctx.inputs.pins.node as { version: string }).version = "22.99.0";
     await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(/pinned Node 22\.99\.0 is not installed/);
+  });
+
+  describe("prepared in the background (while apt runs)", () => {
+    const pin = { version: "0.169.0", integrity: INTEGRITY };
+    const withNode = (work: (tree: string) => Promise<unknown>) => work(path.join(root.dir, `/opt/devvm/node/${NODE}`)) as never;
+    const prepared = (background: Background) => background.peek(`npm install ${CODEX.name}@${pin.version}`)!.catch(() => {});
+
+    it("stages the install at nice 19 with nothing live; the stage's apply takes it, runs no second npm, and says it done", async () => {
+      const background = new Background();
+      const lines: string[] = [];
+      const ctx = { ...root.ctx, background, log: { info: (m: string) => lines.push(m), debug: () => {} } };
+      vi.stubEnv("FAKE_NPM_NICE_LOG", path.join(root.dir, "nice.log"));
+      prepareGlobalCli(ctx, CODEX, pin, withNode);
+      await prepared(background);
+      expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
+      expect(versionsOf(CODEX.name)).toEqual([`.staging-0.169.0-${process.pid}`]);
+      expect(readFileSync(path.join(root.dir, "nice.log"), "utf8").trim()).toBe("19");
+      expect(lines).toEqual(["npm install @openai/codex@0.169.0"]);
+
+      expect(await installGlobalCli(ctx, CODEX, pin)).toEqual([{ kind: "package", name: CODEX.name, from: null, to: "0.169.0" }]);
+      expect(installs()).toHaveLength(1);
+      expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.169.0")}/bin/codex`);
+      expect(versionsOf(CODEX.name)).toEqual(["0.169.0"]);
+      expect(lines.slice(1)).toEqual([expect.stringMatching(/^npm install @openai\/codex@0\.169\.0: done in \d+\.\d s$/)]);
+      await background.settle(ctx.log);
+      expect(versionsOf(CODEX.name)).toEqual(["0.169.0"]);
+    });
+
+    it("removes a staged install that no apply took (its stage did not run) when the build ends", async () => {
+      const background = new Background();
+      prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode);
+      await prepared(background);
+      await background.settle(root.ctx.log);
+      expect(versionsOf(CODEX.name)).toEqual([]);
+      expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
+    });
+
+    it("prepares nothing when the pinned version is active", async () => {
+      await installGlobalCli(root.ctx, CODEX, pin);
+      const background = new Background();
+      prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode);
+      await prepared(background);
+      expect(installs()).toHaveLength(1);
+    });
+
+    it("leaves a failure to the stage's apply, which tries again and reports its own error, installing nothing", async () => {
+      const background = new Background();
+      const ctx = { ...root.ctx, background };
+      const tampered = { ...pin, integrity: OTHER_INTEGRITY };
+      prepareGlobalCli(ctx, CODEX, tampered, withNode);
+      await prepared(background);
+      await expect(installGlobalCli(ctx, CODEX, tampered)).rejects.toThrow(`pins.json has integrity ${OTHER_INTEGRITY}, the registry serves ${INTEGRITY}`);
+      // Asked once in the background, once by the apply.
+      expect(registry.requests).toEqual(["/@openai%2fcodex/0.169.0", "/@openai%2fcodex/0.169.0"]);
+      expect(installs()).toEqual([]);
+      expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
+    });
   });
 });
 
