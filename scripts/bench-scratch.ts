@@ -2,14 +2,20 @@
 // avoid. Figures, not a test: `npm run bench:scratch` (needs dockerd:
 // scripts/with-docker.sh npm run bench:scratch).
 //
-// On fresh boxes from the base image, in turn:
-//   floor:   `apt-get update` and `apt-get install` of exactly the packages
-//            pinned in pins.json, with the builder's own apt-get options;
-//   builder: the README's main command, `./bootstrap.sh`, in the release
-//            archive unpacked as the README says (no Node, no npm), with the
-//            stand-in sources' settings and hashes (test/stand-ins).
+// On fresh boxes from the base image, in turn, with the stand-in sources'
+// settings and hashes (test/stand-ins):
+//   floor:     `apt-get update` and `apt-get install` of exactly the packages
+//              pinned in pins.json, with the builder's own apt-get options;
+//   builder:   the builder's whole pipeline (its bundle, dist/devvm.mjs, from
+//              the release archive), every stage from scratch, on a box
+//              given a Node to run it (the host's, as the container tests
+//              do) and nothing else;
+//   bootstrap: the README's main command on a bare box, `./bootstrap.sh` in
+//              the release archive unpacked as the README says: the
+//              builder, after fetching curl, ca-certificates and jq with apt
+//              and the pinned Node.
 // Each BENCH_RUNS times (default 2): every wall time, the medians and the
-// ratio builder/floor. Then, on the last built box, the no-op runs the
+// ratios to the floor. Then, on the last bootstrapped box, the no-op runs the
 // timers pay (the whole pipeline, `--stage t3`, `--stage users`), started as
 // their units start the builder, minus the cost of an empty `docker exec`.
 import { readFileSync } from "node:fs";
@@ -17,7 +23,9 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Pins } from "../lib/inputs/pins.ts";
 import { BUILDER_DIR } from "../lib/layout.ts";
-import { bootstrapIn, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm } from "../test/build-in-vm.ts";
+import { bootstrapIn, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "../test/build-in-vm.ts";
+import { NODE_IN_CONTAINER } from "../test/container/copy-project.ts";
+import type { Report } from "../lib/report.ts";
 import { startDevvm, type DevvmContainer } from "../test/container/devvm-container.ts";
 import { startStandInSources, writePins, type StandInSources } from "../test/stand-in-sources.ts";
 
@@ -60,10 +68,26 @@ async function floorOnce(): Promise<number> {
   return ms;
 }
 
-async function builderOnce(sources: StandInSources, keep: (box: DevvmContainer) => Promise<void>): Promise<number> {
+/** The builder's report, as output/report.json has it. */
+async function reportIn(box: DevvmContainer): Promise<Report> {
+  return JSON.parse(await box.readFile(`${RELEASE_DIR_IN_CONTAINER}/output/report.json`)) as Report;
+}
+
+/** The builder's bundle from the release archive, run with a Node put into the box (the host's). */
+async function runBuilder(box: DevvmContainer, sources: StandInSources): Promise<BuildRun> {
+  const run = await box.exec([NODE_IN_CONTAINER, "dist/devvm.mjs"], { workingDir: RELEASE_DIR_IN_CONTAINER, env: sources.env });
+  // A failed build is reported by timed(), with its log.
+  return { exitCode: run.exitCode, log: run.stderr, report: run.exitCode === 0 ? await reportIn(box) : ({ stages: [] } as unknown as Report) };
+}
+
+async function buildOnce(kind: "builder" | "bootstrap", sources: StandInSources, keep: (box: DevvmContainer) => Promise<void>): Promise<number> {
   await using box = await startFreshVm("release");
   await writePins(box, `${RELEASE_DIR_IN_CONTAINER}/pins.json`, sources.pins);
-  const { ms, run } = await timed("./bootstrap.sh", () => bootstrapIn(box, sources.env));
+  if (kind === "builder") {
+    await box.copyFile(process.execPath, NODE_IN_CONTAINER);
+    await box.exec(["chmod", "0755", NODE_IN_CONTAINER], { check: true });
+  }
+  const { ms, run } = await timed(kind, () => (kind === "builder" ? runBuilder(box, sources) : bootstrapIn(box, sources.env)));
   const slow = run.report.stages.flatMap((s) => ("durationMs" in s && s.durationMs >= 100 ? [`${s.name} ${seconds(s.durationMs)}`] : []));
   say(`  its stages (100 ms or more): ${slow.join(", ")}`);
   await keep(box);
@@ -104,21 +128,24 @@ async function noOpFigures(box: DevvmContainer): Promise<string[]> {
 }
 
 await using sources = await startStandInSources();
-const floor: number[] = [];
-const builder: number[] = [];
+const walls = { floor: [] as number[], builder: [] as number[], bootstrap: [] as number[] };
 let noOp: string[] = [];
 for (let run = 1; run <= RUNS; run++) {
   say(`run ${run} of ${RUNS}: the floor (apt-get update, apt-get install of ${Object.keys(pins.apt).length} pinned packages) on a fresh box`);
-  floor.push(await floorOnce());
-  say(`  floor: ${seconds(floor.at(-1)!)}`);
-  say(`run ${run} of ${RUNS}: the builder (./bootstrap.sh from the release archive) on a fresh box`);
-  builder.push(await builderOnce(sources, async (box) => void (run === RUNS && (noOp = await noOpFigures(box)))));
-  say(`  builder: ${seconds(builder.at(-1)!)}`);
+  walls.floor.push(await floorOnce());
+  say(`  floor: ${seconds(walls.floor.at(-1)!)}`);
+  say(`run ${run} of ${RUNS}: the builder (dist/devvm.mjs, every stage) on a fresh box with a Node`);
+  walls.builder.push(await buildOnce("builder", sources, async () => {}));
+  say(`  builder: ${seconds(walls.builder.at(-1)!)}`);
+  say(`run ${run} of ${RUNS}: ./bootstrap.sh from the release archive on a bare box`);
+  walls.bootstrap.push(await buildOnce("bootstrap", sources, async (box) => void (run === RUNS && (noOp = await noOpFigures(box)))));
+  say(`  bootstrap: ${seconds(walls.bootstrap.at(-1)!)}`);
 }
 
-const ratio = median(builder) / median(floor);
+const floor = median(walls.floor);
 console.log(`from scratch on fresh boxes from the base image (${RUNS} runs each):`);
-console.log(`  floor    ${floor.map(seconds).join(", ")}; median ${seconds(median(floor))}`);
-console.log(`  builder  ${builder.map(seconds).join(", ")}; median ${seconds(median(builder))}`);
-console.log(`  builder/floor ${ratio.toFixed(2)}`);
+for (const [label, times] of Object.entries(walls)) {
+  const ratio = label === "floor" ? "" : `; ${label}/floor ${(median(times) / floor).toFixed(2)}`;
+  console.log(`  ${label.padEnd(10)} ${times.map(seconds).join(", ")}; median ${seconds(median(times))}${ratio}`);
+}
 console.log(noOp.join("\n"));
