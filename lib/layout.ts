@@ -7,9 +7,13 @@ export const NODE_ROOT = "/opt/devvm/node";
 export const BIN_DIR = "/usr/local/bin";
 export const NODE_BIN = `${BIN_DIR}/node`;
 
+/** A version's tree, and what is where inside any Node tree (an installed one, or one still staged). */
+export const nodeTree = (nodeVersion: string) => `${NODE_ROOT}/${nodeVersion}`;
+export const NODE_IN_TREE = "bin/node";
 /** npm's own entry point in a Node tree; run it with that tree's node, not through PATH. */
-export const npmCli = (nodeVersion: string) => `${NODE_ROOT}/${nodeVersion}/lib/node_modules/npm/bin/npm-cli.js`;
-export const nodeBinary = (nodeVersion: string) => `${NODE_ROOT}/${nodeVersion}/bin/node`;
+export const NPM_CLI_IN_TREE = "lib/node_modules/npm/bin/npm-cli.js";
+export const npmCli = (nodeVersion: string) => `${nodeTree(nodeVersion)}/${NPM_CLI_IN_TREE}`;
+export const nodeBinary = (nodeVersion: string) => `${nodeTree(nodeVersion)}/${NODE_IN_TREE}`;
 
 /** Global npm CLIs, one prefix per package and version: <NPM_CLI_ROOT>/<name>/<version>/. */
 export const NPM_CLI_ROOT = "/opt/devvm/npm";

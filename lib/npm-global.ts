@@ -18,7 +18,7 @@ import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
 import { checkResources, lstatOrNull, replaceSymlink, type SymlinkResource } from "./files.ts";
 import type { Pins } from "./inputs/pins.ts";
-import { BIN_DIR, NODE_ROOT, NPM_CLI_ROOT, nodeBinary } from "./layout.ts";
+import { BIN_DIR, NODE_IN_TREE, NPM_CLI_IN_TREE, NPM_CLI_ROOT, nodeBinary, nodeTree } from "./layout.ts";
 import { versionInfo } from "./registry.ts";
 import type { Pending } from "./stage.ts";
 import { removeLeftovers } from "./leftovers.ts";
@@ -123,7 +123,7 @@ export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: N
   if (before?.prefix !== prefix) {
     // A complete prefix of this version (the rollback target) is reused as it is.
     if (await needsInstall(ctx, cli, pin)) {
-      const staged = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () => stageInstall(ctx, cli, pin, hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}`)));
+      const staged = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () => stageInstall(ctx, cli, pin, installedNodeTree(ctx)));
       // Done in the background: said here, under the stage's own name.
       if (staged.done) ctx.log.info(staged.done);
       await moveIntoPlace(staged.dir, hostPath(ctx, prefix));
@@ -161,13 +161,13 @@ let npmQueue: Promise<unknown> = Promise.resolve();
  * then only moves it into place. Call it before any await in the stage's
  * prepare, so that the node stage waits for it before moving its tree.
  */
-export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, withNode: (work: (nodeTree: string) => Promise<Staged | null>) => Promise<Staged | null>): Promise<unknown> | undefined {
+export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, withNode: (work: (treeDir: string) => Promise<Staged | null>) => Promise<Staged | null>): Promise<unknown> | undefined {
   return ctx.background?.start(
     installJob(cli, pin),
     () =>
-      withNode(async (nodeTree) => {
+      withNode(async (treeDir) => {
         if (!(await needsInstall(ctx, cli, pin))) return null;
-        const turn = npmQueue.then(() => stageInstall(ctx, cli, pin, nodeTree, { background: true }));
+        const turn = npmQueue.then(() => stageInstall(ctx, cli, pin, treeDir, { background: true }));
         npmQueue = turn.catch(() => {});
         return turn;
       }),
@@ -201,13 +201,14 @@ interface Staged {
 }
 
 /**
- * npm installs the pinned version into a staging folder (returned), running the Node of `nodeTree` (a host path); it becomes the
+ * npm installs the pinned version into a staging folder (returned), running
+ * the Node of the tree in `treeDir` (a host path); it becomes the
  * version's prefix only when all went well (moveIntoPlace). In the
  * background (while apt runs) npm yields the CPU to dpkg.
  */
-async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, nodeTree: string, { background = false } = {}): Promise<Staged> {
+async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, treeDir: string, { background = false } = {}): Promise<Staged> {
   const nodeVersion = ctx.inputs.pins.node.version;
-  if (!existsSync(path.join(nodeTree, "bin/node"))) {
+  if (!existsSync(path.join(treeDir, NODE_IN_TREE))) {
     throw new UserError(`the pinned Node ${nodeVersion} is not installed (${nodeBinary(nodeVersion)} is missing)`, `run the node stage first: build.ts --stage node,${path.basename(cli.name)}`);
   }
   await verifyIntegrity(ctx, cli.name, pin);
@@ -228,16 +229,16 @@ async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, node
     const allowed = cli.allowScripts?.length ? [`--allow-scripts=${cli.allowScripts.join(",")}`] : [];
     await run(
       ctx,
-      path.join(nodeTree, "bin/node"),
+      path.join(treeDir, NODE_IN_TREE),
       [
-        path.join(nodeTree, "lib/node_modules/npm/bin/npm-cli.js"),
+        path.join(treeDir, NPM_CLI_IN_TREE),
         ...["install", "--global", "--prefix", staging, `${cli.name}@${pin.version}`, ...registry, ...allowed],
         // Only the scripts allowed by name run; any other fails the install
         // rather than running with a notice (npm's default), whatever npmrc says.
         ...["--strict-allow-scripts", "--ignore-scripts=false", "--no-audit", "--no-fund"],
       ],
       // npm says nothing for minutes (claude-code's install script): its elapsed time shows it runs.
-      { env: nodeEnv(nodeTree), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label, quietDone: background }, signal: ctx.background?.signal, yieldCpu: background },
+      { env: nodeEnv(treeDir), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label, quietDone: background }, signal: ctx.background?.signal, yieldCpu: background },
     );
     await assertInstalled(cli, pin.version, staging);
     return { dir: staging, ...(background ? { done: `${label}: done in ${formatDuration(Date.now() - started)}` } : {}) };
@@ -285,12 +286,17 @@ async function pruneVersions(ctx: BuildContext, cli: GlobalCli, keep: Array<stri
 
 /** The environment for the installed CLIs: the pinned Node first on PATH (their `#!/usr/bin/env node`). */
 export function pinnedNodeEnv(ctx: BuildContext): Record<string, string> {
-  return nodeEnv(hostPath(ctx, `${NODE_ROOT}/${ctx.inputs.pins.node.version}`));
+  return nodeEnv(installedNodeTree(ctx));
+}
+
+/** The pinned Node's tree as the node stage installed it (its host path). */
+function installedNodeTree(ctx: BuildContext): string {
+  return hostPath(ctx, nodeTree(ctx.inputs.pins.node.version));
 }
 
 /** npm and what it runs (install scripts) find the Node of this tree first on PATH. */
-function nodeEnv(nodeTree: string): Record<string, string> {
-  return { PATH: `${path.join(nodeTree, "bin")}:${process.env.PATH ?? "/usr/bin:/bin"}` };
+function nodeEnv(treeDir: string): Record<string, string> {
+  return { PATH: `${path.join(treeDir, path.dirname(NODE_IN_TREE))}:${process.env.PATH ?? "/usr/bin:/bin"}` };
 }
 
 // ---- helpers ----------------------------------------------------------------

@@ -10,7 +10,7 @@ import { download, type Expected } from "../lib/download.ts";
 import { UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
 import { applyResources, checkResources, managedBy, type Resource } from "../lib/files.ts";
-import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary } from "../lib/layout.ts";
+import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary, nodeTree } from "../lib/layout.ts";
 import { registryUrl, tarballUrl } from "../lib/registry.ts";
 import type { Stage } from "../lib/stage.ts";
 import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
@@ -19,8 +19,7 @@ import { takeOrRun } from "../lib/background.ts";
 // The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
 // newer (docs/devvm.md stage 3). A pinned tree per version; links select one.
 
-const tree = (version: string) => `${NODE_ROOT}/${version}`;
-const npmDir = (version: string) => `${tree(version)}/lib/node_modules/npm`;
+const npmDir = (version: string) => `${nodeTree(version)}/lib/node_modules/npm`;
 
 function links(ctx: BuildContext): Resource[] {
   const v = ctx.inputs.pins.node.version;
@@ -115,8 +114,8 @@ async function installTree(ctx: BuildContext): Promise<void> {
   try {
     // npm installs of the CLIs' stages may be running this tree from where it is staged.
     await ctx.background?.unused(treeJob(version));
-    await rm(hostPath(ctx, tree(version)), { recursive: true, force: true });
-    await rename(staging, hostPath(ctx, tree(version)));
+    await rm(hostPath(ctx, nodeTree(version)), { recursive: true, force: true });
+    await rename(staging, hostPath(ctx, nodeTree(version)));
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
@@ -134,7 +133,7 @@ async function installTree(ctx: BuildContext): Promise<void> {
  */
 export function withNodeForInstalls<T>(ctx: BuildContext, work: (treeDir: string) => Promise<T>): Promise<T> {
   const key = treeJob(ctx.inputs.pins.node.version);
-  const installed = hostPath(ctx, tree(ctx.inputs.pins.node.version));
+  const installed = hostPath(ctx, nodeTree(ctx.inputs.pins.node.version));
   const staged = ctx.background?.peek<string | null>(key);
   // Nothing staged (no change, or the staging failed: the node stage says why): the installed tree.
   const running = (async () => work((await staged?.catch(() => null)) ?? installed))();
