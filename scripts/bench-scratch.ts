@@ -23,6 +23,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Pins } from "../lib/inputs/pins.ts";
 import { BUILDER_DIR } from "../lib/layout.ts";
+import { APT_INSTALL } from "../stages/apt.ts";
 import { bootstrapIn, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "../test/build-in-vm.ts";
 import { NODE_IN_CONTAINER } from "../test/container/copy-project.ts";
 import type { Report } from "../lib/report.ts";
@@ -34,13 +35,8 @@ const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 7);
 if (!(RUNS >= 1 && NOOP_RUNS >= 1)) throw new Error("BENCH_RUNS and BENCH_NOOP_RUNS must be positive numbers");
 
 const pins = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins.json"), "utf8")) as Pins;
-// The builder's apt-get options (stages/apt.ts), without its progress plumbing.
-const FLOOR = [
-  "apt-get update -q",
-  `apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${Object.entries(pins.apt)
-    .map(([name, version]) => `${name}=${version}`)
-    .join(" ")}`,
-].join(" && ");
+// The builder's own apt-get arguments, without its progress plumbing.
+const FLOOR = ["apt-get update -q", ["apt-get", ...APT_INSTALL, ...Object.entries(pins.apt).map(([name, version]) => `${name}=${version}`)].join(" ")].join(" && ");
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);

@@ -76,6 +76,9 @@ async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string;
   }
 }
 
+/** apt-get's arguments for installing the pins, before the progress plumbing (`npm run bench:scratch`'s floor uses them too). */
+export const APT_INSTALL = ["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"];
+
 /** One apt-get install of every pin, its progress shown from apt's status fd. */
 async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to: string }>): Promise<void> {
   const progress = new AptProgress((line) => ctx.log.info(line));
@@ -84,7 +87,7 @@ async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to
       ctx,
       "apt-get",
       [
-        ...["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"],
+        ...APT_INSTALL,
         // Another package manager that took dpkg's lock since waitForDpkgLock: apt waits for it too.
         ...["-o", "DPkg::Lock::Timeout=60", "-o", "APT::Status-Fd=3"],
         ...wanted.map((w) => `${w.name}=${w.to}`),
