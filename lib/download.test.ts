@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFile
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { sendEndless, startHostileServer } from "../test/fixtures/hostile-server.ts";
+import { Background } from "./background.ts";
 import { download, downloadUnpinned } from "./download.ts";
 import { BODY_LIMITS, BodyTooLargeError, MiB } from "./http-body.ts";
 import { makeTestRoot } from "./test-context.ts";
@@ -84,6 +85,21 @@ describe("the download cache", () => {
 describe("a download from a hostile server", () => {
   const saved = { ...BODY_LIMITS };
   afterEach(() => void Object.assign(BODY_LIMITS, saved));
+
+  it("stops a download prepared in the background when the build ends (a stage after a failure will not use it), without retrying or leaving a part", async () => {
+    await using server = await startHostileServer((_, response, state) => sendEndless(response, state, {}));
+    const { root } = testRoot();
+    using _ = root;
+    const background = new Background();
+    const started = Date.now();
+    const downloading = download({ ...root.ctx, background }, `${server.url}/node.tgz`, { sha256: SHA256 }).catch((e: unknown) => e);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await background.settle(root.ctx.log);
+    expect(await downloading).toBeInstanceOf(Error);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(server.requests).toHaveLength(1);
+    expect(readdirSync(path.join(root.ctx.cacheDir, "sha256"))).toEqual([]);
+  });
 
   it("stops an endless body at the artifact limit, leaving nothing in the cache, without retrying", async () => {
     BODY_LIMITS.artifact = 2 * MiB;

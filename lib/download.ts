@@ -32,7 +32,7 @@ import { processRuns } from "./leftovers.ts";
  */
 export type Expected = ({ sha256: string } | { integrity: string }) & { size?: number };
 
-type DownloadContext = Pick<BuildContext, "cacheDir" | "log" | "settings">;
+type DownloadContext = Pick<BuildContext, "cacheDir" | "log" | "settings" | "background">;
 
 const inFlight = new Map<string, Promise<string>>();
 // Cached files hashed again in this process, so a second use does not hash twice.
@@ -84,7 +84,8 @@ async function fetchInto(ctx: DownloadContext, url: string, file: string, algori
       return file;
     } catch (error) {
       await rm(temporary, { force: true });
-      if (error instanceof UserError || attempt >= RETRIES) throw error;
+      // Stopped at the build's end (it was prepared for a stage that did not run): not a failure to retry.
+      if (error instanceof UserError || attempt >= RETRIES || ctx.background?.signal.aborted) throw error;
       ctx.log.info(`download of ${url} failed (${(error as Error).message}); retry ${attempt} of ${RETRIES - 1}`);
       await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
     }
@@ -179,9 +180,11 @@ class HttpStatusError extends Error {}
  * pinned size, else the artifact limit, is read: an endless body ends in a
  * BodyTooLargeError with the partial file removed by the caller.
  */
-async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: string, file: string, pinnedSize: number | undefined): Promise<{ sha256: string; sha512: string }> {
+async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "background">, url: string, file: string, pinnedSize: number | undefined): Promise<{ sha256: string; sha512: string }> {
+  // A download prepared in the background ends with the build (lib/background.ts).
+  const signal = ctx.background?.signal;
   // No headers of the builder's own: nothing that could carry a credential to whatever host a redirect names.
-  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow" }).catch((error: unknown) => {
+  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow", ...(signal ? { signal } : {}) }).catch((error: unknown) => {
     // A certificate problem comes back a UserError (hint: DEVVM_EXTRA_CA_CERTS), so it is not retried.
     throw fetchError(url, error);
   });
@@ -225,7 +228,7 @@ async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings">, url: str
     },
   });
   const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream<Uint8Array>);
-  await pipeline(body, meter, createWriteStream(file, { mode: 0o644 }));
+  await pipeline(body, meter, createWriteStream(file, { mode: 0o644 }), ...(signal ? [{ signal }] : []));
   ctx.log.info(`downloaded ${name}: ${formatBytes(budget.received)} in ${formatDuration(performance.now() - started)}`);
   return { sha256: sha256.digest("hex"), sha512: sha512.digest("hex") };
 }
