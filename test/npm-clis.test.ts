@@ -29,17 +29,23 @@ const durations = (run: BuildRun) => run.report.stages.map((s) => `${s.name} ${"
 const PAIRING_SCRIPT = String.raw`
 const { spawn, execFileSync } = require("node:child_process");
 const dir = require("node:fs").mkdtempSync("/tmp/pairing-");
-const port = 20000 + Math.floor(Math.random() * 20000);
-const server = spawn("t3", ["serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", dir], { stdio: "ignore" });
+// A port the kernel says is free: the test boxes share the host's network, and a
+// random one may be another connection's (CI once drew 35872, in the ephemeral range).
+const freePort = () => new Promise((resolve) => { const probe = require("node:net").createServer().listen(0, "127.0.0.1", () => { const { port } = probe.address(); probe.close(() => resolve(port)); }); });
+let server;
 (async () => {
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch("http://127.0.0.1:" + port + "/")).status === 200) break; } catch {}
-    await new Promise((r) => setTimeout(r, 200));
+  const port = await freePort();
+  server = spawn("t3", ["serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", dir], { stdio: "ignore" });
+  let up = false;
+  for (let i = 0; i < 100 && !up; i++) {
+    try { up = (await fetch("http://127.0.0.1:" + port + "/")).status === 200; } catch {}
+    if (!up) await new Promise((r) => setTimeout(r, 200));
   }
+  if (!up) throw new Error("t3 serve did not answer GET / on port " + port + " within 20 s");
   const { credential } = JSON.parse(execFileSync("t3", ["auth", "pairing", "create", "--base-dir", dir, "--ttl", "5m", "--json"], { encoding: "utf8" }));
   const answer = await fetch("http://127.0.0.1:" + port + "/api/auth/browser-session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ credential }) });
   console.log(answer.status, answer.headers.getSetCookie().map((c) => c.split("=")[0]).join(","));
-})().finally(() => server.kill());
+})().finally(() => server?.kill());
 `;
 
 describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
