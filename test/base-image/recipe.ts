@@ -7,31 +7,22 @@
 //
 //   npx tsx test/base-image/recipe.ts    builds the image if missing, prints its tag
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { $ } from "zx";
-import { findHostDebianMirror, findHostSecurityMirror } from "./host-mirror.ts";
+import { debianBase, debootstrapBase } from "../../lib/image/debian-base.ts";
 
 /** Everything that decides the image's content; its hash is the image's tag. */
 export const baseImageRecipe = {
   // Bump when the build steps below change in a way the data does not show.
   version: 2,
-  suite: "bookworm",
-  variant: "minbase",
-  // minbase has no init; a VM boots systemd. dbus is left out: systemd 252
-  // reaches `running` without it and root's systemctl does not need it (only
-  // hostnamectl, loginctl and the like do). No unit needs masking either:
-  // with the flags startDevvm uses, this boots with no failed unit.
-  include: ["systemd", "systemd-sysv"],
-  // A fresh Debian 12 VM's apt sources: the release, its updates and security
-  // suites (debootstrap writes only the first). Same mirrors as the host, so
-  // `build.ts lock` run on the host pins versions this image can install.
-  aptSuites: ["bookworm", "bookworm-updates", "bookworm-security"],
+  ...debianBase,
   // `docker import` settings: boot systemd and tell it that it runs in a
   // container. (Docker 20.10's import rejects STOPSIGNAL, so `docker stop`
   // cannot halt systemd cleanly; the tests kill their containers anyway.)
+  // With the flags startDevvm uses, this boots with no failed unit.
   imageChanges: ['CMD ["/sbin/init"]', "ENV container=docker"],
 };
 
@@ -59,7 +50,7 @@ async function ensureBaseImageOnce(): Promise<string> {
   const started = Date.now();
   const rootfs = await mkdtemp(join(tmpdir(), "devvm-base-"));
   try {
-    await bootstrapRootfs(rootfs);
+    await debootstrapBase(rootfs, { info: progress, debug: () => {} });
     await prepareForContainer(rootfs);
     await importRootfs(rootfs, tag);
   } finally {
@@ -69,41 +60,11 @@ async function ensureBaseImageOnce(): Promise<string> {
   return tag;
 }
 
-async function bootstrapRootfs(rootfs: string): Promise<void> {
-  const { suite, variant, include } = baseImageRecipe;
-  const mirror = await findHostDebianMirror();
-  progress(`debootstrap ${suite} (${variant}) from ${mirror ?? "debootstrap's default mirror"} into ${rootfs}`);
-  const started = Date.now();
-  const args = [`--variant=${variant}`, `--include=${include.join(",")}`, suite, rootfs, ...(mirror ? [mirror] : [])];
-  const result = await $({ nothrow: true, quiet: true })`debootstrap ${args}`;
-  if (result.exitCode !== 0) {
-    // debootstrap prints its "E:" lines on stdout; the details are in its
-    // log in the target, which is about to be removed.
-    const log = await readFile(join(rootfs, "debootstrap/debootstrap.log"), "utf8").catch(() => "");
-    const tail = [log, result.stdout, result.stderr].join("\n").trim().split("\n").slice(-20).join("\n");
-    throw new Error(`debootstrap ${args.join(" ")} exited with ${result.exitCode}:\n${tail}`);
-  }
-  progress(`debootstrap done in ${seconds(started)}`);
-}
-
 async function prepareForContainer(rootfs: string): Promise<void> {
-  await writeAptSources(rootfs);
   // Empty, not absent: systemd then gives each container its own id at boot
   // instead of every container sharing the one debootstrap generated.
   await truncate(join(rootfs, "etc/machine-id"), 0);
   await $`rm -f ${join(rootfs, "var/lib/dbus/machine-id")}`;
-  // Downloaded .debs would only make the image bigger.
-  await $`find ${join(rootfs, "var/cache/apt/archives")} -name ${"*.deb"} -delete`;
-}
-
-async function writeAptSources(rootfs: string): Promise<void> {
-  const mirror = await findHostDebianMirror();
-  const security = await findHostSecurityMirror();
-  if (!mirror) return; // debootstrap's own default stays
-  const lines = baseImageRecipe.aptSuites.map((suite) =>
-    suite.endsWith("-security") ? (security ? `deb ${security} ${suite} main` : "") : `deb ${mirror} ${suite} main`,
-  );
-  await writeFile(join(rootfs, "etc/apt/sources.list"), `${lines.filter(Boolean).join("\n")}\n`);
 }
 
 async function importRootfs(rootfs: string, tag: string): Promise<void> {
