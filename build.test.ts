@@ -165,6 +165,25 @@ describe("build.ts", () => {
     expect(unknown.stderr).toContain("valid stages, in order: preflight,");
   });
 
+  it("--for-image leaves the stages that need the booted machine to the first boot, without checking them; --list marks them", () => {
+    const run = build("--root", root, "--output", output, "--stage", "skel,harden-admin-tree,users", "--for-image", "--json");
+    expect(run.code, run.stderr).toBe(EXIT.ok);
+    const byName = Object.fromEntries(JSON.parse(run.stdout).stages.map((s: { name: string; outcome: string; reason?: string }) => [s.name, s]));
+    expect(byName.skel.outcome).toBe("changed");
+    for (const name of ["harden-admin-tree", "users"]) expect(byName[name]).toMatchObject({ outcome: "skipped", reason: expect.stringMatching(/^left to the first boot of the image: /) });
+    // Nothing of the skipped stages was made.
+    expect(readdirSync(path.join(root, "etc"))).toEqual(["skel"]);
+    const marked = build("--list").stdout.split("\n").filter((l) => l.includes("[first boot]")).map((l) => l.split(/\s+/)[0]);
+    expect(marked).toEqual(stages.filter((s) => s.firstBoot).map((s) => s.name));
+    expect(marked).toEqual(expect.arrayContaining(["vault-tokens", "users", "units", "instances"]));
+  });
+
+  it("image refuses the options of a build, exit 2", () => {
+    const run = build("image", "--plan", "--stage", "skel");
+    expect(run.code).toBe(EXIT.badInput);
+    expect(run.stderr).toContain("--plan, --stage do not apply");
+  });
+
   it("--help prints the usage on stdout and exits 0", () => {
     const { code, stdout, stderr } = build("--help");
     expect(code).toBe(EXIT.ok);

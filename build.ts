@@ -17,6 +17,7 @@ import { loadInputs } from "./lib/inputs/index.ts";
 import { requireCompletePins } from "./lib/inputs/required-pins.ts";
 import { describeUnresolved, lock } from "./lib/lock-command.ts";
 import { offboardStage } from "./lib/offboard-command.ts";
+import { buildImage } from "./lib/image/build-image.ts";
 import { buildManifest, readManifest } from "./lib/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
 import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cli.list) {
     const width = Math.max(...stages.map((s) => s.name.length));
-    for (const stage of stages) process.stdout.write(`${stage.name.padEnd(width)}  ${stage.description}\n`);
+    for (const stage of stages) process.stdout.write(`${stage.name.padEnd(width)}  ${stage.firstBoot ? "[first boot] " : ""}${stage.description}\n`);
     return EXIT.ok;
   }
   // Builds, plans, lock and offboard all need root (lock runs apt-get update): said before anything is read or written.
@@ -62,6 +63,12 @@ export async function main(argv: string[]): Promise<number> {
     say(changes.length === 0 ? "pins.json is up to date" : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`);
     return EXIT.ok;
   }
+  if (cli.command === "image") {
+    const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log });
+    say(`image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`);
+    if (cli.json) await writeStdout(`${JSON.stringify(record, null, 2)}\n`);
+    return EXIT.ok;
+  }
   // offboard USER: preflight (root, the lock), then that one stage.
   const selected = cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
   // Every hash the selected stages need, before any of them (preflight too) runs: exit 2, nothing changed.
@@ -74,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     settings,
     planOnly: cli.plan,
     strict: cli.strict,
+    forImage: cli.forImage,
     repoDir,
     inputsDir,
     accounts: new Accounts(root),

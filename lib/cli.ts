@@ -15,6 +15,7 @@ export const EXIT = {
 export const USAGE = `Usage: build.ts [options]
        build.ts lock [--update NAME[@VERSION]]...
        build.ts offboard USER [--plan]
+       build.ts image [--output DIR]
 
 Builds this machine into the devvm: runs every stage in pipeline order, as root.
 \`lock\` refreshes pins.json from what the sources offer now (apt candidates,
@@ -23,6 +24,10 @@ npm integrities, release hashes); versions move only with --update
 pins.json only when every entry resolved, else names each one and why.
 \`offboard USER\` archives the home of a user a build has cut (dropped from
 roster.yaml, login locked), then deletes the account; only when named.
+\`image\` makes the devvm as a root file system archive, the same bytes on every
+run from the same commit and inputs (output/devvm-image.tar.gz and its record
+devvm-image.json): a Debian 12 base made with debootstrap, every stage run
+inside it that needs no booted machine; the rest runs on its first boot.
 
 Options:
   --list             print the stages in order with their descriptions
@@ -36,6 +41,8 @@ Options:
                      (default: the builder's own folder)
   --output DIR       write report.json and manifest.json to DIR
                      (default: output/ in the builder's folder)
+  --for-image        build an image's root (what \`image\` runs inside it): the
+                     stages that need the booted machine are skipped
   --strict           make warnings errors (e.g. Vault unreachable, a missing secret field)
   --json             print the report as JSON on stdout
   --debug            show stacks and full command output
@@ -47,7 +54,7 @@ ${EXIT.changesPending} changes pending (--plan); ${EXIT.buildRunning} another bu
 ${EXIT.bug} a bug in the builder.`;
 
 export interface CliOptions {
-  command: "build" | "lock" | "offboard";
+  command: "build" | "lock" | "offboard" | "image";
   /** The user named by `offboard USER`. */
   user?: string;
   update: string[];
@@ -57,6 +64,7 @@ export interface CliOptions {
   json: boolean;
   debug: boolean;
   strict: boolean;
+  forImage: boolean;
   stage?: string[];
   from?: string;
   skip?: string[];
@@ -80,6 +88,7 @@ export function parseCli(argv: string[]): CliOptions {
         json: { type: "boolean", default: false },
         debug: { type: "boolean", default: false },
         strict: { type: "boolean", default: false },
+        "for-image": { type: "boolean", default: false },
         stage: { type: "string" },
         from: { type: "string" },
         skip: { type: "string" },
@@ -93,10 +102,12 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UserError((error as Error).message, "see `build.ts --help`");
   }
   const [command = "build", ...extra] = positionals;
-  if (command !== "build" && command !== "lock" && command !== "offboard") throw new UserError(`unknown command "${command}"`, "the commands are build (the default), lock and offboard");
+  if (command !== "build" && command !== "lock" && command !== "offboard" && command !== "image") throw new UserError(`unknown command "${command}"`, "the commands are build (the default), lock, offboard and image");
   const user = command === "offboard" ? extra.shift() : undefined;
   if (command === "offboard" && !user) throw new UserError("offboard needs the user's name", "build.ts offboard USER [--plan]");
   if (extra.length > 0) throw new UserError(`unexpected arguments: ${extra.join(" ")}`, "see `build.ts --help`");
+  const buildOnly = (["plan", "stage", "from", "skip", "root", "for-image"] as const).filter((o) => values[o] !== undefined && values[o] !== false);
+  if (command === "image" && buildOnly.length > 0) throw new UserError(`image builds the whole pipeline into its own root: --${buildOnly.join(", --")} do not apply`, "build.ts image [--inputs DIR] [--output DIR]");
   if (values.update && command !== "lock") throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
   const list = (value: string | undefined) => value?.split(",").map((s) => s.trim()).filter(Boolean);
   return {
@@ -109,6 +120,7 @@ export function parseCli(argv: string[]): CliOptions {
     json: values.json,
     debug: values.debug,
     strict: values.strict,
+    forImage: values["for-image"],
     ...(values.stage !== undefined ? { stage: list(values.stage) } : {}),
     ...(values.from !== undefined ? { from: values.from } : {}),
     ...(values.skip !== undefined ? { skip: list(values.skip) } : {}),

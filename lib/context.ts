@@ -18,6 +18,8 @@ export interface BuildContext {
   readonly settings: Settings;
   /** True under --plan: checks only, nothing is changed. */
   readonly planOnly: boolean;
+  /** --for-image: the build makes an image's root; stages marked firstBoot are skipped. */
+  readonly forImage?: boolean;
   /** --strict: what is otherwise a warning (e.g. Vault unreachable) fails the stage. */
   readonly strict: boolean;
   /** Where the project's own files (files/, stages/) live. */

@@ -68,7 +68,7 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
   // --plan changes nothing, and prepares nothing either.
   const background = ctx.planOnly ? undefined : new Background();
   const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name), ...(background ? { background } : {}) });
-  if (background) startPreparations(stages, ctxOf);
+  if (background) startPreparations(ctx.forImage ? stages.filter((s) => !s.firstBoot) : stages, ctxOf);
 
   for (const stage of stages) {
     if (failed) {
@@ -82,7 +82,7 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
     let changes: Change[] = [];
     let result: StageResult;
     try {
-      const check = await stage.check(stageCtx);
+      const check = ctx.forImage && stage.firstBoot ? { skip: `left to the first boot of the image: ${stage.firstBoot}` } : await stage.check(stageCtx);
       if (isSkip(check)) {
         result = { name: stage.name, outcome: "skipped", durationMs: elapsed(), reason: check.skip };
       } else {

@@ -103,6 +103,17 @@ export const settingVariables: Record<keyof Settings, string> = {
   vaultToken: "VAULT_TOKEN",
 };
 
+/** The settings as the environment lines readSettings reads back (lists `:`-joined); never the Vault token. */
+export function settingsEnvironment(settings: Settings): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(settingVariables).flatMap(([key, variable]) => {
+      const value = settings[key as keyof Settings];
+      if (value === undefined || value instanceof Secret) return [];
+      return [[variable, Array.isArray(value) ? value.join(":") : String(value)]];
+    }),
+  );
+}
+
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const raw = Object.fromEntries(
     Object.entries(settingVariables)

@@ -18,6 +18,12 @@ export interface Stage {
   description: string;
   /** Runs whatever stages are selected (preflight). */
   always?: boolean;
+  /**
+   * Why the stage needs the booted machine (its users, Vault, systemd
+   * running): an image build (`build.ts image`) leaves it to the image's
+   * first boot, where the installed builder runs it.
+   */
+  firstBoot?: string;
   check(ctx: BuildContext): Promise<Check>;
   /** Makes the changes check found; returns what it changed. */
   apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;

@@ -1,30 +1,94 @@
-// Nightly reproducibility check: two from-scratch builds on two fresh
-// Debian 12 boxes, compared. Prints `identical <sha256 of manifest.json>`,
-// or the differing entries and exits 1. Needs dockerd (scripts/with-docker.sh).
-// Software comes from the stand-in sources (test/stand-ins), as in the tests.
+// Nightly reproducibility check, from the same commit, with the stand-in
+// sources (test/stand-ins), as in the tests:
+//   boxes:  two from-scratch builds on two fresh Debian 12 containers; their
+//           manifests must be the same (needs dockerd: scripts/with-docker.sh);
+//   images: two `build.ts image` runs on this host (as root); their archives
+//           must be the same bytes, else every differing entry is named
+//           (path, and what differs: content hash, mode, owner, size, link).
+// Prints `identical ...` for each, or the differences and exits 1.
+//
+//   npm run repro [-- --only boxes|images] [--second-inputs DIR]
+//
+// --second-inputs DIR: the files in DIR (roster.yaml, packages.txt,
+// pins.json) replace the inputs of the second image build: a deliberate
+// change, to see the comparison name what it changed and nothing else.
+import { spawn } from "node:child_process";
+import { existsSync, promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { diffArchives, formatArchiveDifferences, readArchive } from "../lib/image/compare-archives.ts";
+import type { ImageRecord } from "../lib/image/build-image.ts";
 import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
-import { buildIn, manifestIn, startFreshVm } from "../test/build-in-vm.ts";
+import { buildIn, manifestIn, PROJECT_DIR, startFreshVm } from "../test/build-in-vm.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "../test/stand-in-sources.ts";
+
+const INPUTS = ["roster.yaml", "packages.txt", "pins.json"];
+const { values } = parseArgs({ options: { only: { type: "string" }, "second-inputs": { type: "string" } } });
+if (values.only && values.only !== "boxes" && values.only !== "images") throw new Error(`--only takes boxes or images, not ${values.only}`);
+const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function buildOnFreshBox(sources: StandInSources, label: string) {
   await using vm = await startFreshVm();
   await writeInputs(vm, "/opt/devvm-inputs", sources.pins);
-  process.stderr.write(`${label}: building in container ${vm.id.slice(0, 12)}\n`);
+  say(`${label}: building in container ${vm.id.slice(0, 12)}`);
   const run = await buildIn(vm, sources.env, "--inputs", "/opt/devvm-inputs");
-  process.stderr.write(`${run.log.trimEnd().replace(/^/gm, `${label}| `)}\n`);
+  say(run.log.trimEnd().replace(/^/gm, `${label}| `));
   if (run.exitCode !== 0) throw new Error(`${label}: the build exited ${run.exitCode}`);
   // await before the container is disposed at the end of this scope.
   return await manifestIn(vm);
 }
 
-await using sources = await startStandInSources();
-const first = await buildOnFreshBox(sources, "box 1");
-const second = await buildOnFreshBox(sources, "box 2");
-const differences = diffManifests(first.manifest, second.manifest);
-if (differences.length === 0 && first.text === second.text) {
-  console.log(`identical ${first.sha256}`);
-} else {
+async function compareBoxes(sources: StandInSources): Promise<boolean> {
+  const first = await buildOnFreshBox(sources, "box 1");
+  const second = await buildOnFreshBox(sources, "box 2");
+  const differences = diffManifests(first.manifest, second.manifest);
+  if (differences.length === 0 && first.text === second.text) {
+    console.log(`identical manifests ${first.sha256}`);
+    return true;
+  }
   console.log(`manifests differ (${first.sha256} vs ${second.sha256}):`);
   console.log(formatDifferences(differences, ["box 1", "box 2"]) || "(same entries, different bytes: the manifest's serialisation is not stable)");
-  process.exitCode = 1;
+  return false;
 }
+
+/** `build.ts image` with the stand-ins' settings and pins; the inputs of `override` replace the project's. */
+async function buildImage(sources: StandInSources, dir: string, label: string, override?: string): Promise<ImageRecord> {
+  const inputs = path.join(dir, "inputs");
+  await fs.mkdir(inputs, { recursive: true });
+  await fs.copyFile(path.join(PROJECT_DIR, "roster.yaml"), path.join(inputs, "roster.yaml"));
+  await fs.copyFile(path.join(PROJECT_DIR, "packages.txt"), path.join(inputs, "packages.txt"));
+  await fs.writeFile(path.join(inputs, "pins.json"), `${JSON.stringify(sources.pins, null, 2)}\n`);
+  for (const name of INPUTS) if (override && existsSync(path.join(override, name))) await fs.copyFile(path.join(override, name), path.join(inputs, name));
+  say(`${label}: build.ts image`);
+  const env = { ...process.env, ...sources.env, DEVVM_T3_DISPATCH_SOURCE: path.join(PROJECT_DIR, "test/fixtures/t3-dispatch") };
+  const child = spawn("npx", ["tsx", "build.ts", "image", "--inputs", inputs, "--output", path.join(dir, "out")], { cwd: PROJECT_DIR, env, stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr.on("data", (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, `${label}| `)));
+  const code = await new Promise<number | null>((resolve, reject) => child.on("error", reject).on("close", resolve));
+  if (code !== 0) throw new Error(`${label}: build.ts image exited ${code}`);
+  return JSON.parse(await fs.readFile(path.join(dir, "out/devvm-image.json"), "utf8")) as ImageRecord;
+}
+
+async function compareImages(sources: StandInSources): Promise<boolean> {
+  const work = await fs.mkdtemp(path.join(tmpdir(), "devvm-repro-"));
+  try {
+    const [a, b] = [path.join(work, "1"), path.join(work, "2")];
+    const first = await buildImage(sources, a, "image 1");
+    const second = await buildImage(sources, b, "image 2", values["second-inputs"]);
+    if (first.archive.sha256 === second.archive.sha256) {
+      console.log(`identical images ${first.archive.sha256} (${first.archive.size} bytes)`);
+      return true;
+    }
+    const differences = diffArchives(await readArchive(path.join(a, "out", first.archive.file)), await readArchive(path.join(b, "out", second.archive.file)), ["image 1", "image 2"]);
+    console.log(`images differ (${first.archive.sha256} vs ${second.archive.sha256}), ${differences.length} entries:`);
+    console.log(formatArchiveDifferences(differences) || "(same entries, different bytes: the archive's writing is not stable)");
+    return false;
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+await using sources = await startStandInSources();
+const boxes = values.only === "images" || (await compareBoxes(sources));
+const images = values.only === "boxes" || (await compareImages(sources));
+if (!boxes || !images) process.exitCode = 1;

@@ -7,8 +7,7 @@ import { applyResources, checkAttributes, checkResources, fixAttributes, managed
 import { builderBundle, installedBundleIsCurrent, recordBundle } from "../lib/builder-bundle.ts";
 import { BUILDER_DIR } from "../lib/layout.ts";
 import { builderIdentity } from "../lib/report.ts";
-import { Secret } from "../lib/secret.ts";
-import { settingVariables, type Settings } from "../lib/settings.ts";
+import { settingsEnvironment } from "../lib/settings.ts";
 import type { Stage } from "../lib/stage.ts";
 
 // The timers run the builder itself for one stage (docs/devvm.md: the pin lives in
@@ -50,12 +49,7 @@ async function resources(ctx: BuildContext): Promise<Resource[]> {
 
 /** The settings this build ran with, as environment lines; never the Vault token. */
 function settingsEnv(ctx: BuildContext): string {
-  const lines = Object.entries(settingVariables).flatMap(([key, variable]) => {
-    const value = ctx.settings[key as keyof Settings];
-    if (value === undefined || value instanceof Secret) return [];
-    const text = Array.isArray(value) ? value.join(":") : String(value);
-    return [`${variable}="${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`];
-  });
+  const lines = Object.entries(settingsEnvironment(ctx.settings)).map(([variable, text]) => `${variable}="${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
   return `# Written by the devvm builder (builder-install): the settings of the build that installed it.\n${lines.sort().join("\n")}\n`;
 }
 

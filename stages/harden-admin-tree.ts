@@ -9,6 +9,7 @@ const resources = (ctx: BuildContext): Resource[] => [{ kind: "perms", path: ctx
 
 export default {
   name: "harden-admin-tree",
+  firstBoot: "the admin's home comes with the machine",
   description: "Makes the admin's ~/code (decrypted secrets) neither readable nor listable by other users",
   async check(ctx) {
     if (!(await lstatOrNull(hostPath(ctx, ctx.settings.adminCodeDir)))) return { skip: `${ctx.settings.adminCodeDir} does not exist here` };

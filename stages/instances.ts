@@ -95,6 +95,7 @@ function instanceChanges(p: InstancePlan): Change[] {
 
 export default {
   name: "instances",
+  firstBoot: "the users' instances start on the machine",
   description: "Runs t3-serve@USER for every active roster user (parked: stopped and disabled); restarts one only when no agent session runs under it",
   async check(ctx) {
     const planned = await planInstances(ctx, ctx.inputs.roster);

@@ -85,6 +85,7 @@ function changesOf(plan: LoginPlan, fileChanges: Change[]): Change[] {
 
 export default {
   name: "logins",
+  firstBoot: "it acts on the machine's users and the tokens staged there",
   description: "Gives users the shared Claude login (in their .env, unless they have their own) and the shared Codex login (codex-shared, ~/.codex/auth.json), and mirrors the org's rules into ~/.codex/AGENTS.md",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "logins are given to the machine's own accounts, not under --root" };

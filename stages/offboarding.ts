@@ -65,6 +65,7 @@ function changesOf(p: OffboardPlan): Change[] {
 
 export default {
   name: "offboarding",
+  firstBoot: "it acts on the machine's accounts",
   description: "Cuts users dropped from roster.yaml at once and reversibly: instance stopped and disabled, login locked; home and account kept",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "cutting a user needs the machine's own accounts and services, not --root" };

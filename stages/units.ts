@@ -127,6 +127,7 @@ async function unitState(ctx: BuildContext, files: FileResource[]): Promise<Unit
 
 export default {
   name: "units",
+  firstBoot: "it starts t3-dispatch and the timers, which need systemd running",
   description: "Installs the t3 units and timers in /etc/systemd/system (verified first); enables and starts t3-dispatch and the timers, enables tmux-persist's restore for boot",
   async check(ctx) {
     const files = unitFiles(ctx);

@@ -49,6 +49,7 @@ function warnIfReconcileDiffers(ctx: BuildContext): void {
 
 export default {
   name: "users",
+  firstBoot: "accounts, ports and the sign-in map are the machine's, made from the roster there",
   description: "Reconciles roster.yaml (additive only, tiers checked against the cluster): accounts and groups, sticky t3 ports in the .env files, /etc/ttyd-user-map, dispatch.json",
   async check(ctx) {
     // Before anything is planned: a tier the cluster disagrees with stops the stage with nothing changed.

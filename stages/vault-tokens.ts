@@ -47,6 +47,7 @@ async function planChanges(ctx: BuildContext, plan: Plan): Promise<Change[]> {
 
 export default {
   name: "vault-tokens",
+  firstBoot: "an image holds no secret: the tokens are read from Vault on the machine",
   description: "Stages the Claude OAuth token and the shared Codex auth.json from Vault (KV v2 secret/workstation)",
   async check(ctx) {
     const found = await vaultToken(ctx);

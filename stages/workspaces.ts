@@ -53,6 +53,7 @@ function kubeconfigs(ctx: BuildContext, sources: OrgSources, who: Person[], warn
 
 export default {
   name: "workspaces",
+  firstBoot: "the users' clones and kubeconfigs are theirs, made on the machine",
   description: "Gives each non-admin their code (locked infra clone, forgejo remote, guarded fast-forward, workspace repos with their own token) and an OIDC kubeconfig",
   async check(ctx): Promise<Check> {
     if (underRoot(ctx)) return { skip: "clones are made as each user, on the machine itself, not under --root" };

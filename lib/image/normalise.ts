@@ -27,6 +27,8 @@ export const NORMALISATIONS: readonly Normalisation[] = [
   { path: "/var/lib/dbus/machine-id", action: "remove", reason: "a copy of the machine's identity; dbus links it to /etc/machine-id again" },
   { path: "/var/lib/systemd/random-seed", action: "remove", reason: "a random seed shared by every machine made from the image would seed them all alike" },
   { path: "/var/lib/systemd/credential.secret", action: "remove", reason: "the machine's own key for encrypted credentials" },
+  { path: "/etc/resolv.conf", action: "empty", reason: "the build machine's name servers (debootstrap copies them in); the container engine or Proxmox writes the guest's" },
+  { path: "/etc/hostname", action: "empty", reason: "the build machine's name (debootstrap copies it in); the container engine or Proxmox names the guest" },
   { path: "/var/log", action: "clear", reason: "the build's logs (apt, dpkg, alternatives, journal) hold its times" },
   { path: "/var/cache/apt/*.bin", action: "remove", reason: "apt's caches of the package lists; apt remakes them" },
   { path: "/var/cache/apt/archives/*.deb", action: "remove", reason: "downloaded packages: installed already, and fetched again when needed" },

@@ -17,6 +17,10 @@ import { waitForSystemd, type BootOutcome } from "./wait-for-systemd.ts";
 export interface StartDevvmOptions {
   /** How long systemd may take to reach `running`; default 60 s. */
   bootTimeoutMs?: number;
+  /** The image to boot; default the base image (test/base-image). */
+  image?: string;
+  /** Files put in place before the first boot (as `docker cp` before `docker start`). */
+  files?: Array<{ content: string; target: string; mode: number }>;
 }
 
 export interface ExecOptions {
@@ -51,8 +55,9 @@ export interface DevvmContainer extends AsyncDisposable {
 const LABEL = "devvm.test";
 
 export async function startDevvm(options: StartDevvmOptions = {}): Promise<DevvmContainer> {
-  const image = await ensureBaseImage();
+  const image = options.image ?? (await ensureBaseImage());
   const container = await new GenericContainer(image)
+    .withCopyContentToContainer(options.files ?? [])
     .withCommand(["/sbin/init"])
     .withLabels({ [LABEL]: "1" })
     // What systemd needs to run as PID 1 here; --privileged does not work

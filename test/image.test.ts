@@ -1,0 +1,142 @@
+// `build.ts image` (issue 14), run on this host as root with the stand-in
+// sources, as an admin would, and its archive checked from outside: what it
+// holds and leaves out, then booted as a container (`docker import`), with
+// the Vault stand-in for its first boot. Two builds give the same bytes:
+// `npm run repro` shows it (nightly), as it takes two image builds.
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream, promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createGunzip } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { $ } from "zx";
+import { readArchive, type ArchiveEntry } from "../lib/image/compare-archives.ts";
+import type { ImageRecord } from "../lib/image/build-image.ts";
+import { settingVariables } from "../lib/settings.ts";
+import { PROJECT_DIR } from "./build-in-vm.ts";
+import { startDevvm, type DevvmContainer } from "./container/devvm-container.ts";
+import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
+import { startStandInSources, type StandInSources } from "./stand-in-sources.ts";
+
+const TOKEN = "s.image-test-vault-token";
+const OAUTH = "sk-ant-oat01-image-test-shared-oauth";
+const AUTH_JSON = '{"tokens":{"id_token":"image-test-codex-login"}}\n';
+const DISPATCH = "http://127.0.0.1:3780/";
+const IMAGE_TAG = `devvm-image-test:${process.pid}`;
+
+/** `npx tsx build.ts image`, as root on this host; its lines go to the test's stderr. */
+function buildImage(env: Record<string, string>, ...args: string[]): Promise<{ exitCode: number; log: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("npx", ["tsx", "build.ts", "image", ...args], { cwd: PROJECT_DIR, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    let log = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      log += chunk.toString();
+      process.stderr.write(chunk);
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ exitCode: code ?? -1, log }));
+  });
+}
+
+/** Whether any of the needles occurs in the archive's uncompressed bytes (headers and contents alike). */
+async function archiveContains(file: string, needles: string[]): Promise<string[]> {
+  const wanted = needles.map((n) => Buffer.from(n));
+  const overlap = Math.max(...wanted.map((w) => w.length));
+  const found = new Set<string>();
+  let tail = Buffer.alloc(0);
+  for await (const chunk of createReadStream(file).pipe(createGunzip()) as AsyncIterable<Buffer>) {
+    const window = Buffer.concat([tail, chunk]);
+    wanted.forEach((w, i) => window.includes(w) && found.add(needles[i]!));
+    tail = window.subarray(Math.max(0, window.length - overlap));
+  }
+  return [...found];
+}
+
+describe("build.ts image", () => {
+  let sources: StandInSources;
+  let vault: VaultStandIn;
+  let output: string;
+  let built: { exitCode: number; log: string };
+  let record: ImageRecord;
+  let entries: Map<string, ArchiveEntry>;
+  let vm: DevvmContainer | undefined;
+
+  beforeAll(async () => {
+    sources = await startStandInSources();
+    vault = await startVaultStandIn(TOKEN, { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } });
+    output = await fs.mkdtemp(path.join(tmpdir(), "devvm-image-test-"));
+    const inputs = path.join(output, "inputs");
+    await fs.mkdir(inputs);
+    for (const name of ["roster.yaml", "packages.txt"]) await fs.copyFile(path.join(PROJECT_DIR, name), path.join(inputs, name));
+    await fs.writeFile(path.join(inputs, "pins.json"), `${JSON.stringify(sources.pins, null, 2)}\n`);
+    // Vault's address and token are there, as on an admin's shell: the image build must not read them.
+    built = await buildImage(
+      { ...sources.env, VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN, [settingVariables.t3DispatchSource]: path.join(PROJECT_DIR, "test/fixtures/t3-dispatch") },
+      "--inputs",
+      inputs,
+      "--output",
+      path.join(output, "out"),
+    );
+    if (built.exitCode === 0) {
+      record = JSON.parse(await fs.readFile(path.join(output, "out/devvm-image.json"), "utf8")) as ImageRecord;
+      entries = await readArchive(path.join(output, "out", record.archive.file));
+    }
+  });
+  afterAll(async () => {
+    await vm?.[Symbol.asyncDispose]();
+    await $({ nothrow: true, quiet: true })`docker image rm -f ${IMAGE_TAG}`;
+    if (output) await fs.rm(output, { recursive: true, force: true });
+    await vault?.[Symbol.asyncDispose]();
+    await sources?.[Symbol.asyncDispose]();
+  });
+
+  it("writes the archive and beside it its record: sha256, size, the manifest's sha256, the commit and the inputs' hashes", async () => {
+    expect(built.exitCode, built.log).toBe(0);
+    const archive = await fs.readFile(path.join(output, "out", record.archive.file));
+    expect(record.archive).toEqual({ file: "devvm-image.tar.gz", size: archive.length, sha256: createHash("sha256").update(archive).digest("hex") });
+    const manifest = await fs.readFile(path.join(output, "out/devvm-image.manifest.json"));
+    expect(record.manifestSha256).toBe(createHash("sha256").update(manifest).digest("hex"));
+    expect(record.builder.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(Object.keys(record.inputs).sort()).toEqual(["packages.txt", "pins.json", "roster.yaml"]);
+    expect(built.log).toContain(`sha256 ${record.archive.sha256}`);
+    // Nothing of the work is left beside it.
+    expect((await fs.readdir(path.join(output, "out"))).sort()).toEqual(["devvm-image.json", "devvm-image.manifest.json", "devvm-image.tar.gz"]);
+  });
+
+  it("read nothing from Vault, and holds no byte of its secrets, no token and no user's state", async () => {
+    expect(vault.reads).toEqual([]);
+    expect(await archiveContains(path.join(output, "out", record.archive.file), [TOKEN, OAUTH, "image-test-codex-login"])).toEqual([]);
+    const names = [...entries.keys()];
+    expect(names.filter((n) => /state\.sqlite|\/etc\/t3-serve\/|\/home\/./.test(n))).toEqual([]);
+  });
+
+  it("is a root file system archive a Proxmox LXC guest can use: /sbin/init, no device node, one time, numeric owners", () => {
+    expect(entries.get("./sbin/init")).toMatchObject({ type: "SymbolicLink" });
+    const types = new Set([...entries.values()].map((e) => e.type));
+    expect([...types].sort()).toEqual(["Directory", "File", "Link", "SymbolicLink"].filter((t) => types.has(t)));
+    expect(new Set([...entries.values()].map((e) => e.mtime))).toEqual(new Set([record.sourceDateEpoch]));
+    // What the build installed is in: the pinned Node, t3, the built t3-dispatch, the first-boot unit.
+    for (const name of ["./usr/local/bin/node", "./usr/local/bin/t3", "./usr/local/bin/t3-dispatch", "./etc/systemd/system/devvm-first-boot.service", "./opt/devvm/builder/dist/devvm.mjs"]) {
+      expect(entries.has(name), name).toBe(true);
+    }
+  });
+
+  it("boots as a container: the first boot stages Vault's tokens and starts every service; t3-dispatch signs a roster user in to their instance; a plan changes nothing", async () => {
+    await $`docker import --change ${'CMD ["/sbin/init"]'} --change ${"ENV container=docker"} ${path.join(output, "out", record.archive.file)} ${IMAGE_TAG}`.quiet();
+    const firstBoot = `VAULT_ADDR=${vault.address}\nVAULT_TOKEN=${TOKEN}\n`;
+    vm = await startDevvm({ image: IMAGE_TAG, bootTimeoutMs: 5 * 60_000, files: [{ content: firstBoot, target: "/etc/devvm/first-boot.env", mode: 0o600 }] });
+    const journal = async () => (await vm!.exec("journalctl -u devvm-first-boot --no-pager | tail -n 60")).stdout;
+    expect(vm.boot.state, vm.boot.state === "degraded" ? `${vm.boot.failedUnits}\n${await journal()}` : "").toBe("running");
+    expect((await vm.exec("systemctl is-active devvm-first-boot t3-dispatch t3-serve@alice t3-serve@bob t3-serve@wizard")).stdout.split("\n").filter(Boolean)).toEqual(Array(5).fill("active"));
+    expect(await vm.readFile("/etc/t3-serve/claude-oauth-token")).toBe(OAUTH);
+    // The first boot's settings (its token) are gone once it succeeded.
+    expect((await vm.exec("test -e /etc/devvm/first-boot.env")).exitCode).toBe(1);
+    const response = await fetch(DISPATCH, { headers: { "X-authentik-username": "alice.moreau@example.org" }, redirect: "manual", signal: AbortSignal.timeout(30_000) });
+    expect(response.status, await journal()).toBe(200);
+    expect(response.headers.get("x-t3-stand-in-base-dir")).toBe("/home/alice/.t3");
+    expect(response.headers.get("set-cookie")).toMatch(/t3_session=/);
+    const plan = await vm.exec(["sh", "-c", "set -a && . /opt/devvm/builder/settings.env && exec /usr/local/bin/node /opt/devvm/builder/dist/devvm.mjs --plan"]);
+    expect(plan.exitCode, plan.stderr).toBe(0);
+  });
+});
