@@ -113,11 +113,13 @@ fetch() {
     part=$file.part-$$
     say "downloading $url"
     started=$SECONDS
-    curl --fail --location --retry 3 --connect-timeout 15 "${progress[@]}" "${ca_args[@]}" -o "$part" "$url" || {
+    # A stalled transfer (under 1 KB/s for a minute) fails instead of hanging the build.
+    curl --fail --location --retry 3 --connect-timeout 15 --speed-limit 1024 --speed-time 60 "${progress[@]}" "${ca_args[@]}" -o "$part" "$url" || {
       code=$?
       rm -f "$part"
       case $code in
         35 | 51 | 58 | 60 | 77 | 83 | 90 | 91) die "GET $url: the server's TLS certificate is not trusted (curl exit $code)" "behind a TLS-inspecting proxy, set DEVVM_EXTRA_CA_CERTS to its CA certificate file" 1 ;;
+        28) die "GET $url stalled: under 1 KB/s for 60 s, or no connection within 15 s (curl exit 28)" "check the network and the source address in the settings" 1 ;;
         *) die "GET $url failed (curl exit $code)" "check the network and the source address in the settings" 1 ;;
       esac
     }
