@@ -19,9 +19,10 @@ import type { Logger } from "../context.ts";
 import { UserError } from "../errors.ts";
 import { run } from "../exec.ts";
 import { writeFileAtomic } from "../files.ts";
-import { formatBytes } from "../progress.ts";
+import { formatBytes, formatDuration } from "../progress.ts";
 import type { Inputs } from "../inputs/index.ts";
-import { removeLeftovers, scratchPrefix } from "../leftovers.ts";
+import { processRuns, removeLeftovers, scratchPrefix } from "../leftovers.ts";
+import { endOrphans, recordChildrenIn, stopRecordingChildren } from "../children.ts";
 import { sourceDateEpoch, writeReleaseTree } from "../release-tree.ts";
 import { builderIdentity } from "../report.ts";
 import { certificateFiles } from "../download.ts";
@@ -36,6 +37,9 @@ const WORK_IN_ROOT = "/var/tmp/devvm-image";
 /** Extra CA certificates stay in the image at this path: its builder's settings name them for the first boot and the timers. */
 const CA_IN_ROOT = "/etc/devvm/extra-ca-certs";
 const FIRST_BOOT_UNIT = "devvm-first-boot.service";
+const WORK_PREFIX = ".image-work-";
+const WORK_PATTERN = /^\.image-work-(\d+)-/;
+const CHILDREN_FILE = "children.json";
 
 export interface ImageOptions {
   repoDir: string;
@@ -61,10 +65,12 @@ export interface ImageRecord {
 export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
   const { outputDir, log } = options;
   await fs.mkdir(outputDir, { recursive: true });
-  // A killed image build's work folder (its mount namespace died with it).
-  await removeLeftovers({ log }, outputDir, /^\.image-work-(\d+)-/, "image work folder(s)");
-  const work = await fs.mkdtemp(path.join(outputDir, scratchPrefix(".image-work-")));
+  await removeKilledRuns(outputDir, log);
+  const work = await fs.mkdtemp(path.join(outputDir, scratchPrefix(WORK_PREFIX)));
   const root = path.join(work, "root");
+  const started = Date.now();
+  // What this run starts (debootstrap, the build inside) is recorded, for the next run to end were this one killed.
+  recordChildrenIn(path.join(work, CHILDREN_FILE));
   try {
     const epoch = await sourceDateEpoch(options.repoDir);
     log.info(`SOURCE_DATE_EPOCH ${epoch} (${new Date(epoch * 1000).toISOString()})`);
@@ -91,11 +97,28 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
     const owner = { mode: 0o644, uid: 0, gid: 0 };
     await writeFileAtomic(path.join(outputDir, "devvm-image.manifest.json"), manifest, owner);
     await writeFileAtomic(path.join(outputDir, "devvm-image.json"), `${JSON.stringify(record, null, 2)}\n`, owner);
+    log.info(`image built in ${formatDuration(Date.now() - started)}`);
     return record;
   } finally {
+    stopRecordingChildren();
     // --one-file-system: never through a mount, were one left.
     await run({ log }, "rm", ["-rf", "--one-file-system", work]);
   }
+}
+
+/**
+ * What a killed image build left: its processes (the build inside the root
+ * goes on without it), then its work folder. Its mount namespace ended with
+ * its last process, so nothing is mounted there any more.
+ */
+async function removeKilledRuns(outputDir: string, log: Logger): Promise<void> {
+  for (const name of await fs.readdir(outputDir)) {
+    const pid = Number(WORK_PATTERN.exec(name)?.[1]);
+    if (!(pid > 0) || pid === process.pid || processRuns(pid)) continue;
+    const ended = await endOrphans(path.join(outputDir, name, CHILDREN_FILE));
+    if (ended.length > 0) log.info(`ended ${ended.length} process(es) of a killed image build: ${ended.join(", ")}`);
+  }
+  await removeLeftovers({ log }, outputDir, WORK_PATTERN, "image work folder(s)");
 }
 
 interface InnerBuild {
