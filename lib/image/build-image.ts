@@ -111,7 +111,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
  * goes on without it), then its work folder. Its mount namespace ended with
  * its last process, so nothing is mounted there any more.
  */
-async function removeKilledRuns(outputDir: string, log: Logger): Promise<void> {
+export async function removeKilledRuns(outputDir: string, log: Logger): Promise<void> {
   for (const name of await fs.readdir(outputDir)) {
     const pid = Number(WORK_PATTERN.exec(name)?.[1]);
     if (!(pid > 0) || pid === process.pid || processRuns(pid)) continue;
