@@ -84,6 +84,9 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
     for (const line of await normaliseRoot(root, epoch)) log.debug(`normalised: ${line}`);
     log.info("writing the archive");
     const file = path.join(outputDir, "devvm-image.tar.gz");
+    const recordFile = path.join(outputDir, "devvm-image.json");
+    // The record goes last: an archive is never beside the record of another.
+    await fs.rm(recordFile, { force: true });
     const archive = await writeRootfsArchive(root, file, epoch, (read, total) => log.info(`writing the archive: ${formatBytes(read)} of ${formatBytes(total)} read`));
     const record: ImageRecord = {
       recordVersion: IMAGE_RECORD_VERSION,
@@ -96,7 +99,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
     };
     const owner = { mode: 0o644, uid: 0, gid: 0 };
     await writeFileAtomic(path.join(outputDir, "devvm-image.manifest.json"), manifest, owner);
-    await writeFileAtomic(path.join(outputDir, "devvm-image.json"), `${JSON.stringify(record, null, 2)}\n`, owner);
+    await writeFileAtomic(recordFile, `${JSON.stringify(record, null, 2)}\n`, owner);
     log.info(`image built in ${formatDuration(Date.now() - started)}`);
     return record;
   } finally {
