@@ -178,10 +178,20 @@ describe("build.ts", () => {
     expect(marked).toEqual(expect.arrayContaining(["vault-tokens", "users", "units", "instances"]));
   });
 
-  it("image refuses the options of a build, exit 2", () => {
+  it("image refuses the options of a build, and incomplete pins before anything else, exit 2", () => {
     const run = build("image", "--plan", "--stage", "skel");
     expect(run.code).toBe(EXIT.badInput);
     expect(run.stderr).toContain("--plan, --stage do not apply");
+    const inputs = inputsDir({ pins: (pins) => void delete pins.node.integrity });
+    try {
+      const incomplete = build("image", "--inputs", inputs, "--output", output);
+      expect(incomplete.code, incomplete.stderr).toBe(EXIT.badInput);
+      expect(incomplete.stderr).toContain("pins.json: node.integrity is missing (stage node)");
+      expect(incomplete.stderr).not.toContain("debootstrap");
+      expect(readdirSync(output)).toEqual([]);
+    } finally {
+      rmSync(inputs, { recursive: true, force: true });
+    }
   });
 
   it("--help prints the usage on stdout and exits 0", () => {

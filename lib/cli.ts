@@ -15,7 +15,7 @@ export const EXIT = {
 export const USAGE = `Usage: build.ts [options]
        build.ts lock [--update NAME[@VERSION]]...
        build.ts offboard USER [--plan]
-       build.ts image [--output DIR]
+       build.ts image [--inputs DIR] [--output DIR]
 
 Builds this machine into the devvm: runs every stage in pipeline order, as root.
 \`lock\` refreshes pins.json from what the sources offer now (apt candidates,
