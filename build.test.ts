@@ -188,6 +188,8 @@ describe("build.ts", () => {
       expect(incomplete.code, incomplete.stderr).toBe(EXIT.badInput);
       expect(incomplete.stderr).toContain("pins.json: node.integrity is missing (stage node)");
       expect(incomplete.stderr).not.toContain("debootstrap");
+      // image takes no --skip: the hint does not offer it.
+      expect(incomplete.stderr).not.toContain("--skip");
       expect(readdirSync(output)).toEqual([]);
     } finally {
       rmSync(inputs, { recursive: true, force: true });

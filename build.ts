@@ -65,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cli.command === "image") {
     // The build inside needs every hash: said now, not after debootstrap.
-    requireCompletePins(stages.map((s) => s.name), inputs, settings, { underRoot: false });
+    requireCompletePins(stages.map((s) => s.name), inputs, settings, { underRoot: false, canSkip: false });
     const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log });
     say(`image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`);
     if (cli.json) await writeStdout(`${JSON.stringify(record, null, 2)}\n`);

@@ -57,20 +57,20 @@ export function missingPins(stageNames: readonly string[], inputs: Inputs, setti
 /** pins.json lacks what the selected stages need: every gap, one message. */
 export class IncompletePinsError extends UserError {
   override name = "IncompletePinsError";
-  constructor(readonly missing: MissingPin[]) {
+  constructor(readonly missing: MissingPin[], canSkip = true) {
     const stages = [...new Set(missing.map((m) => m.stage))];
     super(
       [
         `pins.json lacks ${missing.length} value${missing.length === 1 ? "" : "s"} the selected stages need; nothing was changed:`,
         ...missing.map((m) => `  pins.json: ${m.key} is missing (stage ${m.stage}${m.note ? `; ${m.note}` : ""})`),
       ].join("\n"),
-      `run \`npx tsx build.ts lock\` where the sources are reachable: it records every missing hash (a release download's by trust on first use); or leave the stages out: --skip ${stages.join(",")}`,
+      `run \`npx tsx build.ts lock\` where the sources are reachable: it records every missing hash (a release download's by trust on first use)${canSkip ? `; or leave the stages out: --skip ${stages.join(",")}` : ""}`,
     );
   }
 }
 
 /** Throws IncompletePinsError when the named stages need pins that pins.json lacks. */
-export function requireCompletePins(stageNames: readonly string[], inputs: Inputs, settings: Settings, options: { underRoot: boolean }): void {
+export function requireCompletePins(stageNames: readonly string[], inputs: Inputs, settings: Settings, options: { underRoot: boolean; canSkip?: boolean }): void {
   const missing = missingPins(stageNames, inputs, settings, options);
-  if (missing.length > 0) throw new IncompletePinsError(missing);
+  if (missing.length > 0) throw new IncompletePinsError(missing, options.canSkip);
 }
