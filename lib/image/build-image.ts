@@ -171,8 +171,19 @@ async function prepareBuild(options: ImageOptions, root: string, epoch: number):
   };
 }
 
-/** bootstrap.sh --for-image, chrooted into root, in a mount namespace of its own: /proc, /sys, /dev and a /run of its own. */
+/**
+ * bootstrap.sh --for-image, chrooted into root, in a mount namespace of its
+ * own: /proc, /sys, /dev and a /run of its own. Its environment is only what
+ * prepareBuild chose, read from a file (0600) inside the root rather than
+ * passed on the command line, where any user could read it (a proxy URL
+ * may hold a password).
+ */
 async function buildInside(root: string, inner: InnerBuild, log: Logger): Promise<void> {
+  const envFile = path.join(WORK_IN_ROOT, "build.env");
+  const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+  await fs.writeFile(path.join(root, envFile), Object.entries(inner.env).map(([k, v]) => `${k}=${quote(v)}\n`).join(""), { mode: 0o600 });
+  const output = path.join(WORK_IN_ROOT, "output");
+  const inside = `set -a && . ${envFile} && set +a && cd ${inner.builderDir} && exec ./bootstrap.sh --for-image --output ${output}`;
   // debootstrap copies the host's resolv.conf in; normalise.ts empties it again.
   const script = [
     "set -e",
@@ -181,12 +192,10 @@ async function buildInside(root: string, inner: InnerBuild, log: Logger): Promis
     'mount --rbind /dev "$0/dev"',
     'mount -t tmpfs -o mode=0755 tmpfs "$0/run"',
     'cp /etc/resolv.conf "$0/etc/resolv.conf"',
-    'exec chroot "$0" /usr/bin/env -i "$@" 2>&1',
+    'exec chroot "$0" /usr/bin/env -i /bin/sh -c "$1" 2>&1',
   ].join("\n");
-  const env = Object.entries(inner.env).map(([k, v]) => `${k}=${v}`);
-  const output = path.join(WORK_IN_ROOT, "output");
   try {
-    await run({ log }, "unshare", ["--mount", "--propagation", "private", "sh", "-c", script, root, ...env, "sh", "-c", `cd ${inner.builderDir} && exec ./bootstrap.sh --for-image --output ${output}`], {
+    await run({ log }, "unshare", ["--mount", "--propagation", "private", "sh", "-c", script, root, inside], {
       heartbeat: { label: "the build inside the image", everyMs: 0 },
       onStdoutLine: (line) => log.info(`| ${line}`),
       timeoutMs: 60 * 60_000,
