@@ -6,6 +6,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, st
 import path from "node:path";
 import { $ } from "zx";
 import { builderBundle } from "./builder-bundle.ts";
+import { UserError } from "./errors.ts";
 import { builderIdentity } from "./report.ts";
 
 /** What goes in, besides the bundle, BUILDER_COMMIT and SOURCE_DATE_EPOCH; folders whole. */
@@ -30,7 +31,11 @@ export function walk(dir: string, relative = ""): string[] {
  * commit's time, else the one a release archive recorded; 0 without any.
  */
 export async function sourceDateEpoch(repoDir: string): Promise<number> {
-  if (process.env.SOURCE_DATE_EPOCH) return Number(process.env.SOURCE_DATE_EPOCH);
+  const fromEnvironment = process.env.SOURCE_DATE_EPOCH;
+  if (fromEnvironment) {
+    if (!/^\d+$/.test(fromEnvironment)) throw new UserError(`SOURCE_DATE_EPOCH is "${fromEnvironment}", not whole seconds since 1970`, "unset it, or set it to a time such as $(git log -1 --format=%ct)");
+    return Number(fromEnvironment);
+  }
   if (existsSync(path.join(repoDir, ".git"))) {
     const commitTime = await $({ cwd: repoDir, nothrow: true, quiet: true })`git log -1 --format=%ct`;
     if (commitTime.exitCode === 0) return Number(commitTime.stdout.trim());
