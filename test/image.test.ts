@@ -120,7 +120,7 @@ describe("build.ts image", () => {
     expect([...types].filter((t) => !["Directory", "File", "Link", "SymbolicLink"].includes(t))).toEqual([]);
     expect(new Set([...entries.values()].map((e) => e.mtime))).toEqual(new Set([record.sourceDateEpoch]));
     // What the build installed is in: the pinned Node, t3, the built t3-dispatch, the first-boot unit.
-    for (const name of ["./usr/local/bin/node", "./usr/local/bin/t3", "./usr/local/bin/t3-dispatch", "./etc/systemd/system/devvm-first-boot.service", "./opt/devvm/builder/dist/devvm.mjs"]) {
+    for (const name of ["./usr/local/bin/node", "./usr/local/bin/t3", "./usr/local/bin/t3-dispatch", "./etc/systemd/system/devvm-first-boot.service", "./etc/devvm", "./opt/devvm/builder/dist/devvm.mjs"]) {
       expect(entries.has(name), name).toBe(true);
     }
   });

@@ -37,6 +37,7 @@ const WORK_IN_ROOT = "/var/tmp/devvm-image";
 /** Extra CA certificates stay in the image at this path: its builder's settings name them for the first boot and the timers. */
 const CA_IN_ROOT = "/etc/devvm/extra-ca-certs";
 const FIRST_BOOT_UNIT = "devvm-first-boot.service";
+const FIRST_BOOT_ENV_DIR = "etc/devvm";
 const WORK_PREFIX = ".image-work-";
 const WORK_PATTERN = /^\.image-work-(\d+)-/;
 const CHILDREN_FILE = "children.json";
@@ -212,4 +213,6 @@ async function installFirstBootUnit(repoDir: string, root: string): Promise<void
   await fs.copyFile(path.join(repoDir, "files/image", FIRST_BOOT_UNIT), path.join(unitDir, FIRST_BOOT_UNIT));
   await fs.chmod(path.join(unitDir, FIRST_BOOT_UNIT), 0o644);
   await fs.symlink(`/etc/systemd/system/${FIRST_BOOT_UNIT}`, path.join(unitDir, "multi-user.target.wants", FIRST_BOOT_UNIT));
+  // Where first-boot.env goes: `docker cp` and `pct push` need the folder to be there.
+  await fs.mkdir(path.join(root, FIRST_BOOT_ENV_DIR), { recursive: true, mode: 0o755 });
 }
