@@ -12,18 +12,17 @@
 // --second-inputs DIR: the files in DIR (roster.yaml, packages.txt,
 // pins.json) replace the inputs of the second image build: a deliberate
 // change, to see the comparison name what it changed and nothing else.
-import { spawn } from "node:child_process";
-import { existsSync, promises as fs } from "node:fs";
+import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { diffArchives, formatArchiveDifferences, readArchive } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
 import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
-import { buildIn, manifestIn, PROJECT_DIR, startFreshVm } from "../test/build-in-vm.ts";
+import { buildIn, manifestIn, startFreshVm } from "../test/build-in-vm.ts";
+import { buildImageOnHost } from "../test/image-on-host.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "../test/stand-in-sources.ts";
 
-const INPUTS = ["roster.yaml", "packages.txt", "pins.json"];
 const { values } = parseArgs({ options: { only: { type: "string" }, "second-inputs": { type: "string" } } });
 if (values.only && values.only !== "boxes" && values.only !== "images") throw new Error(`--only takes boxes or images, not ${values.only}`);
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -52,21 +51,11 @@ async function compareBoxes(sources: StandInSources): Promise<boolean> {
   return false;
 }
 
-/** `build.ts image` with the stand-ins' settings and pins; the inputs of `override` replace the project's. */
-async function buildImage(sources: StandInSources, dir: string, label: string, override?: string): Promise<ImageRecord> {
-  const inputs = path.join(dir, "inputs");
-  await fs.mkdir(inputs, { recursive: true });
-  await fs.copyFile(path.join(PROJECT_DIR, "roster.yaml"), path.join(inputs, "roster.yaml"));
-  await fs.copyFile(path.join(PROJECT_DIR, "packages.txt"), path.join(inputs, "packages.txt"));
-  await fs.writeFile(path.join(inputs, "pins.json"), `${JSON.stringify(sources.pins, null, 2)}\n`);
-  for (const name of INPUTS) if (override && existsSync(path.join(override, name))) await fs.copyFile(path.join(override, name), path.join(inputs, name));
+async function buildImage(sources: StandInSources, dir: string, label: string, inputsFrom?: string): Promise<ImageRecord> {
   say(`${label}: build.ts image`);
-  const env = { ...process.env, ...sources.env, DEVVM_T3_DISPATCH_SOURCE: path.join(PROJECT_DIR, "test/fixtures/t3-dispatch") };
-  const child = spawn("npx", ["tsx", "build.ts", "image", "--inputs", inputs, "--output", path.join(dir, "out")], { cwd: PROJECT_DIR, env, stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr.on("data", (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, `${label}| `)));
-  const code = await new Promise<number | null>((resolve, reject) => child.on("error", reject).on("close", resolve));
-  if (code !== 0) throw new Error(`${label}: build.ts image exited ${code}`);
-  return JSON.parse(await fs.readFile(path.join(dir, "out/devvm-image.json"), "utf8")) as ImageRecord;
+  const run = await buildImageOnHost(sources, dir, { label, ...(inputsFrom ? { inputsFrom } : {}) });
+  if (run.exitCode !== 0) throw new Error(`${label}: build.ts image exited ${run.exitCode}`);
+  return JSON.parse(await fs.readFile(path.join(run.outDir, "devvm-image.json"), "utf8")) as ImageRecord;
 }
 
 async function compareImages(sources: StandInSources): Promise<boolean> {

@@ -3,7 +3,6 @@
 // holds and leaves out, then booted as a container (`docker import`), with
 // the Vault stand-in for its first boot. Two builds give the same bytes:
 // `npm run repro` shows it (nightly), as it takes two image builds.
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,9 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { $ } from "zx";
 import { readArchive, type ArchiveEntry } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
-import { settingVariables } from "../lib/settings.ts";
-import { PROJECT_DIR } from "./build-in-vm.ts";
 import { startDevvm, type DevvmContainer } from "./container/devvm-container.ts";
+import { buildImageOnHost, type ImageRun } from "./image-on-host.ts";
 import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
 import { startStandInSources, type StandInSources } from "./stand-in-sources.ts";
 
@@ -24,20 +22,6 @@ const OAUTH = "sk-ant-oat01-image-test-shared-oauth";
 const AUTH_JSON = '{"tokens":{"id_token":"image-test-codex-login"}}\n';
 const DISPATCH = "http://127.0.0.1:3780/";
 const IMAGE_TAG = `devvm-image-test:${process.pid}`;
-
-/** `npx tsx build.ts image`, as root on this host; its lines go to the test's stderr. */
-function buildImage(env: Record<string, string>, ...args: string[]): Promise<{ exitCode: number; log: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("npx", ["tsx", "build.ts", "image", ...args], { cwd: PROJECT_DIR, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-    let log = "";
-    child.stderr.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-      process.stderr.write(chunk);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ exitCode: code ?? -1, log }));
-  });
-}
 
 /** Whether any of the needles occurs in the archive's uncompressed bytes (headers and contents alike). */
 async function archiveContains(file: string, needles: string[]): Promise<string[]> {
@@ -57,7 +41,7 @@ describe("build.ts image", () => {
   let sources: StandInSources;
   let vault: VaultStandIn;
   let output: string;
-  let built: { exitCode: number; log: string };
+  let built: ImageRun;
   let record: ImageRecord;
   let entries: Map<string, ArchiveEntry>;
   let vm: DevvmContainer | undefined;
@@ -66,18 +50,8 @@ describe("build.ts image", () => {
     sources = await startStandInSources();
     vault = await startVaultStandIn(TOKEN, { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } });
     output = await fs.mkdtemp(path.join(tmpdir(), "devvm-image-test-"));
-    const inputs = path.join(output, "inputs");
-    await fs.mkdir(inputs);
-    for (const name of ["roster.yaml", "packages.txt"]) await fs.copyFile(path.join(PROJECT_DIR, name), path.join(inputs, name));
-    await fs.writeFile(path.join(inputs, "pins.json"), `${JSON.stringify(sources.pins, null, 2)}\n`);
     // Vault's address and token are there, as on an admin's shell: the image build must not read them.
-    built = await buildImage(
-      { ...sources.env, VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN, [settingVariables.t3DispatchSource]: path.join(PROJECT_DIR, "test/fixtures/t3-dispatch") },
-      "--inputs",
-      inputs,
-      "--output",
-      path.join(output, "out"),
-    );
+    built = await buildImageOnHost(sources, output, { env: { VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN } });
     if (built.exitCode === 0) {
       record = JSON.parse(await fs.readFile(path.join(output, "out/devvm-image.json"), "utf8")) as ImageRecord;
       entries = await readArchive(path.join(output, "out", record.archive.file));
