@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { closedPort } from "./test-context.ts";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { kubectlReleaseFiles, makeKubectl } from "../test/fixtures/kubectl.ts";
 import { startArtifactStandIn } from "../test/stand-ins/artifacts.ts";
 import type { Inputs } from "./inputs/index.ts";
@@ -162,5 +162,41 @@ describe("lock, honest about what it could not resolve", () => {
     // A second lock finds nothing to change.
     const again = await lock(ctx, { ...files.inputs, pins: JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins }, { pinsFile: files.pinsFile, updates: [] });
     expect(again).toEqual({ changes: [], unresolved: [] });
+  });
+
+  describe("with the Debian mirror unreachable", () => {
+    afterEach(() => vi.unstubAllEnvs());
+
+    /** apt-get update exits 0 when it cannot fetch, as it does; apt-cache then offers what an earlier update (or dpkg) knew. */
+    function mirrorDown(dir: string): void {
+      const bin = path.join(dir, "bin");
+      mkdirSync(bin);
+      const fakes = {
+        "apt-get": `#!/bin/sh\nprintf "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Could not resolve 'deb.debian.org'\\nW: Some index files failed to download. They have been ignored, or old ones used instead.\\n" >&2\nexit 0\n`,
+        "apt-cache": `#!/bin/sh\nprintf 'git:\\n  Installed: 1:2.39.2-1.1\\n  Candidate: 1:2.39.2-1.1\\nfd-find:\\n  Installed: (none)\\n  Candidate: (none)\\n'\n`,
+      };
+      for (const [name, script] of Object.entries(fakes)) {
+        writeFileSync(path.join(bin, name), script);
+        chmodSync(path.join(bin, name), 0o755);
+      }
+      vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    }
+
+    it("says apt-get update could not fetch, instead of blaming packages.txt or pinning stale candidates", async () => {
+      using files = lockInputs(completePins((pins) => (pins.apt = { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" })));
+      files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
+      mirrorDown(files.dir);
+      await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
+      const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+      const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+      expect(unresolved).toEqual([
+        {
+          entry: "apt",
+          reason: expect.stringMatching(/^apt-get update could not fetch the package lists:\nW: Failed to fetch http:\/\/deb\.debian\.org\/debian\/dists\/bookworm\/InRelease/),
+          hint: expect.stringContaining("that the mirror is reachable"),
+        },
+      ]);
+      expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
+    });
   });
 });

@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import semver from "semver";
 import type { BuildContext } from "./context.ts";
+import { APT_ENV, updatePackageLists } from "./apt-update.ts";
 import { downloadUnpinned } from "./download.ts";
-import { UserError } from "./errors.ts";
+import { tail, UserError } from "./errors.ts";
 import { run } from "./exec.ts";
 import { TransientFetchError } from "./fetch-error.ts";
 import { writeFileAtomic } from "./files.ts";
@@ -151,13 +152,18 @@ function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { 
 /** The mirror's candidate of each package; a failed `apt-get update` or a package without one is unresolved. */
 async function aptCandidates(ctx: LockContext, names: string[], current: Record<string, string>, unresolved: Unresolved[]): Promise<Record<string, string>> {
   if (names.length === 0) return {};
+  const hint = "check the apt sources (/etc/apt/sources.list*) and that the mirror is reachable";
   let policy;
   try {
-    ctx.log.info("apt-get update");
-    await run(ctx, "apt-get", ["update", "-q"], { env: { DEBIAN_FRONTEND: "noninteractive" } });
-    policy = await run(ctx, "apt-cache", ["policy", ...names], { env: { LC_ALL: "C" } });
+    const problems = await updatePackageLists(ctx);
+    // The lists left are an earlier update's (or none): their candidates are not what the mirror offers now.
+    if (problems) {
+      unresolved.push({ entry: "apt", reason: `apt-get update could not fetch the package lists:\n${tail(problems, 8)}`, hint });
+      return current;
+    }
+    policy = await run(ctx, "apt-cache", ["policy", ...names], { env: APT_ENV });
   } catch (error) {
-    unresolved.push({ entry: "apt", reason: reasonOf(error).reason, hint: "check the apt sources (/etc/apt/sources.list*) and that the mirror is reachable" });
+    unresolved.push({ entry: "apt", reason: reasonOf(error).reason, hint });
     return current;
   }
   const candidates: Record<string, string> = {};

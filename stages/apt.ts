@@ -2,12 +2,12 @@ import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { underRoot } from "../lib/context.ts";
 import { AptProgress } from "../lib/apt-progress.ts";
+import { APT_ENV, updatePackageLists } from "../lib/apt-update.ts";
 import { CommandError, tail, UserError } from "../lib/errors.ts";
 import { dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/dpkg.ts";
 import { run } from "../lib/exec.ts";
 import type { Stage } from "../lib/stage.ts";
 
-const APT_ENV = { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" };
 const LOCK_HINT = "run `npx tsx build.ts lock` to refresh pins.json from what the mirror offers now";
 const NETWORK_HINT = "check the network, and the mirror in /etc/apt/sources.list and /etc/apt/sources.list.d/";
 
@@ -36,16 +36,10 @@ async function pendingPackages(ctx: BuildContext): Promise<Change[]> {
     .map(([name, version]) => ({ kind: "package", name, from: installed.get(name) ?? null, to: version }));
 }
 
-/**
- * apt-get update. It exits 0 on many fetch failures (mirror unreachable),
- * printing `W: Failed to fetch ...`: those lines are returned, for
- * requireAvailable to blame when a pin is then missing.
- */
-async function updatePackageLists(ctx: BuildContext): Promise<string | null> {
+/** apt-get update; a non-zero exit is the mirror's problem, said as such. */
+async function updateLists(ctx: BuildContext): Promise<string | null> {
   try {
-    const { stderr } = await run(ctx, "apt-get", ["update", "-q"], { env: APT_ENV, heartbeat: { label: "apt-get update" } });
-    const problems = stderr.split("\n").filter((l) => /^(E: |W: Failed to fetch |W: Some index files failed)/.test(l));
-    return problems.length > 0 ? problems.join("\n") : null;
+    return await updatePackageLists(ctx);
   } catch (error) {
     if (error instanceof CommandError) throw updateFailed(error.stderr);
     throw error;
@@ -124,7 +118,7 @@ export default {
     await waitForDpkgLock(ctx);
     // Only now is the network needed: a rerun with everything in place makes no request.
     ctx.log.info(`${wanted.length} package(s) of packages.txt to install: apt-get update first`);
-    await requireAvailable(ctx, wanted, await updatePackageLists(ctx));
+    await requireAvailable(ctx, wanted, await updateLists(ctx));
     await installPinned(ctx, wanted);
     const left = await pendingPackages(ctx);
     if (left.length > 0) throw new UserError(`apt-get finished but ${left.map((c) => (c.kind === "package" ? c.name : "")).join(", ")} is not at its pin`);
