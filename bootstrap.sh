@@ -25,10 +25,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 die() { printf 'bootstrap: error: %s\n' "$1" >&2; [ -n "${2:-}" ] && printf 'hint: %s\n' "$2" >&2; exit "${3:-2}"; }
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
-inputs=$here output=$here/output
+inputs=$here output=$here/output lock=""
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case ${args[i]} in
+    lock) lock=1 ;;
     --inputs) inputs=${args[i + 1]:-} ;;
     --inputs=*) inputs=${args[i]#--inputs=} ;;
     --output) output=${args[i + 1]:-} ;;
@@ -50,8 +51,13 @@ apt_pin() {
 wanted=()
 for package in curl ca-certificates jq; do
   version=$(apt_pin "$package")
-  [ -n "$version" ] || die "$pins: apt has no pin for $package, which bootstrap.sh needs to fetch Node" "add $package to packages.txt and run \`build.ts lock\`"
   have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$package" 2>/dev/null || true)
+  if [ -z "$version" ]; then
+    [ -n "$lock" ] || die "$pins: apt has no pin for $package, which bootstrap.sh needs to fetch Node" "add $package to packages.txt and run \`./bootstrap.sh lock\`"
+    # The lock records it (from packages.txt): whatever version is there serves it.
+    [[ $have == "ii "* ]] || wanted+=("$package")
+    continue
+  fi
   [ "$have" = "ii $version" ] || wanted+=("$package=$version")
 done
 if [ ${#wanted[@]} -gt 0 ]; then
@@ -64,10 +70,21 @@ if [ ${#wanted[@]} -gt 0 ]; then
     die "apt-get update failed: the Debian mirror is out of reach" "check the network and the mirror in /etc/apt/sources.list (or sources.list.d/)" 1
   fi
   rm -f "$update_log"
+  if [ -n "$lock" ]; then
+    # The lock is how a stale pin is refreshed: a version the mirror no longer
+    # offers (Debian replaces them with each update) must not keep it from running.
+    for i in "${!wanted[@]}"; do
+      [[ ${wanted[i]} == *=* ]] || continue
+      package=${wanted[i]%%=*} version=${wanted[i]#*=}
+      apt-cache madison "$package" | cut -d'|' -f2 | tr -d ' ' | grep -xF "$version" >/dev/null && continue
+      say "$package: the mirror no longer offers the pinned $version; the lock installs its current version and records it"
+      wanted[i]=$package
+    done
+  fi
   # A line per package fetched and set up, and every warning or error.
   apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${wanted[@]}" 2>&1 |
     sed -un 's/^\(Get:[0-9]* [^ ]* [^ ]* [^ ]* [^ ]*\|Setting up .*\|[EW]: .*\)$/bootstrap: apt: \1/p' >&2 ||
-    die "apt-get install ${wanted[*]} failed (its errors are above)" "the mirror may no longer offer these versions: run \`build.ts lock\` where it is reachable" 1
+    die "apt-get install ${wanted[*]} failed (its errors are above)" "the mirror may no longer offer these versions: run \`./bootstrap.sh lock\`, which refreshes the pins" 1
 fi
 
 # DEVVM_EXTRA_CA_CERTS (files, or folders of .crt, ':'-separated): trusted

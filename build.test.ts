@@ -215,7 +215,7 @@ describe("build.ts", () => {
       for (const mode of [[], ["--plan"]]) {
         const { code, stderr } = build("--root", root, "--output", output, "--inputs", inputs, "--stage", "node,kubectl", ...mode);
         expect(code, stderr).toBe(EXIT.badInput);
-        expect(stderr).toContain("error: pins.json lacks 2 values the selected stages need; nothing was changed:\n  pins.json: node.integrity is missing (stage node)\n  pins.json: kubectl.sha256 is missing (stage kubectl)\nhint: run `npx tsx build.ts lock`");
+        expect(stderr).toContain("error: pins.json lacks 2 values the selected stages need; nothing was changed:\n  pins.json: node.integrity is missing (stage node)\n  pins.json: kubectl.sha256 is missing (stage kubectl)\nhint: run `./bootstrap.sh lock` (or `npx tsx build.ts lock` where Node and node_modules are) where the sources are reachable");
         expect(stderr).not.toMatch(/preflight|planning|building/);
         expect(readdirSync(root)).toEqual([]);
         expect(readdirSync(output)).toEqual([]);

@@ -11,6 +11,9 @@ export interface InputProblem extends InputLocation {
   message: string;
 }
 
+/** How to run the lock, for hints: bootstrap.sh on a box without Node (it brings the pinned one), the sources elsewhere. */
+export const LOCK_COMMAND = "`./bootstrap.sh lock` (or `npx tsx build.ts lock` where Node and node_modules are)";
+
 /** A mistake the user can fix; `hint` says how. */
 export class UserError extends Error {
   override name = "UserError";

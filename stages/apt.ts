@@ -3,12 +3,12 @@ import type { BuildContext } from "../lib/context.ts";
 import { underRoot } from "../lib/context.ts";
 import { AptProgress } from "../lib/apt-progress.ts";
 import { APT_ENV, updatePackageLists } from "../lib/apt-update.ts";
-import { CommandError, tail, UserError } from "../lib/errors.ts";
+import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/errors.ts";
 import { dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/dpkg.ts";
 import { run } from "../lib/exec.ts";
 import type { Stage } from "../lib/stage.ts";
 
-const LOCK_HINT = "run `npx tsx build.ts lock` to refresh pins.json from what the mirror offers now";
+const LOCK_HINT = `run ${LOCK_COMMAND} to refresh pins.json from what the mirror offers now`;
 const NETWORK_HINT = "check the network, and the mirror in /etc/apt/sources.list and /etc/apt/sources.list.d/";
 
 /** Installed versions of the given packages, from dpkg's database (no network). */

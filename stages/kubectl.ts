@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
 import { download } from "../lib/download.ts";
-import { UserError } from "../lib/errors.ts";
+import { LOCK_COMMAND, UserError } from "../lib/errors.ts";
 import { applyResources, fixAttributes, writeFileAtomic } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
 import type { Stage } from "../lib/stage.ts";
@@ -17,7 +17,7 @@ const BINARY = `${BIN_DIR}/kubectl`;
 function pinned(ctx: BuildContext): { url: string; sha256: string } {
   const { version, sha256 } = ctx.inputs.pins.kubectl;
   if (!sha256) {
-    throw new UserError("pins.json has no kubectl.sha256", "run `npx tsx build.ts lock` where the release is reachable (it records it, trust on first use)");
+    throw new UserError("pins.json has no kubectl.sha256", `run ${LOCK_COMMAND} where the release is reachable: it records it, trust on first use`);
   }
   return { url: `${ctx.settings.kubernetesReleasesUrl}/${version}/bin/linux/amd64/kubectl`, sha256 };
 }

@@ -5,7 +5,7 @@ import path from "node:path";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
 import { download } from "../lib/download.ts";
-import { UserError } from "../lib/errors.ts";
+import { LOCK_COMMAND, UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
 import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
@@ -21,7 +21,7 @@ const LINK: Resource = { kind: "symlink", path: `${BIN_DIR}/kubectl-oidc_login`,
 function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256: string } {
   const { version, asset, sha256, binarySha256 } = ctx.inputs.pins.kubelogin;
   if (!sha256 || !binarySha256) {
-    throw new UserError("pins.json has no kubelogin.sha256 and binarySha256", "run `npx tsx build.ts lock` where the release is reachable (it records both, trust on first use)");
+    throw new UserError("pins.json has no kubelogin.sha256 and binarySha256", `run ${LOCK_COMMAND} where the release is reachable: it records both, trust on first use`);
   }
   return { url: `${ctx.settings.releasesUrl}/${version}/${asset}`, sha256, binarySha256 };
 }

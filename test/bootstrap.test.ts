@@ -10,7 +10,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { $ } from "zx";
 import type { DevvmContainer } from "./container/devvm-container.ts";
-import { RELEASE_DIR_IN_CONTAINER, startFreshVm } from "./build-in-vm.ts";
+import { closedPort } from "../lib/test-context.ts";
+import { CLONE_DIR_IN_CONTAINER, RELEASE_DIR_IN_CONTAINER, startFreshVm } from "./build-in-vm.ts";
 
 const HOST_CA_DIR = "/usr/local/share/ca-certificates";
 const hostCaCerts = readdirSync(HOST_CA_DIR).filter((name) => name.endsWith(".crt"));
@@ -89,5 +90,63 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
     expect(run.stderr).toMatch(/does not match its pin: expected sha512 [0-9a-f]{128}, received [0-9a-f]{128}/);
     expect(run.stdout).toBe("");
     expect((await vm.exec(`ls -A ${cacheDir} ${RELEASE_DIR_IN_CONTAINER}/output`)).stdout).not.toMatch(/^bootstrap$|[0-9a-f]{128}/m);
+  });
+
+  describe("with a fetch tool's pin that the mirror no longer offers (Debian replaces versions with each update)", () => {
+    const STALE = "7.0.0-1+stale";
+    beforeAll(async () => {
+      await vm.exec(`mkdir -p /root/stale && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/stale/ && sed 's/^    "curl": ".*"/    "curl": "${STALE}"/' pins.json > /root/stale/pins.json && grep -q '"curl": "${STALE}"' /root/stale/pins.json`, { check: true });
+    });
+
+    it("a build stops, exit 1, pointing at ./bootstrap.sh lock", async () => {
+      const run = await bootstrap({ DEVVM_NPM_REGISTRY: registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" }, "--inputs", "/root/stale", "--list");
+      expect(run.exitCode, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(/bootstrap: error: apt-get install curl=7\.0\.0-1\+stale failed .*\nhint: .*run `\.\/bootstrap\.sh lock`, which refreshes the pins/);
+      expect(run.stdout).toBe("");
+    });
+
+    it("./bootstrap.sh lock installs the mirror's version instead and runs the lock, which resolves curl", async () => {
+      const before = (await vm.exec(["sha256sum", "/root/stale/pins.json"], { check: true })).stdout;
+      const closed = `http://127.0.0.1:${await closedPort()}`;
+      const run = await bootstrap({ DEVVM_NPM_REGISTRY: registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca", DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed }, "--inputs", "/root/stale", "lock");
+      expect(run.stderr).toContain(`bootstrap: curl: the mirror no longer offers the pinned ${STALE}; the lock installs its current version and records it`);
+      expect(await installed("curl")).toBe(true);
+      // The lock ran. The release downloads are out of reach (and the registry may lack t3 0.0.26), so it writes nothing and exits 1, but apt resolved.
+      expect(run.exitCode, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(/^error: pins\.json was not changed: \d+ entries could not be resolved\n {2}kubectl: /m);
+      expect(run.stderr).not.toMatch(/^ {2}apt/m);
+      expect((await vm.exec(["sha256sum", "/root/stale/pins.json"], { check: true })).stdout).toBe(before);
+    });
+  });
+});
+
+describe("bootstrap.sh in a clone (no bundle, no node_modules)", () => {
+  let vm: DevvmContainer;
+  let registry: string;
+  const bootstrap = (env: Record<string, string>, ...args: string[]) => vm.exec(["./bootstrap.sh", ...args], { workingDir: CLONE_DIR_IN_CONTAINER, env });
+
+  beforeAll(async () => {
+    registry = (await $({ quiet: true })`npm config get registry`).stdout.trim().replace(/\/+$/, "");
+    vm = await startFreshVm("clone");
+    for (const name of hostCaCerts) await vm.copyFile(path.join(HOST_CA_DIR, name), `/root/extra-ca/${name}`);
+  });
+  afterAll(async () => {
+    await vm?.[Symbol.asyncDispose]();
+  });
+
+  it("makes the bundle with the pinned npm from package-lock.json once, and runs the builder with it", async () => {
+    const env = { DEVVM_NPM_REGISTRY: registry, ...(hostCaCerts.length > 0 ? { DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" } : {}) };
+    const first = await bootstrap(env, "--list");
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stderr).toContain(`bootstrap: no bundle in ${CLONE_DIR_IN_CONTAINER} (a clone): making it with npm ci and npm run bundle`);
+    expect(first.stdout).toMatch(/^preflight\s+Refuses/m);
+    const pins = JSON.parse(await vm.readFile(`${CLONE_DIR_IN_CONTAINER}/pins.json`)) as { node: { npm: { version: string } } };
+    expect((await vm.exec(`cat ${CLONE_DIR_IN_CONTAINER}/output/bootstrap/node-*/lib/node_modules/npm/package.json`, { check: true })).stdout).toContain(`"version": "${pins.node.npm.version}"`);
+    // Nothing is installed into the system but the fetch tools.
+    expect((await vm.exec("command -v node npm")).stdout).toBe("");
+    const again = await bootstrap(env, "--list");
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain("no bundle");
+    expect(again.stdout).toBe(first.stdout);
   });
 });

@@ -2,9 +2,11 @@
 // fresh VM, and fetches what it wrote. Shared by the container tests and
 // `npm run repro`.
 import { createHash } from "node:crypto";
+import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { $ } from "zx";
 import { EXIT } from "../lib/cli.ts";
 import type { Manifest } from "../lib/manifest.ts";
 import { builderIdentity, type Report } from "../lib/report.ts";
@@ -32,19 +34,31 @@ export function releaseArchive(): ReturnType<typeof makeRelease> {
 /** Where the README's commands unpack the release archive in a bare VM (root's home). */
 export const RELEASE_DIR_IN_CONTAINER = `/root/devvm-${builderIdentity(PROJECT_DIR).version}`;
 
+/** Where a clone's files go in a bare VM (startFreshVm("clone")). */
+export const CLONE_DIR_IN_CONTAINER = "/root/devvm";
+
 /**
  * A booted fresh VM, ready for builds. "project": this repository and the
  * host's Node copied in, for tests that run the builder's sources. "release":
  * only the release archive, unpacked as the README says: no Node, npm or
- * node_modules, so the build starts from bootstrap.sh.
+ * node_modules, so the build starts from bootstrap.sh. "clone": only the
+ * repository's tracked files, as a clone has them (no bundle, no
+ * node_modules), at CLONE_DIR_IN_CONTAINER.
  */
-export async function startFreshVm(from: "project" | "release" = "project"): Promise<DevvmContainer> {
+export async function startFreshVm(from: "project" | "release" | "clone" = "project"): Promise<DevvmContainer> {
   const vm = await startDevvm();
   try {
     if (from === "release") {
       const { file } = await releaseArchive();
       await vm.copyFile(file, `/root/${path.basename(file)}`);
       await vm.exec(`cd /root && tar -xzf ${path.basename(file)}`, { check: true });
+    } else if (from === "clone") {
+      // The working tree's tracked files (a file deleted but not yet committed is left out), not HEAD's: a local run tests what is edited.
+      const tarball = path.join(tmpdir(), `devvm-test-clone-${process.pid}.tar.gz`);
+      await $({ quiet: true, cwd: PROJECT_DIR })`git ls-files -z | tar --null -T - --ignore-failed-read -czf ${tarball}`;
+      await vm.copyFile(tarball, "/root/clone.tar.gz");
+      rmSync(tarball, { force: true });
+      await vm.exec(`mkdir -p ${CLONE_DIR_IN_CONTAINER} && tar -xzf /root/clone.tar.gz -C ${CLONE_DIR_IN_CONTAINER}`, { check: true });
     } else {
       await vm.copyProject(PROJECT_DIR);
       // .git stays out of the copy; the report still names the commit built.

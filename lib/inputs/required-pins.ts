@@ -6,7 +6,7 @@
 // `--stage users,...` needs no hash. A stage that skips itself under --root
 // (the npm CLIs) needs nothing there. Apt versions are not here: loadInputs
 // refuses a package without a pin in every mode but lock, whatever the stages.
-import { UserError } from "../errors.ts";
+import { LOCK_COMMAND, UserError } from "../errors.ts";
 import type { Settings } from "../settings.ts";
 import type { Inputs } from "./index.ts";
 
@@ -64,7 +64,7 @@ export class IncompletePinsError extends UserError {
         `pins.json lacks ${missing.length} value${missing.length === 1 ? "" : "s"} the selected stages need; nothing was changed:`,
         ...missing.map((m) => `  pins.json: ${m.key} is missing (stage ${m.stage}${m.note ? `; ${m.note}` : ""})`),
       ].join("\n"),
-      `run \`npx tsx build.ts lock\` where the sources are reachable: it records every missing hash (a release download's by trust on first use)${canSkip ? `; or leave the stages out: --skip ${stages.join(",")}` : ""}`,
+      `run ${LOCK_COMMAND} where the sources are reachable: it records every missing hash (a release download's by trust on first use)${canSkip ? `; or leave the stages out: --skip ${stages.join(",")}` : ""}`,
     );
   }
 }
