@@ -1,4 +1,6 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { MINIMUM_NODE, unsupportedNode } from "./require-node.ts";
 
@@ -16,5 +18,17 @@ describe("the Node the builder runs on", () => {
     const undici = JSON.parse(readFileSync(new URL("../node_modules/undici/package.json", import.meta.url), "utf8")) as { engines: { node: string } };
     expect(own.engines.node).toBe(`>=${MINIMUM_NODE}`);
     expect(undici.engines.node).toBe(`>=${MINIMUM_NODE}`);
+  });
+
+  it("build.ts on a Node that says it is 18 prints the refusal alone, exit 2; the check is build.ts's first import", () => {
+    // The version is all the check reads: a preload makes this Node report 18's.
+    const asNode18 = `data:text/javascript,Object.defineProperty(process, "version", { value: "v18.20.4" })`;
+    const run = spawnSync(process.execPath, ["--import", asNode18, "--import", "tsx", "build.ts", "--help"], { cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8" });
+    expect(run.status).toBe(2);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toBe(`${unsupportedNode("v18.20.4")}\n`);
+    // ES modules run in import order: first, it runs before undici loads (and crashes on a real Node 18).
+    const firstImport = readFileSync(new URL("../build.ts", import.meta.url), "utf8").match(/^import .*$/m)?.[0];
+    expect(firstImport).toBe(`import "./lib/require-node.ts";`);
   });
 });
