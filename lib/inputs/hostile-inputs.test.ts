@@ -1,7 +1,8 @@
 // Inputs an outside tester would try: each is refused with its file and
 // line as an InputError (exit 2), never a crash (exit 70); and random byte
 // mutations of the committed inputs never end in anything else.
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -97,6 +98,9 @@ const CASES: Array<[string, Partial<Record<InputFile, string | Uint8Array>>, str
   ["pins.json with a __proto__ key", { "pins.json": pinsText.replace('"apt": {', '"apt": {\n    "__proto__": {},') }, `pins.json:${firstAptLine}`, /apt\.__proto__: "__proto__" is refused as a key/],
   ["pins.json written as YAML", { "pins.json": "node:\n  version: 22.23.3\n" }, "pins.json:1", /column 1: expected a value/],
   ["an empty pins.json", { "pins.json": "" }, "pins.json:1", /the file is empty: expected a JSON object/],
+  ["a roster key YAML reads as a boolean (True)", { "roster.yaml": rosterOf("alice", "True") }, "roster.yaml:6", /users: the key True is a boolean to YAML, not a name; quote it \("True"\)/],
+  ["a roster key YAML reads as null (~)", { "roster.yaml": rosterOf("~") }, "roster.yaml:2", /users: the key ~ is null to YAML, not a name/],
+  ["a roster key YAML reads as a number", { "roster.yaml": rosterOf("1001") }, "roster.yaml:2", /users: the key 1001 is a number to YAML, not a name/],
   ["a pins.json cut short", { "pins.json": pinsText.slice(0, 200) }, "pins.json:5", /column 18: a string that is never closed/],
   ["pins.json nested 10,000 deep", { "pins.json": `{"node": ${"[".repeat(10_000)}` }, "pins.json:1", /nested deeper than 32 levels/],
   ["an apt version 1:", { "pins.json": pinsWithGit("1:") }, `pins.json:${gitLine}`, /apt\.git: "1:" is not an exact Debian version: the epoch 1: must be followed by an upstream version that starts with a digit/],
@@ -128,6 +132,20 @@ describe("hostile inputs", () => {
     // A lookup of a name the file does not hold finds nothing, whatever the name.
     expect(inputs.roster.constructor).toBeUndefined();
     expect(inputs.pins.apt.hasOwnProperty).toBeUndefined();
+  });
+
+  it("refuses an input that is not a regular file (a FIFO, a link to /dev/zero) at once, without waiting or reading it", async () => {
+    const dir = inputsWith({});
+    rmSync(path.join(dir, "pins.json"));
+    execFileSync("mkfifo", [path.join(dir, "pins.json")]);
+    rmSync(path.join(dir, "roster.yaml"));
+    symlinkSync("/dev/zero", path.join(dir, "roster.yaml"));
+    const error = (await loadInputs(dir).catch((e: unknown) => e)) as InputError;
+    expect(error).toBeInstanceOf(InputError);
+    expect(error.problems.map((p) => `${p.file}: ${p.message}`)).toEqual([
+      `pins.json: cannot read ${dir}/pins.json: it is a FIFO, not a regular file`,
+      `roster.yaml: cannot read ${dir}/roster.yaml: it is a device, not a regular file`,
+    ]);
   });
 
   it("names the first 50 problems of a file and counts the rest", async () => {

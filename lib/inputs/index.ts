@@ -1,10 +1,9 @@
 // Every input is read, parsed and validated here, once, before any stage
 // runs. All problems in all files are reported together.
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { InputError, type InputProblem } from "../errors.ts";
-import { decodeInput } from "./input-text.ts";
+import { decodeInput, readInputFile } from "./input-text.ts";
 import { parseLocated } from "./located.ts";
 import { parsePackages, type AptPackage } from "./packages.ts";
 import { PinsSchema, type Pins } from "./pins.ts";
@@ -34,14 +33,15 @@ export async function loadInputs(dir: string, options: LoadOptions = {}): Promis
   const hashes = {} as Inputs["hashes"];
   for (const file of INPUT_FILES) {
     let bytes: Buffer;
+    let size: number;
     try {
-      bytes = await readFile(path.join(dir, file));
+      ({ bytes, size } = await readInputFile(path.join(dir, file)));
     } catch (error) {
       problems.push({ file, message: `cannot read ${path.join(dir, file)}: ${(error as Error).message}` });
       continue;
     }
     hashes[file] = createHash("sha256").update(bytes).digest("hex");
-    const decoded = decodeInput(bytes, file);
+    const decoded = decodeInput(bytes, file, size);
     if ("problem" in decoded) problems.push(decoded.problem);
     else texts[file] = decoded.text;
   }

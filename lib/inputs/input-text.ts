@@ -2,14 +2,49 @@
 // line of the first bad byte (Node's own decoding would turn it into U+FFFD
 // and carry on, so a mangled name would reach the machine).
 import { isUtf8 } from "node:buffer";
+import { constants, type Stats } from "node:fs";
+import { open } from "node:fs/promises";
 import type { InputProblem } from "../errors.ts";
 
 /** Far above any real input (the roster of a few hundred people is tens of KiB); bounds time and memory. */
 export const MAX_INPUT_BYTES = 1024 * 1024;
 
-export function decodeInput(bytes: Uint8Array, file: string): { text: string } | { problem: InputProblem } {
+/**
+ * An input file's bytes, at most one past MAX_INPUT_BYTES (enough for
+ * decodeInput to refuse it), with its size. Only a regular file (or a link
+ * to one): a FIFO would wait for a writer forever and /dev/zero never ends.
+ */
+export async function readInputFile(file: string): Promise<{ bytes: Buffer; size: number }> {
+  // O_NONBLOCK: opening a FIFO does not wait for a writer; it is refused below.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`it is ${fileKind(info)}, not a regular file`);
+    const buffer = Buffer.alloc(Math.min(info.size, MAX_INPUT_BYTES) + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return { bytes: buffer.subarray(0, length), size: Math.max(info.size, length) };
+  } finally {
+    await handle.close();
+  }
+}
+
+function fileKind(info: Stats): string {
+  if (info.isDirectory()) return "a folder";
+  if (info.isFIFO()) return "a FIFO";
+  if (info.isCharacterDevice() || info.isBlockDevice()) return "a device";
+  if (info.isSocket()) return "a socket";
+  return "not a file";
+}
+
+/** `size`: the whole file's, when only its start was read. */
+export function decodeInput(bytes: Uint8Array, file: string, size = bytes.length): { text: string } | { problem: InputProblem } {
   if (bytes.length > MAX_INPUT_BYTES) {
-    return { problem: { file, line: lineOfByte(bytes, MAX_INPUT_BYTES), message: `the file is ${bytes.length} bytes, more than the ${MAX_INPUT_BYTES} (1 MiB) an input may have; it passes the limit on this line` } };
+    return { problem: { file, line: lineOfByte(bytes, MAX_INPUT_BYTES), message: `the file is ${size} bytes, more than the ${MAX_INPUT_BYTES} (1 MiB) an input may have; it passes the limit on this line` } };
   }
   // A leading byte order mark is dropped (TextDecoder's default); JSON.parse and yaml would trip on it.
   const text = new TextDecoder("utf-8").decode(bytes);

@@ -89,7 +89,7 @@ describe("the pins the selected stages need", () => {
         "  pins.json: kubectl.sha256 is missing (stage kubectl)",
       ].join("\n"),
     );
-    expect((error as IncompletePinsError).hint).toMatch(/^run `npx tsx build\.ts lock` where the sources are reachable.*--skip kubelogin,kubectl$/);
+    expect((error as IncompletePinsError).hint).toMatch(/^run `\.\/bootstrap\.sh lock` \(or `npx tsx build\.ts lock` where Node and node_modules are\) where the sources are reachable.*--skip kubelogin,kubectl$/);
     expect(() => requireCompletePins(ALL, inputs(), npmSource, onMachine)).not.toThrow();
   });
 });

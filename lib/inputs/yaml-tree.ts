@@ -78,7 +78,14 @@ function sourceNode(node: unknown, path: string[], problems: SourceTree["problem
         problems.push({ offset: keyOffset, message: `${label(path)}a key that is a list or map: keys are plain names` });
         continue;
       }
-      const key = String(pair.key.value);
+      if (typeof pair.key.value !== "string") {
+        // `True:`, `no:`, `~:`, `123:` are a boolean, null or a number to YAML: String() would make "true" a user nobody wrote.
+        const written = pair.key.source ?? String(pair.key.value);
+        const kind = pair.key.value === null ? "null" : typeof pair.key.value === "boolean" ? "a boolean" : "a number";
+        problems.push({ offset: keyOffset, message: `${label(path)}the key ${written} is ${kind} to YAML, not a name; quote it ("${written}") if it is meant as one` });
+        continue;
+      }
+      const key = pair.key.value;
       if (key === PROTO_KEY) problems.push({ offset: keyOffset, message: `${label([...path, key])}${PROTO_KEY_MESSAGE}` });
       else if (entries.has(key)) problems.push({ offset: keyOffset, message: `${label([...path, key])}appears twice in one map; keep one` });
       const valueOffset = (pair.value as YamlNode | null)?.range?.[0] ?? keyOffset;
