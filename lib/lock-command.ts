@@ -213,7 +213,7 @@ async function kubeloginPin(ctx: LockContext, current: Pins["kubelogin"], moveTo
   const version = (moveTo ?? current.version) as Pins["kubelogin"]["version"];
   if (version === current.version && current.sha256 && current.binarySha256) return current;
   const url = `${ctx.settings.releasesUrl}/${version}/${current.asset}`;
-  const { file, sha256 } = await downloadUnpinned(ctx, url);
+  const { file, sha256 } = await downloadUnpinned(ctx, url, "kubelogin's zip");
   notes.push(`trust on first use: recorded ${current.asset} ${version} as sha256 ${sha256}; compare it with the release's published checksum`);
   return { version, asset: current.asset, sha256, binarySha256: await binaryHashInZip(ctx, file) };
 }
@@ -222,7 +222,7 @@ async function kubeloginPin(ctx: LockContext, current: Pins["kubelogin"], moveTo
 export async function kubectlPin(ctx: LockContext, current: Pins["kubectl"], notes: string[]): Promise<Pins["kubectl"]> {
   if (current.sha256) return current;
   const url = `${ctx.settings.kubernetesReleasesUrl}/${current.version}/bin/linux/amd64/kubectl`;
-  const { sha256 } = await downloadUnpinned(ctx, url);
+  const { sha256 } = await downloadUnpinned(ctx, url, "kubectl's binary");
   notes.push(`trust on first use: recorded kubectl ${current.version} as sha256 ${sha256}; compare it with the published ${url}.sha256`);
   return { version: current.version, sha256 };
 }

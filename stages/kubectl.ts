@@ -35,7 +35,7 @@ export default {
     if (changes.some((c) => c.kind === "package")) {
       const { url, sha256 } = pinned(ctx);
       // The cache holds only files that matched their pin; its name is the hash.
-      const binary = await readFile(await download(ctx, url, { sha256 }));
+      const binary = await readFile(await download(ctx, url, { sha256, of: "kubectl's binary" }));
       await applyResources(ctx, [{ kind: "dir", path: BIN_DIR, mode: 0o755 }]);
       await writeFileAtomic(hostPath(ctx, BINARY), binary, { mode: 0o755, uid: 0, gid: 0 });
     } else if (changes.length > 0) {
@@ -45,7 +45,7 @@ export default {
   },
   async prepare(ctx) {
     const { url, sha256 } = pinned(ctx);
-    if ((await installedSha256(ctx, BINARY)) !== sha256) await download(ctx, url, { sha256 });
+    if ((await installedSha256(ctx, BINARY)) !== sha256) await download(ctx, url, { sha256, of: "kubectl's binary" });
   },
   async inventory(ctx) {
     return { kubectl: (await installedSha256(ctx, BINARY)) === pinned(ctx).sha256 ? ctx.inputs.pins.kubectl.version : "absent or not the pinned build" };

@@ -31,7 +31,7 @@ const binaryChanges = (ctx: BuildContext) => pinnedBinaryChanges(ctx, { path: BI
 /** Downloads (or takes from the cache) the pinned zip and returns the binary in it, verified. */
 async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
   const { url, sha256, binarySha256 } = pinned(ctx);
-  const zip = await download(ctx, url, { sha256 });
+  const zip = await download(ctx, url, { sha256, of: "kubelogin's zip" });
   const dir = await mkdtemp(path.join(tmpdir(), "devvm-kubelogin-"));
   try {
     // unzip comes from the apt stage (docs/devvm.md lesson: it was once missing).
@@ -63,7 +63,7 @@ export default {
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
   async prepare(ctx) {
-    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256 });
+    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
   },
   async inventory(ctx) {
     return { kubelogin: (await installedSha256(ctx, BINARY)) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };

