@@ -18,7 +18,7 @@ describe("the t3-dispatch source", () => {
 describe("the sources' addresses", () => {
   it("refuses VAULT_ADDR without a scheme, naming it and what it is", () => {
     expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow(InputError);
-    expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow('environment VAULT_ADDR: expected a URL that starts with http:// or https://, such as https://vault.example.org:8200 (it is "vault.example:8200")');
+    expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow('environment VAULT_ADDR: expected a URL that starts with http:// or https://, such as https://server.example.org:8443 (it is "vault.example:8200")');
   });
 
   it.each(["DEVVM_NPM_REGISTRY", "DEVVM_RELEASES_URL", "DEVVM_KUBERNETES_RELEASES_URL", "DEVVM_NODE_DIST_URL", "DEVVM_OIDC_ISSUER"])("refuses %s without http:// or https://", (variable) => {

@@ -13,7 +13,7 @@ const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u)
 // `vault.example:8200` would otherwise parse as a URL of the scheme "vault.example".
 const httpUrl = z
   .string()
-  .refine((u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u), "a URL that starts with http:// or https://, such as https://vault.example.org:8200")
+  .refine((u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u), "a URL that starts with http:// or https://, such as https://server.example.org:8443")
   .transform((u) => u.replace(/\/+$/, ""));
 // What git accepts as a remote: a URL, or scp-like user@host:path.
 const gitRemote = z.string().regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
