@@ -143,7 +143,7 @@ const PARTIAL_STALE_MS = 60 * 60_000;
  * is kept (a `build.ts lock` beside a build), unless nothing wrote to it for
  * an hour (the pid was reused).
  */
-function sweepPartials(ctx: Pick<BuildContext, "cacheDir" | "log">): Promise<void> {
+export function sweepPartials(ctx: Pick<BuildContext, "cacheDir" | "log">): Promise<void> {
   let sweep = sweeps.get(ctx.cacheDir);
   if (!sweep) {
     sweep = removeStalePartials(ctx);

@@ -21,7 +21,7 @@ import type { Pins } from "./inputs/pins.ts";
 import { BIN_DIR, NODE_IN_TREE, NPM_CLI_IN_TREE, NPM_CLI_ROOT, nodeBinary, nodeTree } from "./layout.ts";
 import { versionInfo } from "./registry.ts";
 import type { Pending } from "./stage.ts";
-import { removeLeftovers } from "./leftovers.ts";
+import { LEFTOVERS, removeLeftovers } from "./leftovers.ts";
 import { takeOrRun } from "./background.ts";
 import { formatDuration } from "./progress.ts";
 
@@ -214,7 +214,7 @@ async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, tree
   await verifyIntegrity(ctx, cli.name, pin);
   const prefix = hostPath(ctx, cliPrefix(cli.name, pin.version));
   const staging = path.join(path.dirname(prefix), `${STAGING}${pin.version}-${process.pid}`);
-  await removeLeftovers(ctx, path.dirname(prefix), /^\.staging-.+-(\d+)$/, `unfinished install(s) of ${cli.name}`);
+  await removeLeftovers(ctx, path.dirname(prefix), LEFTOVERS.npmStaging);
   await fs.rm(staging, { recursive: true, force: true });
   // Every user runs these CLIs: each level 0755 whatever the umask. npm
   // 11.19.1 with --strict-allow-scripts fails with ENOENT on a prefix without lib/.

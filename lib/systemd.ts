@@ -12,7 +12,7 @@ import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
 import { writeFileAtomic } from "./files.ts";
 import { STATE_DIR } from "./layout.ts";
-import { removeLeftovers, scratchPrefix } from "./leftovers.ts";
+import { LEFTOVERS, removeLeftovers, scratchPrefix } from "./leftovers.ts";
 
 export const UNIT_DIR = "/etc/systemd/system";
 /** Each user's t3 front end: t3-serve@USER.service. */
@@ -42,7 +42,7 @@ export function offlineReason(ctx: Pick<BuildContext, "root">): string | undefin
  */
 export async function verifyUnits(ctx: BuildContext, units: UnitFile[]): Promise<void> {
   // A plan writes nothing, not even this cleanup.
-  if (!ctx.planOnly) await removeLeftovers(ctx, tmpdir(), /^devvm-units-(\d+)-/, "scratch folder(s) of a unit check");
+  if (!ctx.planOnly) await removeLeftovers(ctx, tmpdir(), LEFTOVERS.unitCheck);
   const dir = await fs.mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-units-")));
   try {
     for (const unit of units) await fs.writeFile(path.join(dir, unit.name), unit.content, { mode: 0o644 });

@@ -5,7 +5,7 @@
 // and a browser session (a t3_session cookie) made from that credential.
 import { spawn, type ChildProcess } from "node:child_process";
 import { trackChild, untrackChild } from "./children.ts";
-import { removeLeftovers, scratchPrefix } from "./leftovers.ts";
+import { LEFTOVERS, removeLeftovers, scratchPrefix } from "./leftovers.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -36,7 +36,7 @@ export async function checkT3Health(ctx: Pick<BuildContext, "log">, options: T3H
   const env = options.env ?? {};
   const version = await checkVersion(ctx, options.t3, options.expectedVersion, env);
   if (version) return version;
-  await removeLeftovers(ctx, tmpdir(), /^devvm-t3-health-(\d+)-/, "base dir(s) of a t3 health check");
+  await removeLeftovers(ctx, tmpdir(), LEFTOVERS.t3Health);
   const baseDir = await mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-t3-health-")));
   const port = await freePort();
   const server = startServer(options.t3, port, baseDir, env);

@@ -1,5 +1,5 @@
 // A BuildContext over a temporary root, for unit tests beside the code.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -51,4 +51,9 @@ export async function closedPort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** A pid that no process has now: the name of a killed build's leftovers. */
+export function deadPid(): number {
+  for (let pid = 3_999_999; ; pid--) if (!existsSync(`/proc/${pid}`)) return pid;
 }

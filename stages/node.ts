@@ -5,7 +5,7 @@ import * as tar from "tar";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath } from "../lib/context.ts";
-import { removeLeftovers } from "../lib/leftovers.ts";
+import { LEFTOVERS, removeLeftovers } from "../lib/leftovers.ts";
 import { download, type Expected } from "../lib/download.ts";
 import { UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
@@ -88,7 +88,7 @@ async function stageTree(ctx: BuildContext): Promise<string> {
   const [nodeFile, npmFile] = await fetchArchives(ctx);
   const parent = hostPath(ctx, NODE_ROOT);
   await mkdir(parent, { recursive: true, mode: 0o755 });
-  await removeLeftovers(ctx, parent, /^\.[^/]+\.tmp-(\d+)-/, "unfinished Node tree(s)");
+  await removeLeftovers(ctx, parent, LEFTOVERS.nodeTree);
   const staging = await mkdtemp(path.join(parent, `.${version}.tmp-${process.pid}-`));
   try {
     // Both archive kinds hold one top folder (package/ or node-vX-linux-x64/).

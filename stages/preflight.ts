@@ -1,8 +1,14 @@
 import { existsSync, readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { BuildContext } from "../lib/context.ts";
 import { hostPath, underRoot } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
 import { endOrphans, recordChildrenIn, stopRecordingChildren } from "../lib/children.ts";
+import { sweepPartials } from "../lib/download.ts";
+import { NODE_ROOT, NPM_CLI_ROOT } from "../lib/layout.ts";
+import { LEFTOVERS, removeLeftovers } from "../lib/leftovers.ts";
 import { acquireBuildLock } from "../lib/lock.ts";
 import type { Stage } from "../lib/stage.ts";
 
@@ -39,6 +45,7 @@ export default {
     if (!ctx.planOnly) {
       const ended = await endOrphans(hostPath(ctx, CHILDREN_PATH));
       if (ended.length > 0) ctx.log.info(`ended what a killed build left running: ${ended.join("; ")}`);
+      if (lock.takenOverFrom !== undefined || ended.length > 0) await removeHalfMade(ctx);
       recordChildrenIn(hostPath(ctx, CHILDREN_PATH));
     }
     ctx.cleanups.push(() => {
@@ -51,6 +58,15 @@ export default {
     return [];
   },
 } satisfies Stage;
+
+/** After a killed build: its half-made work everywhere, not only where this build makes the same thing again. */
+async function removeHalfMade(ctx: BuildContext): Promise<void> {
+  for (const kind of [LEFTOVERS.t3Health, LEFTOVERS.unitCheck, LEFTOVERS.goBuild]) await removeLeftovers(ctx, tmpdir(), kind);
+  await removeLeftovers(ctx, hostPath(ctx, NODE_ROOT), LEFTOVERS.nodeTree);
+  const cliRoot = hostPath(ctx, NPM_CLI_ROOT);
+  for (const cli of await readdir(cliRoot).catch(() => [] as string[])) await removeLeftovers(ctx, path.join(cliRoot, cli), LEFTOVERS.npmStaging);
+  await sweepPartials(ctx);
+}
 
 function requireDebian12(ctx: BuildContext): void {
   // An image root has its own os-release; a bare --root folder is built by this host.

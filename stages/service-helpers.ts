@@ -12,7 +12,7 @@ import { repoFile } from "../lib/repo-files.ts";
 import { dispatchSource, settingVariables } from "../lib/settings.ts";
 import type { Stage } from "../lib/stage.ts";
 import { addPendingRestarts } from "../lib/systemd.ts";
-import { removeLeftovers, scratchPrefix } from "../lib/leftovers.ts";
+import { LEFTOVERS, removeLeftovers, scratchPrefix } from "../lib/leftovers.ts";
 
 export const DISPATCH_ACCOUNT = "t3-dispatch";
 export const DISPATCH_BIN = `${BIN_DIR}/t3-dispatch`;
@@ -37,7 +37,7 @@ async function planDispatch(ctx: BuildContext): Promise<DispatchPlan> {
 }
 
 async function buildDispatch(ctx: BuildContext): Promise<void> {
-  await removeLeftovers(ctx, tmpdir(), /^devvm-go-(\d+)-/, "scratch folder(s) of a t3-dispatch build");
+  await removeLeftovers(ctx, tmpdir(), LEFTOVERS.goBuild);
   const scratch = await fs.mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-go-")));
   try {
     const output = path.join(scratch, "t3-dispatch");

@@ -1,15 +1,11 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { processRuns } from "../leftovers.ts";
-import { makeTestRoot } from "../test-context.ts";
+import { deadPid, makeTestRoot } from "../test-context.ts";
 import { removeKilledRuns } from "./build-image.ts";
 
-/** A pid that no process has now. */
-function deadPid(): number {
-  for (let pid = 3_999_999; ; pid--) if (!existsSync(`/proc/${pid}`)) return pid;
-}
 
 /** The kernel's start time of a process (field 22 of /proc/PID/stat), as lib/children.ts records it. */
 function startTime(pid: number): number {

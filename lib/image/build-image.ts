@@ -122,7 +122,7 @@ export async function removeKilledRuns(outputDir: string, log: Logger): Promise<
     const ended = await endOrphans(path.join(outputDir, name, CHILDREN_FILE));
     if (ended.length > 0) log.info(`ended ${ended.length} process(es) of a killed image build: ${ended.join(", ")}`);
   }
-  await removeLeftovers({ log }, outputDir, WORK_PATTERN, "image work folder(s)");
+  await removeLeftovers({ log }, outputDir, { pattern: WORK_PATTERN, what: "image work folder(s)" });
 }
 
 interface InnerBuild {
