@@ -45,6 +45,12 @@ esac
   "apt-cache": `#!/bin/bash
 cat "$FAKE_APT/madison"
 `,
+  dpkg: `#!/bin/bash
+echo "$*" >> "$FAKE_APT/dpkg.log"
+[ "$1" = --audit ] && [ -s "$FAKE_APT/audit" ] && cat "$FAKE_APT/audit" && exit 1
+[ "$1" = --configure ] && rm -f "$FAKE_APT/audit"
+exit 0
+`,
   "dpkg-query": `#!/bin/bash
 [ -e "$FAKE_APT/installed" ] && printf 'git\\t${GIT}\\tinstalled\\n' && exit 0
 exit 1
@@ -82,6 +88,19 @@ describe("apt apply", () => {
   afterEach(() => {
     vi.unstubAllEnvs();
     root[Symbol.dispose]();
+  });
+
+  it("has work, a repair, when dpkg --audit finds a package left half-way though every pin is installed", async () => {
+    setUp();
+    Object.assign(root.ctx, { root: "/" });
+    writeFileSync(fake("installed"), "");
+    expect(await stage.check(root.ctx)).toEqual({ changes: [], managed: [] });
+    writeFileSync(fake("audit"), "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n libfoo1\n");
+    expect(await stage.check(root.ctx)).toEqual({ changes: [{ kind: "action", description: "repair the interrupted dpkg (dpkg --configure -a)" }], managed: [] });
+    const lines: string[] = [];
+    await apply(lines);
+    expect(lines[0]).toMatch(/^dpkg --audit finds packages left half-way \(The following packages are only half configured.*\): repairing it with dpkg --configure -a$/);
+    expect(readFileSync(fake("dpkg.log"), "utf8")).toContain("--configure -a");
   });
 
   it("reports a failed apt-get update as such (exit 100), with the network hint, and installs nothing", async () => {

@@ -101,7 +101,9 @@ export default {
   description: "Installs packages.txt at the exact versions pinned in pins.json, in one apt-get call",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "apt installs into the machine itself, not under --root" };
-    const repair: Change[] = dpkgJournalLeft() ? [{ kind: "action", description: `repair the interrupted dpkg (dpkg --configure -a)` }] : [];
+    // dpkg --audit too (a few ms): a dependency left half-configured, with every pin installed, is still repaired.
+    const broken = dpkgJournalLeft() || (await dpkgAudit(ctx)) !== "";
+    const repair: Change[] = broken ? [{ kind: "action", description: `repair the interrupted dpkg (dpkg --configure -a)` }] : [];
     return { changes: [...repair, ...(await pendingPackages(ctx))], managed: [] };
   },
   async apply(ctx, pending) {
