@@ -112,7 +112,17 @@ export default {
     const audit = journal ? "" : await dpkgAudit(ctx);
     const repaired = journal || audit !== "";
     if (journal) await repairDpkg(ctx, "dpkg was interrupted (its journal in /var/lib/dpkg/updates is not empty)");
-    else if (repaired) await repairDpkg(ctx, `dpkg --audit finds packages left half-way (${audit.split("\n")[0]})`);
+    else if (repaired) {
+      try {
+        await repairDpkg(ctx, `dpkg --audit finds packages left half-way (${audit.split("\n")[0]})`);
+      } catch (error) {
+        // With every pin in place, a package that cannot be repaired (a third party's broken postinst, say)
+        // is said, not made the reason the build stops: before dpkg --audit was asked, it went on.
+        if (!(error instanceof UserError) || pending.changes.some((c) => c.kind === "package")) throw error;
+        ctx.log.info(`warning: ${error.message}\nhint: ${error.hint}`);
+        return [];
+      }
+    }
     // A repair may have finished installing some of them.
     const pendingNow = repaired ? await pendingPackages(ctx) : pending.changes;
     const wanted = pendingNow.flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
