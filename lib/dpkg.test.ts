@@ -111,7 +111,7 @@ describe("repairing an interrupted dpkg", () => {
     using root = makeTestRoot();
     const fake = fakeDpkg(root.dir, { audit: "", check: 100, installFixes: true });
     await repairDpkg({ log: fake.log }, "dpkg was interrupted", 1000);
-    expect(fake.calls()).toContain("apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold");
+    expect(fake.calls()).toContain("apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Use-Pty=0");
     expect(fake.lines).toContain("dpkg still reports broken packages: apt-get -f install");
   });
 

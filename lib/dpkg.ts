@@ -9,6 +9,8 @@ import { tail, UserError } from "./errors.ts";
 import { run } from "./exec.ts";
 
 const DPKG_ENV = { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" };
+/** For every apt-get that runs dpkg: old configuration files kept, and dpkg in apt-get's process group (no pty: stages/apt.ts). */
+export const DPKG_OPTIONS = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Use-Pty=0"];
 /** The journal dpkg keeps while it works; left non-empty, dpkg was interrupted. */
 const UPDATES_DIR = "/var/lib/dpkg/updates";
 const LOCKS = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"];
@@ -39,7 +41,7 @@ export async function repairDpkg(ctx: Pick<BuildContext, "log">, reason: string,
   const broken = await run(ctx, "apt-get", ["check", "-q"], { env: DPKG_ENV, okCodes: [100] });
   if (left === "" && broken.exitCode === 0) return;
   ctx.log.info("dpkg still reports broken packages: apt-get -f install");
-  await run(ctx, "apt-get", ["-f", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"], {
+  await run(ctx, "apt-get", ["-f", "install", "-y", "-q", ...DPKG_OPTIONS], {
     env: DPKG_ENV,
     heartbeat: { label: "apt-get -f install" },
   });

@@ -4,7 +4,7 @@ import { underRoot } from "../lib/context.ts";
 import { AptProgress } from "../lib/apt-progress.ts";
 import { APT_ENV, updatePackageLists } from "../lib/apt-update.ts";
 import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/errors.ts";
-import { dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/dpkg.ts";
+import { DPKG_OPTIONS, dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/dpkg.ts";
 import { run } from "../lib/exec.ts";
 import type { Stage } from "../lib/stage.ts";
 
@@ -70,8 +70,14 @@ async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string;
   }
 }
 
-/** apt-get's arguments for installing the pins, before the progress plumbing (`npm run bench:scratch`'s floor uses them too). */
-export const APT_INSTALL = ["install", "-y", "-q", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"];
+/**
+ * apt-get's arguments for installing the pins, before the progress plumbing
+ * (`npm run bench:scratch`'s floor uses them too). Dpkg::Use-Pty=0: with a
+ * pty (apt's default, even without a terminal) apt runs dpkg in a session of
+ * its own (setsid), out of the process group the builder records, so a
+ * killed builder's dpkg escaped the next build's lock takeover.
+ */
+export const APT_INSTALL = ["install", "-y", "-q", "--allow-downgrades", ...DPKG_OPTIONS];
 
 /** One apt-get install of every pin, its progress shown from apt's status fd. */
 async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to: string }>): Promise<void> {
