@@ -122,8 +122,8 @@ export default {
       try {
         await repairDpkg(ctx, `dpkg --audit finds packages left half-way (${audit.split("\n")[0]})`);
       } catch (error) {
-        // With every pin in place, a package that cannot be repaired (a third party's broken postinst, say)
-        // is said, not made the reason the build stops: before dpkg --audit was asked, it went on.
+        // With every pin in place, a package no repair fixes (a third party's broken postinst, say) is
+        // said, not made the reason the build stops: before check asked dpkg --audit, such a build went on.
         if (!(error instanceof UserError) || pending.changes.some((c) => c.kind === "package")) throw error;
         ctx.log.info(`warning: ${error.message}\nhint: ${error.hint}`);
         return [];
