@@ -115,7 +115,8 @@ export default {
   async apply(ctx, pending) {
     // A build killed during dpkg's work leaves it interrupted: apt-get refuses everything until it is repaired.
     const journal = dpkgJournalLeft();
-    const audit = journal ? "" : await dpkgAudit(ctx);
+    // check asked dpkg --audit already: asked again only for a repair it found, for the reason to print.
+    const audit = !journal && pending.changes.some((c) => c.kind === "action") ? await dpkgAudit(ctx) : "";
     const repaired = journal || audit !== "";
     if (journal) await repairDpkg(ctx, "dpkg was interrupted (its journal in /var/lib/dpkg/updates is not empty)");
     else if (repaired) {
