@@ -5,10 +5,11 @@
 import type { BuildContext } from "./context.ts";
 import { run } from "./exec.ts";
 
+/** apt and dpkg alike: no prompt, and messages in English (they are matched). */
 export const APT_ENV = { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" };
 
 /** The lines of apt-get update's stderr that say the lists could not be fetched. */
-export function updateProblems(stderr: string): string | null {
+function updateProblems(stderr: string): string | null {
   const problems = stderr.split("\n").filter((l) => /^(E: |W: Failed to fetch |W: Some index files failed)/.test(l));
   return problems.length > 0 ? problems.join("\n") : null;
 }

@@ -6,9 +6,9 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import type { BuildContext } from "./context.ts";
 import { tail, UserError } from "./errors.ts";
+import { APT_ENV } from "./apt-update.ts";
 import { run } from "./exec.ts";
 
-const DPKG_ENV = { DEBIAN_FRONTEND: "noninteractive", LC_ALL: "C" };
 /** For every apt-get that runs dpkg: old configuration files kept, and dpkg in apt-get's process group (no pty: stages/apt.ts). */
 export const DPKG_OPTIONS = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Use-Pty=0"];
 /** The journal dpkg keeps while it works; left non-empty, dpkg was interrupted. */
@@ -28,7 +28,7 @@ export function dpkgJournalLeft(): boolean {
 /** What `dpkg --audit` finds wrong (packages half-installed or half-configured), or "" when nothing. */
 export async function dpkgAudit(ctx: Pick<BuildContext, "log">): Promise<string> {
   // dpkg 1.21 exits 1 when it finds something.
-  const audit = await run(ctx, "dpkg", ["--audit"], { env: DPKG_ENV, okCodes: [1] });
+  const audit = await run(ctx, "dpkg", ["--audit"], { env: APT_ENV, okCodes: [1] });
   return audit.stdout.trim();
 }
 
@@ -36,13 +36,13 @@ export async function dpkgAudit(ctx: Pick<BuildContext, "log">): Promise<string>
 export async function repairDpkg(ctx: Pick<BuildContext, "log">, reason: string, lockWaitMs = DPKG_LOCK_WAIT_MS): Promise<void> {
   ctx.log.info(`${reason}: repairing it with dpkg --configure -a`);
   await waitForDpkgLock(ctx, lockWaitMs);
-  await run(ctx, "dpkg", ["--configure", "-a", "--force-confdef", "--force-confold"], { env: DPKG_ENV, heartbeat: { label: "dpkg --configure -a" } });
+  await run(ctx, "dpkg", ["--configure", "-a", "--force-confdef", "--force-confold"], { env: APT_ENV, heartbeat: { label: "dpkg --configure -a" } });
   const left = await dpkgAudit(ctx);
-  const broken = await run(ctx, "apt-get", ["check", "-q"], { env: DPKG_ENV, okCodes: [100] });
+  const broken = await run(ctx, "apt-get", ["check", "-q"], { env: APT_ENV, okCodes: [100] });
   if (left === "" && broken.exitCode === 0) return;
   ctx.log.info("dpkg still reports broken packages: apt-get -f install");
   await run(ctx, "apt-get", ["-f", "install", "-y", "-q", ...DPKG_OPTIONS], {
-    env: DPKG_ENV,
+    env: APT_ENV,
     heartbeat: { label: "apt-get -f install" },
   });
   const still = await dpkgAudit(ctx);
