@@ -27,10 +27,16 @@ describe("the sources' addresses", () => {
     }
   });
 
-  it("takes http and https addresses, without the trailing slash", () => {
-    const settings = readSettings({ VAULT_ADDR: "http://127.0.0.1:8200/", DEVVM_NPM_REGISTRY: "https://registry.example/npm/" });
+  it("takes http and https bases, without the trailing slash (paths are appended to them)", () => {
+    const settings = readSettings({ VAULT_ADDR: "http://127.0.0.1:8200/", DEVVM_NPM_REGISTRY: "https://registry.example/npm/", DEVVM_REPO_BASE: "https://forgejo.example/org/" });
     expect(settings.vaultAddr).toBe("http://127.0.0.1:8200");
     expect(settings.npmRegistry).toBe("https://registry.example/npm");
+    expect(settings.repoBase).toBe("https://forgejo.example/org");
+  });
+
+  it("keeps an identifier byte for byte: the OIDC issuer with its trailing slash, and without one", () => {
+    expect(readSettings({ DEVVM_OIDC_ISSUER: "https://sso.example/application/o/kubernetes/" }).oidcIssuer).toBe("https://sso.example/application/o/kubernetes/");
+    expect(readSettings({ DEVVM_OIDC_ISSUER: "https://sso.example/application/o/kubernetes" }).oidcIssuer).toBe("https://sso.example/application/o/kubernetes");
   });
 
   it("shows the address that is wrong, never the token", () => {

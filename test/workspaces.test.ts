@@ -4,8 +4,8 @@
 // clone, the forgejo remote and upstream, the guarded fast-forward, the
 // move to the workspace layout (also after a build killed half way), the
 // workspace repos cloned with each user's own token, and the kubeconfig.
-// The sources are not set: they come from the admin's checkout and
-// kubeconfig, as on the real box. Checked from outside: git, files, the
+// The sources are not set, but for the OIDC issuer: they come from the
+// admin's checkout and kubeconfig, as on the real box. Checked from outside: git, files, the
 // server's log.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -52,7 +52,8 @@ describe("workspaces on a booted Debian 12", () => {
   let first: BuildRun;
   let adminTree: string;
   const build = async () => {
-    const run = await buildIn(vm, {}, "--inputs", INPUTS, "--stage", "users,workspaces");
+    // The issuer set as the real one is, with its trailing slash (kubelogin compares it to the provider's `iss` byte for byte).
+    const run = await buildIn(vm, { DEVVM_OIDC_ISSUER: ISSUER }, "--inputs", INPUTS, "--stage", "users,workspaces");
     process.stderr.write(`build --stage users,workspaces: exit ${run.exitCode}\n${run.log}`);
     return run;
   };

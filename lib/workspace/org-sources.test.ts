@@ -1,8 +1,10 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
 import { readSettings } from "../settings.ts";
 import { makeTestRoot } from "../test-context.ts";
+import { userKubeconfig } from "./kubeconfig.ts";
 import { orgSources, withoutCredentials } from "./org-sources.ts";
 
 const GIT_CONFIG = `[remote "origin"]
@@ -35,5 +37,32 @@ describe("the org's sources", () => {
   it("strip a user and token from a URL, and leave scp-like remotes alone", () => {
     expect(withoutCredentials("http://alice:tok@127.0.0.1:8080/forgejo/org/infra.git")).toBe("http://127.0.0.1:8080/forgejo/org/infra.git");
     expect(withoutCredentials("git@forgejo.example.invalid:org/infra.git")).toBe("git@forgejo.example.invalid:org/infra.git");
+  });
+
+  it("rewrite nothing else of a remote: host case, default port, path and a trailing slash stay byte for byte", () => {
+    expect(withoutCredentials("https://wizard:p%40ss@Forgejo.Example.invalid:443/Org/infra%20x.git/")).toBe("https://Forgejo.Example.invalid:443/Org/infra%20x.git/");
+    expect(withoutCredentials("https://u:p@ss@host.invalid/x.git")).toBe("https://host.invalid/x.git");
+    expect(withoutCredentials("https://Forgejo.Example.invalid:443/Org/infra.git")).toBe("https://Forgejo.Example.invalid:443/Org/infra.git");
+    // ssh's user is the account it signs in to, not a credential.
+    expect(withoutCredentials("ssh://git@forgejo.example.invalid:2222/org/infra.git")).toBe("ssh://git@forgejo.example.invalid:2222/org/infra.git");
+    expect(withoutCredentials("ssh://git:secret@forgejo.example.invalid/org/infra.git")).toBe("ssh://git@forgejo.example.invalid/org/infra.git");
+  });
+
+  it.each([
+    ["with its trailing slash", "https://sso.example.invalid/application/o/kubernetes/"],
+    ["without one", "https://sso.example.invalid/application/o/kubernetes"],
+  ])("keep DEVVM_OIDC_ISSUER %s, byte for byte, into the users' kubeconfig", (_, issuer) => {
+    using root = makeTestRoot({ settings: readSettings({ DEVVM_OIDC_ISSUER: issuer }) });
+    const sources = orgSources(root.ctx);
+    expect(sources.oidcIssuer).toBe(issuer);
+    const args = parse(userKubeconfig({ name: "prod", server: "https://k8s.example.invalid:6443" }, sources.oidcIssuer!)).users[0].user.exec.args as string[];
+    expect(args.filter((a) => a.startsWith("--oidc-issuer-url="))).toEqual([`--oidc-issuer-url=${issuer}`]);
+  });
+
+  it("a ssh:// forgejo remote keeps its user in the repos' base", () => {
+    using root = makeTestRoot();
+    mkdirSync(path.join(root.dir, "home/wizard/code/.git"), { recursive: true });
+    writeFileSync(path.join(root.dir, "home/wizard/code/.git/config"), '[remote "forgejo"]\n\turl = ssh://git@forgejo.example.invalid:2222/org/infra.git\n');
+    expect(orgSources(root.ctx)).toMatchObject({ forgejoInfraRemote: "ssh://git@forgejo.example.invalid:2222/org/infra.git", repoBase: "ssh://git@forgejo.example.invalid:2222/org" });
   });
 });

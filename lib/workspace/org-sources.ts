@@ -44,17 +44,24 @@ function gitConfig(file: string, key: string): string | undefined {
   }
 }
 
-/** https://wizard:TOKEN@host/x.git -> https://host/x.git: the admin's token is theirs alone. */
+/**
+ * https://wizard:TOKEN@host/x.git -> https://host/x.git: the admin's token is
+ * theirs alone. Only the user part is cut, as text; the rest stays byte for
+ * byte (a round trip through URL would rewrite it: lowercase the host, drop a
+ * default port, re-encode the path, add a slash). An ssh:// remote keeps its
+ * user (`git@` is the account ssh signs in to, not a credential) and loses
+ * only a password; an scp-like `git@host:path` has none to lose.
+ */
 export function withoutCredentials(remote: string): string {
-  if (!/^\w+:\/\//.test(remote)) return remote;
-  try {
-    const url = new URL(remote);
-    url.username = "";
-    url.password = "";
-    return url.toString();
-  } catch {
-    return remote;
-  }
+  const scheme = /^[A-Za-z][\w+.-]*:\/\//.exec(remote)?.[0];
+  if (!scheme) return remote;
+  const authorityEnd = remote.slice(scheme.length).search(/[/?#]/);
+  const authority = authorityEnd === -1 ? remote.slice(scheme.length) : remote.slice(scheme.length, scheme.length + authorityEnd);
+  const at = authority.lastIndexOf("@");
+  if (at === -1) return remote;
+  const rest = remote.slice(scheme.length + at + 1);
+  const user = authority.slice(0, at).split(":")[0]!;
+  return /^https?:\/\/$/i.test(scheme) || user === "" ? `${scheme}${rest}` : `${scheme}${user}@${rest}`;
 }
 
 /** The --oidc-issuer-url of an oidc-login exec entry in a kubeconfig. */
