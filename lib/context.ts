@@ -35,6 +35,15 @@ export interface BuildContext {
   readonly cleanups: Array<() => void | Promise<void>>;
   /** What stages prepare while earlier ones run (the runner's, for a build); without it, all work is done in apply. */
   readonly background?: Background;
+  /** The running stage's warnings, for its line in the report (the runner's, one list per stage). */
+  readonly warnings?: string[];
+}
+
+/** A warning: printed under the stage, and kept for its line in the report (once each). */
+export function warn(ctx: Pick<BuildContext, "log" | "warnings">, message: string): void {
+  if (ctx.warnings?.includes(message)) return;
+  ctx.warnings?.push(message);
+  ctx.log.info(`warning: ${message}`);
 }
 
 /** The real location of a machine path, under --root when one is given. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Logger } from "./context.ts";
+import { warn, type Logger } from "./context.ts";
 import { UserError } from "./errors.ts";
 import { runStages, selectStages } from "./runner.ts";
 import type { Stage } from "./stage.ts";
@@ -81,6 +81,25 @@ describe("runStages", () => {
     expect(applied).toBe(false);
     expect(run.pending).toBe(true);
     expect(run.results[0]).toMatchObject({ outcome: "pending", changes: [change] });
+  });
+
+  it("keeps a stage's warnings, once each, in its line of the report, also when it changes nothing", async () => {
+    const lines: string[] = [];
+    using root = makeTestRoot({ log: { info: (m) => lines.push(m), debug: () => {} } });
+    const stages = [
+      fake("logins", {
+        check: async (ctx) => {
+          warn(ctx, "alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it");
+          warn(ctx, "alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it");
+          return { changes: [], managed: [] };
+        },
+      }),
+      fake("instances"),
+    ];
+    const run = await runStages(root.ctx, stages, printer, { debug: false });
+    expect(run.results[0]).toMatchObject({ outcome: "unchanged", warnings: ["alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it"] });
+    expect(run.results[1]).not.toHaveProperty("warnings");
+    expect(lines).toEqual(["warning: alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it"]);
   });
 
   it("labels a line of a stage's background work with its stage while another stage runs, and not once its own stage runs", async () => {

@@ -67,7 +67,8 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
   const logs = new StageLogs(ctx.log, printer);
   // --plan changes nothing, and prepares nothing either.
   const background = ctx.planOnly ? undefined : new Background();
-  const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name), ...(background ? { background } : {}) });
+  const warnings = new Map(stages.map((s) => [s.name, [] as string[]]));
+  const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name), warnings: warnings.get(stage.name)!, ...(background ? { background } : {}) });
   if (background) startPreparations(ctx.forImage ? stages.filter((s) => !s.firstBoot) : stages, ctxOf);
 
   for (const stage of stages) {
@@ -102,6 +103,8 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
       result = { name: stage.name, outcome: "failed", durationMs: elapsed(), error: failureOf(error, options.debug), changes };
     }
     logs.running = undefined;
+    const warned = warnings.get(stage.name)!;
+    if (warned.length > 0) result.warnings = [...warned];
     results.push(result);
     printResult(printer, result, width, ctx.planOnly, options.debug);
   }

@@ -47,12 +47,12 @@ export interface FailureDetail {
   stack?: string;
 }
 
-/** One stage's line in the report. */
+/** One stage's line in the report; `warnings` when it had any (what it left alone, and why). */
 export type StageResult =
-  | { name: string; outcome: "changed" | "pending"; durationMs: number; changes: Change[] }
-  | { name: string; outcome: "unchanged"; durationMs: number }
-  | { name: string; outcome: "skipped"; durationMs: number; reason: string }
-  | { name: string; outcome: "failed"; durationMs: number; error: FailureDetail; changes: Change[] }
+  | { name: string; outcome: "changed" | "pending"; durationMs: number; changes: Change[]; warnings?: string[] }
+  | { name: string; outcome: "unchanged"; durationMs: number; warnings?: string[] }
+  | { name: string; outcome: "skipped"; durationMs: number; reason: string; warnings?: string[] }
+  | { name: string; outcome: "failed"; durationMs: number; error: FailureDetail; changes: Change[]; warnings?: string[] }
   | { name: string; outcome: "not-run" };
 
 export function isSkip(check: Check): check is { skip: string } {

@@ -3,7 +3,7 @@
 // k8s_users, a JSON map from k8s user to { role }. Admins are exempt; a user
 // absent there is a pending grant (a warning); a different tier stops the
 // users stage. Vault out of reach is a warning (an error with --strict).
-import type { BuildContext } from "./context.ts";
+import { warn, type BuildContext } from "./context.ts";
 import { UserError } from "./errors.ts";
 import type { Roster } from "./inputs/roster.ts";
 import { readKvSecret, vaultToken } from "./vault-kv.ts";
@@ -36,7 +36,7 @@ export async function checkTiers(ctx: BuildContext, roster: Roster): Promise<voi
   const k8sUsers = await readK8sUsers(ctx, where);
   if (!k8sUsers) return;
   const { absent, mismatched } = compareTiers(roster, k8sUsers);
-  for (const a of absent) ctx.log.info(`warning: ${a.user} (k8s user ${a.k8sUser}) is not in Vault's ${where} yet: their cluster grant is pending`);
+  for (const a of absent) warn(ctx, `${a.user} (k8s user ${a.k8sUser}) is not in Vault's ${where} yet: their cluster grant is pending`);
   if (mismatched.length > 0) {
     const lines = mismatched.map((m) => `${m.user} (k8s user ${m.k8sUser}): roster.yaml says tier ${m.tier}, the cluster says ${m.role}`);
     throw new UserError(`roster.yaml disagrees with the cluster's tiers (Vault ${where}); no account was changed:\n${lines.join("\n")}`, "fix the tier in roster.yaml, or the user's grant in the cluster's configuration");
@@ -46,7 +46,7 @@ export async function checkTiers(ctx: BuildContext, roster: Roster): Promise<voi
 async function readK8sUsers(ctx: BuildContext, where: string): Promise<K8sUsers | undefined> {
   const skipped = (why: string) => {
     if (ctx.strict) throw new UserError(`cannot check the roster's tiers: ${why}`, "set VAULT_ADDR and VAULT_TOKEN (or the admin's ~/.vault-token); without --strict this is a warning");
-    ctx.log.info(`warning: tiers not checked against the cluster: ${why}`);
+    warn(ctx, `tiers not checked against the cluster: ${why}`);
     return undefined;
   };
   const found = await vaultToken(ctx);

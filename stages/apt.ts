@@ -1,6 +1,6 @@
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { underRoot } from "../lib/context.ts";
+import { underRoot, warn } from "../lib/context.ts";
 import { AptProgress } from "../lib/apt-progress.ts";
 import { APT_ENV, updatePackageLists } from "../lib/apt-update.ts";
 import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/errors.ts";
@@ -61,7 +61,7 @@ async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string;
   const unavailable = wanted.filter((w) => !offered.get(w.name)?.includes(w.to));
   if (unavailable.length > 0 && updateProblems) throw updateFailed(updateProblems);
   // Lists from an earlier update still offer every pin: the install may work from them (or its cache).
-  if (updateProblems) ctx.log.info(`warning: apt-get update: ${updateProblems}`);
+  if (updateProblems) warn(ctx, `apt-get update: ${updateProblems}`);
   if (unavailable.length > 0) {
     throw new UserError(
       unavailable.map((w) => `${w.name}: pinned ${w.to}, the mirror offers ${offered.get(w.name)?.join(", ") || "no version"}`).join("\n"),
@@ -126,7 +126,7 @@ export default {
         // With every pin in place, a package no repair fixes (a third party's broken postinst, say) is
         // said, not made the reason the build stops: before check asked dpkg --audit, such a build went on.
         if (!(error instanceof UserError) || pending.changes.some((c) => c.kind === "package")) throw error;
-        ctx.log.info(`warning: ${error.message}\nhint: ${error.hint}`);
+        warn(ctx, `${error.message}\nhint: ${error.hint}`);
         return [];
       }
     }

@@ -2,7 +2,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
+import { hostPath, warn } from "../lib/context.ts";
 import { lstatOrNull } from "../lib/files.ts";
 import { BIN_DIR } from "../lib/layout.ts";
 import type { Stage } from "../lib/stage.ts";
@@ -158,8 +158,8 @@ async function retireNpmT3(ctx: BuildContext, npmT3: NpmT3): Promise<void> {
   if (npmT3.dir && npmT3.usedBy.length === 0) await fs.rm(hostPath(ctx, NPM_T3_DIR), { recursive: true, force: true });
 }
 
-function warn(ctx: BuildContext, { link, dir, usedBy }: NpmT3): void {
-  if (typeof link === "object") ctx.log.info(`warning: ${NPM_T3_LINK} ${link.foreign}, not the old updater's npm link; left alone (a package may own it)`);
+function warnAboutNpmT3(ctx: BuildContext, { link, dir, usedBy }: NpmT3): void {
+  if (typeof link === "object") warn(ctx, `${NPM_T3_LINK} ${link.foreign}, not the old updater's npm link; left alone (a package may own it)`);
   if (dir && usedBy.length > 0) ctx.log.info(`${NPM_T3_DIR} is kept until no process uses it (pid ${usedBy.join(", ")}); the next run removes it`);
 }
 
@@ -168,7 +168,7 @@ export default {
   description: "Stops, disables and removes the old scripts' units (t3-provision-users, t3-autoupdate, t3-backup-state), their programs and the old global npm t3",
   async check(ctx) {
     const legacy = await findLegacy(ctx);
-    warn(ctx, legacy.npmT3);
+    warnAboutNpmT3(ctx, legacy.npmT3);
     return { changes: plannedChanges(ctx, legacy), managed: [] };
   },
   async apply(ctx) {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
+import { hostPath, underRoot, warn } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
 import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/files.ts";
@@ -59,7 +59,7 @@ export default {
     if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT)) changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
     changes.push(...(await checkResources(ctx, scripts(ctx))));
     const dispatch = await planDispatch(ctx);
-    if ("absent" in dispatch) ctx.log.info(`warning: ${dispatch.absent}; t3-dispatch.service waits for it`);
+    if ("absent" in dispatch) warn(ctx, `${dispatch.absent}; t3-dispatch.service waits for it`);
     else if (dispatch.build) changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${sourceOf(ctx)}` });
     else changes.push(...dispatch.changes);
     return { changes, managed: [...managedBy(scripts(ctx)), { path: DISPATCH_BIN }] };

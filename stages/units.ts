@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
+import { hostPath, underRoot, warn } from "../lib/context.ts";
 import { UserError } from "../lib/errors.ts";
 import { applyResources, checkResource, managedBy, type FileResource } from "../lib/files.ts";
 import { BIN_DIR, NODE_BIN } from "../lib/layout.ts";
@@ -134,7 +134,7 @@ export default {
     const state = await unitState(ctx, files);
     const offline = offlineReason(ctx);
     if (offline) ctx.log.info(offline);
-    if (!files.some((f) => unitName(f) === DISPATCH_UNIT)) ctx.log.info(`warning: ${DISPATCH_UNIT} is left out until ${DISPATCH_BIN} is built`);
+    if (!files.some((f) => unitName(f) === DISPATCH_UNIT)) warn(ctx, `${DISPATCH_UNIT} is left out until ${DISPATCH_BIN} is built`);
     const changes: Change[] = [
       ...state.fileChanges,
       ...state.toEnable.map((u): Change => ({ kind: "action", description: `enable ${u}` })),

@@ -3,7 +3,7 @@ import { existsSync, promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
 import { action, type Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
+import { hostPath, warn } from "../lib/context.ts";
 import { applyResources, checkResources, managedBy } from "../lib/files.ts";
 import * as plan from "../lib/roster-accounts.ts";
 import type { Stage } from "../lib/stage.ts";
@@ -44,7 +44,7 @@ function warnIfReconcileDiffers(ctx: BuildContext): void {
   if (path.resolve(ctx.inputsDir) === hostPath(ctx, BUILDER_DIR) || !existsSync(hostPath(ctx, installed))) return;
   const sha256 = createHash("sha256").update(readFileSync(hostPath(ctx, installed))).digest("hex");
   if (sha256 === ctx.inputs.hashes["roster.yaml"]) return;
-  ctx.log.info(`warning: the hourly reconcile reads ${installed}, which differs from this build's roster.yaml and will undo it; add builder-install to --stage (a full build does it)`);
+  warn(ctx, `the hourly reconcile reads ${installed}, which differs from this build's roster.yaml and will undo it; add builder-install to --stage (a full build does it)`);
 }
 
 export default {

@@ -1,6 +1,6 @@
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { underRoot } from "../lib/context.ts";
+import { underRoot, warn } from "../lib/context.ts";
 import { BugError, UserError } from "../lib/errors.ts";
 import { run } from "../lib/exec.ts";
 import { applyResources, checkResource, managedBy, type Resource } from "../lib/files.ts";
@@ -59,7 +59,7 @@ export default {
       const message = `Vault's ${KV.mount}/${KV.path} has no field ${missing.map((t) => t.field).join(", ")}`;
       if (missing.length === TARGETS.length) return unavailable(ctx, message);
       if (ctx.strict) throw new UserError(message, "add the field in Vault; without --strict this is a warning");
-      ctx.log.info(`warning: ${message}; ${missing.map((t) => t.path).join(", ")} left as it was`);
+      warn(ctx, `${message}; ${missing.map((t) => t.path).join(", ")} left as it was`);
     }
     const files: Resource[] = TARGETS.filter((t) => read.fields.has(t.field)).map((t) => ({
       kind: "file",
