@@ -2,13 +2,13 @@
 // be; checkResource says what would change, applyResource makes it so. A
 // path that already matches is never written (its mtime stays).
 import { randomBytes } from "node:crypto";
-import { constants, promises as fs, type Stats } from "node:fs";
+import { constants, promises as fs, readdirSync, readlinkSync, rmSync, type Stats } from "node:fs";
 import path from "node:path";
 import { createTwoFilesPatch } from "diff";
 import type { Change } from "./change.ts";
 import { formatMode } from "./change.ts";
 import type { BuildContext } from "./context.ts";
-import { hostPath } from "./context.ts";
+import { entryIn, makeFolderIn, openFolderAsGiven, openParent, readEntry, setOwnerAndMode, typeName, UnsafePathError, unlessUnsafe, type SafeDir } from "./safe-path.ts";
 import type { Pending } from "./stage.ts";
 
 interface Ownership {
@@ -36,7 +36,8 @@ export interface DirResource extends Ownership {
   mode: number;
 }
 
-export interface SymlinkResource {
+/** Owned by root unless an owner is given (a link in a user's home is theirs). */
+export interface SymlinkResource extends Ownership {
   kind: "symlink";
   path: string;
   target: string;
@@ -61,20 +62,31 @@ export function managedBy(resources: Resource[]): Managed[] {
   return resources.map((r) => (r.kind === "file" && r.secret ? { path: r.path, secret: true } : { path: r.path }));
 }
 
-/** A stage's check for a list of resources: what would change, and what it manages. */
+/**
+ * A stage's check for a list of resources: what would change, and what it
+ * manages. A resource whose path goes through a link a user planted is
+ * named (a warning; an error with --strict) and left out of both: the rest
+ * goes on.
+ */
 export async function planResources(ctx: BuildContext, resources: Resource[]): Promise<Pending> {
-  return { changes: await checkResources(ctx, resources), managed: managedBy(resources) };
+  const changes: Change[] = [];
+  const kept: Resource[] = [];
+  for (const resource of resources) {
+    const found = await unlessUnsafe(ctx, () => checkResource(ctx, resource));
+    if (!found) continue;
+    changes.push(...found);
+    kept.push(resource);
+  }
+  return { changes, managed: managedBy(kept) };
 }
 
 export async function checkResources(ctx: BuildContext, resources: Resource[]): Promise<Change[]> {
-  const changes: Change[] = [];
-  for (const resource of resources) changes.push(...(await checkResource(ctx, resource)));
-  return changes;
+  return (await planResources(ctx, resources)).changes;
 }
 
 export async function applyResources(ctx: BuildContext, resources: Resource[]): Promise<Change[]> {
   const changes: Change[] = [];
-  for (const resource of resources) changes.push(...(await applyResource(ctx, resource)));
+  for (const resource of resources) changes.push(...((await unlessUnsafe(ctx, () => applyResource(ctx, resource))) ?? []));
   return changes;
 }
 
@@ -94,33 +106,29 @@ export async function checkResource(ctx: BuildContext, resource: Resource): Prom
 export async function applyResource(ctx: BuildContext, resource: Resource): Promise<Change[]> {
   const changes = await checkResource(ctx, resource);
   if (changes.length === 0) return changes;
-  const real = hostPath(ctx, resource.path);
-  await ensureParents(ctx, path.dirname(real));
+  // Missing folders above are made (docs/devvm.md lesson: `install -m` did not
+  // create /etc/t3-serve and a fresh box failed there).
+  const { dir, name } = openParent(ctx, resource.path, { create: true });
+  using _ = dir;
   switch (resource.kind) {
     case "file": {
-      const { uid, gid } = ids(ctx, resource);
-      if (changes.some((c) => c.kind === "create" || c.kind === "content")) {
-        await writeFileAtomic(real, resource.content, { mode: resource.mode, uid, gid, validate: resource.validate });
-      } else {
-        await fs.chown(real, uid, gid);
-        await fs.chmod(real, resource.mode);
-      }
+      const owner = ids(ctx, resource);
+      const now = entryIn(ctx, dir, name);
+      // A file with other names (hard links) is never re-owned in place: those names would change too.
+      if (changes.some((c) => c.kind === "create" || c.kind === "content") || (now && now.nlink > 1)) {
+        await writeFileIn(dir, name, resource.content, { mode: resource.mode, ...owner, validate: resource.validate });
+      } else setOwnerAndMode(dir, name, owner, resource.mode);
       break;
     }
-    case "dir": {
-      const { uid, gid } = ids(ctx, resource);
-      await fs.mkdir(real, { recursive: true, mode: 0o700 });
-      await fs.chown(real, uid, gid);
-      // chmod after chown: mkdir's mode is masked by the umask.
-      await fs.chmod(real, resource.mode);
+    case "dir":
+      makeFolderIn(dir, name, ids(ctx, resource), resource.mode);
       break;
-    }
     case "symlink":
-      await replaceSymlink(real, resource.target);
+      await replaceSymlinkIn(dir, name, resource.target, resource.owner ? ids(ctx, resource) : undefined);
       break;
     case "perms": {
-      const stats = await fs.lstat(real);
-      await fs.chmod(real, stats.mode & 0o7777 & ~resource.clear);
+      const stats = entryIn(ctx, dir, name)!;
+      setOwnerAndMode(dir, name, undefined, stats.mode & 0o7777 & ~resource.clear);
       break;
     }
   }
@@ -128,16 +136,42 @@ export async function applyResource(ctx: BuildContext, resource: Resource): Prom
 }
 
 // ---- checks -------------------------------------------------------------
+// Every path is reached through lib/safe-path.ts's walk: a link a user
+// planted on the way (or, in their tree, in place of the entry) is named
+// (UnsafePathError), never followed.
+
+interface Found {
+  /** null when absent. */
+  stats: Stats | null;
+  /** The folders above it that do not exist, outermost first. */
+  missing: string[];
+  /** A regular file's content, when asked. */
+  content: Buffer | null;
+}
+
+/**
+ * What is at a resource's path, never following it. Where the builder keeps a
+ * file or folder in a user's tree (refuseLink), a link there is the user's:
+ * named, not replaced.
+ */
+function look(ctx: BuildContext, machinePath: string, options: { read?: boolean; refuseLink?: boolean } = {}): Found {
+  const { dir, missing, name } = openParent(ctx, machinePath);
+  using _ = dir;
+  if (missing.length > 0) return { stats: null, missing, content: null };
+  const stats = entryIn(ctx, dir, name);
+  if (stats?.isSymbolicLink() && options.refuseLink && dir.treeOwner !== undefined) {
+    throw new UnsafePathError(machinePath, `is a link to ${readlinkSync(dir.at(name))}`, ctx.accounts.userName(dir.treeOwner));
+  }
+  return { stats, missing: [], content: options.read && stats?.isFile() ? readEntry(dir, name) : null };
+}
 
 async function checkFile(ctx: BuildContext, want: FileResource): Promise<Change[]> {
-  const real = hostPath(ctx, want.path);
-  const stats = await lstatOrNull(real);
+  const { stats, missing, content: current } = look(ctx, want.path, { read: true, refuseLink: true });
   const wantContent = Buffer.from(want.content);
   if (!stats) {
-    return [...(await missingParents(ctx, want.path)), { kind: "create", path: want.path, what: "file", diff: contentDiff(want, Buffer.alloc(0), wantContent) }];
+    return [...missing.map(createDir), { kind: "create", path: want.path, what: "file", diff: contentDiff(want, Buffer.alloc(0), wantContent) }];
   }
   const changes: Change[] = [];
-  const current = stats.isFile() ? await fs.readFile(real) : null;
   if (!current || !current.equals(wantContent)) {
     const diff = current ? contentDiff(want, current, wantContent) : `${want.path} is a ${typeName(stats)}, not a file`;
     changes.push({ kind: "content", path: want.path, diff });
@@ -147,58 +181,55 @@ async function checkFile(ctx: BuildContext, want: FileResource): Promise<Change[
 }
 
 async function checkDir(ctx: BuildContext, want: DirResource): Promise<Change[]> {
-  const stats = await lstatOrNull(hostPath(ctx, want.path));
-  if (!stats) return [...(await missingParents(ctx, want.path)), { kind: "create", path: want.path, what: "dir" }];
+  const { stats, missing } = look(ctx, want.path, { refuseLink: true });
+  if (!stats) return [...missing.map(createDir), { kind: "create", path: want.path, what: "dir" }];
   if (!stats.isDirectory()) return [{ kind: "content", path: want.path, diff: `${want.path} is a ${typeName(stats)}, not a folder: remove it by hand` }];
   return modeAndOwnerChanges(ctx, want.path, stats, want.mode, want);
 }
 
 async function checkSymlink(ctx: BuildContext, want: SymlinkResource): Promise<Change[]> {
-  const real = hostPath(ctx, want.path);
-  const stats = await lstatOrNull(real);
-  if (!stats) return [...(await missingParents(ctx, want.path)), { kind: "create", path: want.path, what: "symlink" }];
+  const { dir, missing, name } = openParent(ctx, want.path);
+  using _ = dir;
+  const stats = missing.length > 0 ? null : entryIn(ctx, dir, name);
+  if (!stats) return [...missing.map(createDir), { kind: "create", path: want.path, what: "symlink" }];
   if (!stats.isSymbolicLink()) return [{ kind: "symlink", path: want.path, from: `(a ${typeName(stats)})`, to: want.target }];
-  const target = await fs.readlink(real);
-  return target === want.target ? [] : [{ kind: "symlink", path: want.path, from: target, to: want.target }];
+  const target = readlinkSync(dir.at(name));
+  if (target !== want.target) return [{ kind: "symlink", path: want.path, from: target, to: want.target }];
+  return want.owner ? ownerChanges(ctx, want.path, stats, want) : [];
 }
 
 async function checkPerms(ctx: BuildContext, want: PermsResource): Promise<Change[]> {
-  const stats = await lstatOrNull(hostPath(ctx, want.path));
+  const { stats } = look(ctx, want.path, { refuseLink: true });
   if (!stats || (stats.mode & want.clear) === 0) return [];
   return [{ kind: "mode", path: want.path, from: formatMode(stats.mode), to: formatMode(stats.mode & ~want.clear) }];
 }
 
 /** Mode and owner drift of an existing path whose content is managed some other way. */
 export async function checkAttributes(ctx: BuildContext, machinePath: string, mode: number, own: Ownership = {}): Promise<Change[]> {
-  const stats = await lstatOrNull(hostPath(ctx, machinePath));
+  const { stats } = look(ctx, machinePath);
   return stats ? modeAndOwnerChanges(ctx, machinePath, stats, mode, own) : [];
 }
 
 export async function fixAttributes(ctx: BuildContext, machinePath: string, mode: number, own: Ownership = {}): Promise<void> {
-  const { uid, gid } = ids(ctx, own);
-  await fs.chown(hostPath(ctx, machinePath), uid, gid);
-  await fs.chmod(hostPath(ctx, machinePath), mode);
+  const { dir, name } = openParent(ctx, machinePath);
+  using _ = dir;
+  setOwnerAndMode(dir, name, ids(ctx, own), mode);
 }
 
 function modeAndOwnerChanges(ctx: BuildContext, machinePath: string, stats: Stats, mode: number, own: Ownership): Change[] {
   const changes: Change[] = [];
   if ((stats.mode & 0o7777) !== mode) changes.push({ kind: "mode", path: machinePath, from: formatMode(stats.mode), to: formatMode(mode) });
-  const { uid, gid } = ids(ctx, own);
-  if (stats.uid !== uid || stats.gid !== gid) {
-    const names = `${ctx.accounts.userName(stats.uid)}:${ctx.accounts.groupName(stats.gid)}`;
-    changes.push({ kind: "owner", path: machinePath, from: names, to: `${own.owner ?? "root"}:${own.group ?? "root"}` });
-  }
-  return changes;
+  return [...changes, ...ownerChanges(ctx, machinePath, stats, own)];
 }
 
-async function missingParents(ctx: BuildContext, machinePath: string): Promise<Change[]> {
-  const missing: Change[] = [];
-  for (let dir = path.dirname(machinePath); dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if (await lstatOrNull(hostPath(ctx, dir))) break;
-    missing.unshift({ kind: "create", path: dir, what: "dir" });
-  }
-  return missing;
+function ownerChanges(ctx: BuildContext, machinePath: string, stats: Stats, own: Ownership): Change[] {
+  const { uid, gid } = ids(ctx, own);
+  if (stats.uid === uid && stats.gid === gid) return [];
+  const names = `${ctx.accounts.userName(stats.uid)}:${ctx.accounts.groupName(stats.gid)}`;
+  return [{ kind: "owner", path: machinePath, from: names, to: `${own.owner ?? "root"}:${own.group ?? "root"}` }];
 }
+
+const createDir = (machinePath: string): Change => ({ kind: "create", path: machinePath, what: "dir" });
 
 function contentDiff(want: FileResource, before: Buffer, after: Buffer): string {
   if (want.secret) return `${want.path}: secret content changes (not shown)`;
@@ -221,17 +252,23 @@ export interface AtomicWriteOptions {
 
 const TEMP_MARK = ".devvm-tmp-";
 
-/**
- * Writes a file so that a reader (or a crash) sees the old content or the new,
- * never half of it: a temporary file in the same folder, created 0600, given
- * its owner and mode, synced, validated, then renamed over the live file.
- */
+/** writeFileIn for a file by its real path, its folder trusted as given (the builder's own output, a binary in /usr/local/bin). */
 export async function writeFileAtomic(file: string, content: string | Buffer, options: AtomicWriteOptions): Promise<void> {
-  const dir = path.dirname(file);
-  await removeStaleTemporaries(file);
+  using dir = openFolderAsGiven(path.dirname(file));
+  await writeFileIn(dir, path.basename(file), content, options);
+}
+
+/**
+ * Writes NAME in a walked folder so that a reader (or a crash) sees the old
+ * content or the new, never half of it: a temporary file in the same folder,
+ * created 0600 (never through a name planted there: O_EXCL), given its owner
+ * and mode, synced, validated, then renamed over the live name.
+ */
+export async function writeFileIn(dir: SafeDir, name: string, content: string | Buffer, options: AtomicWriteOptions): Promise<void> {
+  removeStaleTemporaries(dir, name);
   // The leading dot keeps the temporary out of include dirs such as /etc/sudoers.d.
-  const temporary = path.join(dir, `.${path.basename(file)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`);
-  const handle = await fs.open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  const temporary = `.${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
+  const handle = await fs.open(dir.at(temporary), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     try {
       await handle.writeFile(content);
@@ -241,51 +278,37 @@ export async function writeFileAtomic(file: string, content: string | Buffer, op
     } finally {
       await handle.close();
     }
-    if (options.validate) await options.validate(temporary);
-    await fs.rename(temporary, file);
+    if (options.validate) await options.validate(dir.at(temporary));
+    await fs.rename(dir.at(temporary), dir.at(name));
   } catch (error) {
-    await fs.rm(temporary, { force: true });
+    await fs.rm(dir.at(temporary), { force: true });
     throw error;
   }
-  await syncDirectory(dir);
+  dir.sync();
 }
 
-/** Leftovers of a build that was killed between writing and renaming. */
-async function removeStaleTemporaries(file: string): Promise<void> {
-  const prefix = `.${path.basename(file)}${TEMP_MARK}`;
-  const names = await fs.readdir(path.dirname(file)).catch(() => [] as string[]);
-  await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => fs.rm(path.join(path.dirname(file), n), { force: true })));
+/** Leftovers of a build that was killed between writing and renaming (their names are removed, never followed). */
+function removeStaleTemporaries(dir: SafeDir, name: string): void {
+  const prefix = `.${name}${TEMP_MARK}`;
+  for (const entry of readdirSync(dir.at())) if (entry.startsWith(prefix)) rmSync(dir.at(entry), { force: true });
 }
 
 /** Points a symlink at a target by renaming a new link over the old one. */
 export async function replaceSymlink(link: string, target: string): Promise<void> {
-  const temporary = `${link}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
-  await fs.symlink(target, temporary);
+  using dir = openFolderAsGiven(path.dirname(link));
+  await replaceSymlinkIn(dir, path.basename(link), target, undefined);
+}
+
+async function replaceSymlinkIn(dir: SafeDir, name: string, target: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  const temporary = `${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
+  await fs.symlink(target, dir.at(temporary));
   try {
-    await fs.rename(temporary, link);
+    // A link in a user's home is theirs, like the rest of it.
+    if (owner) await fs.lchown(dir.at(temporary), owner.uid, owner.gid);
+    await fs.rename(dir.at(temporary), dir.at(name));
   } catch (error) {
-    await fs.rm(temporary, { force: true });
+    await fs.rm(dir.at(temporary), { force: true });
     throw error;
-  }
-}
-
-async function ensureParents(ctx: BuildContext, realDir: string): Promise<void> {
-  // Missing parents are created root-owned 0755 (docs/devvm.md lesson: `install -m`
-  // did not create /etc/t3-serve and a fresh box failed there).
-  if (await lstatOrNull(realDir)) return;
-  await ensureParents(ctx, path.dirname(realDir));
-  await fs.mkdir(realDir, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== "EEXIST") throw e;
-  });
-  await fs.chmod(realDir, 0o755);
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, constants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
@@ -304,9 +327,4 @@ export async function lstatOrNull(file: string): Promise<Stats | null> {
   }
 }
 
-export function typeName(stats: Stats): string {
-  if (stats.isFile()) return "file";
-  if (stats.isDirectory()) return "folder";
-  if (stats.isSymbolicLink()) return "symlink";
-  return "special file";
-}
+export { typeName };

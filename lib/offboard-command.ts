@@ -12,6 +12,7 @@ import { UserError } from "./errors.ts";
 import { run } from "./exec.ts";
 import { applyResources } from "./files.ts";
 import { appliedRosterFile, readAppliedRoster } from "./offboard-record.ts";
+import { removeTree } from "./safe-path.ts";
 import { envFile, readAccountTable } from "./roster-accounts.ts";
 import type { Stage } from "./stage.ts";
 
@@ -47,7 +48,8 @@ export function offboardStage(ctx: Pick<BuildContext, "inputs" | "root">, user: 
       const s = steps(c);
       if (s.home) await archiveHome(hostPath(c, s.home), hostPath(c, archive));
       if (s.account) await run(c, "userdel", [user]);
-      if (s.home) await fs.rm(hostPath(c, s.home), { recursive: true, force: true });
+      // Folder by folder through descriptors (lib/safe-path.ts): a link inside, or one swapped in while it runs, is removed, never followed.
+      if (s.home) removeTree(c, s.home);
       if (s.env) await fs.rm(hostPath(c, envFile(user)), { force: true });
       const record = readAppliedRoster(c);
       await applyResources(c, [appliedRosterFile({ ...record, cut: record.cut.filter((u) => u !== user) })]);

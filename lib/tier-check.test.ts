@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { chownSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { startVaultStandIn } from "../test/fixtures/vault-stand-in.ts";
@@ -64,6 +64,20 @@ describe("tiers against the cluster", () => {
     const lines: string[] = [];
     await checkTiers({ ...root.ctx, log: { info: (m: string) => lines.push(m), debug: () => {} } }, ROSTER);
     expect(lines).toEqual(["warning: tiers not checked against the cluster: the Vault token in /home/admin/.vault-token is not a valid header value (it contains a control character); it was not sent"]);
+    expect(vault.reads).toEqual([]);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("never reads a token file through a link the admin's home holds: the link is named, nothing is sent", async () => {
+    await using vault = await startVaultStandIn(TOKEN, { "secret/platform": { k8s_users: "{}" } });
+    using root = makeTestRoot({ settings: readSettings({ VAULT_ADDR: vault.address, DEVVM_ADMIN_HOME: "/home/admin" }) });
+    mkdirSync(path.join(root.dir, "home/admin"), { recursive: true });
+    mkdirSync(path.join(root.dir, "root"));
+    writeFileSync(path.join(root.dir, "root/secret"), `${TOKEN}\n`);
+    chownSync(path.join(root.dir, "home/admin"), 4300, 4300);
+    symlinkSync(path.join(root.dir, "root/secret"), path.join(root.dir, "home/admin/.vault-token"));
+    const lines: string[] = [];
+    await checkTiers({ ...root.ctx, log: { info: (m: string) => lines.push(m), debug: () => {} } }, ROSTER);
+    expect(lines).toEqual([`warning: tiers not checked against the cluster: 4300: /home/admin/.vault-token is a link to ${path.join(root.dir, "root/secret")}: not followed, nothing done through it`]);
     expect(vault.reads).toEqual([]);
   });
 });

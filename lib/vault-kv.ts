@@ -7,13 +7,13 @@
 // error would quote it). Nothing read here is ever put into an error message:
 // a failure names the address, the path and the HTTP status, never a body
 // that could hold a secret. The body is read up to 1 MiB (BODY_LIMITS.secret).
-import { promises as fs } from "node:fs";
 import path from "node:path";
 import { fetch, type Response } from "undici";
-import { hostPath, type BuildContext } from "./context.ts";
+import type { BuildContext } from "./context.ts";
 import { agentFor } from "./download.ts";
 import { explainFetchFailure } from "./fetch-error.ts";
 import { BodyTooLargeError, readBody } from "./http-body.ts";
+import { readUserFile, UnsafePathError } from "./safe-path.ts";
 import { Secret, tokenProblem } from "./secret.ts";
 
 export interface KvLocation {
@@ -105,7 +105,13 @@ export type VaultTokenLookup = { ok: true; token: Secret } | { ok: false; messag
 export async function vaultToken(ctx: BuildContext): Promise<VaultTokenLookup> {
   if (ctx.settings.vaultToken) return { ok: true, token: ctx.settings.vaultToken };
   const file = path.join(ctx.settings.adminHome, ".vault-token");
-  const text = (await fs.readFile(hostPath(ctx, file), "utf8").catch(() => "")).trim();
+  let text = "";
+  try {
+    // Read like any file in a user's home (lib/safe-path.ts): a link there is named, never followed.
+    text = (readUserFile(ctx, file)?.toString("utf8") ?? "").trim();
+  } catch (error) {
+    if (error instanceof UnsafePathError) return { ok: false, message: error.message };
+  }
   if (!text) return { ok: false, message: `no Vault token (VAULT_TOKEN unset, no ${file})` };
   // A Secret first, so even a refused token is scrubbed from whatever is printed.
   const token = new Secret(text);

@@ -5,8 +5,9 @@ import type { BuildContext } from "../lib/context.ts";
 import { hostPath, underRoot } from "../lib/context.ts";
 import { envValue, setEnvValue } from "../lib/env-file.ts";
 import { run } from "../lib/exec.ts";
-import { applyResources, checkResources, lstatOrNull, managedBy, type Resource } from "../lib/files.ts";
+import { applyResources, checkResources, managedBy, type Resource } from "../lib/files.ts";
 import { repoFile } from "../lib/repo-files.ts";
+import { inspect, inspectForWriting, readUserFile, unlessUnsafe } from "../lib/safe-path.ts";
 import { Secret } from "../lib/secret.ts";
 import { envFile, groupsOf, readAccountTable } from "../lib/roster-accounts.ts";
 import type { Stage } from "../lib/stage.ts";
@@ -48,8 +49,10 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
     if (!account) continue;
     const own = { owner: name, group: ctx.accounts.groupName(account.gid) };
     // The shared Claude login: non-admins without a login of their own, appended once, never replacing a line.
+    // (What is in their home is looked at without following a link they planted; one there decides nothing.)
     const env = envFile(name);
-    if (user.tier !== "admin" && token?.length && exists(env) && !exists(path.join(account.home, ".claude", ".credentials.json"))) {
+    const hasOwnLogin = async () => inspect(ctx, path.join(account.home, ".claude", ".credentials.json")) !== null;
+    if (user.tier !== "admin" && token?.length && exists(env) && (await unlessUnsafe(ctx, hasOwnLogin)) === false) {
       const text = readFileSync(hostPath(ctx, env), "utf8");
       if (envValue(text, TOKEN_KEY) === undefined) {
         plan.resources.push({ kind: "file", path: env, mode: 0o600, secret: true, content: setEnvValue(text, TOKEN_KEY, token.reveal()) });
@@ -62,16 +65,25 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
       plan.joinCodex.push(name);
       plan.restarts.push(t3ServeInstance(name));
     }
-    const codex = path.join(account.home, ".codex");
-    const link = exists(SHARED_CODEX_AUTH) && !(await lstatOrNull(hostPath(ctx, path.join(codex, "auth.json"))));
-    if (!exists(codex) && link) plan.resources.push({ kind: "dir", path: codex, mode: 0o700, ...own });
-    if (link) plan.resources.push({ kind: "symlink", path: path.join(codex, "auth.json"), target: SHARED_CODEX_AUTH });
-    // The mirror, for everyone who has ~/.codex; a file without the header is the user's own.
-    const agents = path.join(codex, "AGENTS.md");
-    const mine = exists(agents) && !readFileSync(hostPath(ctx, agents), "utf8").startsWith(AGENTS_HEADER);
-    if ((exists(codex) || link) && !mine) plan.resources.push({ kind: "file", path: agents, mode: 0o644, content: mirror, ...own });
+    plan.resources.push(...((await unlessUnsafe(ctx, () => codexFiles(ctx, account.home, own, mirror))) ?? []));
   }
   return plan;
+}
+
+/** ~/.codex, its auth.json link and the AGENTS.md mirror, as far as the user has not made them their own. */
+function codexFiles(ctx: BuildContext, home: string, own: { owner: string; group: string }, mirror: string): Resource[] {
+  const codex = path.join(home, ".codex");
+  const folder = inspectForWriting(ctx, codex);
+  const link = existsSync(hostPath(ctx, SHARED_CODEX_AUTH)) && !inspect(ctx, path.join(codex, "auth.json"));
+  const resources: Resource[] = [];
+  if (!folder && link) resources.push({ kind: "dir", path: codex, mode: 0o700, ...own });
+  if (link) resources.push({ kind: "symlink", path: path.join(codex, "auth.json"), target: SHARED_CODEX_AUTH, ...own });
+  // The mirror, for everyone who has ~/.codex; a file without the header is the user's own.
+  const agents = path.join(codex, "AGENTS.md");
+  const text = folder ? readUserFile(ctx, agents) : null;
+  const mine = text !== null && !text.toString("utf8").startsWith(AGENTS_HEADER);
+  if ((folder || link) && !mine) resources.push({ kind: "file", path: agents, mode: 0o644, content: mirror, ...own });
+  return resources;
 }
 
 function changesOf(plan: LoginPlan, fileChanges: Change[]): Change[] {

@@ -2,9 +2,10 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Change } from "../lib/change.ts";
 import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
+import { hostPath, underRoot, warn } from "../lib/context.ts";
 import { applyResources, checkResources, type Resource } from "../lib/files.ts";
 import { readAccountTable } from "../lib/roster-accounts.ts";
+import { inspectForWriting, unlessUnsafe } from "../lib/safe-path.ts";
 import type { Check, Stage } from "../lib/stage.ts";
 import { BugError } from "../lib/errors.ts";
 import { applyStep, describeStep, planWorkspace, type WorkspaceStep } from "../lib/workspace/clones.ts";
@@ -33,21 +34,26 @@ function people(ctx: BuildContext): Person[] {
     });
 }
 
-/** ~/.kube/config for each person without one (and ~/.kube when that is missing too). */
-function kubeconfigs(ctx: BuildContext, sources: OrgSources, who: Person[], warn: (m: string) => void): Resource[] {
-  const missing = who.filter((p) => !existsSync(hostPath(ctx, path.join(p.home, ".kube", "config"))));
+/** ~/.kube/config for each person without one (and ~/.kube when that is missing too); a link planted on the way is named and skips that person. */
+async function kubeconfigs(ctx: BuildContext, sources: OrgSources, who: Person[]): Promise<Resource[]> {
+  const missing: Array<{ person: Person; folder: boolean }> = [];
+  for (const person of who) {
+    const kube = path.join(person.home, ".kube");
+    const found = await unlessUnsafe(ctx, () => ({ folder: inspectForWriting(ctx, kube) !== null, config: inspectForWriting(ctx, path.join(kube, "config")) !== null }));
+    if (found && !found.config) missing.push({ person, folder: found.folder });
+  }
   if (missing.length === 0) return [];
   const cluster = readAdminCluster(hostPath(ctx, sources.adminKubeconfig), sources.adminKubeconfig);
   const why = "problem" in cluster ? cluster.problem : !sources.oidcIssuer ? "no OIDC issuer (set DEVVM_OIDC_ISSUER)" : undefined;
   if (why || "problem" in cluster) {
-    warn(`no kubeconfig for ${missing.map((p) => p.name).join(", ")}: ${why}`);
+    warn(ctx, `no kubeconfig for ${missing.map((m) => m.person.name).join(", ")}: ${why}`);
     return [];
   }
   const content = userKubeconfig(cluster, sources.oidcIssuer!);
-  return missing.flatMap((p): Resource[] => {
-    const own = { owner: p.name, group: ctx.accounts.groupName(p.gid) };
-    const dir = path.join(p.home, ".kube");
-    return [...(existsSync(hostPath(ctx, dir)) ? [] : [{ kind: "dir", path: dir, mode: 0o700, ...own } as const]), { kind: "file", path: path.join(dir, "config"), mode: 0o600, content, ...own }];
+  return missing.flatMap(({ person, folder }): Resource[] => {
+    const own = { owner: person.name, group: ctx.accounts.groupName(person.gid) };
+    const dir = path.join(person.home, ".kube");
+    return [...(folder ? [] : [{ kind: "dir", path: dir, mode: 0o700, ...own } as const]), { kind: "file", path: path.join(dir, "config"), mode: 0o600, content, ...own }];
   });
 }
 
@@ -59,12 +65,13 @@ export default {
     if (underRoot(ctx)) return { skip: "clones are made as each user, on the machine itself, not under --root" };
     // On a fresh box under --plan, apt has not installed it yet.
     if (!GIT_PATHS.some((p) => existsSync(p))) return { skip: "git is not installed (stage apt installs it)" };
-    const warn = (message: string) => ctx.log.info(`warning: ${message}`);
     const sources = orgSources(ctx);
     const who = people(ctx);
     const steps: WorkspaceStep[] = [];
-    for (const person of who) steps.push(...(await planWorkspace({ ctx, sources, fetch: !ctx.planOnly, warn }, person, ctx.inputs.roster[person.name]!)));
-    const plan = { steps, kubeconfigs: kubeconfigs(ctx, sources, who, warn) };
+    const planning = { ctx, sources, fetch: !ctx.planOnly, warn: (message: string) => warn(ctx, message) };
+    // A link the user planted on the way leaves that user's workspace as it is (named); the others go on.
+    for (const person of who) steps.push(...((await unlessUnsafe(ctx, () => planWorkspace(planning, person, ctx.inputs.roster[person.name]!))) ?? []));
+    const plan = { steps, kubeconfigs: await kubeconfigs(ctx, sources, who) };
     plans.set(ctx, plan);
     // A kubeconfig written once is the user's: not managed (nor in the manifest) after that.
     return { changes: [...steps.map(describeStep), ...(await checkResources(ctx, plan.kubeconfigs))], managed: [] };
@@ -73,7 +80,7 @@ export default {
     const plan = plans.get(ctx);
     if (!plan) throw new BugError("workspaces: apply ran without check");
     const changes: Change[] = [];
-    for (const step of plan.steps) changes.push(...(await applyStep(ctx, step)));
+    for (const step of plan.steps) changes.push(...((await unlessUnsafe(ctx, () => applyStep(ctx, step))) ?? []));
     return [...changes, ...(await applyResources(ctx, plan.kubeconfigs))];
   },
 } satisfies Stage;

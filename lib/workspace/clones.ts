@@ -10,10 +10,14 @@
 //   when it is checked out, clean and has an upstream;
 // - workspace repos cloned from the Forgejo base with the user's own token.
 // Network failures are warnings: nothing is changed and the next run retries.
-import { existsSync, promises as fs } from "node:fs";
+// What root looks at, makes, moves or removes in a home goes through
+// lib/safe-path.ts's walk: a link the user planted is named, never followed
+// (git itself runs as the user).
 import path from "node:path";
 import type { Change } from "../change.ts";
-import { hostPath, type BuildContext } from "../context.ts";
+import { warn, type BuildContext } from "../context.ts";
+import { UserError } from "../errors.ts";
+import { ensureFolder, inspect, moveEntry, removeTree } from "../safe-path.ts";
 import type { RosterUser } from "../inputs/roster.ts";
 import { CLONE_TIMEOUT_MS, gitAs, gitLine, tryGitAs, type Person } from "./git.ts";
 import type { OrgSources } from "./org-sources.ts";
@@ -65,8 +69,9 @@ interface PlanContext {
   warn(message: string): void;
 }
 
+/** Throws UnsafePathError when a link the user planted is on the way: their workspace is then left as it is. */
 export async function planWorkspace(p: PlanContext, who: Person, user: RosterUser): Promise<WorkspaceStep[]> {
-  const exists = (machinePath: string) => existsSync(hostPath(p.ctx, machinePath));
+  const exists = (machinePath: string) => inspect(p.ctx, machinePath) !== null;
   const code = path.join(who.home, "code");
   const steps: WorkspaceStep[] = [];
   let infra = code;
@@ -117,7 +122,7 @@ async function planInfra(p: PlanContext, who: Person, target: string, now: strin
     }
     return [{ kind: "clone-infra", who, target, origin: p.sources.infraRemote, ...(forgejo ? { forgejo } : {}) }];
   }
-  if (!existsSync(hostPath(p.ctx, path.join(now, ".git")))) return [];
+  if (!inspect(p.ctx, path.join(now, ".git"))) return [];
   if (!forgejo) {
     p.warn(`no forgejo remote for ${now}: set DEVVM_FORGEJO_INFRA_REMOTE`);
     return planRefresh(p, who, now, target);
@@ -155,29 +160,27 @@ async function planRefresh(p: PlanContext, who: Person, now: string, target: str
 
 // ---- applying ---------------------------------------------------------------
 
-/** Applies one step; a network failure is a warning and returns no change. */
+/** Applies one step; a network failure is a warning and returns no change; a planted link throws UnsafePathError. */
 export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise<Change[]> {
-  const real = (machinePath: string) => hostPath(ctx, machinePath);
-  const warn = (message: string) => ctx.log.info(`warning: ${message}`);
+  const warning = (message: string) => warn(ctx, message);
   switch (step.kind) {
     case "finish-move":
     case "move":
-      await moveToInfra(real(step.code), step.kind === "finish-move");
+      moveToInfra(ctx, step.code, step.kind === "finish-move");
       break;
     case "create-code":
-      await fs.mkdir(real(step.code), { mode: 0o700 });
-      await fs.chown(real(step.code), step.who.uid, step.who.gid);
+      ensureFolder(ctx, step.code, step.who, 0o700);
       break;
     case "hoist":
-      await fs.rename(real(step.from), real(step.to));
+      moveEntry(ctx, step.from, step.to);
       break;
     case "clone-infra": {
       const aside = cloningAside(step.target);
-      await fs.rm(real(aside), { recursive: true, force: true });
+      removeTree(ctx, aside);
       const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", "--no-checkout", "--origin", "origin", step.origin, aside], { timeoutMs: CLONE_TIMEOUT_MS });
       if (failed) {
-        await fs.rm(real(aside), { recursive: true, force: true });
-        warn(`could not clone infra into ${step.target} for ${step.who.name}: ${failed}; retried next run`);
+        removeTree(ctx, aside);
+        warning(`could not clone infra into ${step.target} for ${step.who.name}: ${failed}; retried next run`);
         return [];
       }
       // Locked: git-crypt's filters are cat before anything is checked out, so no key is asked for and secrets stay ciphertext.
@@ -185,7 +188,7 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
         await gitAs(ctx, step.who, ["-C", aside, "config", key!, value!]);
       }
       await gitAs(ctx, step.who, ["-C", aside, "checkout", "--quiet", "master"]);
-      await fs.rename(real(aside), real(step.target));
+      moveEntry(ctx, aside, step.target);
       const changes = [describeStep(step)];
       if (step.forgejo) changes.push(...(await applyStep(ctx, { kind: "wire-forgejo", who: step.who, repo: step.target, forgejo: step.forgejo, addRemote: true })));
       return changes;
@@ -194,7 +197,7 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
       // Fetched before anything is configured: a failed fetch changes nothing.
       const failed = await tryGitAs(ctx, step.who, ["-C", step.repo, "fetch", "--quiet", "--no-tags", step.forgejo, "+refs/heads/master:refs/remotes/forgejo/master"]);
       if (failed) {
-        warn(`could not fetch forgejo/master into ${step.repo} for ${step.who.name}: ${failed}; upstream left as it was`);
+        warning(`could not fetch forgejo/master into ${step.repo} for ${step.who.name}: ${failed}; upstream left as it was`);
         return [];
       }
       if (step.addRemote) await gitAs(ctx, step.who, ["-C", step.repo, "remote", "add", "forgejo", step.forgejo]);
@@ -205,21 +208,21 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
       // The upstream as planned (wiring in this run may have changed master@{upstream}).
       const failed = await tryGitAs(ctx, step.who, ["-C", step.repo, "merge", "--quiet", "--ff-only", step.upstream]);
       if (failed) {
-        warn(`could not fast-forward ${step.repo}: ${failed}; left as it was`);
+        warning(`could not fast-forward ${step.repo}: ${failed}; left as it was`);
         return [];
       }
       break;
     }
     case "clone-repo": {
       const aside = cloningAside(step.target);
-      await fs.rm(real(aside), { recursive: true, force: true });
+      removeTree(ctx, aside);
       const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", step.url, aside], { timeoutMs: CLONE_TIMEOUT_MS });
       if (failed) {
-        await fs.rm(real(aside), { recursive: true, force: true });
-        warn(`could not clone ${step.name} for ${step.who.name}: ${failed}; retried next run`);
+        removeTree(ctx, aside);
+        warning(`could not clone ${step.name} for ${step.who.name}: ${failed}; retried next run`);
         return [];
       }
-      await fs.rename(real(aside), real(step.target));
+      moveEntry(ctx, aside, step.target);
       break;
     }
   }
@@ -231,14 +234,11 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
  * aside, a new ~/code (same owner and mode) is made, the clone goes into it.
  * Killed at any point, the aside name tells the next run to finish.
  */
-async function moveToInfra(code: string, resuming: boolean): Promise<void> {
+function moveToInfra(ctx: BuildContext, code: string, resuming: boolean): void {
   const aside = movingAside(code);
-  if (!resuming) await fs.rename(code, aside);
-  const stats = await fs.stat(aside);
-  await fs.mkdir(code, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== "EEXIST") throw error;
-  });
-  await fs.chown(code, stats.uid, stats.gid);
-  await fs.chmod(code, stats.mode & 0o7777);
-  await fs.rename(aside, path.join(code, "infra"));
+  if (!resuming) moveEntry(ctx, code, aside);
+  const stats = inspect(ctx, aside);
+  if (!stats?.isDirectory()) throw new UserError(`${aside} is not a folder`, `move it away by hand; the next run moves ${code} to ${code}/infra again`);
+  ensureFolder(ctx, code, { uid: stats.uid, gid: stats.gid }, stats.mode & 0o7777);
+  moveEntry(ctx, aside, path.join(code, "infra"));
 }
