@@ -8,7 +8,7 @@ import { createTwoFilesPatch } from "diff";
 import type { Change } from "./change.ts";
 import { formatMode } from "./change.ts";
 import type { BuildContext } from "./context.ts";
-import { entryIn, makeFolderIn, openFolderAsGiven, openParent, readEntry, setOwnerAndMode, typeName, UnsafePathError, unlessUnsafe, type SafeDir } from "./safe-path.ts";
+import { entryIn, makeFolderIn, openFolderAsGiven, openParent, readEntry, refuseLink, setOwnerAndMode, typeName, unlessUnsafe, type SafeDir } from "./safe-path.ts";
 import type { Pending } from "./stage.ts";
 
 interface Ownership {
@@ -158,10 +158,7 @@ function look(ctx: BuildContext, machinePath: string, options: { read?: boolean;
   const { dir, missing, name } = openParent(ctx, machinePath);
   using _ = dir;
   if (missing.length > 0) return { stats: null, missing, content: null };
-  const stats = entryIn(ctx, dir, name);
-  if (stats?.isSymbolicLink() && options.refuseLink && dir.treeOwner !== undefined) {
-    throw new UnsafePathError(machinePath, `is a link to ${readlinkSync(dir.at(name))}`, ctx.accounts.userName(dir.treeOwner));
-  }
+  const stats = options.refuseLink ? refuseLink(ctx, dir, name, entryIn(ctx, dir, name)) : entryIn(ctx, dir, name);
   return { stats, missing: [], content: options.read && stats?.isFile() ? readEntry(dir, name) : null };
 }
 

@@ -156,10 +156,13 @@ export function inspect(ctx: Ctx, machinePath: string): Stats | null {
 export function inspectForWriting(ctx: Ctx, machinePath: string): Stats | null {
   const { dir, missing, name } = openParent(ctx, machinePath);
   using _ = dir;
-  if (missing.length > 0) return null;
-  const stats = entryIn(ctx, dir, name);
-  if (stats?.isSymbolicLink() && dir.treeOwner !== undefined) throw new UnsafePathError(path.posix.join(dir.machinePath, name), `is a link to ${readlinkSync(dir.at(name))}`, ctx.accounts.userName(dir.treeOwner));
-  return stats;
+  return missing.length > 0 ? null : refuseLink(ctx, dir, name, entryIn(ctx, dir, name));
+}
+
+/** The stats given, unless they are of a link in a user's tree: that link is the user's, named and not followed. */
+export function refuseLink(ctx: Ctx, dir: SafeDir, name: string, stats: Stats | null): Stats | null {
+  if (!stats?.isSymbolicLink() || dir.treeOwner === undefined) return stats;
+  throw new UnsafePathError(path.posix.join(dir.machinePath, name), `is a link to ${readlinkSync(dir.at(name))}`, ctx.accounts.userName(dir.treeOwner));
 }
 
 /** The content of a regular file NAME in dir, read without following a link and without blocking on a FIFO; null when it is no regular file. */
@@ -182,7 +185,7 @@ export function readEntry(dir: SafeDir, name: string): Buffer | null {
 export function readUserFile(ctx: Ctx, machinePath: string): Buffer | null {
   const { dir, missing, name } = openParent(ctx, machinePath);
   using _ = dir;
-  if (missing.length > 0 || !inspectForWriting(ctx, machinePath)) return null;
+  if (missing.length > 0 || !refuseLink(ctx, dir, name, entryIn(ctx, dir, name))) return null;
   return readEntry(dir, name);
 }
 
