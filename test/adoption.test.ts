@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
 import type { DevvmContainer } from "./container/devvm-container.ts";
 import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./build-in-vm.ts";
+import { ADMIN_KUBECONFIG } from "./fixtures/kubeconfig.ts";
 import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./stand-in-sources.ts";
 
@@ -57,6 +58,7 @@ runuser -u alice -- sh -c 'mkdir -p /home/alice/.t3/userdata && sqlite3 /home/al
 ln -s ../lib/node_modules/t3/bin/t3.js /usr/bin/t3
 `;
 
+const DAVE = { authentik_user: "dave.d", k8s_user: "ddavis", tier: "power-user" };
 const rosterYaml = (users: Record<string, Record<string, unknown>>) => JSON.stringify({ users }, null, 2);
 
 describe("adopting the live devvm", () => {
@@ -224,5 +226,56 @@ describe("adopting the live devvm", () => {
     const seen = async () => `${await sh("cat /etc/t3-serve/dispatch.json /etc/ttyd-user-map")}\n${(await vm.exec("journalctl -u t3-dispatch -o short-monotonic --no-pager | tail -40")).stdout}`;
     expect(status, status === 403 ? "" : await seen()).toBe(403);
     expect((await signIn("alice.moreau@example.org")).status).toBe(200);
+  });
+  it("names the links a user planted in her home and follows none: nothing outside the homes changes, the others get everything", async () => {
+    // The admin's kubeconfig, as the real box has one: each non-admin without a kubeconfig gets one from it.
+    await vm.exec(["sh", "-c", 'install -d -o wizard -g wizard /home/wizard/.kube && printf %s "$K" > /home/wizard/.kube/config && chown wizard:wizard /home/wizard/.kube/config'], { check: true, env: { K: ADMIN_KUBECONFIG } });
+    const { bob: _, ...rest } = USERS;
+    await writeRoster({ ...rest, dave: DAVE });
+    const settled = await build("--stage", `${RECONCILE},workspaces`);
+    expect(settled.exitCode, settled.log).toBe(0);
+    expect(await vm.stat("/home/alice/.kube/config")).toMatchObject({ type: "file", owner: "alice" });
+    const daves = () => sh("find /home/dave/.kube /home/dave/.codex -printf '%p %M %u %l\\n' | sort; sha256sum /home/dave/.kube/config /home/dave/.codex/AGENTS.md");
+    const daveBefore = await daves();
+    expect(daveBefore).toContain("/home/dave/.kube/config -rw------- dave");
+
+    // alice, as herself, on the box just built: her ~/.kube pointed at root's, her ~/.codex at a folder under /etc.
+    await vm.exec("install -d -m 0700 /root/.kube", { check: true });
+    await vm.exec(["runuser", "-u", "alice", "--", "sh", "-c", "cd && rm -rf .kube .codex && ln -s /root/.kube .kube && ln -s /etc/sudoers.d .codex"], { check: true });
+    const links = ["alice: /home/alice/.kube is a link to /root/.kube: not followed", "alice: /home/alice/.codex is a link to /etc/sudoers.d: not followed"];
+    // Everything under /etc, /root, /usr and /var/lib with owner, mode and content, but systemd's own state (timer stamps).
+    const outside = () =>
+      sh("find /etc /root /usr /var/lib -xdev -path /var/lib/systemd -prune -o -printf '%p %M %u %g %s %l\\n' | sort; find /etc /root /usr /var/lib -xdev -path /var/lib/systemd -prune -o -type f -exec sha256sum {} + | sort");
+    // What alice owns outside the homes: her t3 database copies (/var/backups/t3-state/alice, hers by design) and her own temporary files.
+    const alices = () => sh("find / -xdev \\( -path /home -o -path /tmp -o -path /var/tmp -o -path /var/backups/t3-state/alice \\) -prune -o -user alice -print | sort");
+    const before = await outside();
+    expect(await alices()).toBe("");
+
+    const plan = await build("--plan");
+    for (const link of links) expect(plan.log).toContain(link);
+    const full = await build();
+    expect(full.exitCode, full.log).toBe(0);
+    for (const link of links) expect(full.log).toContain(link);
+    // The hourly reconcile, as its timer runs it: the installed builder.
+    const reconcile = await vm.exec("systemctl start devvm-reconcile.service");
+    expect(reconcile.exitCode, reconcile.stderr).toBe(0);
+    const journal = await sh("journalctl -u devvm-reconcile.service -o cat --no-pager");
+    for (const link of links) expect(journal).toContain(link);
+
+    expect(await outside()).toBe(before);
+    expect(await alices()).toBe("");
+    expect((await vm.exec("ls -A /root/.kube /etc/sudoers.d")).stdout).not.toMatch(/config|AGENTS\.md|auth\.json/);
+    expect(await vm.stat("/home/alice/.kube")).toMatchObject({ type: "symlink", linkTarget: "/root/.kube", owner: "alice" });
+    expect(await vm.stat("/home/alice/.codex")).toMatchObject({ type: "symlink", linkTarget: "/etc/sudoers.d", owner: "alice" });
+    expect(await daves()).toBe(daveBefore);
+
+    const again = await build();
+    expect(again.exitCode, again.log).toBe(0);
+    for (const link of links) expect(again.log).toContain(link);
+    expect(nonIdempotentStages(again.report), again.log).toEqual([]);
+    const strict = await build("--stage", "logins", "--strict");
+    expect(strict.exitCode).toBe(1);
+    expect(strict.log).toContain(links[1]);
+    expect(await outside()).toBe(before);
   });
 });

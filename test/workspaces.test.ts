@@ -14,6 +14,7 @@ import type { DevvmContainer } from "./container/devvm-container.ts";
 import { buildIn, startFreshVm, type BuildRun } from "./build-in-vm.ts";
 import { writeInputs, PROJECT_PINS } from "./stand-in-sources.ts";
 import { INFRA_SECRET_CIPHERTEXT, startGitStandIn, type GitStandIn } from "./stand-ins/git-server.ts";
+import { ADMIN_KUBECONFIG, ISSUER } from "./fixtures/kubeconfig.ts";
 
 const INPUTS = "/opt/devvm-inputs";
 const TOKENS = { wizard: "wizard-pat-0a1b", alice: "alice-pat-2c3d", bob: "bob-pat-4e5f", carol: "carol-pat-6a7b", erin: "erin-pat-8c9d" };
@@ -26,24 +27,6 @@ const ROSTER = {
     erin: { authentik_user: "erin.e", k8s_user: "erin", tier: "power-user", code_layout: "workspace" },
   },
 };
-const ISSUER = "https://sso.example.invalid/application/o/kubernetes/";
-const ADMIN_KUBECONFIG = `apiVersion: v1
-kind: Config
-current-context: admin@prod
-clusters:
-- name: prod
-  cluster: {server: "https://k8s.example.invalid:6443", certificate-authority-data: Q0EgUEVN}
-contexts:
-- name: admin@prod
-  context: {cluster: prod, user: admin}
-users:
-- name: admin
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1beta1
-      command: kubectl
-      args: [oidc-login, get-token, "--oidc-issuer-url=${ISSUER}", --oidc-client-id=kubernetes]
-`;
 const ALICE_KUBECONFIG = "# alice's own\napiVersion: v1\nkind: Config\n";
 
 describe("workspaces on a booted Debian 12", () => {
