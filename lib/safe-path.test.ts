@@ -133,7 +133,18 @@ describe.skipIf(!asRoot)("root never acts through a link a user planted", () => 
     mkdirSync(root.real("shared"));
     chmodSync(root.real("shared"), 0o1777);
     symlinkSync(root.real("etc"), root.real("shared/etc"));
-    expect(() => walkTo(root.ctx, "/shared/etc")).toThrow(UnsafePathError);
+    // Nobody but root could have made it so: an error that fails the stage, not a user's warning.
+    expect(() => walkTo(root.ctx, "/shared/etc")).toThrow(`/shared/etc is a link to ${root.real("etc")}`);
+    expect(() => walkTo(root.ctx, "/shared/etc")).not.toThrow(UnsafePathError);
+    expect(root.warnings).toEqual([]);
+  });
+
+  it("fails, not warns, where root's own tree is not as it must be (a file where a folder goes), and re-owns nothing there", async () => {
+    using root = homesRoot();
+    writeFileSync(root.real("etc/t3-serve"), "", { mode: 0o600 });
+    await expect(applyResources(root.ctx, [{ kind: "file", path: "/etc/t3-serve/alice.env", mode: 0o600, content: "T3_PORT=3773\n" }])).rejects.toThrow("/etc/t3-serve is a file, not a folder");
+    await expect(applyResources(root.ctx, [{ kind: "dir", path: "/etc/t3-serve", mode: 0o755 }])).rejects.toThrow("/etc/t3-serve is not a folder");
+    expect(lstatSync(root.real("etc/t3-serve")).mode & 0o7777).toBe(0o600);
     expect(root.warnings).toEqual([]);
   });
 

@@ -25,17 +25,17 @@ const MAX_LINKS = 40;
 
 type Ctx = Pick<BuildContext, "root" | "accounts">;
 
-/** A path that goes through a link a user could have planted, or through someone else's folder. */
+/** A path in a user's tree that goes through a link they could have planted, or through someone else's folder. */
 export class UnsafePathError extends UserError {
   override name = "UnsafePathError";
   constructor(
     readonly path: string,
     readonly problem: string,
-    /** The user whose tree it is in. */
-    readonly user: string | undefined,
+    /** The user whose tree it is in (or who owns the link, in root's). */
+    readonly user: string,
   ) {
     super(
-      `${user ? `${user}: ` : ""}${path} ${problem}: not followed, nothing done through it`,
+      `${user}: ${path} ${problem}: not followed, nothing done through it`,
       "the builder acts in a user's home only through folders of theirs that are not links; without --strict this is a warning and the rest of the build goes on",
     );
   }
@@ -112,9 +112,9 @@ export function walkTo(ctx: Ctx, machineDir: string, options: { create?: boolean
           i = -1;
           continue;
         }
-        throw new UnsafePathError(here, `is a link to ${target}`, userOf(ctx, dir, stats));
+        throw refusal(ctx, dir, stats, here, `is a link to ${target}`);
       }
-      if (!stats.isDirectory()) throw new UnsafePathError(here, `is a ${typeName(stats)}, not a folder`, userOf(ctx, dir, stats));
+      if (!stats.isDirectory()) throw refusal(ctx, dir, stats, here, `is a ${typeName(stats)}, not a folder`);
       const next = openSubfolder(ctx, dir, name, here);
       dir.close();
       dir = next;
@@ -190,8 +190,18 @@ export function readUserFile(ctx: Ctx, machinePath: string): Buffer | null {
 }
 
 /** Sets owner and mode of the existing entry NAME through a descriptor: a link swapped in meanwhile is refused (ELOOP), never followed. */
-export function setOwnerAndMode(dir: SafeDir, name: string, owner: { uid: number; gid: number } | undefined, mode: number): void {
-  const fd = openSync(dir.at(name), ENTRY);
+export function setOwnerAndMode(dir: SafeDir, name: string, owner: { uid: number; gid: number } | undefined, mode: number, options: { folder?: boolean } = {}): void {
+  let fd: number;
+  try {
+    fd = openSync(dir.at(name), options.folder ? FOLDER : ENTRY);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const here = path.posix.join(dir.machinePath, name);
+    // Named by its path, not the descriptor's: a link (ELOOP) or a file (ENOTDIR) is never re-owned in its place.
+    if (code === "ELOOP") throw new UserError(`${here} became a link while the builder worked on it; left as it is`);
+    if (code === "ENOTDIR") throw new UserError(`${here} is not a folder`, "remove it (or move it aside) by hand");
+    throw error;
+  }
   try {
     if (owner) fchownSync(fd, owner.uid, owner.gid);
     // After chown, which clears setuid and setgid bits.
@@ -209,7 +219,7 @@ export function makeFolderIn(dir: SafeDir, name: string, owner: { uid: number; g
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
   }
   // chmod after chown (setOwnerAndMode): mkdir's mode is masked by the umask.
-  setOwnerAndMode(dir, name, owner, mode);
+  setOwnerAndMode(dir, name, owner, mode, { folder: true });
 }
 
 /** makeFolderIn at a machine path, its parents walked to (they must exist). */
@@ -218,7 +228,7 @@ export function ensureFolder(ctx: Ctx, machinePath: string, owner: { uid: number
   using _ = dir;
   if (missing.length > 0) throw new UserError(`cannot make ${machinePath}: ${missing[0]} is not there`);
   const stats = entryIn(ctx, dir, name);
-  if (stats && !stats.isDirectory()) throw new UnsafePathError(machinePath, `is a ${typeName(stats)}, not a folder`, dir.treeOwner === undefined ? undefined : ctx.accounts.userName(dir.treeOwner));
+  if (stats && !stats.isDirectory()) throw refusal(ctx, dir, stats, machinePath, `is a ${typeName(stats)}, not a folder`);
   makeFolderIn(dir, name, owner, mode);
 }
 
@@ -305,9 +315,16 @@ function lstatOrNull(file: string): Stats | null {
   }
 }
 
-function userOf(ctx: Ctx, dir: SafeDir, stats: Stats): string | undefined {
+/**
+ * Why the walk stops at HERE: in a user's tree (or at an entry a user owns)
+ * an UnsafePathError for that user, which the callers report and go on; in
+ * root's own tree an error that fails the stage, since nobody but root could
+ * have made it so.
+ */
+function refusal(ctx: Ctx, dir: SafeDir, stats: Stats, here: string, problem: string): UserError {
   const uid = dir.treeOwner ?? (stats.uid === 0 ? undefined : stats.uid);
-  return uid === undefined ? undefined : ctx.accounts.userName(uid);
+  if (uid !== undefined) return new UnsafePathError(here, problem, ctx.accounts.userName(uid));
+  return new UserError(`${here} ${problem}`, "the builder follows only root's own links in folders only root can write; make it a folder (or move it aside) by hand");
 }
 
 function openSubfolder(ctx: Ctx, dir: SafeDir, name: string, here: string): SafeDir {
@@ -316,7 +333,7 @@ function openSubfolder(ctx: Ctx, dir: SafeDir, name: string, here: string): Safe
     fd = openSync(dir.at(name), FOLDER);
   } catch (error) {
     // Swapped for a link or a file since the lstat.
-    if (["ELOOP", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? "")) throw new UnsafePathError(here, "changed while it was walked", userOf(ctx, dir, lstatSync(dir.at(name))));
+    if (["ELOOP", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? "")) throw refusal(ctx, dir, lstatSync(dir.at(name)), here, "changed while it was walked");
     throw error;
   }
   const stats = fstatSync(fd);

@@ -13,7 +13,8 @@ import type { BuildContext } from "./context.ts";
 import { agentFor } from "./download.ts";
 import { explainFetchFailure } from "./fetch-error.ts";
 import { BodyTooLargeError, readBody } from "./http-body.ts";
-import { readUserFile, UnsafePathError } from "./safe-path.ts";
+import { UserError } from "./errors.ts";
+import { readUserFile } from "./safe-path.ts";
 import { Secret, tokenProblem } from "./secret.ts";
 
 export interface KvLocation {
@@ -110,7 +111,8 @@ export async function vaultToken(ctx: BuildContext): Promise<VaultTokenLookup> {
     // Read like any file in a user's home (lib/safe-path.ts): a link there is named, never followed.
     text = (readUserFile(ctx, file)?.toString("utf8") ?? "").trim();
   } catch (error) {
-    if (error instanceof UnsafePathError) return { ok: false, message: error.message };
+    // A link planted on the way (or a file where a folder should be) is named; any other unreadable file is no token, as before.
+    if (error instanceof UserError) return { ok: false, message: error.message };
   }
   if (!text) return { ok: false, message: `no Vault token (VAULT_TOKEN unset, no ${file})` };
   // A Secret first, so even a refused token is scrubbed from whatever is printed.
