@@ -162,7 +162,6 @@ async function planRefresh(p: PlanContext, who: Person, now: string, target: str
 
 /** Applies one step; a network failure is a warning and returns no change; a planted link throws UnsafePathError. */
 export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise<Change[]> {
-  const warning = (message: string) => warn(ctx, message);
   switch (step.kind) {
     case "finish-move":
     case "move":
@@ -180,7 +179,7 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
       const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", "--no-checkout", "--origin", "origin", step.origin, aside], { timeoutMs: CLONE_TIMEOUT_MS });
       if (failed) {
         removeTree(ctx, aside);
-        warning(`could not clone infra into ${step.target} for ${step.who.name}: ${failed}; retried next run`);
+        warn(ctx, `could not clone infra into ${step.target} for ${step.who.name}: ${failed}; retried next run`);
         return [];
       }
       // Locked: git-crypt's filters are cat before anything is checked out, so no key is asked for and secrets stay ciphertext.
@@ -197,7 +196,7 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
       // Fetched before anything is configured: a failed fetch changes nothing.
       const failed = await tryGitAs(ctx, step.who, ["-C", step.repo, "fetch", "--quiet", "--no-tags", step.forgejo, "+refs/heads/master:refs/remotes/forgejo/master"]);
       if (failed) {
-        warning(`could not fetch forgejo/master into ${step.repo} for ${step.who.name}: ${failed}; upstream left as it was`);
+        warn(ctx, `could not fetch forgejo/master into ${step.repo} for ${step.who.name}: ${failed}; upstream left as it was`);
         return [];
       }
       if (step.addRemote) await gitAs(ctx, step.who, ["-C", step.repo, "remote", "add", "forgejo", step.forgejo]);
@@ -208,7 +207,7 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
       // The upstream as planned (wiring in this run may have changed master@{upstream}).
       const failed = await tryGitAs(ctx, step.who, ["-C", step.repo, "merge", "--quiet", "--ff-only", step.upstream]);
       if (failed) {
-        warning(`could not fast-forward ${step.repo}: ${failed}; left as it was`);
+        warn(ctx, `could not fast-forward ${step.repo}: ${failed}; left as it was`);
         return [];
       }
       break;
@@ -219,7 +218,7 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
       const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", step.url, aside], { timeoutMs: CLONE_TIMEOUT_MS });
       if (failed) {
         removeTree(ctx, aside);
-        warning(`could not clone ${step.name} for ${step.who.name}: ${failed}; retried next run`);
+        warn(ctx, `could not clone ${step.name} for ${step.who.name}: ${failed}; retried next run`);
         return [];
       }
       moveEntry(ctx, aside, step.target);
