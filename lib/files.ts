@@ -140,13 +140,15 @@ export async function applyResource(ctx: BuildContext, resource: Resource): Prom
 // planted on the way (or, in their tree, in place of the entry) is named
 // (UnsafePathError), never followed.
 
-interface Found {
+export interface Found {
   /** null when absent. */
   stats: Stats | null;
   /** The folders above it that do not exist, outermost first. */
   missing: string[];
   /** A regular file's content, when asked. */
   content: Buffer | null;
+  /** A link's target. */
+  target: string | null;
 }
 
 /**
@@ -154,12 +156,17 @@ interface Found {
  * file or folder in a user's tree (refuseLink), a link there is the user's:
  * named, not replaced.
  */
-function look(ctx: BuildContext, machinePath: string, options: { read?: boolean; refuseLink?: boolean } = {}): Found {
+export function look(ctx: Pick<BuildContext, "root" | "accounts">, machinePath: string, options: { read?: boolean; refuseLink?: boolean } = {}): Found {
   const { dir, missing, name } = openParent(ctx, machinePath);
   using _ = dir;
-  if (missing.length > 0) return { stats: null, missing, content: null };
+  if (missing.length > 0) return { stats: null, missing, content: null, target: null };
   const stats = options.refuseLink ? refuseLink(ctx, dir, name, entryIn(ctx, dir, name)) : entryIn(ctx, dir, name);
-  return { stats, missing: [], content: options.read && stats?.isFile() ? readEntry(dir, name) : null };
+  return {
+    stats,
+    missing: [],
+    content: options.read && stats?.isFile() ? readEntry(dir, name) : null,
+    target: stats?.isSymbolicLink() ? readlinkSync(dir.at(name)) : null,
+  };
 }
 
 async function checkFile(ctx: BuildContext, want: FileResource): Promise<Change[]> {
@@ -185,12 +192,9 @@ async function checkDir(ctx: BuildContext, want: DirResource): Promise<Change[]>
 }
 
 async function checkSymlink(ctx: BuildContext, want: SymlinkResource): Promise<Change[]> {
-  const { dir, missing, name } = openParent(ctx, want.path);
-  using _ = dir;
-  const stats = missing.length > 0 ? null : entryIn(ctx, dir, name);
+  const { stats, missing, target } = look(ctx, want.path);
   if (!stats) return [...missing.map(createDir), { kind: "create", path: want.path, what: "symlink" }];
-  if (!stats.isSymbolicLink()) return [{ kind: "symlink", path: want.path, from: `(a ${typeName(stats)})`, to: want.target }];
-  const target = readlinkSync(dir.at(name));
+  if (!stats.isSymbolicLink() || target === null) return [{ kind: "symlink", path: want.path, from: `(a ${typeName(stats)})`, to: want.target }];
   if (target !== want.target) return [{ kind: "symlink", path: want.path, from: target, to: want.target }];
   return want.owner ? ownerChanges(ctx, want.path, stats, want) : [];
 }

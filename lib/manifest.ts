@@ -1,11 +1,11 @@
 // manifest.json: every path the build manages, as it is on the machine after
 // the build. Sorted, no timestamps: two builds compare byte for byte.
 import { createHash } from "node:crypto";
-import { promises as fs, readlinkSync } from "node:fs";
+import { promises as fs } from "node:fs";
 import type { BuildContext } from "./context.ts";
 import { formatMode } from "./change.ts";
-import { typeName, type Managed } from "./files.ts";
-import { entryIn, openParent, readEntry, UnsafePathError } from "./safe-path.ts";
+import { look, typeName, type Found, type Managed } from "./files.ts";
+import { UnsafePathError } from "./safe-path.ts";
 
 export const MANIFEST_VERSION = 2;
 
@@ -68,31 +68,31 @@ function byKey(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The entry as it is, reached like every managed path (lib/safe-path.ts); one a user has since put a link on the way to is left out. */
+/** The entry as it is, reached like every managed path (look, lib/safe-path.ts); one a user has since put a link on the way to is left out. */
 function describePath(ctx: BuildContext, stage: string, item: Managed): ManifestEntry | undefined {
+  let found: Found;
   try {
-    const { dir, missing, name } = openParent(ctx, item.path);
-    using _ = dir;
-    const stats = missing.length > 0 ? null : entryIn(ctx, dir, name);
-    if (!stats) return { path: item.path, stage, type: "absent" };
-    const entry: ManifestEntry = {
-      path: item.path,
-      stage,
-      type: typeName(stats) as ManifestEntry["type"],
-      mode: formatMode(stats.mode),
-      owner: ctx.accounts.userName(stats.uid),
-      group: ctx.accounts.groupName(stats.gid),
-    };
-    if (stats.isSymbolicLink()) entry.target = readlinkSync(dir.at(name));
-    if (stats.isFile()) {
-      if (item.secret) entry.secret = true;
-      else entry.sha256 = createHash("sha256").update(readEntry(dir, name) ?? Buffer.alloc(0)).digest("hex");
-    }
-    return entry;
+    found = look(ctx, item.path, { read: !item.secret });
   } catch (error) {
     if (error instanceof UnsafePathError) return undefined;
     throw error;
   }
+  const { stats, content, target } = found;
+  if (!stats) return { path: item.path, stage, type: "absent" };
+  const entry: ManifestEntry = {
+    path: item.path,
+    stage,
+    type: typeName(stats) as ManifestEntry["type"],
+    mode: formatMode(stats.mode),
+    owner: ctx.accounts.userName(stats.uid),
+    group: ctx.accounts.groupName(stats.gid),
+  };
+  if (target !== null) entry.target = target;
+  if (stats.isFile()) {
+    if (item.secret) entry.secret = true;
+    else entry.sha256 = createHash("sha256").update(content ?? Buffer.alloc(0)).digest("hex");
+  }
+  return entry;
 }
 
 export async function readManifest(file: string): Promise<Manifest | null> {
