@@ -34,7 +34,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --inputs=*) inputs=${args[i]#--inputs=} ;;
     --output) output=${args[i + 1]:-} i=$((i + 1)) ;;
     --output=*) output=${args[i]#--output=} ;;
-    # The builder's other options that take a value (lib/cli.ts): a value is never the command.
+    # The builder's other options that take a value (lib/cli/args.ts): a value is never the command.
     --stage | --from | --skip | --root | --update) i=$((i + 1)) ;;
   esac
 done

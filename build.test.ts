@@ -2,15 +2,15 @@
 // test/ do the same on a booted Debian).
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { closedPort } from "./lib/test-context.ts";
-import { sendEndless, startHostileServer } from "./test/fixtures/hostile-server.ts";
-import { startArtifactStandIn } from "./test/stand-ins/artifacts.ts";
+import { closedPort } from "./test/support/test-context.ts";
+import { sendEndless, startHostileServer } from "./test/support/stand-ins/hostile-server.ts";
+import { startArtifactStandIn } from "./test/support/stand-ins/artifacts.ts";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "./build.ts";
-import { EXIT } from "./lib/cli.ts";
-import { formatProblem, InputError } from "./lib/errors.ts";
+import { EXIT } from "./lib/cli/args.ts";
+import { formatProblem, InputError } from "./lib/core/errors.ts";
 import { stages } from "./stages/index.ts";
 
 const repo = path.dirname(new URL(import.meta.url).pathname);

@@ -2,28 +2,28 @@
 // The devvm builder's command line. The only place that catches errors,
 // picks the exit code and exits.
 // First: refuses an old Node in one line before any dependency loads (and crashes on it).
-import "./lib/require-node.ts";
+import "./lib/cli/require-node.ts";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Accounts } from "./lib/accounts.ts";
-import { EXIT, parseCli, USAGE } from "./lib/cli.ts";
-import type { BuildContext } from "./lib/context.ts";
-import { certificateFiles } from "./lib/download.ts";
-import { signalChildren } from "./lib/children.ts";
-import { BugError, InputError, LockHeldError, UserError } from "./lib/errors.ts";
-import { writeFileAtomic } from "./lib/files.ts";
+import { Accounts } from "./lib/machine/accounts.ts";
+import { EXIT, parseCli, USAGE } from "./lib/cli/args.ts";
+import type { BuildContext } from "./lib/core/context.ts";
+import { certificateFiles } from "./lib/sources/download.ts";
+import { signalChildren } from "./lib/machine/children.ts";
+import { BugError, InputError, LockHeldError, UserError } from "./lib/core/errors.ts";
+import { writeFileAtomic } from "./lib/machine/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
 import { requireCompletePins } from "./lib/inputs/required-pins.ts";
-import { describeUnresolved, lock } from "./lib/lock-command.ts";
-import { offboardStage } from "./lib/offboard-command.ts";
+import { describeUnresolved, lock } from "./lib/cli/commands/lock.ts";
+import { offboardStage } from "./lib/cli/commands/offboard.ts";
 import { buildImage } from "./lib/image/build-image.ts";
-import { buildManifest, readManifest } from "./lib/manifest.ts";
-import { builderIdentity, REPORT_VERSION, type Report } from "./lib/report.ts";
-import { runStages, selectStages, type RunResult } from "./lib/runner.ts";
-import { findRepoDir } from "./lib/repo-files.ts";
-import { redactSecrets } from "./lib/secret.ts";
-import { readSettings } from "./lib/settings.ts";
+import { buildManifest, readManifest } from "./lib/output/manifest.ts";
+import { builderIdentity, REPORT_VERSION, type Report } from "./lib/output/report.ts";
+import { runStages, selectStages, type RunResult } from "./lib/core/runner.ts";
+import { findRepoDir } from "./lib/inputs/repo-files.ts";
+import { redactSecrets } from "./lib/core/secret.ts";
+import { readSettings } from "./lib/inputs/settings.ts";
 import { stages } from "./stages/index.ts";
 import preflight, { NotRootError, requireRoot } from "./stages/preflight.ts";
 

@@ -3,7 +3,7 @@
 // scripts/with-docker.sh npm run bench:scratch).
 //
 // On fresh boxes from the base image, in turn, with the stand-in sources'
-// settings and hashes (test/stand-ins):
+// settings and hashes (test/support/stand-ins):
 //   floor:     `apt-get update` and `apt-get install` of exactly the packages
 //              pinned in pins.json, with the builder's own apt-get options;
 //   builder:   the builder's whole pipeline (its bundle, dist/devvm.mjs, from
@@ -23,13 +23,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Pins } from "../lib/inputs/pins.ts";
-import { BUILDER_DIR } from "../lib/layout.ts";
+import { BUILDER_DIR } from "../lib/machine/layout.ts";
 import { APT_INSTALL } from "../stages/apt.ts";
-import { bootstrapIn, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "../test/build-in-vm.ts";
-import { NODE_IN_CONTAINER } from "../test/container/copy-project.ts";
-import type { Report } from "../lib/report.ts";
-import { startDevvm, type DevvmContainer } from "../test/container/devvm-container.ts";
-import { startStandInSources, writePins, type StandInSources } from "../test/stand-in-sources.ts";
+import { bootstrapIn, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "../test/support/harness/build-in-vm.ts";
+import { NODE_IN_CONTAINER } from "../test/support/harness/copy-project.ts";
+import type { Report } from "../lib/output/report.ts";
+import { startDevvm, type DevvmContainer } from "../test/support/harness/devvm-container.ts";
+import { startStandInSources, writePins, type StandInSources } from "../test/support/stand-ins/sources.ts";
 import { $ } from "zx";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);

@@ -1,4 +1,4 @@
-// The release archive: the release tree (lib/release-tree.ts) under
+// The release archive: the release tree (lib/release/release-tree.ts) under
 // `devvm-VERSION/`. The same commit gives the same bytes: entries sorted,
 // owners and times left out or fixed (SOURCE_DATE_EPOCH, else the commit's
 // time), modes normalised, gzip without a timestamp.
@@ -11,8 +11,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tar from "tar";
-import { sourceDateEpoch, walk, writeReleaseTree } from "../lib/release-tree.ts";
-import { builderIdentity } from "../lib/report.ts";
+import { sourceDateEpoch, walk, writeReleaseTree } from "../lib/release/release-tree.ts";
+import { builderIdentity } from "../lib/output/report.ts";
 
 const REPO = path.resolve(fileURLToPath(new URL("..", import.meta.url)));
 

@@ -1,5 +1,5 @@
 // Nightly reproducibility check, from the same commit, with the stand-in
-// sources (test/stand-ins), as in the tests:
+// sources (test/support/stand-ins), as in the tests:
 //   boxes:  two from-scratch builds on two fresh Debian 12 containers; their
 //           manifests must be the same (needs dockerd: scripts/with-docker.sh);
 //   images: two `build.ts image` runs on this host (as root); their archives
@@ -18,10 +18,10 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { diffArchives, formatArchiveDifferences, readArchive } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
-import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
-import { buildIn, manifestIn, startFreshVm } from "../test/build-in-vm.ts";
-import { buildImageOnHost } from "../test/image-on-host.ts";
-import { startStandInSources, writeInputs, type StandInSources } from "../test/stand-in-sources.ts";
+import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
+import { buildIn, manifestIn, startFreshVm } from "../test/support/harness/build-in-vm.ts";
+import { buildImageOnHost } from "../test/support/harness/image-on-host.ts";
+import { startStandInSources, writeInputs, type StandInSources } from "../test/support/stand-ins/sources.ts";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, "second-inputs": { type: "string" } } });
 if (values.only && values.only !== "boxes" && values.only !== "images") throw new Error(`--only takes boxes or images, not ${values.only}`);

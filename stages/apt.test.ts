@@ -2,9 +2,9 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { UserError } from "../lib/errors.ts";
+import { UserError } from "../lib/core/errors.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
-import { makeTestRoot, type TestRoot } from "../lib/test-context.ts";
+import { makeTestRoot, type TestRoot } from "../test/support/test-context.ts";
 import stage, { installedVersions } from "./apt.ts";
 
 describe("apt", () => {

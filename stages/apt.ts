@@ -1,12 +1,12 @@
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { underRoot, warn } from "../lib/context.ts";
-import { AptProgress } from "../lib/apt-progress.ts";
-import { APT_ENV, updatePackageLists } from "../lib/apt-update.ts";
-import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/errors.ts";
-import { DPKG_OPTIONS, dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/dpkg.ts";
-import { run } from "../lib/exec.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { underRoot, warn } from "../lib/core/context.ts";
+import { AptProgress } from "../lib/machine/apt-progress.ts";
+import { APT_ENV, updatePackageLists } from "../lib/machine/apt-update.ts";
+import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/core/errors.ts";
+import { DPKG_OPTIONS, dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/machine/dpkg.ts";
+import { run } from "../lib/machine/exec.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 const LOCK_HINT = `run ${LOCK_COMMAND} to refresh pins.json from what the mirror offers now`;
 const NETWORK_HINT = "check the network, and the mirror in /etc/apt/sources.list and /etc/apt/sources.list.d/";

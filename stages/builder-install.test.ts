@@ -2,9 +2,9 @@ import { spawnSync } from "node:child_process";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { readSettings } from "../lib/settings.ts";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import { readSettings } from "../lib/inputs/settings.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
 import builderInstallStage from "./builder-install.ts";
 
 const builderInstall: Stage = builderInstallStage;

@@ -1,14 +1,14 @@
 import { existsSync, promises as fs, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
-import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/files.ts";
-import { builderBundle, installedBundleIsCurrent, recordBundle } from "../lib/builder-bundle.ts";
-import { BUILDER_DIR } from "../lib/layout.ts";
-import { builderIdentity } from "../lib/report.ts";
-import { settingsEnvironment } from "../lib/settings.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath } from "../lib/core/context.ts";
+import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/machine/files.ts";
+import { builderBundle, installedBundleIsCurrent, recordBundle } from "../lib/release/builder-bundle.ts";
+import { BUILDER_DIR } from "../lib/machine/layout.ts";
+import { builderIdentity } from "../lib/output/report.ts";
+import { settingsEnvironment } from "../lib/inputs/settings.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 // The timers run the builder itself for one stage (docs/devvm.md: the pin lives in
 // one place), so the builder is installed on the box: the esbuild bundle

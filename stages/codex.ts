@@ -1,6 +1,6 @@
-import { underRoot } from "../lib/context.ts";
-import { checkGlobalCli, globalCliInventory, installGlobalCli, prepareGlobalCli, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
-import type { Stage } from "../lib/stage.ts";
+import { underRoot } from "../lib/core/context.ts";
+import { checkGlobalCli, globalCliInventory, installGlobalCli, prepareGlobalCli, UNDER_ROOT_REASON, type GlobalCli } from "../lib/tools/npm-global.ts";
+import type { Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
 
 // Its native binary comes in an optional dependency; it has no install script.

@@ -1,8 +1,8 @@
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { makeTestRoot } from "../lib/test-context.ts";
-import { readSettings } from "../lib/settings.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
+import { readSettings } from "../lib/inputs/settings.ts";
 import stage from "./extra-ca-certs.ts";
 
 describe("extra-ca-certs", () => {

@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import type { BuildContext } from "../lib/context.ts";
-import { underRoot } from "../lib/context.ts";
-import { certificateFiles } from "../lib/download.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, planResources, type Resource } from "../lib/files.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { underRoot } from "../lib/core/context.ts";
+import { certificateFiles } from "../lib/sources/download.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, planResources, type Resource } from "../lib/machine/files.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 // Behind a TLS-inspecting proxy every HTTPS client on the box needs the
 // proxy's CA: installed into the system store, it reaches curl, git, apt and

@@ -1,7 +1,7 @@
-import { hostPath } from "../lib/context.ts";
-import { applyResources, lstatOrNull, planResources, type Resource } from "../lib/files.ts";
-import type { BuildContext } from "../lib/context.ts";
-import type { Stage } from "../lib/stage.ts";
+import { hostPath } from "../lib/core/context.ts";
+import { applyResources, lstatOrNull, planResources, type Resource } from "../lib/machine/files.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 // The admin's clones hold decrypted secrets; the tree was once 0775 and any
 // user could read them by path (docs/devvm.md stage 10). o-rx closes it.

@@ -1,5 +1,5 @@
 // The pipeline, in order. Nothing is discovered: a stage runs here or nowhere.
-import type { Stage } from "../lib/stage.ts";
+import type { Stage } from "../lib/core/stage.ts";
 import apt from "./apt.ts";
 import builder_install from "./builder-install.ts";
 import claude_code from "./claude-code.ts";

@@ -4,8 +4,8 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Inputs } from "../lib/inputs/index.ts";
 import { RosterFileSchema } from "../lib/inputs/roster.ts";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
 import instancesStage from "./instances.ts";
 
 const instances: Stage = instancesStage;

@@ -1,11 +1,11 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { action, type Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
+import { action, type Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath } from "../lib/core/context.ts";
 import type { Roster } from "../lib/inputs/roster.ts";
-import type { Stage } from "../lib/stage.ts";
-import { activeUnits, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, t3ServeInstance, writePendingRestarts } from "../lib/systemd.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { activeUnits, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, t3ServeInstance, writePendingRestarts } from "../lib/machine/systemd.ts";
 // A session of one of these under an instance is someone's work in progress.
 const AGENT = /^(claude|codex|opencode)([-.].*)?$/;
 

@@ -2,12 +2,12 @@ import { chmodSync, existsSync, readdirSync, readFileSync, statSync } from "node
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { UserError } from "../lib/errors.ts";
+import { UserError } from "../lib/core/errors.ts";
 import { loadInputs } from "../lib/inputs/index.ts";
-import { readSettings } from "../lib/settings.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
-import { kubectlReleaseFiles, makeKubectl, makeTamperedKubectl } from "../test/fixtures/kubectl.ts";
-import { startArtifactStandIn } from "../test/stand-ins/artifacts.ts";
+import { readSettings } from "../lib/inputs/settings.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
+import { kubectlReleaseFiles, makeKubectl, makeTamperedKubectl } from "../test/support/fixtures/kubectl.ts";
+import { startArtifactStandIn } from "../test/support/stand-ins/artifacts.ts";
 import stage from "./kubectl.ts";
 
 const repo = path.dirname(path.dirname(fileURLToPath(import.meta.url)));

@@ -1,12 +1,12 @@
 import { readFile } from "node:fs/promises";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
-import { download } from "../lib/download.ts";
-import { LOCK_COMMAND, UserError } from "../lib/errors.ts";
-import { applyResources, fixAttributes, writeFileAtomic } from "../lib/files.ts";
-import { BIN_DIR } from "../lib/layout.ts";
-import type { Stage } from "../lib/stage.ts";
-import { installedSha256, pinnedBinaryChanges } from "../lib/pinned-binary.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath } from "../lib/core/context.ts";
+import { download } from "../lib/sources/download.ts";
+import { LOCK_COMMAND, UserError } from "../lib/core/errors.ts";
+import { applyResources, fixAttributes, writeFileAtomic } from "../lib/machine/files.ts";
+import { BIN_DIR } from "../lib/machine/layout.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
 
 // The Kubernetes CLI from the release downloads at a pinned version checked
 // by sha256, never apt's: Debian 12's kubernetes-client is 1.20, far too old,

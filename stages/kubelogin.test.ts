@@ -3,10 +3,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadInputs } from "../lib/inputs/index.ts";
-import { readSettings } from "../lib/settings.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
-import { kubeloginReleaseFiles, makeKubeloginZip, makeTamperedKubeloginZip } from "../test/fixtures/kubelogin.ts";
-import { startArtifactStandIn } from "../test/stand-ins/artifacts.ts";
+import { readSettings } from "../lib/inputs/settings.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
+import { kubeloginReleaseFiles, makeKubeloginZip, makeTamperedKubeloginZip } from "../test/support/fixtures/kubelogin.ts";
+import { startArtifactStandIn } from "../test/support/stand-ins/artifacts.ts";
 import stage from "./kubelogin.ts";
 
 const repo = path.dirname(path.dirname(fileURLToPath(import.meta.url)));

@@ -2,15 +2,15 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
-import { download } from "../lib/download.ts";
-import { LOCK_COMMAND, UserError } from "../lib/errors.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/files.ts";
-import { BIN_DIR } from "../lib/layout.ts";
-import type { Stage } from "../lib/stage.ts";
-import { installedSha256, pinnedBinaryChanges } from "../lib/pinned-binary.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath } from "../lib/core/context.ts";
+import { download } from "../lib/sources/download.ts";
+import { LOCK_COMMAND, UserError } from "../lib/core/errors.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/machine/files.ts";
+import { BIN_DIR } from "../lib/machine/layout.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
 // same name, at a pinned release checked by sha256: it once followed

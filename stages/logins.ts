@@ -1,17 +1,17 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { action, type Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
-import { envValue, setEnvValue } from "../lib/env-file.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, checkResources, managedBy, type Resource } from "../lib/files.ts";
-import { repoFile } from "../lib/repo-files.ts";
-import { inspect, inspectForWriting, readUserFile, unlessUnsafe } from "../lib/safe-path.ts";
-import { Secret } from "../lib/secret.ts";
-import { envFile, groupsOf, readAccountTable } from "../lib/roster-accounts.ts";
-import type { Stage } from "../lib/stage.ts";
-import { addPendingRestarts, t3ServeInstance } from "../lib/systemd.ts";
+import { action, type Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, underRoot } from "../lib/core/context.ts";
+import { envValue, setEnvValue } from "../lib/machine/env-file.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, checkResources, managedBy, type Resource } from "../lib/machine/files.ts";
+import { repoFile } from "../lib/inputs/repo-files.ts";
+import { inspect, inspectForWriting, readUserFile, unlessUnsafe } from "../lib/machine/safe-path.ts";
+import { Secret } from "../lib/core/secret.ts";
+import { envFile, groupsOf, readAccountTable } from "../lib/users/roster-accounts.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { addPendingRestarts, t3ServeInstance } from "../lib/machine/systemd.ts";
 import { CODEX_GROUP, TARGETS } from "./vault-tokens.ts";
 
 // What vault-tokens staged, consumed here (docs/devvm.md lesson: a staged secret

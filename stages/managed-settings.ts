@@ -1,8 +1,8 @@
-import { UserError } from "../lib/errors.ts";
-import { applyResources, planResources, type Resource } from "../lib/files.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { repoFile } from "../lib/repo-files.ts";
-import type { Stage } from "../lib/stage.ts";
+import { UserError } from "../lib/core/errors.ts";
+import { applyResources, planResources, type Resource } from "../lib/machine/files.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { repoFile } from "../lib/inputs/repo-files.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 const SOURCE = "claude-code/managed-settings.json";
 // Managed settings are readable by every user: a key that looks like a

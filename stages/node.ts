@@ -2,19 +2,19 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import * as tar from "tar";
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
-import { LEFTOVERS, removeLeftovers } from "../lib/leftovers.ts";
-import { download, type Expected } from "../lib/download.ts";
-import { UserError } from "../lib/errors.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, checkResources, managedBy, type Resource } from "../lib/files.ts";
-import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary, nodeTree } from "../lib/layout.ts";
-import { registryUrl, tarballUrl } from "../lib/registry.ts";
-import type { Stage } from "../lib/stage.ts";
-import { whileUnchanged } from "../lib/unchanged-file-memo.ts";
-import { takeOrRun } from "../lib/background.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath } from "../lib/core/context.ts";
+import { LEFTOVERS, removeLeftovers } from "../lib/machine/leftovers.ts";
+import { download, type Expected } from "../lib/sources/download.ts";
+import { UserError } from "../lib/core/errors.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, checkResources, managedBy, type Resource } from "../lib/machine/files.ts";
+import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary, nodeTree } from "../lib/machine/layout.ts";
+import { registryUrl, tarballUrl } from "../lib/sources/registry.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { whileUnchanged } from "../lib/machine/unchanged-file-memo.ts";
+import { takeOrRun } from "../lib/core/background.ts";
 
 // The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
 // newer (docs/devvm.md stage 3). A pinned tree per version; links select one.
@@ -79,7 +79,7 @@ function fetchArchives(ctx: BuildContext): Promise<string[]> {
   }));
 }
 
-/** The background job that stages a version's tree (lib/background.ts). */
+/** The background job that stages a version's tree (lib/core/background.ts). */
 const treeJob = (version: string) => `node ${version}`;
 
 /** Unpacks Node and npm into a staging tree beside the final one; its host path. Nothing live changes. */

@@ -1,12 +1,12 @@
 import { existsSync, readFileSync } from "node:fs";
-import { action, type Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, checkResource } from "../lib/files.ts";
-import { appliedRosterFile, readAppliedRoster } from "../lib/offboard-record.ts";
-import type { Stage } from "../lib/stage.ts";
-import { activeUnits, enabledUnits, offlineReason, systemctl, t3ServeInstance } from "../lib/systemd.ts";
+import { action, type Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, underRoot } from "../lib/core/context.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, checkResource } from "../lib/machine/files.ts";
+import { appliedRosterFile, readAppliedRoster } from "../lib/users/applied-roster.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { activeUnits, enabledUnits, offlineReason, systemctl, t3ServeInstance } from "../lib/machine/systemd.ts";
 
 // A user dropped from roster.yaml loses access at once and reversibly
 // (docs/devvm.md "Per-user", Offboarding): their instance stopped and disabled,

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { deadPid, makeTestRoot } from "../lib/test-context.ts";
+import { deadPid, makeTestRoot } from "../test/support/test-context.ts";
 import preflight, { LOCK_PATH, NotRootError, requireRoot } from "./preflight.ts";
 
 describe("preflight", () => {

@@ -2,18 +2,18 @@ import { existsSync, readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
-import { UserError } from "../lib/errors.ts";
-import { endOrphans, recordChildrenIn, stopRecordingChildren } from "../lib/children.ts";
-import { sweepPartials } from "../lib/download.ts";
-import { NODE_ROOT, NPM_CLI_ROOT } from "../lib/layout.ts";
-import { LEFTOVERS, removeLeftovers } from "../lib/leftovers.ts";
-import { acquireBuildLock } from "../lib/lock.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, underRoot } from "../lib/core/context.ts";
+import { UserError } from "../lib/core/errors.ts";
+import { endOrphans, recordChildrenIn, stopRecordingChildren } from "../lib/machine/children.ts";
+import { sweepPartials } from "../lib/sources/download.ts";
+import { NODE_ROOT, NPM_CLI_ROOT } from "../lib/machine/layout.ts";
+import { LEFTOVERS, removeLeftovers } from "../lib/machine/leftovers.ts";
+import { acquireBuildLock } from "../lib/core/build-lock.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 export const LOCK_PATH = "/run/lock/devvm-build.lock";
-/** The process groups of the build that holds the lock (lib/children.ts). */
+/** The process groups of the build that holds the lock (lib/machine/children.ts). */
 export const CHILDREN_PATH = "/run/lock/devvm-build.children.json";
 
 /** Not root: build.ts gives it its own exit code, in one line. */

@@ -2,9 +2,9 @@ import { spawn, spawnSync } from "node:child_process";
 import { lstatSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Change } from "../lib/change.ts";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot, type TestRoot } from "../lib/test-context.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRoot, type TestRoot } from "../test/support/test-context.ts";
 import retireLegacyStage from "./retire-legacy.ts";
 
 const retireLegacy: Stage = retireLegacyStage;

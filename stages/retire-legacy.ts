@@ -1,12 +1,12 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { action, type Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, warn } from "../lib/context.ts";
-import { lstatOrNull } from "../lib/files.ts";
-import { BIN_DIR } from "../lib/layout.ts";
-import type { Stage } from "../lib/stage.ts";
-import { offlineReason, systemctl, UNIT_DIR } from "../lib/systemd.ts";
+import { action, type Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, warn } from "../lib/core/context.ts";
+import { lstatOrNull } from "../lib/machine/files.ts";
+import { BIN_DIR } from "../lib/machine/layout.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { offlineReason, systemctl, UNIT_DIR } from "../lib/machine/systemd.ts";
 
 // What the old bash scripts installed on the live devvm, each a .service and
 // a .timer, and what replaces it (docs/devvm.md "Adopting the live devvm"). Left

@@ -2,14 +2,14 @@ import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } 
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { readSettings, settingVariables } from "../lib/settings.ts";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRootWithAccounts } from "../lib/test-context.ts";
-import { readPendingRestarts } from "../lib/systemd.ts";
+import { readSettings, settingVariables } from "../lib/inputs/settings.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRootWithAccounts } from "../test/support/test-context.ts";
+import { readPendingRestarts } from "../lib/machine/systemd.ts";
 import serviceHelpersStage from "./service-helpers.ts";
 
 const serviceHelpers: Stage = serviceHelpersStage;
-const FIXTURE = path.resolve(import.meta.dirname, "../test/fixtures/t3-dispatch");
+const FIXTURE = path.resolve(import.meta.dirname, "../test/support/fixtures/t3-dispatch");
 const SOURCE = settingVariables.t3DispatchSource;
 const hasGo = spawnSync("go", ["version"]).status === 0;
 

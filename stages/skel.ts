@@ -1,10 +1,10 @@
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath } from "../lib/context.ts";
-import { applyResources, planResources, type Resource } from "../lib/files.ts";
-import { repoFile } from "../lib/repo-files.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath } from "../lib/core/context.ts";
+import { applyResources, planResources, type Resource } from "../lib/machine/files.ts";
+import { repoFile } from "../lib/inputs/repo-files.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 // Only these folders of the shared config are linked: secrets and hooks
 // never travel through skel (docs/devvm.md stage 9).

@@ -2,8 +2,8 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
 import sudoersStage from "./sudoers.ts";
 
 const sudoers: Stage = sudoersStage;

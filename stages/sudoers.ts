@@ -1,10 +1,10 @@
 import path from "node:path";
-import type { BuildContext } from "../lib/context.ts";
-import { CommandError, UserError } from "../lib/errors.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, planResources, type Resource } from "../lib/files.ts";
-import { repoFile } from "../lib/repo-files.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { CommandError, UserError } from "../lib/core/errors.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, planResources, type Resource } from "../lib/machine/files.ts";
+import { repoFile } from "../lib/inputs/repo-files.ts";
+import type { Stage } from "../lib/core/stage.ts";
 
 export const DROP_IN = "/etc/sudoers.d/t3-autopair";
 const SOURCE = "service/sudoers-t3-autopair";

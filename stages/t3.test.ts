@@ -4,22 +4,22 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { UserError } from "../lib/errors.ts";
+import { UserError } from "../lib/core/errors.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
-import { nodeBinary, npmCli } from "../lib/layout.ts";
-import { makeTestRoot, type TestRoot } from "../lib/test-context.ts";
+import { nodeBinary, npmCli } from "../lib/machine/layout.ts";
+import { makeTestRoot, type TestRoot } from "../test/support/test-context.ts";
 import claudeCode from "./claude-code.ts";
 import codex from "./codex.ts";
-import type { Stage } from "../lib/stage.ts";
+import type { Stage } from "../lib/core/stage.ts";
 import t3Stage from "./t3.ts";
 
 const NODE = "22.23.3";
 const INTEGRITY = `sha512-${"A".repeat(86)}==`;
 // Through the Stage contract, as the runner calls it.
 const t3: Stage = t3Stage;
-const T3_SOURCE = fileURLToPath(new URL("../test/fixtures/t3/bin/t3.js", import.meta.url));
+const T3_SOURCE = fileURLToPath(new URL("../test/support/fixtures/t3/bin/t3.js", import.meta.url));
 
-// Installs the t3 stand-in of test/fixtures/t3 into --prefix; 0.0.27 is the
+// Installs the t3 stand-in of test/support/fixtures/t3 into --prefix; 0.0.27 is the
 // bad nightly whose pairing route was renamed.
 const FAKE_NPM = String.raw`
 const fs = require("node:fs"), path = require("node:path");

@@ -1,14 +1,14 @@
 import { readFileSync } from "node:fs";
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot } from "../lib/context.ts";
-import { UserError } from "../lib/errors.ts";
-import { activeInstall, checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, prepareGlobalCli, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/npm-global.ts";
-import type { Pending, Stage } from "../lib/stage.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, underRoot } from "../lib/core/context.ts";
+import { UserError } from "../lib/core/errors.ts";
+import { activeInstall, checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, prepareGlobalCli, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/tools/npm-global.ts";
+import type { Pending, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
-import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/systemd.ts";
-import { checkT3Health } from "../lib/t3-health.ts";
-import { backUpBeforeVersionChange, describeBackup, prebumpBackups } from "../lib/t3-prebump-backup.ts";
+import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/machine/systemd.ts";
+import { checkT3Health } from "../lib/tools/t3-health.ts";
+import { backUpBeforeVersionChange, describeBackup, prebumpBackups } from "../lib/tools/t3-prebump-backup.ts";
 import { NPM_T3_DIR } from "./retire-legacy.ts";
 
 export const T3: GlobalCli = { name: "t3", bins: ["t3"] };

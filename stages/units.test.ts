@@ -2,9 +2,9 @@ import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { UserError } from "../lib/errors.ts";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import type { UserError } from "../lib/core/errors.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
 import unitsStage, { requireUnitPrograms, unitPrograms } from "./units.ts";
 
 const units: Stage = unitsStage;

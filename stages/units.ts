@@ -1,14 +1,14 @@
 import { accessSync, constants, existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot, warn } from "../lib/context.ts";
-import { UserError } from "../lib/errors.ts";
-import { applyResources, checkResource, managedBy, type FileResource } from "../lib/files.ts";
-import { BIN_DIR, NODE_BIN } from "../lib/layout.ts";
-import { repoFile } from "../lib/repo-files.ts";
-import type { Stage } from "../lib/stage.ts";
-import { activeT3ServeInstances, activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/systemd.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, underRoot, warn } from "../lib/core/context.ts";
+import { UserError } from "../lib/core/errors.ts";
+import { applyResources, checkResource, managedBy, type FileResource } from "../lib/machine/files.ts";
+import { BIN_DIR, NODE_BIN } from "../lib/machine/layout.ts";
+import { repoFile } from "../lib/inputs/repo-files.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { activeT3ServeInstances, activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/machine/systemd.ts";
 import { DISPATCH_BIN, DISPATCH_UNIT } from "./service-helpers.ts";
 
 // Who installs each program a unit runs, in pipeline order: a missing one is

@@ -2,12 +2,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { BuildContext } from "../lib/context.ts";
+import type { BuildContext } from "../lib/core/context.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
 import { RosterFileSchema, type Roster } from "../lib/inputs/roster.ts";
-import { allocatePorts, dispatchContent, planAccounts, readAccountTable, ttydMapContent, type AccountTable } from "../lib/roster-accounts.ts";
-import type { Stage } from "../lib/stage.ts";
-import { makeTestRoot } from "../lib/test-context.ts";
+import { allocatePorts, dispatchContent, planAccounts, readAccountTable, ttydMapContent, type AccountTable } from "../lib/users/roster-accounts.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { makeTestRoot } from "../test/support/test-context.ts";
 import usersStage from "./users.ts";
 
 const users: Stage = usersStage;

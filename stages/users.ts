@@ -1,15 +1,15 @@
 import { createHash } from "node:crypto";
 import { existsSync, promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
-import { action, type Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, warn } from "../lib/context.ts";
-import { applyResources, checkResources, managedBy } from "../lib/files.ts";
-import * as plan from "../lib/roster-accounts.ts";
-import type { Stage } from "../lib/stage.ts";
-import { addPendingRestarts } from "../lib/systemd.ts";
-import { BUILDER_DIR } from "../lib/layout.ts";
-import { checkTiers } from "../lib/tier-check.ts";
+import { action, type Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, warn } from "../lib/core/context.ts";
+import { applyResources, checkResources, managedBy } from "../lib/machine/files.ts";
+import * as plan from "../lib/users/roster-accounts.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import { addPendingRestarts } from "../lib/machine/systemd.ts";
+import { BUILDER_DIR } from "../lib/machine/layout.ts";
+import { checkTiers } from "../lib/users/tier-check.ts";
 
 async function planUsers(ctx: BuildContext) {
   const roster = ctx.inputs.roster;

@@ -1,14 +1,14 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { BODY_LIMITS, MiB } from "../lib/http-body.ts";
-import { redactSecrets, Secret } from "../lib/secret.ts";
-import { readKvSecret } from "../lib/vault-kv.ts";
-import { readSettings } from "../lib/settings.ts";
-import { closedPort, makeTestRootWithAccounts } from "../lib/test-context.ts";
-import { sendEndless, startHostileServer } from "../test/fixtures/hostile-server.ts";
-import { startVaultStandIn } from "../test/fixtures/vault-stand-in.ts";
-import type { Stage } from "../lib/stage.ts";
+import { BODY_LIMITS, MiB } from "../lib/sources/http-body.ts";
+import { redactSecrets, Secret } from "../lib/core/secret.ts";
+import { readKvSecret } from "../lib/sources/vault-kv.ts";
+import { readSettings } from "../lib/inputs/settings.ts";
+import { closedPort, makeTestRootWithAccounts } from "../test/support/test-context.ts";
+import { sendEndless, startHostileServer } from "../test/support/stand-ins/hostile-server.ts";
+import { startVaultStandIn } from "../test/support/stand-ins/vault.ts";
+import type { Stage } from "../lib/core/stage.ts";
 import vaultTokensStage from "./vault-tokens.ts";
 
 const vaultTokens: Stage = vaultTokensStage;

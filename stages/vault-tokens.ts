@@ -1,11 +1,11 @@
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { underRoot, warn } from "../lib/context.ts";
-import { BugError, UserError } from "../lib/errors.ts";
-import { run } from "../lib/exec.ts";
-import { applyResources, checkResource, managedBy, type Resource } from "../lib/files.ts";
-import type { Check, Stage } from "../lib/stage.ts";
-import { readKvSecret, vaultToken } from "../lib/vault-kv.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { underRoot, warn } from "../lib/core/context.ts";
+import { BugError, UserError } from "../lib/core/errors.ts";
+import { run } from "../lib/machine/exec.ts";
+import { applyResources, checkResource, managedBy, type Resource } from "../lib/machine/files.ts";
+import type { Check, Stage } from "../lib/core/stage.ts";
+import { readKvSecret, vaultToken } from "../lib/sources/vault-kv.ts";
 
 export const KV = { mount: "secret", path: "workstation" } as const;
 export const CODEX_GROUP = "codex-shared";

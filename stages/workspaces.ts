@@ -1,17 +1,17 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import type { Change } from "../lib/change.ts";
-import type { BuildContext } from "../lib/context.ts";
-import { hostPath, underRoot, warn } from "../lib/context.ts";
-import { applyResources, checkResources, type Resource } from "../lib/files.ts";
-import { readAccountTable } from "../lib/roster-accounts.ts";
-import { inspectForWriting, unlessUnsafe } from "../lib/safe-path.ts";
-import type { Check, Stage } from "../lib/stage.ts";
-import { BugError } from "../lib/errors.ts";
-import { applyStep, describeStep, planWorkspace, type WorkspaceStep } from "../lib/workspace/clones.ts";
-import type { Person } from "../lib/workspace/git.ts";
-import { readAdminCluster, userKubeconfig } from "../lib/workspace/kubeconfig.ts";
-import { orgSources, type OrgSources } from "../lib/workspace/org-sources.ts";
+import type { Change } from "../lib/core/change.ts";
+import type { BuildContext } from "../lib/core/context.ts";
+import { hostPath, underRoot, warn } from "../lib/core/context.ts";
+import { applyResources, checkResources, type Resource } from "../lib/machine/files.ts";
+import { readAccountTable } from "../lib/users/roster-accounts.ts";
+import { inspectForWriting, unlessUnsafe } from "../lib/machine/safe-path.ts";
+import type { Check, Stage } from "../lib/core/stage.ts";
+import { BugError } from "../lib/core/errors.ts";
+import { applyStep, describeStep, planWorkspace, type WorkspaceStep } from "../lib/users/workspace/clones.ts";
+import type { Person } from "../lib/users/workspace/git.ts";
+import { readAdminCluster, userKubeconfig } from "../lib/users/workspace/kubeconfig.ts";
+import { orgSources, type OrgSources } from "../lib/users/workspace/org-sources.ts";
 
 const GIT_PATHS = ["/usr/bin/git", "/usr/local/bin/git"];
 

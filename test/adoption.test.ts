@@ -6,12 +6,12 @@
 // fixtures/t3-dispatch, built from the admin's checkout, the default
 // source). Checked from outside: files, units, HTTP answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { ADMIN_KUBECONFIG } from "./fixtures/kubeconfig.ts";
-import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
-import { startStandInSources, writeInputs, type StandInSources } from "./stand-in-sources.ts";
+import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { ADMIN_KUBECONFIG } from "./support/fixtures/kubeconfig.ts";
+import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
+import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 
 const INPUTS = "/opt/devvm-inputs";
 const TOKEN = "hvs.adoption-stand-in-token";
@@ -33,7 +33,7 @@ const RECONCILE = "builder-install,users,offboarding,logins,instances";
 const OLD_BOX = `set -e
 for u in wizard alice bob; do useradd -m -s /bin/bash "$u"; done
 mkdir -p /home/wizard/code/.git /home/wizard/code/scripts
-cp -r ${PROJECT_DIR_IN_CONTAINER}/test/fixtures/t3-dispatch /home/wizard/code/scripts/t3-dispatch
+cp -r ${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch /home/wizard/code/scripts/t3-dispatch
 echo 'decrypted' > /home/wizard/code/secrets.env
 chown -R wizard:wizard /home/wizard
 mkdir -p /home/alice/code/.git /home/alice/.claude /home/alice/.local/bin

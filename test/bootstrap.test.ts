@@ -9,9 +9,9 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { $ } from "zx";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { closedPort } from "../lib/test-context.ts";
-import { CLONE_DIR_IN_CONTAINER, RELEASE_DIR_IN_CONTAINER, startFreshVm } from "./build-in-vm.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { closedPort } from "./support/test-context.ts";
+import { CLONE_DIR_IN_CONTAINER, RELEASE_DIR_IN_CONTAINER, startFreshVm } from "./support/harness/build-in-vm.ts";
 
 const HOST_CA_DIR = "/usr/local/share/ca-certificates";
 const hostCaCerts = readdirSync(HOST_CA_DIR).filter((name) => name.endsWith(".crt"));

@@ -7,11 +7,11 @@
 // Each round first undoes a part of the box, so that the moment comes again.
 // (npm renames its process "npm install ..." soon after it starts: both names count.)
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
-import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./build-in-vm.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { startStandInSources, writeInputs, type StandInSources } from "./stand-in-sources.ts";
+import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
+import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./support/harness/build-in-vm.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 
 const INPUTS = "/opt/devvm-inputs";
 const CRASH_LOG = "/tmp/crash-build.log";
@@ -132,7 +132,7 @@ describe("a build killed at any moment", () => {
   async function killAndConverge(round: Round) {
     const command = [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--inputs", INPUTS];
     const since = (await vm.exec("date +%s", { check: true })).stdout.trim();
-    const driver = await vm.exec([NODE_IN_CONTAINER, "test/fixtures/crash-build.mjs", round.mode, round.when, String(round.delayMs ?? 0), CRASH_LOG, "--", ...command], {
+    const driver = await vm.exec([NODE_IN_CONTAINER, "test/support/fixtures/crash-build.mjs", round.mode, round.when, String(round.delayMs ?? 0), CRASH_LOG, "--", ...command], {
       workingDir: PROJECT_DIR_IN_CONTAINER,
       env: sources.env,
       check: true,

@@ -10,10 +10,10 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePackages } from "../lib/inputs/packages.ts";
-import { diffManifests, formatDifferences } from "../lib/manifest-diff.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { bootstrapIn, manifestIn, nonIdempotentStages, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { startStandInSources, writePins, type StandInSources } from "./stand-in-sources.ts";
+import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { bootstrapIn, manifestIn, nonIdempotentStages, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { startStandInSources, writePins, type StandInSources } from "./support/stand-ins/sources.ts";
 
 const repoFile = (p: string) => readFileSync(path.join(PROJECT_DIR, "files", p), "utf8");
 const PACKAGES = parsePackages(readFileSync(path.join(PROJECT_DIR, "packages.txt"), "utf8")).packages.map((p) => p.name);

@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { $ } from "zx";
 import { readArchive, type ArchiveEntry } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
-import { startDevvm, type DevvmContainer } from "./container/devvm-container.ts";
-import { buildImageOnHost, type ImageRun } from "./image-on-host.ts";
-import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
-import { startStandInSources, type StandInSources } from "./stand-in-sources.ts";
+import { startDevvm, type DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildImageOnHost, type ImageRun } from "./support/harness/image-on-host.ts";
+import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
+import { startStandInSources, type StandInSources } from "./support/stand-ins/sources.ts";
 
 const TOKEN = "s.image-test-vault-token";
 const OAUTH = "sk-ant-oat01-image-test-shared-oauth";

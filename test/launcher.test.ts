@@ -5,9 +5,9 @@
 // remote, one with an uncommitted change, one on another branch and one whose
 // remote accepts the connection and never answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NODE_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer, ExecResult } from "./container/devvm-container.ts";
-import { buildIn, startFreshVm } from "./build-in-vm.ts";
+import { NODE_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer, ExecResult } from "./support/harness/devvm-container.ts";
+import { buildIn, startFreshVm } from "./support/harness/build-in-vm.ts";
 
 // Written by both the test (root) and the stand-in (alice).
 const STAND_IN_DIR = "/tmp/claude-stand-in";

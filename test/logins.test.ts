@@ -7,10 +7,10 @@
 // by name.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENTS_HEADER } from "../stages/logins.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 
 const INPUTS = "/tmp/inputs";
 const STAGES = "vault-tokens,users,offboarding,logins,instances";

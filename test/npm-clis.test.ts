@@ -10,12 +10,12 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pins } from "../lib/inputs/pins.ts";
-import { PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, nonIdempotentStages, PROJECT_DIR, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { writeInputs } from "./stand-in-sources.ts";
-import { T3_BROKEN, T3_HEALTHY } from "./fixtures/t3/publish.ts";
-import { startRegistryStandIn, type RegistryStandIn } from "./stand-ins/registry.ts";
+import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, nonIdempotentStages, PROJECT_DIR, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { writeInputs } from "./support/stand-ins/sources.ts";
+import { T3_BROKEN, T3_HEALTHY } from "./support/fixtures/t3/publish.ts";
+import { startRegistryStandIn, type RegistryStandIn } from "./support/stand-ins/registry.ts";
 
 const STAGES = "node,claude-code,t3,codex";
 const PINS = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins.json"), "utf8")) as Pins;

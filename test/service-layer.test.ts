@@ -3,12 +3,12 @@
 // drop-in (and a malformed one refused), the units really running, and a
 // rerun that changes and restarts nothing. Checked from outside the builder.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Report } from "../lib/report.ts";
-import { settingVariables } from "../lib/settings.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { startFreshVm } from "./build-in-vm.ts";
-import { startVaultStandIn, type VaultStandIn } from "./fixtures/vault-stand-in.ts";
+import type { Report } from "../lib/output/report.ts";
+import { settingVariables } from "../lib/inputs/settings.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { startFreshVm } from "./support/harness/build-in-vm.ts";
+import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 
 const STAGES = "vault-tokens,service-helpers,sudoers,builder-install,units";
 const TOKEN = "hvs.service-layer-stand-in-token-7d1e";
@@ -32,7 +32,7 @@ describe("the service layer on a booted Debian 12", () => {
   let vault: VaultStandIn;
   let first: Build;
   let sampled: string;
-  const env = () => ({ VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN, [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/fixtures/t3-dispatch` });
+  const env = () => ({ VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN, [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch` });
 
   async function build(stages: string, extraEnv: Record<string, string> = env(), ...args: string[]): Promise<Build> {
     const started = Date.now();

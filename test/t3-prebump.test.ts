@@ -8,12 +8,12 @@
 // made by the test, as their users.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pins } from "../lib/inputs/pins.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { PROJECT_PINS, writeInputs } from "./stand-in-sources.ts";
-import { T3_HEALTHY, T3_HEALTHY_NEXT } from "./fixtures/t3/publish.ts";
-import { startRegistryStandIn, type RegistryStandIn } from "./stand-ins/registry.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { PROJECT_PINS, writeInputs } from "./support/stand-ins/sources.ts";
+import { T3_HEALTHY, T3_HEALTHY_NEXT } from "./support/fixtures/t3/publish.ts";
+import { startRegistryStandIn, type RegistryStandIn } from "./support/stand-ins/registry.ts";
 
 // dave is parked: no instance, no line in the map, and still a database
 // that the new version would migrate the day he comes back.

@@ -4,9 +4,9 @@
 // server goes away, and restore brings the sessions back in their folders
 // with `claude --resume` through the launcher. Checked from outside.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NODE_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, startFreshVm, type BuildRun } from "./build-in-vm.ts";
+import { NODE_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 
 const STAGES = "service-helpers,units";
 const CONVERSATION = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f";

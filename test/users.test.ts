@@ -4,9 +4,9 @@
 // files, the t3-serve@ instances really running on them, and an env change
 // that waits while an agent session runs under the instance.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./container/copy-project.ts";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, startFreshVm, type BuildRun } from "./build-in-vm.ts";
+import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 
 const INPUTS = "/tmp/inputs";
 const ROSTER = `users:

@@ -10,11 +10,11 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import type { DevvmContainer } from "./container/devvm-container.ts";
-import { buildIn, startFreshVm, type BuildRun } from "./build-in-vm.ts";
-import { writeInputs, PROJECT_PINS } from "./stand-in-sources.ts";
-import { INFRA_SECRET_CIPHERTEXT, startGitStandIn, type GitStandIn } from "./stand-ins/git-server.ts";
-import { ADMIN_KUBECONFIG, ISSUER } from "./fixtures/kubeconfig.ts";
+import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { writeInputs, PROJECT_PINS } from "./support/stand-ins/sources.ts";
+import { INFRA_SECRET_CIPHERTEXT, startGitStandIn, type GitStandIn } from "./support/stand-ins/git-server.ts";
+import { ADMIN_KUBECONFIG, ISSUER } from "./support/fixtures/kubeconfig.ts";
 
 const INPUTS = "/opt/devvm-inputs";
 const TOKENS = { wizard: "wizard-pat-0a1b", alice: "alice-pat-2c3d", bob: "bob-pat-4e5f", carol: "carol-pat-6a7b", erin: "erin-pat-8c9d" };

@@ -2,12 +2,12 @@ import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { processRuns } from "../leftovers.ts";
-import { deadPid, makeTestRoot } from "../test-context.ts";
+import { processRuns } from "../machine/leftovers.ts";
+import { deadPid, makeTestRoot } from "../../test/support/test-context.ts";
 import { removeKilledRuns } from "./build-image.ts";
 
 
-/** The kernel's start time of a process (field 22 of /proc/PID/stat), as lib/children.ts records it. */
+/** The kernel's start time of a process (field 22 of /proc/PID/stat), as lib/machine/children.ts records it. */
 function startTime(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);

@@ -1,11 +1,11 @@
 // A Debian 12 root file system made here with debootstrap: no registry, no
-// image from elsewhere. The container tests' base image (test/base-image)
+// image from elsewhere. The container tests' base image (test/support/harness/base-image.ts)
 // and `build.ts image` both start from it.
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import type { Logger } from "../context.ts";
-import { UserError } from "../errors.ts";
-import { run } from "../exec.ts";
+import type { Logger } from "../core/context.ts";
+import { UserError } from "../core/errors.ts";
+import { run } from "../machine/exec.ts";
 import { findHostDebianMirror, findHostSecurityMirror } from "./host-mirror.ts";
 
 export const debianBase = {

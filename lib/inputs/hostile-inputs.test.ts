@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { InputError, type InputProblem } from "../errors.ts";
+import { InputError, type InputProblem } from "../core/errors.ts";
 import { loadInputs, type LoadOptions } from "./index.ts";
 
 const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");

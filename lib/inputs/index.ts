@@ -2,7 +2,7 @@
 // runs. All problems in all files are reported together.
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { InputError, type InputProblem } from "../errors.ts";
+import { InputError, type InputProblem } from "../core/errors.ts";
 import { decodeInput, readInputFile } from "./input-text.ts";
 import { parseLocated } from "./located.ts";
 import { parsePackages, type AptPackage } from "./packages.ts";

@@ -4,7 +4,7 @@
 import { isUtf8 } from "node:buffer";
 import { constants, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
-import type { InputProblem } from "../errors.ts";
+import type { InputProblem } from "../core/errors.ts";
 
 /** Far above any real input (the roster of a few hundred people is tens of KiB); bounds time and memory. */
 export const MAX_INPUT_BYTES = 1024 * 1024;

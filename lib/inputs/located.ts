@@ -1,7 +1,7 @@
 // Parses an input (pins.json as strict JSON, anything else as YAML) and
 // validates it with a zod schema, turning every problem into file:line: message.
 import { ZodArray, ZodDefault, ZodNullable, ZodObject, ZodOptional, ZodRecord, type z } from "zod";
-import type { InputProblem } from "../errors.ts";
+import type { InputProblem } from "../core/errors.ts";
 import { readJsonTree } from "./json-tree.ts";
 import { lineIndex, type SourceNode } from "./source-tree.ts";
 import { readYamlTree } from "./yaml-tree.ts";

@@ -1,6 +1,6 @@
 // packages.txt: one Debian package per line; `#` starts a comment anywhere
 // on a line (an inline comment once broke the old parser); blanks ignored.
-import type { InputProblem } from "../errors.ts";
+import type { InputProblem } from "../core/errors.ts";
 
 export interface AptPackage {
   name: string;

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { stages } from "../../stages/index.ts";
-import { readSettings } from "../settings.ts";
+import { readSettings } from "./settings.ts";
 import type { Inputs } from "./index.ts";
 import type { Pins } from "./pins.ts";
 import { IncompletePinsError, missingPins, requireCompletePins } from "./required-pins.ts";

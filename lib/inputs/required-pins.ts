@@ -6,8 +6,8 @@
 // `--stage users,...` needs no hash. A stage that skips itself under --root
 // (the npm CLIs) needs nothing there. Apt versions are not here: loadInputs
 // refuses a package without a pin in every mode but lock, whatever the stages.
-import { LOCK_COMMAND, UserError } from "../errors.ts";
-import type { Settings } from "../settings.ts";
+import { LOCK_COMMAND, UserError } from "../core/errors.ts";
+import type { Settings } from "./settings.ts";
 import type { Inputs } from "./index.ts";
 
 export interface MissingPin {

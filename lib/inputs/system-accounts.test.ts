@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { DISPATCH_ACCOUNT } from "../../stages/service-helpers.ts";
 import { CODEX_GROUP } from "../../stages/vault-tokens.ts";
-import { ADMIN_GROUPS, TIER_GROUPS } from "../roster-accounts.ts";
+import { ADMIN_GROUPS, TIER_GROUPS } from "../users/roster-accounts.ts";
 import { RESERVED_NAMES } from "./system-accounts.ts";
 
 describe("names the roster may not give a person", () => {

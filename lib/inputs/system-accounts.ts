@@ -6,7 +6,7 @@
 // accounts and groups once its root is known (checkMachineAccounts).
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { InputProblem } from "../errors.ts";
+import type { InputProblem } from "../core/errors.ts";
 
 const DEBIAN_BASE = "a Debian system account";
 const RESERVED = new Map<string, string>([
@@ -14,7 +14,7 @@ const RESERVED = new Map<string, string>([
   ...["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc", "gnats", "_apt", "nobody"].map((n) => [n, DEBIAN_BASE] as [string, string]),
   // stages/service-helpers.ts DISPATCH_ACCOUNT.
   ["t3-dispatch", "the builder's own service account"],
-  // lib/roster-accounts.ts TIER_GROUPS and ADMIN_GROUPS, stages/vault-tokens.ts CODEX_GROUP: a user's own group could not be made.
+  // lib/users/roster-accounts.ts TIER_GROUPS and ADMIN_GROUPS, stages/vault-tokens.ts CODEX_GROUP: a user's own group could not be made.
   ...["devvm-admin", "devvm-power-user", "devvm-namespace-owner", "sudo", "docker", "code-shared", "codex-shared"].map((n) => [n, "a group the builder gives users"] as [string, string]),
 ]);
 

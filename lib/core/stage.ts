@@ -1,0 +1,60 @@
+import type { Change } from "./change.ts";
+import type { BuildContext } from "./context.ts";
+import type { Managed } from "../machine/files.ts";
+
+/** What a stage's check found: the changes to make and the paths it manages. */
+export interface Pending {
+  changes: Change[];
+  managed: Managed[];
+}
+
+/** A stage may decide it does not apply here, and say why. */
+export type Check = Pending | { skip: string };
+
+export interface Stage {
+  /** The file's name: stages/skel.ts is "skel". */
+  name: string;
+  /** One line, printed by --list. */
+  description: string;
+  /** Runs whatever stages are selected (preflight). */
+  always?: boolean;
+  /**
+   * Why the stage needs the booted machine (its users, Vault, systemd
+   * running): an image build (`build.ts image`) leaves it to the image's
+   * first boot, where the installed builder runs it.
+   */
+  firstBoot?: string;
+  check(ctx: BuildContext): Promise<Check>;
+  /** Makes the changes check found; returns what it changed. */
+  apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;
+  /** Versions of what the stage installs ("apt:git" -> "1:2.39.5-0+deb12u2"), for the manifest. */
+  inventory?(ctx: BuildContext): Promise<Record<string, string>>;
+  /**
+   * Starts the stage's slow work at the build's start, so it overlaps with
+   * earlier stages (apt's work): downloads into the cache, installs into a
+   * staging folder (ctx.background, lib/core/background.ts). It changes nothing
+   * live: apply takes the work over and makes it live; errors surface there.
+   * Its lines are labelled with the stage's name (`[node] ...`) while another stage runs.
+   */
+  prepare?(ctx: BuildContext): Promise<void>;
+}
+
+export type Outcome = "changed" | "unchanged" | "pending" | "skipped" | "failed" | "not-run";
+
+export interface FailureDetail {
+  message: string;
+  hint?: string;
+  stack?: string;
+}
+
+/** One stage's line in the report; `warnings` when it had any (what it left alone, and why). */
+export type StageResult =
+  | { name: string; outcome: "changed" | "pending"; durationMs: number; changes: Change[]; warnings?: string[] }
+  | { name: string; outcome: "unchanged"; durationMs: number; warnings?: string[] }
+  | { name: string; outcome: "skipped"; durationMs: number; reason: string; warnings?: string[] }
+  | { name: string; outcome: "failed"; durationMs: number; error: FailureDetail; changes: Change[]; warnings?: string[] }
+  | { name: string; outcome: "not-run" };
+
+export function isSkip(check: Check): check is { skip: string } {
+  return "skip" in check;
+}

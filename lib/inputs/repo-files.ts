@@ -1,0 +1,17 @@
+// The plain files this project installs live under files/; stages read them
+// from here so that nothing on the box is ever copied by hand.
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { BuildContext } from "../core/context.ts";
+
+export function repoFile(ctx: Pick<BuildContext, "repoDir">, relative: string): Buffer {
+  return readFileSync(path.join(ctx.repoDir, "files", relative));
+}
+
+/** The builder's folder: where build.ts is, or above the bundle in dist/. */
+export function findRepoDir(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, "package.json")) && existsSync(path.join(dir, "files"))) return dir;
+    if (dir === path.dirname(dir)) return start;
+  }
+}

@@ -1,0 +1,193 @@
+// Is a t3 install fit to serve users? docs/devvm.md stage 5: a nightly once
+// renamed the pairing endpoint and pairing broke for every user, so a new
+// version is tried on a throwaway port and folder before it is trusted:
+// its version, `t3 serve` answering GET / with 200, a pairing credential,
+// and a browser session (a t3_session cookie) made from that credential.
+import { spawn, type ChildProcess } from "node:child_process";
+import { trackChild, untrackChild } from "../machine/children.ts";
+import { LEFTOVERS, removeLeftovers, scratchPrefix } from "../machine/leftovers.ts";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fetch } from "undici";
+import type { BuildContext } from "../core/context.ts";
+import { CommandError, tail } from "../core/errors.ts";
+import { run } from "../machine/exec.ts";
+
+export interface T3HealthOptions {
+  /** The t3 command under test (the new prefix's bin/t3, not whatever PATH finds). */
+  t3: string;
+  expectedVersion: string;
+  /** For t3's processes: PATH with the pinned Node first. */
+  env?: Record<string, string>;
+  /** How long `t3 serve` may take to answer GET / with 200; default 20 s. */
+  readyTimeoutMs?: number;
+}
+
+export type T3Health = { healthy: true } | { healthy: false; check: "version" | "serve" | "pairing credential" | "browser session"; saw: string };
+
+// The route the session is made on; older versions only have the second.
+const SESSION_ROUTES = ["/api/auth/browser-session", "/api/auth/bootstrap"];
+const COMMAND_TIMEOUT_MS = 30_000;
+
+export async function checkT3Health(ctx: Pick<BuildContext, "log">, options: T3HealthOptions): Promise<T3Health> {
+  const env = options.env ?? {};
+  const version = await checkVersion(ctx, options.t3, options.expectedVersion, env);
+  if (version) return version;
+  await removeLeftovers(ctx, tmpdir(), LEFTOVERS.t3Health);
+  const baseDir = await mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-t3-health-")));
+  const port = await freePort();
+  const server = startServer(options.t3, port, baseDir, env);
+  try {
+    const origin = `http://127.0.0.1:${port}`;
+    const notReady = await waitForRoot(origin, server, options.readyTimeoutMs ?? 20_000);
+    if (notReady) return notReady;
+    const credential = await createCredential(ctx, options.t3, baseDir, env);
+    if (typeof credential !== "string") return credential;
+    return await createSession(origin, credential);
+  } finally {
+    await stopServer(server);
+    ctx.log.debug(`t3 serve's output:\n${tail(server.output(), 20)}`);
+    await rm(baseDir, { recursive: true, force: true });
+  }
+}
+
+/** `t3 --version` prints the version as its last word, maybe with a v. */
+async function checkVersion(ctx: Pick<BuildContext, "log">, t3: string, expected: string, env: Record<string, string>): Promise<T3Health | null> {
+  try {
+    const { stdout } = await run(ctx, t3, ["--version"], { env, timeoutMs: COMMAND_TIMEOUT_MS });
+    const printed = stdout.trim().split(/\s+/).pop()?.replace(/^v/, "") ?? "";
+    return printed === expected ? null : { healthy: false, check: "version", saw: `\`t3 --version\` printed "${stdout.trim()}", expected ${expected}` };
+  } catch (error) {
+    return { healthy: false, check: "version", saw: failureText(error) };
+  }
+}
+
+interface Server {
+  process: ChildProcess;
+  output(): string;
+  /** How it ended ("exited with 1", "spawn ... ENOENT"), or null while it runs. */
+  ended(): string | null;
+}
+
+function startServer(t3: string, port: number, baseDir: string, env: Record<string, string>): Server {
+  // Its own process group, so stopping it also stops whatever it started,
+  // recorded, so a build killed meanwhile has it ended by the next one; and
+  // killed by the kernel the moment the builder dies (setpriv --pdeathsig):
+  // a server that never ends by itself must not outlive its check.
+  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", t3, "serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir], {
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  trackChild(child.pid);
+  let output = "";
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8192));
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  let ended: string | null = null;
+  child.on("error", (error) => (ended ??= error.message));
+  child.on("exit", (code, signal) => (ended ??= `exited with ${code ?? signal}`));
+  return { process: child, output: () => output, ended: () => ended };
+}
+
+async function waitForRoot(origin: string, server: Server, timeoutMs: number): Promise<T3Health | null> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer";
+  while (Date.now() < deadline) {
+    const ended = server.ended();
+    if (ended) {
+      const output = tail(server.output(), 8);
+      return { healthy: false, check: "serve", saw: `\`t3 serve\` ${ended} before answering GET /${output ? `:\n${output}` : ""}` };
+    }
+    try {
+      const response = await fetch(`${origin}/`, { redirect: "manual", signal: AbortSignal.timeout(2000) });
+      await response.body?.cancel();
+      if (response.status === 200) return null;
+      last = `HTTP ${response.status}`;
+    } catch (error) {
+      last = (error as Error & { cause?: Error }).cause?.message ?? (error as Error).message;
+    }
+    await sleep(200);
+  }
+  return { healthy: false, check: "serve", saw: `GET / did not answer 200 within ${Math.round(timeoutMs / 1000)} s (last: ${last})` };
+}
+
+async function createCredential(ctx: Pick<BuildContext, "log">, t3: string, baseDir: string, env: Record<string, string>): Promise<string | T3Health> {
+  let stdout: string;
+  try {
+    ({ stdout } = await run(ctx, t3, ["auth", "pairing", "create", "--base-dir", baseDir, "--ttl", "5m", "--json"], { env, timeoutMs: COMMAND_TIMEOUT_MS }));
+  } catch (error) {
+    return { healthy: false, check: "pairing credential", saw: failureText(error) };
+  }
+  try {
+    const credential = (JSON.parse(stdout) as { credential?: unknown }).credential;
+    if (typeof credential === "string" && credential !== "") return credential;
+  } catch {
+    // reported below
+  }
+  // The output is not shown: it may hold a credential in another shape.
+  return { healthy: false, check: "pairing credential", saw: `\`t3 auth pairing create --json\` printed no JSON with a "credential" string (${stdout.length} bytes)` };
+}
+
+async function createSession(origin: string, credential: string): Promise<T3Health> {
+  const tried: string[] = [];
+  for (const route of SESSION_ROUTES) {
+    let response;
+    try {
+      response = await fetch(`${origin}${route}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ credential }),
+        redirect: "manual",
+        signal: AbortSignal.timeout(10_000),
+      });
+      await response.body?.cancel();
+    } catch (error) {
+      tried.push(`POST ${route} failed (${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message})`);
+      break;
+    }
+    const cookies = response.headers.getSetCookie();
+    if (cookies.some((c) => c.startsWith("t3_session="))) return { healthy: true };
+    tried.push(`POST ${route} answered ${response.status}${cookies.length ? ` with cookies ${cookies.map((c) => c.split("=")[0]).join(", ")}` : ""}`);
+    // Only a missing route sends us on to the older one.
+    if (response.status !== 404) break;
+  }
+  return { healthy: false, check: "browser session", saw: `${tried.join(", then ")}; no t3_session cookie` };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  const child = server.process;
+  if (child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // The group is gone already.
+    }
+  };
+  signalGroup("SIGTERM");
+  const stopped = await Promise.race([exited.then(() => true), sleep(3000).then(() => false)]);
+  // Also after the leader exited: a child it left behind is still in the group.
+  signalGroup("SIGKILL");
+  if (!stopped) await exited;
+  untrackChild(child.pid);
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function failureText(error: unknown): string {
+  return error instanceof CommandError ? error.message : (error as Error).message;
+}

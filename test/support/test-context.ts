@@ -1,0 +1,59 @@
+// A BuildContext over a temporary root, for unit tests beside the code.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Accounts } from "../../lib/machine/accounts.ts";
+import type { BuildContext } from "../../lib/core/context.ts";
+import type { Inputs } from "../../lib/inputs/index.ts";
+import { readSettings } from "../../lib/inputs/settings.ts";
+
+export interface TestRoot extends Disposable {
+  dir: string;
+  ctx: BuildContext;
+}
+
+export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
+  const dir = mkdtempSync(path.join(tmpdir(), "devvm-test-"));
+  const ctx: BuildContext = {
+    root: dir,
+    inputs: {} as Inputs,
+    settings: readSettings({}),
+    planOnly: false,
+    strict: false,
+    repoDir: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../.."),
+    accounts: new Accounts(dir),
+    cacheDir: path.join(dir, ".cache"),
+    inputsDir: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../.."),
+    cleanups: [],
+    log: { info: () => {}, debug: () => {} },
+    ...overrides,
+  };
+  return { dir, ctx, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A test root with its own account files, so useradd/groupadd --root work on it. */
+export function makeTestRootWithAccounts(overrides: Partial<BuildContext> = {}): TestRoot {
+  const root = makeTestRoot(overrides);
+  mkdirSync(path.join(root.dir, "etc"));
+  writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n");
+  writeFileSync(path.join(root.dir, "etc/group"), "root:x:0:\n");
+  writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
+  writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
+  return root;
+}
+
+/** A port on 127.0.0.1 that nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A pid that no process has now: the name of a killed build's leftovers. */
+export function deadPid(): number {
+  for (let pid = 3_999_999; ; pid--) if (!existsSync(`/proc/${pid}`)) return pid;
+}
