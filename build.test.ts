@@ -47,6 +47,7 @@ function buildAsync(...args: string[]): Promise<{ code: number | null; stdout: s
 }
 
 /** A folder of inputs: the committed roster, packages.txt and pins.json, each replaceable. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- pins.json as a JSON tree the test edits freely
 function inputsDir(replace: { pins?: (pins: Record<string, any>) => void; packages?: string } = {}): string {
   const dir = mkdtempSync(path.join(tmpdir(), "devvm-inputs-"));
   for (const f of ["packages.txt", "pins.json", "roster.yaml"]) cpSync(path.join(repo, f), path.join(dir, f));
