@@ -39,7 +39,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cli.list) {
     const width = Math.max(...stages.map((s) => s.name.length));
-    for (const stage of stages) process.stdout.write(`${stage.name.padEnd(width)}  ${stage.firstBoot ? "[first boot] " : ""}${stage.description}\n`);
+    for (const stage of stages)
+      process.stdout.write(
+        `${stage.name.padEnd(width)}  ${stage.firstBoot ? "[first boot] " : ""}${stage.description}\n`,
+      );
     return EXIT.ok;
   }
   // Builds, plans, lock and offboard all need root (lock runs apt-get update): said before anything is read or written.
@@ -55,26 +58,47 @@ export async function main(argv: string[]): Promise<number> {
   const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
   if (cli.command === "lock") {
     trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
-    const { changes, unresolved } = await lock({ settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") }, inputs, { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update });
+    const { changes, unresolved } = await lock(
+      { settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") },
+      inputs,
+      { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update },
+    );
     if (unresolved.length > 0) {
       say(describeUnresolved(unresolved));
       return EXIT.stageFailed;
     }
-    say(changes.length === 0 ? "pins.json is up to date" : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`);
+    say(
+      changes.length === 0
+        ? "pins.json is up to date"
+        : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`,
+    );
     return EXIT.ok;
   }
   if (cli.command === "image") {
     // The build inside needs every hash: said now, not after debootstrap.
-    requireCompletePins(stages.map((s) => s.name), inputs, settings, { underRoot: false, canSkip: false });
+    requireCompletePins(
+      stages.map((s) => s.name),
+      inputs,
+      settings,
+      { underRoot: false, canSkip: false },
+    );
     const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log });
-    say(`image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`);
+    say(
+      `image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`,
+    );
     if (cli.json) await writeStdout(`${JSON.stringify(record, null, 2)}\n`);
     return EXIT.ok;
   }
   // offboard USER: preflight (root, the lock), then that one stage.
-  const selected = cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
+  const selected =
+    cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
   // Every hash the selected stages need, before any of them (preflight too) runs: exit 2, nothing changed.
-  requireCompletePins(selected.map((s) => s.name), inputs, settings, { underRoot: root !== "/" });
+  requireCompletePins(
+    selected.map((s) => s.name),
+    inputs,
+    settings,
+    { underRoot: root !== "/" },
+  );
   // Only a build runs npm; --plan writes nothing, this bundle included.
   if (!cli.plan) trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
   const ctx: BuildContext = {
@@ -92,7 +116,9 @@ export async function main(argv: string[]): Promise<number> {
     log,
   };
   const builder = builderIdentity(repoDir);
-  say(`devvm ${builder.version} (${builder.commit.slice(0, 12)}): ${cli.plan ? "planning" : "building"} ${selected.length} stages on ${root}`);
+  say(
+    `devvm ${builder.version} (${builder.commit.slice(0, 12)}): ${cli.plan ? "planning" : "building"} ${selected.length} stages on ${root}`,
+  );
 
   let run: RunResult;
   try {
@@ -137,7 +163,13 @@ function trustExtraCaCertsInChildren(extraCaCerts: string[], outputDir: string):
   if (extraCaCerts.length === 0 || process.env.NODE_EXTRA_CA_CERTS) return;
   const bundle = path.join(outputDir, "extra-ca-certs.pem");
   mkdirSync(outputDir, { recursive: true });
-  writeFileSync(bundle, extraCaCerts.flatMap(certificateFiles).map((f) => readFileSync(f, "utf8")).join("\n"));
+  writeFileSync(
+    bundle,
+    extraCaCerts
+      .flatMap(certificateFiles)
+      .map((f) => readFileSync(f, "utf8"))
+      .join("\n"),
+  );
   process.env.NODE_EXTRA_CA_CERTS = bundle;
 }
 
@@ -147,7 +179,11 @@ async function writeOutput(ctx: BuildContext, outputDir: string, report: Report,
   const manifest = await buildManifest(ctx, run.managed, run.inventory, await readManifest(manifestFile));
   const owner = { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   await writeFileAtomic(manifestFile, `${redactSecrets(JSON.stringify(manifest, null, 2))}\n`, owner);
-  await writeFileAtomic(path.join(outputDir, "report.json"), `${redactSecrets(JSON.stringify(report, null, 2))}\n`, owner);
+  await writeFileAtomic(
+    path.join(outputDir, "report.json"),
+    `${redactSecrets(JSON.stringify(report, null, 2))}\n`,
+    owner,
+  );
 }
 
 function exitCodeOf(error: unknown, debug: boolean): number {
@@ -156,7 +192,9 @@ function exitCodeOf(error: unknown, debug: boolean): number {
     return EXIT.notRoot;
   }
   if (error instanceof InputError) {
-    say(`error: the inputs have ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}; nothing was changed\n${error.message}`);
+    say(
+      `error: the inputs have ${error.problems.length} problem${error.problems.length === 1 ? "" : "s"}; nothing was changed\n${error.message}`,
+    );
     return EXIT.badInput;
   }
   if (error instanceof UserError) {
@@ -174,7 +212,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   // Stopped (Ctrl-C, systemctl stop, a closed terminal): the commands it
   // runs, each in a group of its own, are stopped too; the record of them
   // stays, so the next build makes sure they are gone.
-  for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
+  for (const [signal, number] of [
+    ["SIGINT", 2],
+    ["SIGTERM", 15],
+    ["SIGHUP", 1],
+  ] as const) {
     process.once(signal, () => {
       signalChildren("SIGTERM");
       say(`stopped by ${signal}`);

@@ -7,14 +7,26 @@ import tseslint from "typescript-eslint";
 import layers from "./scripts/lint/layers.js";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "output/", "dist/", "files/", "test/support/fixtures/t3/", "test/support/stand-ins/verdaccio/"] },
+  {
+    ignores: [
+      "node_modules/",
+      "output/",
+      "dist/",
+      "files/",
+      "test/support/fixtures/t3/",
+      "test/support/stand-ins/verdaccio/",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     languageOptions: { globals: globals.node },
     plugins: { layers },
     rules: {
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" },
+      ],
       // Secrets and terminal output are scrubbed of control characters on purpose.
       "no-control-regex": "off",
       "layers/downward-only": "error",

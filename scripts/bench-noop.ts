@@ -27,7 +27,9 @@ const entries: Array<[string, string, string[]]> = [
 
 try {
   spawnSync(entries[2]![1], entries[2]![2], { cwd: repo }); // the first build does the work
-  console.log(`no-op build of every stage${skip ? ` but ${skip}` : ""} under a --root, ${runs} runs each (median, min, max in ms):`);
+  console.log(
+    `no-op build of every stage${skip ? ` but ${skip}` : ""} under a --root, ${runs} runs each (median, min, max in ms):`,
+  );
   for (const [label, command, argv] of entries) {
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
@@ -35,7 +37,10 @@ try {
       const run = spawnSync(command, argv, { cwd: repo, encoding: "utf8" });
       times.push(performance.now() - t0);
       if (run.status !== 0) throw new Error(`${label} exited ${run.status}: ${run.stderr}`);
-      if (!/stages: (\d+ unchanged|.*skipped)/.test(run.stderr) || /changed/.test(run.stderr.replace(/unchanged/g, ""))) {
+      if (
+        !/stages: (\d+ unchanged|.*skipped)/.test(run.stderr) ||
+        /changed/.test(run.stderr.replace(/unchanged/g, ""))
+      ) {
         throw new Error(`${label} was not a no-op:\n${run.stderr}`);
       }
     }

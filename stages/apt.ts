@@ -14,7 +14,9 @@ const NETWORK_HINT = "check the network, and the mirror in /etc/apt/sources.list
 /** Installed versions of the given packages, from dpkg's database (no network). */
 export async function installedVersions(ctx: BuildContext, names: string[]): Promise<Map<string, string>> {
   // dpkg-query exits 1 when some names were never installed; it still lists the rest.
-  const result = await run(ctx, "dpkg-query", ["-W", "-f=${Package}\\t${Version}\\t${db:Status-Status}\\n", ...names], { okCodes: [1] });
+  const result = await run(ctx, "dpkg-query", ["-W", "-f=${Package}\\t${Version}\\t${db:Status-Status}\\n", ...names], {
+    okCodes: [1],
+  });
   const versions = new Map<string, string>();
   for (const line of result.stdout.split("\n")) {
     const [name, version, status] = line.split("\t");
@@ -51,7 +53,11 @@ function updateFailed(stderr: string): UserError {
 }
 
 /** Fails before installing anything when the mirror no longer offers a pinned version (or could not be read). */
-async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string; to: string }>, updateProblems: string | null): Promise<void> {
+async function requireAvailable(
+  ctx: BuildContext,
+  wanted: Array<{ name: string; to: string }>,
+  updateProblems: string | null,
+): Promise<void> {
   const result = await run(ctx, "apt-cache", ["madison", ...wanted.map((w) => w.name)], { env: APT_ENV });
   const offered = new Map<string, string[]>();
   for (const line of result.stdout.split("\n")) {
@@ -64,7 +70,9 @@ async function requireAvailable(ctx: BuildContext, wanted: Array<{ name: string;
   if (updateProblems) warn(ctx, `apt-get update: ${updateProblems}`);
   if (unavailable.length > 0) {
     throw new UserError(
-      unavailable.map((w) => `${w.name}: pinned ${w.to}, the mirror offers ${offered.get(w.name)?.join(", ") || "no version"}`).join("\n"),
+      unavailable
+        .map((w) => `${w.name}: pinned ${w.to}, the mirror offers ${offered.get(w.name)?.join(", ") || "no version"}`)
+        .join("\n"),
       LOCK_HINT,
     );
   }
@@ -92,7 +100,12 @@ async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to
         ...["-o", "DPkg::Lock::Timeout=60", "-o", "APT::Status-Fd=3"],
         ...wanted.map((w) => `${w.name}=${w.to}`),
       ],
-      { env: APT_ENV, heartbeat: { label: "apt-get install", everyMs: 0 }, onStdoutLine: (l) => progress.stdout(l), onStatusLine: (l) => progress.status(l) },
+      {
+        env: APT_ENV,
+        heartbeat: { label: "apt-get install", everyMs: 0 },
+        onStdoutLine: (l) => progress.stdout(l),
+        onStatusLine: (l) => progress.status(l),
+      },
     );
   } catch (error) {
     if (error instanceof CommandError && /Failed to fetch|Unable to fetch/.test(error.stderr)) {
@@ -109,7 +122,9 @@ export default {
     if (underRoot(ctx)) return { skip: "apt installs into the machine itself, not under --root" };
     // dpkg --audit too (a few ms): a dependency left half-configured, with every pin installed, is still repaired.
     const broken = dpkgJournalLeft() || (await dpkgAudit(ctx)) !== "";
-    const repair: Change[] = broken ? [{ kind: "action", description: `repair the interrupted dpkg (dpkg --configure -a)` }] : [];
+    const repair: Change[] = broken
+      ? [{ kind: "action", description: `repair the interrupted dpkg (dpkg --configure -a)` }]
+      : [];
     return { changes: [...repair, ...(await pendingPackages(ctx))], managed: [] };
   },
   async apply(ctx, pending) {
@@ -140,13 +155,19 @@ export default {
     await requireAvailable(ctx, wanted, await updateLists(ctx));
     await installPinned(ctx, wanted);
     const left = await pendingPackages(ctx);
-    if (left.length > 0) throw new UserError(`apt-get finished but ${left.map((c) => (c.kind === "package" ? c.name : "")).join(", ")} is not at its pin`);
+    if (left.length > 0)
+      throw new UserError(
+        `apt-get finished but ${left.map((c) => (c.kind === "package" ? c.name : "")).join(", ")} is not at its pin`,
+      );
     return pending.changes;
   },
   async inventory(ctx) {
     // Every installed package, dependencies included: they are not pinned, so
     // they are recorded, and a drift shows in the manifest.
-    const result = await run(ctx, "dpkg-query", ["-W", "-f=${db:Status-Status}\\t${Package}:${Architecture}\\t${Version}\\n"]);
+    const result = await run(ctx, "dpkg-query", [
+      "-W",
+      "-f=${db:Status-Status}\\t${Package}:${Architecture}\\t${Version}\\n",
+    ]);
     return Object.fromEntries(
       result.stdout
         .split("\n")

@@ -3,7 +3,15 @@ import path from "node:path";
 import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath } from "../lib/core/context.ts";
-import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/machine/files.ts";
+import {
+  applyResources,
+  checkAttributes,
+  checkResources,
+  fixAttributes,
+  managedBy,
+  writeFileAtomic,
+  type Resource,
+} from "../lib/machine/files.ts";
 import { builderBundle, installedBundleIsCurrent, recordBundle } from "../lib/release/builder-bundle.ts";
 import { BUILDER_DIR } from "../lib/machine/layout.ts";
 import { builderIdentity } from "../lib/output/report.ts";
@@ -30,13 +38,23 @@ async function resources(ctx: BuildContext): Promise<Resource[]> {
   const at = (relative: string) => path.join(BUILDER_DIR, relative);
   const tree = filesUnder(path.join(ctx.repoDir, "files")).map((relative): Resource => {
     if (relative.endsWith("/")) return { kind: "dir", path: at(`files/${relative.slice(0, -1)}`), mode: 0o755 };
-    return { kind: "file", path: at(`files/${relative}`), mode: 0o644, content: readFileBuffer(ctx, `files/${relative}`) };
+    return {
+      kind: "file",
+      path: at(`files/${relative}`),
+      mode: 0o644,
+      content: readFileBuffer(ctx, `files/${relative}`),
+    };
   });
   return [
     { kind: "dir", path: path.dirname(BUILDER_DIR), mode: 0o755 },
     { kind: "dir", path: BUILDER_DIR, mode: 0o755 },
     { kind: "dir", path: at("dist"), mode: 0o755 },
-    ...INPUTS.map((name): Resource => ({ kind: "file", path: at(name), mode: 0o644, content: readFileSync(path.join(ctx.inputsDir, name)) })),
+    ...INPUTS.map((name): Resource => ({
+      kind: "file",
+      path: at(name),
+      mode: 0o644,
+      content: readFileSync(path.join(ctx.inputsDir, name)),
+    })),
     { kind: "file", path: at("package.json"), mode: 0o644, content: readFileBuffer(ctx, "package.json") },
     // The timers' units read it (EnvironmentFile=): their runs use the same sources and CAs.
     { kind: "file", path: at("settings.env"), mode: 0o644, content: settingsEnv(ctx) },
@@ -49,7 +67,9 @@ async function resources(ctx: BuildContext): Promise<Resource[]> {
 
 /** The settings this build ran with, as environment lines; never the Vault token. */
 function settingsEnv(ctx: BuildContext): string {
-  const lines = Object.entries(settingsEnvironment(ctx.settings)).map(([variable, text]) => `${variable}="${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`);
+  const lines = Object.entries(settingsEnvironment(ctx.settings)).map(
+    ([variable, text]) => `${variable}="${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`,
+  );
   return `# Written by the devvm builder (builder-install): the settings of the build that installed it.\n${lines.sort().join("\n")}\n`;
 }
 
@@ -65,8 +85,20 @@ async function checkBundle(ctx: BuildContext): Promise<Change[]> {
   if (await installedBundleIsCurrent(ctx, BUNDLE_PATH)) return checkAttributes(ctx, BUNDLE_PATH, 0o644);
   const want = await builderBundle(ctx.repoDir);
   const have = await fs.readFile(hostPath(ctx, BUNDLE_PATH)).catch(() => null);
-  if (!have) return [{ kind: "create", path: BUNDLE_PATH, what: "file", diff: `${BUNDLE_PATH}: the builder bundle, ${want.content.length} bytes` }];
-  if (!have.equals(want.content)) return [{ kind: "content", path: BUNDLE_PATH, diff: `${BUNDLE_PATH}: ${have.length} -> ${want.content.length} bytes` }, ...(await checkAttributes(ctx, BUNDLE_PATH, 0o644))];
+  if (!have)
+    return [
+      {
+        kind: "create",
+        path: BUNDLE_PATH,
+        what: "file",
+        diff: `${BUNDLE_PATH}: the builder bundle, ${want.content.length} bytes`,
+      },
+    ];
+  if (!have.equals(want.content))
+    return [
+      { kind: "content", path: BUNDLE_PATH, diff: `${BUNDLE_PATH}: ${have.length} -> ${want.content.length} bytes` },
+      ...(await checkAttributes(ctx, BUNDLE_PATH, 0o644)),
+    ];
   // The same bundle from changed sources (a comment): the record lets the next build skip esbuild.
   if (!ctx.planOnly) await recordBundle(ctx, want);
   return checkAttributes(ctx, BUNDLE_PATH, 0o644);

@@ -17,7 +17,9 @@ describe("extra-ca-certs", () => {
     writeFileSync(cert, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
     using root = makeTestRoot({ settings: readSettings({ DEVVM_EXTRA_CA_CERTS: cert }) });
     const pending = await stage.check(root.ctx);
-    expect("changes" in pending && pending.changes.map((c) => c.kind === "create" && c.path)).toContain("/usr/local/share/ca-certificates/devvm/proxy-ca.crt");
+    expect("changes" in pending && pending.changes.map((c) => c.kind === "create" && c.path)).toContain(
+      "/usr/local/share/ca-certificates/devvm/proxy-ca.crt",
+    );
     await stage.apply(root.ctx);
     const installed = path.join(root.dir, "usr/local/share/ca-certificates/devvm/proxy-ca.crt");
     expect(readFileSync(installed, "utf8")).toContain("BEGIN CERTIFICATE");

@@ -17,20 +17,28 @@ function resources(ctx: BuildContext): Resource[] {
   return [
     { kind: "dir", path: DIR, mode: 0o755 },
     // update-ca-certificates takes only *.crt files.
-    ...files.map((file): Resource => ({ kind: "file", path: `${DIR}/${path.basename(file).replace(/\.(pem|crt)$/, "")}.crt`, mode: 0o644, content: readFileSync(file) })),
+    ...files.map((file): Resource => ({
+      kind: "file",
+      path: `${DIR}/${path.basename(file).replace(/\.(pem|crt)$/, "")}.crt`,
+      mode: 0o644,
+      content: readFileSync(file),
+    })),
   ];
 }
 
 export default {
   name: "extra-ca-certs",
-  description: "Adds the extra CA certificates of DEVVM_EXTRA_CA_CERTS (a TLS-inspecting proxy's) to the system's trust store",
+  description:
+    "Adds the extra CA certificates of DEVVM_EXTRA_CA_CERTS (a TLS-inspecting proxy's) to the system's trust store",
   async check(ctx) {
-    if (ctx.settings.extraCaCerts.length === 0) return { skip: "no extra CA certificates configured (DEVVM_EXTRA_CA_CERTS)" };
+    if (ctx.settings.extraCaCerts.length === 0)
+      return { skip: "no extra CA certificates configured (DEVVM_EXTRA_CA_CERTS)" };
     return planResources(ctx, resources(ctx));
   },
   async apply(ctx) {
     const changes = await applyResources(ctx, resources(ctx));
-    if (underRoot(ctx)) ctx.log.info("update-ca-certificates skipped: it updates the machine's own store, not one under --root");
+    if (underRoot(ctx))
+      ctx.log.info("update-ca-certificates skipped: it updates the machine's own store, not one under --root");
     else if (changes.length > 0) await run(ctx, "update-ca-certificates", []);
     return changes;
   },

@@ -12,7 +12,8 @@ export default {
   firstBoot: "the admin's home comes with the machine",
   description: "Makes the admin's ~/code (decrypted secrets) neither readable nor listable by other users",
   async check(ctx) {
-    if (!(await lstatOrNull(hostPath(ctx, ctx.settings.adminCodeDir)))) return { skip: `${ctx.settings.adminCodeDir} does not exist here` };
+    if (!(await lstatOrNull(hostPath(ctx, ctx.settings.adminCodeDir))))
+      return { skip: `${ctx.settings.adminCodeDir} does not exist here` };
     return planResources(ctx, resources(ctx));
   },
   apply: async (ctx) => applyResources(ctx, resources(ctx)),

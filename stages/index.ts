@@ -25,12 +25,31 @@ import vault_tokens from "./vault-tokens.ts";
 import workspaces from "./workspaces.ts";
 
 export const stages: readonly Stage[] = [
-  preflight, apt, extra_ca_certs, node, claude_code, t3, codex, kubelogin, kubectl, managed_settings, skel, harden_admin_tree, vault_tokens, service_helpers, sudoers, builder_install,
+  preflight,
+  apt,
+  extra_ca_certs,
+  node,
+  claude_code,
+  t3,
+  codex,
+  kubelogin,
+  kubectl,
+  managed_settings,
+  skel,
+  harden_admin_tree,
+  vault_tokens,
+  service_helpers,
+  sudoers,
+  builder_install,
   // The old scripts' reconciler and updater stop before the builder takes over their files.
   retire_legacy,
   // users writes dispatch.json, which t3-dispatch (started by units) needs; the instances need units' template.
   // A user dropped from the roster is cut in the same run; the logins consume what vault-tokens staged.
-  users, offboarding, logins, units, instances,
+  users,
+  offboarding,
+  logins,
+  units,
+  instances,
   // Clones and kubeconfigs, as each user, once their accounts exist.
   workspaces,
 ];

@@ -5,7 +5,17 @@ import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath } from "../lib/core/context.ts";
 import type { Roster } from "../lib/inputs/roster.ts";
 import type { Stage } from "../lib/core/stage.ts";
-import { activeUnits, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, t3ServeInstance, writePendingRestarts } from "../lib/machine/systemd.ts";
+import {
+  activeUnits,
+  enabledUnits,
+  offlineReason,
+  readPendingRestarts,
+  requireStayedUp,
+  systemctl,
+  T3_SERVE_TEMPLATE,
+  t3ServeInstance,
+  writePendingRestarts,
+} from "../lib/machine/systemd.ts";
 // A session of one of these under an instance is someone's work in progress.
 const AGENT = /^(claude|codex|opencode)([-.].*)?$/;
 
@@ -31,7 +41,11 @@ async function planInstances(ctx: BuildContext, roster: Roster): Promise<Instanc
   const running = users.filter((u) => !roster[u]!.parked).map(t3ServeInstance);
   const parked = users.filter((u) => roster[u]!.parked).map(t3ServeInstance);
   const enabled = await enabledUnits(ctx, [...running, ...parked]);
-  const result = { ...none, enable: running.filter((u) => !enabled.has(u)), disable: parked.filter((u) => enabled.has(u)) };
+  const result = {
+    ...none,
+    enable: running.filter((u) => !enabled.has(u)),
+    disable: parked.filter((u) => enabled.has(u)),
+  };
   const offline = offlineReason(ctx);
   if (offline) {
     ctx.log.info(`t3-serve@ instances ${offline}`);
@@ -60,7 +74,10 @@ async function agentsUnder(ctx: BuildContext, unit: string): Promise<string[]> {
   let pids = readLines(`/sys/fs/cgroup${prop("ControlGroup")}/cgroup.procs`);
   if (pids.length === 0 && Number(prop("MainPID")) > 0) pids = descendants(prop("MainPID"));
   return pids.flatMap((pid) => {
-    const argv = readFileSafe(`/proc/${pid}/cmdline`).split("\0").slice(0, 2).map((a) => path.basename(a));
+    const argv = readFileSafe(`/proc/${pid}/cmdline`)
+      .split("\0")
+      .slice(0, 2)
+      .map((a) => path.basename(a));
     const names = [readFileSafe(`/proc/${pid}/comm`).trim(), ...argv];
     const agent = names.find((n) => AGENT.test(n));
     return agent ? [`${agent} pid ${pid}`] : [];
@@ -89,14 +106,17 @@ function instanceChanges(p: InstancePlan): Change[] {
     ...p.start.map((u) => action(`start ${u}`)),
     ...p.stop.map((u) => action(`stop ${u} (parked)`)),
     ...p.restart.map((u) => action(`restart ${u}`)),
-    ...p.settled.map((u) => action(`forget the due restart of ${u}: it is not running (a start reads the new settings)`)),
+    ...p.settled.map((u) =>
+      action(`forget the due restart of ${u}: it is not running (a start reads the new settings)`),
+    ),
   ];
 }
 
 export default {
   name: "instances",
   firstBoot: "the users' instances start on the machine",
-  description: "Runs t3-serve@USER for every active roster user (parked: stopped and disabled); restarts one only when no agent session runs under it",
+  description:
+    "Runs t3-serve@USER for every active roster user (parked: stopped and disabled); restarts one only when no agent session runs under it",
   async check(ctx) {
     const planned = await planInstances(ctx, ctx.inputs.roster);
     return { changes: instanceChanges(planned), managed: [] };
@@ -113,7 +133,11 @@ export default {
     for (const unit of p.restart) await systemctl(ctx, ["restart", unit]);
     await requireStayedUp(ctx, [...p.start, ...p.restart]);
     const done = new Set([...p.restart, ...p.settled]);
-    if (done.size > 0) await writePendingRestarts(ctx, (await readPendingRestarts(ctx)).filter((u) => !done.has(u)));
+    if (done.size > 0)
+      await writePendingRestarts(
+        ctx,
+        (await readPendingRestarts(ctx)).filter((u) => !done.has(u)),
+      );
     return instanceChanges(p);
   },
 } satisfies Stage;

@@ -29,7 +29,9 @@ describe("kubectl", () => {
     await using _ = releases;
     using __ = root;
     const pending = await stage.check(root.ctx);
-    expect("changes" in pending && pending.changes).toEqual([{ kind: "package", name: "kubectl", from: null, to: version }]);
+    expect("changes" in pending && pending.changes).toEqual([
+      { kind: "package", name: "kubectl", from: null, to: version },
+    ]);
     await stage.apply(root.ctx);
     const binary = path.join(root.dir, "usr/local/bin/kubectl");
     expect(readFileSync(binary).equals(good.binary)).toBe(true);
@@ -49,7 +51,9 @@ describe("kubectl", () => {
     await stage.apply(root.ctx);
     chmodSync(path.join(root.dir, "usr/local/bin/kubectl"), 0o700);
     releases.clearRequests();
-    expect(await stage.apply(root.ctx)).toEqual([{ kind: "mode", path: "/usr/local/bin/kubectl", from: "0700", to: "0755" }]);
+    expect(await stage.apply(root.ctx)).toEqual([
+      { kind: "mode", path: "/usr/local/bin/kubectl", from: "0700", to: "0755" },
+    ]);
     expect(statSync(path.join(root.dir, "usr/local/bin/kubectl")).mode & 0o7777).toBe(0o755);
     expect(releases.requests()).toEqual([]);
   });
@@ -58,7 +62,10 @@ describe("kubectl", () => {
     const { version, good, releases, root } = await setup((v) => makeTamperedKubectl(v).binary);
     await using _ = releases;
     using __ = root;
-    const error = await stage.apply(root.ctx).then(() => undefined, (e: Error) => e);
+    const error = await stage.apply(root.ctx).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.message).toContain(`expected sha256 ${good.sha256}, received ${makeTamperedKubectl(version).sha256}`);
     expect(existsSync(path.join(root.dir, "usr/local/bin"))).toBe(false);
     // Nothing half-downloaded is left in the cache either.
@@ -71,9 +78,15 @@ describe("kubectl", () => {
     await using _ = releases;
     using __ = root;
     root.ctx.inputs.pins.kubectl = { version: root.ctx.inputs.pins.kubectl.version };
-    const error = await stage.check(root.ctx).then(() => undefined, (e: unknown) => e);
+    const error = await stage.check(root.ctx).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(UserError);
-    expect(error).toMatchObject({ message: "pins.json has no kubectl.sha256", hint: expect.stringContaining("build.ts lock") });
+    expect(error).toMatchObject({
+      message: "pins.json has no kubectl.sha256",
+      hint: expect.stringContaining("build.ts lock"),
+    });
     expect(releases.requests()).toEqual([]);
   });
 });

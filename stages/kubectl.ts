@@ -17,16 +17,26 @@ const BINARY = `${BIN_DIR}/kubectl`;
 function pinned(ctx: BuildContext): { url: string; sha256: string } {
   const { version, sha256 } = ctx.inputs.pins.kubectl;
   if (!sha256) {
-    throw new UserError("pins.json has no kubectl.sha256", `run ${LOCK_COMMAND} where the release is reachable: it records it, trust on first use`);
+    throw new UserError(
+      "pins.json has no kubectl.sha256",
+      `run ${LOCK_COMMAND} where the release is reachable: it records it, trust on first use`,
+    );
   }
   return { url: `${ctx.settings.kubernetesReleasesUrl}/${version}/bin/linux/amd64/kubectl`, sha256 };
 }
 
-const binaryChanges = (ctx: BuildContext) => pinnedBinaryChanges(ctx, { path: BINARY, name: "kubectl", version: ctx.inputs.pins.kubectl.version, sha256: pinned(ctx).sha256 });
+const binaryChanges = (ctx: BuildContext) =>
+  pinnedBinaryChanges(ctx, {
+    path: BINARY,
+    name: "kubectl",
+    version: ctx.inputs.pins.kubectl.version,
+    sha256: pinned(ctx).sha256,
+  });
 
 export default {
   name: "kubectl",
-  description: "Installs kubectl (the Kubernetes CLI) at its pinned release from the Kubernetes downloads, verified by sha256",
+  description:
+    "Installs kubectl (the Kubernetes CLI) at its pinned release from the Kubernetes downloads, verified by sha256",
   async check(ctx) {
     return { changes: await binaryChanges(ctx), managed: [{ path: BINARY }] };
   },
@@ -48,6 +58,11 @@ export default {
     if ((await installedSha256(ctx, BINARY)) !== sha256) await download(ctx, url, { sha256, of: "kubectl's binary" });
   },
   async inventory(ctx) {
-    return { kubectl: (await installedSha256(ctx, BINARY)) === pinned(ctx).sha256 ? ctx.inputs.pins.kubectl.version : "absent or not the pinned build" };
+    return {
+      kubectl:
+        (await installedSha256(ctx, BINARY)) === pinned(ctx).sha256
+          ? ctx.inputs.pins.kubectl.version
+          : "absent or not the pinned build",
+    };
   },
 } satisfies Stage;

@@ -5,7 +5,11 @@ import { describe, expect, it } from "vitest";
 import { loadInputs } from "../lib/inputs/index.ts";
 import { readSettings } from "../lib/inputs/settings.ts";
 import { makeTestRoot } from "../test/support/test-context.ts";
-import { kubeloginReleaseFiles, makeKubeloginZip, makeTamperedKubeloginZip } from "../test/support/fixtures/kubelogin.ts";
+import {
+  kubeloginReleaseFiles,
+  makeKubeloginZip,
+  makeTamperedKubeloginZip,
+} from "../test/support/fixtures/kubelogin.ts";
 import { startArtifactStandIn } from "../test/support/stand-ins/artifacts.ts";
 import stage from "./kubelogin.ts";
 
@@ -27,7 +31,12 @@ describe("kubelogin", () => {
     await using _ = releases;
     using __ = root;
     const pending = await stage.check(root.ctx);
-    expect("changes" in pending && pending.changes[0]).toMatchObject({ kind: "package", name: "kubelogin", from: null, to: "v1.36.2" });
+    expect("changes" in pending && pending.changes[0]).toMatchObject({
+      kind: "package",
+      name: "kubelogin",
+      from: null,
+      to: "v1.36.2",
+    });
     await stage.apply(root.ctx);
     const binary = path.join(root.dir, "usr/local/bin/kubelogin");
     expect(readFileSync(binary).equals(good.binary)).toBe(true);
@@ -44,7 +53,10 @@ describe("kubelogin", () => {
     const { good, releases, root } = await setup(tampered.zip);
     await using _ = releases;
     using __ = root;
-    const error = await stage.apply(root.ctx).then(() => undefined, (e: Error) => e);
+    const error = await stage.apply(root.ctx).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(error?.message).toContain(`expected sha256 ${good.zipSha256}, received ${tampered.zipSha256}`);
     expect(existsSync(path.join(root.dir, "usr/local/bin"))).toBe(false);
     // Nothing half-downloaded is left in the cache either.

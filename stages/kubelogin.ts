@@ -21,12 +21,21 @@ const LINK: Resource = { kind: "symlink", path: `${BIN_DIR}/kubectl-oidc_login`,
 function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256: string } {
   const { version, asset, sha256, binarySha256 } = ctx.inputs.pins.kubelogin;
   if (!sha256 || !binarySha256) {
-    throw new UserError("pins.json has no kubelogin.sha256 and binarySha256", `run ${LOCK_COMMAND} where the release is reachable: it records both, trust on first use`);
+    throw new UserError(
+      "pins.json has no kubelogin.sha256 and binarySha256",
+      `run ${LOCK_COMMAND} where the release is reachable: it records both, trust on first use`,
+    );
   }
   return { url: `${ctx.settings.releasesUrl}/${version}/${asset}`, sha256, binarySha256 };
 }
 
-const binaryChanges = (ctx: BuildContext) => pinnedBinaryChanges(ctx, { path: BINARY, name: "kubelogin", version: ctx.inputs.pins.kubelogin.version, sha256: pinned(ctx).binarySha256 });
+const binaryChanges = (ctx: BuildContext) =>
+  pinnedBinaryChanges(ctx, {
+    path: BINARY,
+    name: "kubelogin",
+    version: ctx.inputs.pins.kubelogin.version,
+    sha256: pinned(ctx).binarySha256,
+  });
 
 /** Downloads (or takes from the cache) the pinned zip and returns the binary in it, verified. */
 async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
@@ -38,7 +47,11 @@ async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
     await run(ctx, "unzip", ["-q", "-o", zip, "kubelogin", "-d", dir]);
     const binary = await readFile(path.join(dir, "kubelogin"));
     const received = createHash("sha256").update(binary).digest("hex");
-    if (received !== binarySha256) throw new UserError(`the kubelogin binary in ${url} does not match its pin: expected sha256 ${binarySha256}, received ${received}`, "nothing was installed; refresh the pin with `build.ts lock` only if the release is trusted");
+    if (received !== binarySha256)
+      throw new UserError(
+        `the kubelogin binary in ${url} does not match its pin: expected sha256 ${binarySha256}, received ${received}`,
+        "nothing was installed; refresh the pin with `build.ts lock` only if the release is trusted",
+      );
     return binary;
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -47,9 +60,13 @@ async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
 
 export default {
   name: "kubelogin",
-  description: "Installs kubelogin (int128, the kubectl OIDC plugin) at its pinned release, verified by sha256, with the kubectl-oidc_login link",
+  description:
+    "Installs kubelogin (int128, the kubectl OIDC plugin) at its pinned release, verified by sha256, with the kubectl-oidc_login link",
   async check(ctx) {
-    return { changes: [...(await binaryChanges(ctx)), ...(await checkResources(ctx, [LINK]))], managed: [{ path: BINARY }, { path: LINK.path }] };
+    return {
+      changes: [...(await binaryChanges(ctx)), ...(await checkResources(ctx, [LINK]))],
+      managed: [{ path: BINARY }, { path: LINK.path }],
+    };
   },
   async apply(ctx) {
     const changes = await binaryChanges(ctx);
@@ -63,9 +80,15 @@ export default {
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
   async prepare(ctx) {
-    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256) await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
+    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256)
+      await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
   },
   async inventory(ctx) {
-    return { kubelogin: (await installedSha256(ctx, BINARY)) === pinned(ctx).binarySha256 ? ctx.inputs.pins.kubelogin.version : "absent or not the pinned build" };
+    return {
+      kubelogin:
+        (await installedSha256(ctx, BINARY)) === pinned(ctx).binarySha256
+          ? ctx.inputs.pins.kubelogin.version
+          : "absent or not the pinned build",
+    };
   },
 } satisfies Stage;

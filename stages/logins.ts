@@ -20,7 +20,8 @@ const SHARED_CLAUDE_TOKEN = TARGETS.find((t) => t.field === "claude_oauth_token"
 const SHARED_CODEX_AUTH = TARGETS.find((t) => t.field === "codex_shared_auth_json")!.path;
 const TOKEN_KEY = "CLAUDE_CODE_OAUTH_TOKEN";
 /** Codex has no machine-wide policy layer: ~/.codex/AGENTS.md mirrors the managed claudeMd under this line. */
-export const AGENTS_HEADER = "<!-- devvm: the org's rules for agents, mirrored from /etc/claude-code/managed-settings.json by the builder. Edits are overwritten; delete this line to make the file your own. -->";
+export const AGENTS_HEADER =
+  "<!-- devvm: the org's rules for agents, mirrored from /etc/claude-code/managed-settings.json by the builder. Edits are overwritten; delete this line to make the file your own. -->";
 
 interface LoginPlan {
   resources: Resource[];
@@ -32,7 +33,9 @@ interface LoginPlan {
 }
 
 function agentsMirror(ctx: BuildContext): string {
-  const { claudeMd } = JSON.parse(repoFile(ctx, "claude-code/managed-settings.json").toString("utf8")) as { claudeMd: string };
+  const { claudeMd } = JSON.parse(repoFile(ctx, "claude-code/managed-settings.json").toString("utf8")) as {
+    claudeMd: string;
+  };
   return `${AGENTS_HEADER}\n\n${claudeMd.trimEnd()}\n`;
 }
 
@@ -40,7 +43,9 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
   const exists = (p: string) => existsSync(hostPath(ctx, p));
   const table = readAccountTable(ctx);
   // A Secret: whatever the build prints from here on is scrubbed of it.
-  const token = exists(SHARED_CLAUDE_TOKEN) ? new Secret(readFileSync(hostPath(ctx, SHARED_CLAUDE_TOKEN), "utf8").trim()) : undefined;
+  const token = exists(SHARED_CLAUDE_TOKEN)
+    ? new Secret(readFileSync(hostPath(ctx, SHARED_CLAUDE_TOKEN), "utf8").trim())
+    : undefined;
   const codexGroup = table.groups.has(CODEX_GROUP);
   const mirror = agentsMirror(ctx);
   const plan: LoginPlan = { resources: [], joinCodex: [], restarts: [], tokenFor: [] };
@@ -55,7 +60,13 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
     if (user.tier !== "admin" && token?.length && exists(env) && (await unlessUnsafe(ctx, hasOwnLogin)) === false) {
       const text = readFileSync(hostPath(ctx, env), "utf8");
       if (envValue(text, TOKEN_KEY) === undefined) {
-        plan.resources.push({ kind: "file", path: env, mode: 0o600, secret: true, content: setEnvValue(text, TOKEN_KEY, token.reveal()) });
+        plan.resources.push({
+          kind: "file",
+          path: env,
+          mode: 0o600,
+          secret: true,
+          content: setEnvValue(text, TOKEN_KEY, token.reveal()),
+        });
         plan.tokenFor.push(name);
         plan.restarts.push(t3ServeInstance(name));
       }
@@ -71,7 +82,12 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
 }
 
 /** ~/.codex, its auth.json link and the AGENTS.md mirror, as far as the user has not made them their own. */
-function codexFiles(ctx: BuildContext, home: string, own: { owner: string; group: string }, mirror: string): Resource[] {
+function codexFiles(
+  ctx: BuildContext,
+  home: string,
+  own: { owner: string; group: string },
+  mirror: string,
+): Resource[] {
   const codex = path.join(home, ".codex");
   const folder = inspectForWriting(ctx, codex);
   const link = existsSync(hostPath(ctx, SHARED_CODEX_AUTH)) && !inspect(ctx, path.join(codex, "auth.json"));
@@ -88,7 +104,9 @@ function codexFiles(ctx: BuildContext, home: string, own: { owner: string; group
 
 function changesOf(plan: LoginPlan, fileChanges: Change[]): Change[] {
   return [
-    ...plan.tokenFor.map((u) => action(`add the shared Claude login to ${envFile(u)} (restart of t3-serve@${u} due, when idle)`)),
+    ...plan.tokenFor.map((u) =>
+      action(`add the shared Claude login to ${envFile(u)} (restart of t3-serve@${u} due, when idle)`),
+    ),
     ...plan.joinCodex.map((u) => action(`add ${u} to ${CODEX_GROUP} (the shared Codex login)`)),
     // The token's own file change is the line above; its diff is never shown.
     ...fileChanges.filter((c) => !("path" in c && plan.tokenFor.some((u) => envFile(u) === c.path))),
@@ -98,7 +116,8 @@ function changesOf(plan: LoginPlan, fileChanges: Change[]): Change[] {
 export default {
   name: "logins",
   firstBoot: "it acts on the machine's users and the tokens staged there",
-  description: "Gives users the shared Claude login (in their .env, unless they have their own) and the shared Codex login (codex-shared, ~/.codex/auth.json), and mirrors the org's rules into ~/.codex/AGENTS.md",
+  description:
+    "Gives users the shared Claude login (in their .env, unless they have their own) and the shared Codex login (codex-shared, ~/.codex/auth.json), and mirrors the org's rules into ~/.codex/AGENTS.md",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "logins are given to the machine's own accounts, not under --root" };
     const plan = await planLogins(ctx);

@@ -25,17 +25,35 @@ const RULES: [rule: string, phrase: RegExp][] = [
   ["trivial fixes straight to master", /trivial fix[^\n]*straight to master/i],
   ["commit on master, push to forgejo", /commit on master and push master to the `forgejo` remote/i],
   ["the commit message is the audit trail", /commit message is the audit trail/i],
-  ["subject: what; body: why, in the user's terms", /subject line says what changed; the body says why, in the user's own terms/],
+  [
+    "subject: what; body: why, in the user's terms",
+    /subject line says what changed; the body says why, in the user's own terms/,
+  ],
   ["no [ci skip] for non-admins", /never put `\[ci skip\]`[^\n]*unless you run as an admin/i],
-  ["non-fast-forward: rebase on forgejo/master, push again", /non-fast-forward[^\n]*rebase your commits onto `forgejo\/master`, then push again/],
-  ["branch protection: a branch <os-user>/<topic> and a pull request", /refused by branch protection: push the same commits to a branch `<os-user>\/<topic>`[^\n]*pull request/],
+  [
+    "non-fast-forward: rebase on forgejo/master, push again",
+    /non-fast-forward[^\n]*rebase your commits onto `forgejo\/master`, then push again/,
+  ],
+  [
+    "branch protection: a branch <os-user>/<topic> and a pull request",
+    /refused by branch protection: push the same commits to a branch `<os-user>\/<topic>`[^\n]*pull request/,
+  ],
   ["through the Forgejo API, token from ~/.git-credentials", /Forgejo API[^\n]*token in your `~\/\.git-credentials`/],
   ["leave every clone on a clean master", /leave every clone on master with a clean working tree/i],
   ["tell the user plainly", /tell the user plainly/i],
   ["follow ~/.claude/rules/ and every CLAUDE.md", /follow the rules in `~\/\.claude\/rules\/` and every CLAUDE\.md/i],
-  ["single layout: ~/code is the infra clone", /Single: `~\/code` is itself the infra clone \(`~\/code\/\.git` exists\)/],
-  ["workspace layout: infra at ~/code/infra", /Workspace: `~\/code` holds several clones, the infra clone at `~\/code\/infra`/],
-  ["ciphertext in a locked clone is expected", /locked: files encrypted with git-crypt stay ciphertext\. That is expected/],
+  [
+    "single layout: ~/code is the infra clone",
+    /Single: `~\/code` is itself the infra clone \(`~\/code\/\.git` exists\)/,
+  ],
+  [
+    "workspace layout: infra at ~/code/infra",
+    /Workspace: `~\/code` holds several clones, the infra clone at `~\/code\/infra`/,
+  ],
+  [
+    "ciphertext in a locked clone is expected",
+    /locked: files encrypted with git-crypt stay ciphertext\. That is expected/,
+  ],
   ["do not try to decrypt it", /do not try to decrypt/i],
   ["no secrets, ever", /no secrets, ever/i],
 ];
@@ -86,8 +104,12 @@ describe("assertNoSecrets", () => {
   });
 
   it("refuses a token anywhere in the JSON, nested or as a key", () => {
-    expect(() => assertNoSecrets(withValue({ env: { FOREIGN: ["x", TOKENS[0]![1]] } }))).toThrow("env.FOREIGN[1] holds");
-    expect(() => assertNoSecrets(withValue({ env: { [TOKENS[2]![1]]: "x" } }))).toThrow(/^files\/claude-code\/managed-settings\.json: a key in env holds what looks like a GitHub token$/);
+    expect(() => assertNoSecrets(withValue({ env: { FOREIGN: ["x", TOKENS[0]![1]] } }))).toThrow(
+      "env.FOREIGN[1] holds",
+    );
+    expect(() => assertNoSecrets(withValue({ env: { [TOKENS[2]![1]]: "x" } }))).toThrow(
+      /^files\/claude-code\/managed-settings\.json: a key in env holds what looks like a GitHub token$/,
+    );
   });
 
   it("still refuses a key named like a secret, and a missing rules text", () => {
@@ -96,7 +118,10 @@ describe("assertNoSecrets", () => {
   });
 
   it("lets ordinary long words, paths and ids through", () => {
-    const text = withValue({ claudeMd: "See /home/someone/code/infra/modules/networking/main.tf and the_quite_long_identifier_with_words_only_here, commit abc1234." });
+    const text = withValue({
+      claudeMd:
+        "See /home/someone/code/infra/modules/networking/main.tf and the_quite_long_identifier_with_words_only_here, commit abc1234.",
+    });
     expect(() => assertNoSecrets(text)).not.toThrow();
   });
 });

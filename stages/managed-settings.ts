@@ -38,11 +38,19 @@ export function assertNoSecrets(json: string): void {
     if (typeof settings[key] !== "string") throw new UserError(`files/${SOURCE}: expected a string "${key}"`);
   }
   const suspicious = Object.keys(settings).filter((k) => SECRET_LIKE.test(k));
-  if (suspicious.length > 0) throw new UserError(`files/${SOURCE}: ${suspicious.join(", ")} looks like a secret`, "managed settings are world-readable; stage secrets through vault-tokens");
+  if (suspicious.length > 0)
+    throw new UserError(
+      `files/${SOURCE}: ${suspicious.join(", ")} looks like a secret`,
+      "managed settings are world-readable; stage secrets through vault-tokens",
+    );
   for (const [where, text] of strings(settings, "")) {
     const kind = tokenKind(text);
     // Says where and what kind, never the value itself.
-    if (kind) throw new UserError(`files/${SOURCE}: ${where} holds what looks like ${kind}`, "managed settings are world-readable; stage secrets through vault-tokens");
+    if (kind)
+      throw new UserError(
+        `files/${SOURCE}: ${where} holds what looks like ${kind}`,
+        "managed settings are world-readable; stage secrets through vault-tokens",
+      );
   }
 }
 

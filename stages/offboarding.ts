@@ -22,7 +22,12 @@ interface Shadow {
 function readShadow(ctx: BuildContext): Map<string, Shadow> {
   const file = hostPath(ctx, "/etc/shadow");
   const lines = existsSync(file) ? readFileSync(file, "utf8").split("\n") : [];
-  return new Map(lines.filter(Boolean).map((l) => l.split(":")).map(([name, password, , , , , , expire]) => [name!, { password: password ?? "", expire: expire ?? "" }]));
+  return new Map(
+    lines
+      .filter(Boolean)
+      .map((l) => l.split(":"))
+      .map(([name, password, , , , , , expire]) => [name!, { password: password ?? "", expire: expire ?? "" }]),
+  );
 }
 
 const isCut = (s: Shadow) => s.password.startsWith("!") && s.expire === "1";
@@ -40,7 +45,9 @@ async function planOffboarding(ctx: BuildContext): Promise<OffboardPlan> {
   const roster = Object.keys(ctx.inputs.roster);
   const record = readAppliedRoster(ctx);
   const shadow = readShadow(ctx);
-  const departed = [...new Set([...record.users, ...record.cut])].filter((u) => !roster.includes(u) && shadow.has(u)).sort();
+  const departed = [...new Set([...record.users, ...record.cut])]
+    .filter((u) => !roster.includes(u) && shadow.has(u))
+    .sort();
   const returning = record.cut.filter((u) => roster.includes(u) && shadow.has(u) && isCut(shadow.get(u)!));
   const units = departed.map(t3ServeInstance);
   const enabled = await enabledUnits(ctx, units);
@@ -56,7 +63,11 @@ async function planOffboarding(ctx: BuildContext): Promise<OffboardPlan> {
 
 function changesOf(p: OffboardPlan): Change[] {
   return [
-    ...p.cut.map((u) => action(`cut ${u} (no longer in roster.yaml): lock their login; home and account kept (build.ts offboard ${u} deletes them)`)),
+    ...p.cut.map((u) =>
+      action(
+        `cut ${u} (no longer in roster.yaml): lock their login; home and account kept (build.ts offboard ${u} deletes them)`,
+      ),
+    ),
     ...p.stop.map((u) => action(`stop ${u} (its user left the roster)`)),
     ...p.disable.map((u) => action(`disable ${u} (its user left the roster)`)),
     ...p.returning.map((u) => action(`open ${u}'s login again: back in roster.yaml`)),
@@ -66,7 +77,8 @@ function changesOf(p: OffboardPlan): Change[] {
 export default {
   name: "offboarding",
   firstBoot: "it acts on the machine's accounts",
-  description: "Cuts users dropped from roster.yaml at once and reversibly: instance stopped and disabled, login locked; home and account kept",
+  description:
+    "Cuts users dropped from roster.yaml at once and reversibly: instance stopped and disabled, login locked; home and account kept",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "cutting a user needs the machine's own accounts and services, not --root" };
     const p = await planOffboarding(ctx);

@@ -8,7 +8,9 @@ import preflight, { LOCK_PATH, NotRootError, requireRoot } from "./preflight.ts"
 describe("preflight", () => {
   it("refuses any uid but root in one line that says what to do", () => {
     expect(() => requireRoot(65534)).toThrow(NotRootError);
-    expect(() => requireRoot(65534)).toThrow(/^build\.ts must run as root, not as uid 65534: run it again as root, e\.g\. with sudo$/);
+    expect(() => requireRoot(65534)).toThrow(
+      /^build\.ts must run as root, not as uid 65534: run it again as root, e\.g\. with sudo$/,
+    );
     expect(() => requireRoot(undefined)).toThrow(NotRootError);
     expect(() => requireRoot(0)).not.toThrow();
     expect(new NotRootError(1000).message).not.toContain("\n");
@@ -51,13 +53,15 @@ describe("preflight", () => {
       for (const cleanup of root.ctx.cleanups) await cleanup();
       expect(left.filter((file) => existsSync(file))).toEqual([]);
       expect(existsSync(running)).toBe(true);
-      expect(log).toEqual(expect.arrayContaining([
-        `took over the lock left by pid ${dead}, which is no longer running`,
-        expect.stringMatching(/^removed 1 base dir\(s\) of a t3 health check a killed build left in /),
-        `removed 1 unfinished Node tree(s) a killed build left in ${root.dir}/opt/devvm/node`,
-        `removed 1 unfinished npm install(s) a killed build left in ${root.dir}/opt/devvm/npm/@openai+codex`,
-        expect.stringMatching(/^removed 1 partial download a killed build left in /),
-      ]));
+      expect(log).toEqual(
+        expect.arrayContaining([
+          `took over the lock left by pid ${dead}, which is no longer running`,
+          expect.stringMatching(/^removed 1 base dir\(s\) of a t3 health check a killed build left in /),
+          `removed 1 unfinished Node tree(s) a killed build left in ${root.dir}/opt/devvm/node`,
+          `removed 1 unfinished npm install(s) a killed build left in ${root.dir}/opt/devvm/npm/@openai+codex`,
+          expect.stringMatching(/^removed 1 partial download a killed build left in /),
+        ]),
+      );
     } finally {
       for (const file of left) rmSync(file, { recursive: true, force: true });
     }
@@ -73,4 +77,3 @@ describe("preflight", () => {
     expect(existsSync(stale)).toBe(true);
   });
 });
-

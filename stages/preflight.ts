@@ -40,7 +40,8 @@ export default {
     // on the machine itself it takes the lock, so it never reads a build's half-written state.
     if (ctx.planOnly && underRoot(ctx)) return { changes: [], managed: [] };
     const lock = acquireBuildLock(hostPath(ctx, LOCK_PATH));
-    if (lock.takenOverFrom) ctx.log.info(`took over the lock left by pid ${lock.takenOverFrom}, which is no longer running`);
+    if (lock.takenOverFrom)
+      ctx.log.info(`took over the lock left by pid ${lock.takenOverFrom}, which is no longer running`);
     // A plan only reads: what a killed build left running is ended by the next build, not by a plan.
     if (!ctx.planOnly) {
       const ended = await endOrphans(hostPath(ctx, CHILDREN_PATH));
@@ -61,10 +62,12 @@ export default {
 
 /** After a killed build: its half-made work everywhere, not only where this build makes the same thing again. */
 async function removeHalfMade(ctx: BuildContext): Promise<void> {
-  for (const kind of [LEFTOVERS.t3Health, LEFTOVERS.unitCheck, LEFTOVERS.goBuild]) await removeLeftovers(ctx, tmpdir(), kind);
+  for (const kind of [LEFTOVERS.t3Health, LEFTOVERS.unitCheck, LEFTOVERS.goBuild])
+    await removeLeftovers(ctx, tmpdir(), kind);
   await removeLeftovers(ctx, hostPath(ctx, NODE_ROOT), LEFTOVERS.nodeTree);
   const cliRoot = hostPath(ctx, NPM_CLI_ROOT);
-  for (const cli of await readdir(cliRoot).catch(() => [] as string[])) await removeLeftovers(ctx, path.join(cliRoot, cli), LEFTOVERS.npmStaging);
+  for (const cli of await readdir(cliRoot).catch(() => [] as string[]))
+    await removeLeftovers(ctx, path.join(cliRoot, cli), LEFTOVERS.npmStaging);
   await sweepPartials(ctx);
 }
 
@@ -80,6 +83,9 @@ function requireDebian12(ctx: BuildContext): void {
       .map((m) => [m[1], m[3]]),
   );
   if (fields.ID !== "debian" || fields.VERSION_ID !== "12") {
-    throw new UserError(`this is ${fields.PRETTY_NAME ?? "an unknown system"} (${file}); the devvm is Debian 12 (bookworm)`, "run the builder on a Debian 12 machine");
+    throw new UserError(
+      `this is ${fields.PRETTY_NAME ?? "an unknown system"} (${file}); the devvm is Debian 12 (bookworm)`,
+      "run the builder on a Debian 12 machine",
+    );
   }
 }

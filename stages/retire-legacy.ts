@@ -22,7 +22,21 @@ const scriptNames = (unit: string) => [`${unit}.sh`, unit];
 const UNIT_NAMES = [...LEGACY.map((l) => `${l.unit}.timer`), ...LEGACY.map((l) => `${l.unit}.service`)];
 
 // The builder's own programs: never removed, whatever an old unit ran.
-const BUILDER_OWNED = new Set(["t3", "t3-mint", "t3-dispatch", "t3-state-backup", "tmux-persist", "node", "npm", "npx", "claude", "codex", "kubelogin", "kubectl", "kubectl-oidc_login"]);
+const BUILDER_OWNED = new Set([
+  "t3",
+  "t3-mint",
+  "t3-dispatch",
+  "t3-state-backup",
+  "tmux-persist",
+  "node",
+  "npm",
+  "npx",
+  "claude",
+  "codex",
+  "kubelogin",
+  "kubectl",
+  "kubectl-oidc_login",
+]);
 
 // The old scripts copied their units into /etc; /lib is /usr/lib on Debian 12 (merged /usr).
 const UNIT_DIRS = [UNIT_DIR, "/usr/lib/systemd/system"];
@@ -64,14 +78,26 @@ async function existing(ctx: BuildContext, paths: string[]): Promise<string[]> {
 async function enableLinks(ctx: BuildContext): Promise<string[]> {
   const names = await fs.readdir(hostPath(ctx, UNIT_DIR)).catch(() => [] as string[]);
   const dirs = names.filter((n) => n.endsWith(".wants") || n.endsWith(".requires")).map((n) => `${UNIT_DIR}/${n}`);
-  const links = await Promise.all(dirs.map(async (dir) => (await fs.readdir(hostPath(ctx, dir)).catch(() => [] as string[])).map((n) => `${dir}/${n}`)));
+  const links = await Promise.all(
+    dirs.map(async (dir) =>
+      (await fs.readdir(hostPath(ctx, dir)).catch(() => [] as string[])).map((n) => `${dir}/${n}`),
+    ),
+  );
   return links.flat().filter((link) => UNIT_NAMES.includes(path.basename(link)));
 }
 
 async function findUnits(ctx: BuildContext): Promise<LegacyUnit[]> {
   const links = await enableLinks(ctx);
   const units = await Promise.all(
-    UNIT_NAMES.map(async (name) => ({ name, ...ownerOf(name), files: await existing(ctx, UNIT_DIRS.map((dir) => `${dir}/${name}`)), links: links.filter((l) => path.basename(l) === name) })),
+    UNIT_NAMES.map(async (name) => ({
+      name,
+      ...ownerOf(name),
+      files: await existing(
+        ctx,
+        UNIT_DIRS.map((dir) => `${dir}/${name}`),
+      ),
+      links: links.filter((l) => path.basename(l) === name),
+    })),
   );
   return units.filter((u) => u.files.length > 0 || u.links.length > 0);
 }
@@ -79,8 +105,16 @@ async function findUnits(ctx: BuildContext): Promise<LegacyUnit[]> {
 /** The programs a unit's ExecStart= lines run: systemd's prefixes (- @ : + !) stripped, and a shell's script. */
 function execStartPrograms(unitText: string): string[] {
   return unitText.split("\n").flatMap((line) => {
-    const words = /^\s*ExecStart\s*=\s*(.*)$/.exec(line)?.[1]?.replace(/^[-@:+!|]+/, "").replace(/["']/g, "").split(/\s+/).filter(Boolean) ?? [];
-    const script = /^(ba|da)?sh$/.test(path.basename(words[0] ?? "")) ? words.slice(1).find((w) => !w.startsWith("-")) : undefined;
+    const words =
+      /^\s*ExecStart\s*=\s*(.*)$/
+        .exec(line)?.[1]
+        ?.replace(/^[-@:+!|]+/, "")
+        .replace(/["']/g, "")
+        .split(/\s+/)
+        .filter(Boolean) ?? [];
+    const script = /^(ba|da)?sh$/.test(path.basename(words[0] ?? ""))
+      ? words.slice(1).find((w) => !w.startsWith("-"))
+      : undefined;
     return [words[0], script].filter((w): w is string => w !== undefined).map((w) => path.posix.normalize(w));
   });
 }
@@ -89,10 +123,16 @@ function execStartPrograms(unitText: string): string[] {
 async function findPrograms(ctx: BuildContext, units: LegacyUnit[]): Promise<Map<string, string>> {
   const candidates = new Map<string, string>();
   for (const u of units.filter((u) => u.name.endsWith(".service"))) {
-    for (const file of u.files) for (const program of execStartPrograms(await fs.readFile(hostPath(ctx, file), "utf8").catch(() => ""))) candidates.set(program, u.unit);
+    for (const file of u.files)
+      for (const program of execStartPrograms(await fs.readFile(hostPath(ctx, file), "utf8").catch(() => "")))
+        candidates.set(program, u.unit);
   }
-  for (const { unit } of LEGACY) for (const name of scriptNames(unit)) if (!candidates.has(`${BIN_DIR}/${name}`)) candidates.set(`${BIN_DIR}/${name}`, unit);
-  const ours = [...candidates.keys()].filter((p) => path.posix.dirname(p) === BIN_DIR && !BUILDER_OWNED.has(path.posix.basename(p)));
+  for (const { unit } of LEGACY)
+    for (const name of scriptNames(unit))
+      if (!candidates.has(`${BIN_DIR}/${name}`)) candidates.set(`${BIN_DIR}/${name}`, unit);
+  const ours = [...candidates.keys()].filter(
+    (p) => path.posix.dirname(p) === BIN_DIR && !BUILDER_OWNED.has(path.posix.basename(p)),
+  );
   return new Map((await existing(ctx, ours)).map((p) => [p, candidates.get(p)!]));
 }
 
@@ -109,7 +149,10 @@ async function classifyT3Link(ctx: BuildContext): Promise<NpmT3["link"]> {
 async function processesUsingNpmT3(ctx: BuildContext): Promise<number[]> {
   const [bin, dir] = [hostPath(ctx, NPM_T3_LINK), hostPath(ctx, NPM_T3_DIR)];
   const pids = (await fs.readdir("/proc")).filter((n) => /^\d+$/.test(n));
-  const uses = async (pid: string) => (await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0").some((a) => a === bin || `${a}/`.includes(`${dir}/`));
+  const uses = async (pid: string) =>
+    (await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => ""))
+      .split("\0")
+      .some((a) => a === bin || `${a}/`.includes(`${dir}/`));
   const using = await Promise.all(pids.map(async (pid) => ((await uses(pid)) ? [Number(pid)] : [])));
   return using.flat();
 }
@@ -133,7 +176,9 @@ function plannedChanges(ctx: BuildContext, { units, programs, npmT3 }: Legacy): 
     ...units.flatMap((u) => u.files.map((file) => action(`remove ${file}`))),
     ...[...programs].map(([program, unit]) => action(`remove ${program} (old ${unit}'s program)`)),
     ...(npmT3.link === "legacy" ? [action(`remove ${NPM_T3_LINK} (global npm t3 of the old updater)`)] : []),
-    ...(npmT3.dir && npmT3.usedBy.length === 0 ? [action(`remove ${NPM_T3_DIR} (global npm t3 of the old updater)`)] : []),
+    ...(npmT3.dir && npmT3.usedBy.length === 0
+      ? [action(`remove ${NPM_T3_DIR} (global npm t3 of the old updater)`)]
+      : []),
   ];
 }
 
@@ -159,13 +204,16 @@ async function retireNpmT3(ctx: BuildContext, npmT3: NpmT3): Promise<void> {
 }
 
 function warnAboutNpmT3(ctx: BuildContext, { link, dir, usedBy }: NpmT3): void {
-  if (typeof link === "object") warn(ctx, `${NPM_T3_LINK} ${link.foreign}, not the old updater's npm link; left alone (a package may own it)`);
-  if (dir && usedBy.length > 0) ctx.log.info(`${NPM_T3_DIR} is kept until no process uses it (pid ${usedBy.join(", ")}); the next run removes it`);
+  if (typeof link === "object")
+    warn(ctx, `${NPM_T3_LINK} ${link.foreign}, not the old updater's npm link; left alone (a package may own it)`);
+  if (dir && usedBy.length > 0)
+    ctx.log.info(`${NPM_T3_DIR} is kept until no process uses it (pid ${usedBy.join(", ")}); the next run removes it`);
 }
 
 export default {
   name: "retire-legacy",
-  description: "Stops, disables and removes the old scripts' units (t3-provision-users, t3-autoupdate, t3-backup-state), their programs and the old global npm t3",
+  description:
+    "Stops, disables and removes the old scripts' units (t3-provision-users, t3-autoupdate, t3-backup-state), their programs and the old global npm t3",
   async check(ctx) {
     const legacy = await findLegacy(ctx);
     warnAboutNpmT3(ctx, legacy.npmT3);

@@ -14,41 +14,58 @@ const SOURCE = settingVariables.t3DispatchSource;
 const hasGo = spawnSync("go", ["version"]).status === 0;
 
 /** A test root with its own accounts, so groupadd --root works on it. */
-const rootWithAccounts = (settings: Record<string, string>, strict = false) => makeTestRootWithAccounts({ settings: readSettings(settings), strict });
+const rootWithAccounts = (settings: Record<string, string>, strict = false) =>
+  makeTestRootWithAccounts({ settings: readSettings(settings), strict });
 
 describe("service-helpers", () => {
-  it.skipIf(!hasGo)("installs the helpers, creates the account, builds t3-dispatch once and records its restart", { timeout: 120_000 }, async () => {
-    // A machine path: under --root, the source is in the root too.
-    using root = rootWithAccounts({ [SOURCE]: "/src/t3-dispatch" });
-    cpSync(FIXTURE, path.join(root.dir, "src/t3-dispatch"), { recursive: true });
-    const check = await serviceHelpers.check(root.ctx);
-    if ("skip" in check) throw new Error(check.skip);
-    await serviceHelpers.apply(root.ctx, check);
+  it.skipIf(!hasGo)(
+    "installs the helpers, creates the account, builds t3-dispatch once and records its restart",
+    { timeout: 120_000 },
+    async () => {
+      // A machine path: under --root, the source is in the root too.
+      using root = rootWithAccounts({ [SOURCE]: "/src/t3-dispatch" });
+      cpSync(FIXTURE, path.join(root.dir, "src/t3-dispatch"), { recursive: true });
+      const check = await serviceHelpers.check(root.ctx);
+      if ("skip" in check) throw new Error(check.skip);
+      await serviceHelpers.apply(root.ctx, check);
 
-    for (const name of ["t3-mint", "t3-state-backup", "tmux-persist"]) {
-      const file = path.join(root.dir, "usr/local/bin", name);
-      expect(statSync(file).mode & 0o7777).toBe(0o755);
-      expect(readFileSync(file, "utf8")).toBe(readFileSync(path.join(root.ctx.repoDir, "files/service", name), "utf8"));
-    }
-    expect(readFileSync(path.join(root.dir, "etc/passwd"), "utf8")).toMatch(/^t3-dispatch:x:\d+:\d+::\/nonexistent:\/usr\/sbin\/nologin$/m);
-    const binary = path.join(root.dir, "usr/local/bin/t3-dispatch");
-    expect(statSync(binary).mode & 0o7777).toBe(0o755);
-    expect(readFileSync(binary).subarray(1, 4).toString()).toBe("ELF");
-    expect(await readPendingRestarts(root.ctx)).toEqual(["t3-dispatch.service"]);
+      for (const name of ["t3-mint", "t3-state-backup", "tmux-persist"]) {
+        const file = path.join(root.dir, "usr/local/bin", name);
+        expect(statSync(file).mode & 0o7777).toBe(0o755);
+        expect(readFileSync(file, "utf8")).toBe(
+          readFileSync(path.join(root.ctx.repoDir, "files/service", name), "utf8"),
+        );
+      }
+      expect(readFileSync(path.join(root.dir, "etc/passwd"), "utf8")).toMatch(
+        /^t3-dispatch:x:\d+:\d+::\/nonexistent:\/usr\/sbin\/nologin$/m,
+      );
+      const binary = path.join(root.dir, "usr/local/bin/t3-dispatch");
+      expect(statSync(binary).mode & 0o7777).toBe(0o755);
+      expect(readFileSync(binary).subarray(1, 4).toString()).toBe("ELF");
+      expect(await readPendingRestarts(root.ctx)).toEqual(["t3-dispatch.service"]);
 
-    const mtime = statSync(binary).mtimeMs;
-    expect(await serviceHelpers.check(root.ctx)).toMatchObject({ changes: [] });
-    expect(statSync(binary).mtimeMs).toBe(mtime);
-  });
+      const mtime = statSync(binary).mtimeMs;
+      expect(await serviceHelpers.check(root.ctx)).toMatchObject({ changes: [] });
+      expect(statSync(binary).mtimeMs).toBe(mtime);
+    },
+  );
 
   it("keeps an existing t3-dispatch, fixing only its mode", async () => {
     using root = rootWithAccounts({ [SOURCE]: "/nowhere" });
-    writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\nt3-dispatch:x:999:999::/nonexistent:/usr/sbin/nologin\n");
+    writeFileSync(
+      path.join(root.dir, "etc/passwd"),
+      "root:x:0:0:root:/root:/bin/bash\nt3-dispatch:x:999:999::/nonexistent:/usr/sbin/nologin\n",
+    );
     mkdirSync(path.join(root.dir, "usr/local/bin"), { recursive: true });
     writeFileSync(path.join(root.dir, "usr/local/bin/t3-dispatch"), "#!/bin/sh\n", { mode: 0o700 });
     const check = await serviceHelpers.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
-    expect(check.changes).toContainEqual({ kind: "mode", path: "/usr/local/bin/t3-dispatch", from: "0700", to: "0755" });
+    expect(check.changes).toContainEqual({
+      kind: "mode",
+      path: "/usr/local/bin/t3-dispatch",
+      from: "0700",
+      to: "0755",
+    });
     await serviceHelpers.apply(root.ctx, check);
     expect(statSync(path.join(root.dir, "usr/local/bin/t3-dispatch")).mode & 0o7777).toBe(0o755);
     expect(await readPendingRestarts(root.ctx)).toEqual([]);
@@ -59,7 +76,9 @@ describe("service-helpers", () => {
     using root = rootWithAccounts({ [SOURCE]: "/nowhere" });
     Object.assign(root.ctx, { log: { info: (m: string) => lines.push(m), debug: () => {} } });
     const check = await serviceHelpers.check(root.ctx);
-    expect(lines.join("\n")).toMatch(/warning: \/usr\/local\/bin\/t3-dispatch is not built and its source \/nowhere has no go.mod/);
+    expect(lines.join("\n")).toMatch(
+      /warning: \/usr\/local\/bin\/t3-dispatch is not built and its source \/nowhere has no go.mod/,
+    );
     if ("skip" in check) throw new Error(check.skip);
     await serviceHelpers.apply(root.ctx, check);
     expect(existsSync(path.join(root.dir, "usr/local/bin/t3-dispatch"))).toBe(false);

@@ -6,7 +6,15 @@ import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath, underRoot, warn } from "../lib/core/context.ts";
 import { UserError } from "../lib/core/errors.ts";
 import { run } from "../lib/machine/exec.ts";
-import { applyResources, checkAttributes, checkResources, fixAttributes, managedBy, writeFileAtomic, type Resource } from "../lib/machine/files.ts";
+import {
+  applyResources,
+  checkAttributes,
+  checkResources,
+  fixAttributes,
+  managedBy,
+  writeFileAtomic,
+  type Resource,
+} from "../lib/machine/files.ts";
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import { repoFile } from "../lib/inputs/repo-files.ts";
 import { dispatchSource, settingVariables } from "../lib/inputs/settings.ts";
@@ -20,7 +28,12 @@ export const DISPATCH_UNIT = "t3-dispatch.service";
 
 /** The helper programs this project writes (files/service/), installed 0755. */
 const scripts = (ctx: BuildContext): Resource[] =>
-  ["t3-mint", "t3-state-backup", "tmux-persist"].map((name) => ({ kind: "file", path: `${BIN_DIR}/${name}`, mode: 0o755, content: repoFile(ctx, `service/${name}`) }));
+  ["t3-mint", "t3-state-backup", "tmux-persist"].map((name) => ({
+    kind: "file",
+    path: `${BIN_DIR}/${name}`,
+    mode: 0o755,
+    content: repoFile(ctx, `service/${name}`),
+  }));
 
 const sourceOf = (ctx: BuildContext) => dispatchSource(ctx.settings, (p) => existsSync(hostPath(ctx, p)));
 
@@ -28,11 +41,16 @@ type DispatchPlan = { build: true } | { build: false; changes: Change[] } | { ab
 
 /** t3-dispatch is built only when absent; once there, only its mode and owner are kept. */
 async function planDispatch(ctx: BuildContext): Promise<DispatchPlan> {
-  if (existsSync(hostPath(ctx, DISPATCH_BIN))) return { build: false, changes: await checkAttributes(ctx, DISPATCH_BIN, 0o755) };
+  if (existsSync(hostPath(ctx, DISPATCH_BIN)))
+    return { build: false, changes: await checkAttributes(ctx, DISPATCH_BIN, 0o755) };
   const source = sourceOf(ctx);
   if (existsSync(path.join(hostPath(ctx, source), "go.mod"))) return { build: true };
   const message = `${DISPATCH_BIN} is not built and its source ${source} has no go.mod`;
-  if (ctx.strict) throw new UserError(message, `clone t3-dispatch there or set ${settingVariables.t3DispatchSource}; without --strict this is a warning`);
+  if (ctx.strict)
+    throw new UserError(
+      message,
+      `clone t3-dispatch there or set ${settingVariables.t3DispatchSource}; without --strict this is a warning`,
+    );
   return { absent: message };
 }
 
@@ -43,8 +61,19 @@ async function buildDispatch(ctx: BuildContext): Promise<void> {
     const output = path.join(scratch, "t3-dispatch");
     // A private cache and GOPATH: the build leaves nothing in root's home.
     // CGO off: a static binary; GOTOOLCHAIN=local: never fetch another Go.
-    const env = { GOCACHE: `${scratch}/cache`, GOPATH: `${scratch}/gopath`, HOME: scratch, CGO_ENABLED: "0", GOTOOLCHAIN: "local", GOFLAGS: "-mod=readonly" };
-    await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], { cwd: hostPath(ctx, sourceOf(ctx)), env, timeoutMs: 10 * 60_000 });
+    const env = {
+      GOCACHE: `${scratch}/cache`,
+      GOPATH: `${scratch}/gopath`,
+      HOME: scratch,
+      CGO_ENABLED: "0",
+      GOTOOLCHAIN: "local",
+      GOFLAGS: "-mod=readonly",
+    };
+    await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], {
+      cwd: hostPath(ctx, sourceOf(ctx)),
+      env,
+      timeoutMs: 10 * 60_000,
+    });
     await writeFileAtomic(hostPath(ctx, DISPATCH_BIN), await fs.readFile(output), { mode: 0o755, uid: 0, gid: 0 });
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });
@@ -53,14 +82,17 @@ async function buildDispatch(ctx: BuildContext): Promise<void> {
 
 export default {
   name: "service-helpers",
-  description: "Installs t3-mint, t3-state-backup and tmux-persist, the t3-dispatch system account, and builds t3-dispatch when absent",
+  description:
+    "Installs t3-mint, t3-state-backup and tmux-persist, the t3-dispatch system account, and builds t3-dispatch when absent",
   async check(ctx) {
     const changes: Change[] = [];
-    if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT)) changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
+    if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT))
+      changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
     changes.push(...(await checkResources(ctx, scripts(ctx))));
     const dispatch = await planDispatch(ctx);
     if ("absent" in dispatch) warn(ctx, `${dispatch.absent}; t3-dispatch.service waits for it`);
-    else if (dispatch.build) changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${sourceOf(ctx)}` });
+    else if (dispatch.build)
+      changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${sourceOf(ctx)}` });
     else changes.push(...dispatch.changes);
     return { changes, managed: [...managedBy(scripts(ctx)), { path: DISPATCH_BIN }] };
   },
@@ -69,7 +101,17 @@ export default {
     if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT)) {
       // No home, no login shell: a service account only.
       const root = underRoot(ctx) ? ["--root", ctx.root] : [];
-      await run(ctx, "useradd", [...root, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", DISPATCH_ACCOUNT]);
+      await run(ctx, "useradd", [
+        ...root,
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        "/nonexistent",
+        "--shell",
+        "/usr/sbin/nologin",
+        DISPATCH_ACCOUNT,
+      ]);
       ctx.accounts.reload();
       changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
     }

@@ -36,10 +36,14 @@ describe.skipIf(!hasVisudo)("sudoers", () => {
     await sudoers.apply(root.ctx, good);
     const live = readFileSync(path.join(root.dir, "etc/sudoers.d/t3-autopair"), "utf8");
 
-    Object.assign(root.ctx, { repoDir: repoWith(root.dir, "t3-dispatch ALL=(root) NOPASSWD /usr/local/bin/t3-mint\n") });
+    Object.assign(root.ctx, {
+      repoDir: repoWith(root.dir, "t3-dispatch ALL=(root) NOPASSWD /usr/local/bin/t3-mint\n"),
+    });
     const bad = await sudoers.check(root.ctx);
     if ("skip" in bad) throw new Error(bad.skip);
-    await expect(sudoers.apply(root.ctx, bad)).rejects.toThrow(/visudo refused the new \/etc\/sudoers.d\/t3-autopair; the live file was left as it was:\n.*syntax error/);
+    await expect(sudoers.apply(root.ctx, bad)).rejects.toThrow(
+      /visudo refused the new \/etc\/sudoers.d\/t3-autopair; the live file was left as it was:\n.*syntax error/,
+    );
     expect(readFileSync(path.join(root.dir, "etc/sudoers.d/t3-autopair"), "utf8")).toBe(live);
     expect(readdirSync(path.join(root.dir, "etc/sudoers.d"))).toEqual(["t3-autopair"]);
   });

@@ -20,12 +20,23 @@ async function writeSudoersDropIn(ctx: BuildContext, temporaryFile: string): Pro
   } catch (error) {
     if (!(error instanceof CommandError)) throw error;
     const said = error.stderr.trim().split(temporaryFile).join(`new ${DROP_IN}`);
-    throw new UserError(`visudo refused the new ${DROP_IN}; the live file was left as it was:\n${said}`, `fix files/${SOURCE}`);
+    throw new UserError(
+      `visudo refused the new ${DROP_IN}; the live file was left as it was:\n${said}`,
+      `fix files/${SOURCE}`,
+    );
   }
 }
 
 function resources(ctx: BuildContext): Resource[] {
-  return [{ kind: "file", path: DROP_IN, mode: 0o440, content: repoFile(ctx, SOURCE), validate: (temporary) => writeSudoersDropIn(ctx, temporary) }];
+  return [
+    {
+      kind: "file",
+      path: DROP_IN,
+      mode: 0o440,
+      content: repoFile(ctx, SOURCE),
+      validate: (temporary) => writeSudoersDropIn(ctx, temporary),
+    },
+  ];
 }
 
 export default {

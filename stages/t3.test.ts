@@ -1,4 +1,14 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -55,7 +65,11 @@ describe("the t3 stage", () => {
   };
 
   beforeEach(async () => {
-    registry = createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ dist: { integrity: INTEGRITY } })));
+    registry = createServer((_req, res) =>
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ dist: { integrity: INTEGRITY } })),
+    );
     await new Promise<void>((resolve) => registry.listen(0, "127.0.0.1", resolve));
     root = makeTestRoot({ inputs: { pins: { node: { version: NODE }, npm: {} } } as unknown as Inputs });
     root.ctx.settings.npmRegistry = `http://127.0.0.1:${(registry.address() as { port: number }).port}`;
@@ -73,7 +87,9 @@ describe("the t3 stage", () => {
 
   it("is skipped under --root, as are claude-code and codex", async () => {
     for (const stage of [t3, claudeCode, codex]) {
-      expect(await stage.check(root.ctx)).toEqual({ skip: "installing npm packages needs the pinned Node running on the machine itself, not under --root" });
+      expect(await stage.check(root.ctx)).toEqual({
+        skip: "installing npm packages needs the pinned Node running on the machine itself, not under --root",
+      });
     }
   });
 
@@ -81,18 +97,26 @@ describe("the t3 stage", () => {
     const info: string[] = [];
     Object.assign(root.ctx.log, { info: (m: string) => info.push(m) });
     pin("0.0.26");
-    expect(await t3.apply(root.ctx, { changes: [], managed: [] })).toEqual([{ kind: "package", name: "t3", from: null, to: "0.0.26" }]);
+    expect(await t3.apply(root.ctx, { changes: [], managed: [] })).toEqual([
+      { kind: "package", name: "t3", from: null, to: "0.0.26" },
+    ]);
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
     expect(await t3.inventory?.(root.ctx)).toEqual({ "npm:t3": "0.0.26" });
     // Under --root nothing runs; on a booted box the instances stage restarts idle instances.
-    expect(info).toEqual(["npm install t3@0.0.26", expect.stringMatching(/^npm install t3@0\.0\.26: done in \d+\.\d s$/), expect.stringMatching(/^running t3-serve@ instances: not started: /)]);
+    expect(info).toEqual([
+      "npm install t3@0.0.26",
+      expect.stringMatching(/^npm install t3@0\.0\.26: done in \d+\.\d s$/),
+      expect.stringMatching(/^running t3-serve@ instances: not started: /),
+    ]);
   });
 
   it("keeps the version before when the new one fails its health check, naming the check and what it saw", async () => {
     pin("0.0.26");
     await t3.apply(root.ctx, { changes: [], managed: [] });
     pin("0.0.27");
-    const error = (await t3.apply(root.ctx, { changes: [], managed: [] }).catch((e: unknown) => e)) as Error & { hint?: string };
+    const error = (await t3.apply(root.ctx, { changes: [], managed: [] }).catch((e: unknown) => e)) as Error & {
+      hint?: string;
+    };
     expect(error.message).toBe(
       "t3 0.0.27 failed its health check (browser session): POST /api/auth/browser-session answered 404, then POST /api/auth/bootstrap answered 404; no t3_session cookie; t3 0.0.26 stays active",
     );
@@ -104,13 +128,19 @@ describe("the t3 stage", () => {
 
   describe("before a version change", () => {
     let repo: string;
-    const backupsLog = () => (existsSync(path.join(root.dir, "backups.log")) ? readFileSync(path.join(root.dir, "backups.log"), "utf8").trim().split("\n") : []);
+    const backupsLog = () =>
+      existsSync(path.join(root.dir, "backups.log"))
+        ? readFileSync(path.join(root.dir, "backups.log"), "utf8").trim().split("\n")
+        : [];
     const none = { changes: [], managed: [] };
 
     beforeEach(() => {
       // Three accounts; alice and bob have a t3 database, carol has none.
       mkdirSync(path.join(root.dir, "etc"), { recursive: true });
-      writeFileSync(path.join(root.dir, "etc/passwd"), ["alice", "bob", "carol"].map((u, i) => `${u}:x:${1001 + i}:${1001 + i}::/home/${u}:/bin/zsh\n`).join(""));
+      writeFileSync(
+        path.join(root.dir, "etc/passwd"),
+        ["alice", "bob", "carol"].map((u, i) => `${u}:x:${1001 + i}:${1001 + i}::/home/${u}:/bin/zsh\n`).join(""),
+      );
       for (const user of ["alice", "bob"]) {
         mkdirSync(path.join(root.dir, `home/${user}/.t3/userdata`), { recursive: true });
         writeFileSync(path.join(root.dir, `home/${user}/.t3/userdata/state.sqlite`), "SQLite format 3\0");
@@ -132,11 +162,20 @@ describe("the t3 stage", () => {
 
       pin("0.0.28");
       expect(await t3.apply(root.ctx, none)).toEqual([
-        { kind: "action", description: "copy alice's t3 state to /var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite" },
-        { kind: "action", description: "copy bob's t3 state to /var/backups/t3-state/bob/state-prebump-0.0.26-0.0.28.sqlite" },
+        {
+          kind: "action",
+          description: "copy alice's t3 state to /var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite",
+        },
+        {
+          kind: "action",
+          description: "copy bob's t3 state to /var/backups/t3-state/bob/state-prebump-0.0.26-0.0.28.sqlite",
+        },
         { kind: "package", name: "t3", from: "0.0.26", to: "0.0.28" },
       ]);
-      expect(backupsLog()).toEqual(["--prebump 0.0.26 0.0.28 alice, t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3", "--prebump 0.0.26 0.0.28 bob, t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3"]);
+      expect(backupsLog()).toEqual([
+        "--prebump 0.0.26 0.0.28 alice, t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3",
+        "--prebump 0.0.26 0.0.28 bob, t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3",
+      ]);
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
 
       // The version stays: nothing to copy.
@@ -155,7 +194,10 @@ describe("the t3 stage", () => {
         "the t3 state of alice could not be copied before t3 0.0.28, so t3 0.0.26 stays active:\n" +
           "alice: Error: unable to open database /home/alice/.t3/userdata/state.sqlite; t3-state-backup: backup of alice failed (the copy exited with 1)",
       );
-      expect(backupsLog().map((l) => l.split(", ")[0])).toEqual(["--prebump 0.0.26 0.0.28 alice", "--prebump 0.0.26 0.0.28 bob"]);
+      expect(backupsLog().map((l) => l.split(", ")[0])).toEqual([
+        "--prebump 0.0.26 0.0.28 alice",
+        "--prebump 0.0.26 0.0.28 bob",
+      ]);
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
       // The healthy install stays for the next try; only the links decide what runs.
       expect(readdirSync(path.join(root.dir, "opt/devvm/npm/t3")).sort()).toEqual(["0.0.26", "0.0.28"]);
@@ -163,7 +205,11 @@ describe("the t3 stage", () => {
       vi.stubEnv("FAKE_BACKUP_FAIL", "nobody");
       await t3.apply(root.ctx, none);
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
-      expect(backupsLog().slice(2).map((l) => l.split(", ")[1])).toEqual(["t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3", "t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3"]);
+      expect(
+        backupsLog()
+          .slice(2)
+          .map((l) => l.split(", ")[1]),
+      ).toEqual(["t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3", "t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3"]);
     });
   });
 });

@@ -3,7 +3,17 @@ import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath, underRoot } from "../lib/core/context.ts";
 import { UserError } from "../lib/core/errors.ts";
-import { activeInstall, checkGlobalCli, cliPrefix, globalCliInventory, installGlobalCli, prepareGlobalCli, pinnedNodeEnv, UNDER_ROOT_REASON, type GlobalCli } from "../lib/tools/npm-global.ts";
+import {
+  activeInstall,
+  checkGlobalCli,
+  cliPrefix,
+  globalCliInventory,
+  installGlobalCli,
+  prepareGlobalCli,
+  pinnedNodeEnv,
+  UNDER_ROOT_REASON,
+  type GlobalCli,
+} from "../lib/tools/npm-global.ts";
 import type { Pending, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
 import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/machine/systemd.ts";
@@ -18,8 +28,17 @@ export const T3: GlobalCli = { name: "t3", bins: ["t3"] };
  * links switch (docs/devvm.md stage 5: a nightly once broke pairing for every
  * user). Unhealthy: the links never switch, so the version before stays.
  */
-async function assertHealthy(ctx: BuildContext, hostPrefix: string, version: string, before: string | null): Promise<void> {
-  const health = await checkT3Health(ctx, { t3: `${hostPrefix}/bin/t3`, expectedVersion: version, env: pinnedNodeEnv(ctx) });
+async function assertHealthy(
+  ctx: BuildContext,
+  hostPrefix: string,
+  version: string,
+  before: string | null,
+): Promise<void> {
+  const health = await checkT3Health(ctx, {
+    t3: `${hostPrefix}/bin/t3`,
+    expectedVersion: version,
+    env: pinnedNodeEnv(ctx),
+  });
   if (health.healthy) return;
   throw new UserError(
     `t3 ${version} failed its health check (${health.check}): ${health.saw}; ${before ? `t3 ${before} stays active` : "no t3 is active"}`,
@@ -36,7 +55,9 @@ async function versionBefore(ctx: BuildContext): Promise<string | null> {
   const active = (await activeInstall(ctx, T3.name, "t3"))?.version;
   if (active) return active;
   try {
-    const legacy = JSON.parse(readFileSync(hostPath(ctx, `${NPM_T3_DIR}/package.json`), "utf8")) as { version?: unknown };
+    const legacy = JSON.parse(readFileSync(hostPath(ctx, `${NPM_T3_DIR}/package.json`), "utf8")) as {
+      version?: unknown;
+    };
     return typeof legacy.version === "string" ? legacy.version : null;
   } catch {
     return null;
@@ -63,12 +84,17 @@ async function markInstancesForRestart(ctx: BuildContext): Promise<void> {
   if (offline) return ctx.log.info(`running t3-serve@ instances: ${offline}`);
   const instances = await activeT3ServeInstances(ctx);
   await addPendingRestarts(ctx, instances);
-  ctx.log.info(instances.length > 0 ? `restart due, when idle, for ${instances.join(", ")} (the instances stage does it)` : "no t3-serve@ instance is running");
+  ctx.log.info(
+    instances.length > 0
+      ? `restart due, when idle, for ${instances.join(", ")} (the instances stage does it)`
+      : "no t3-serve@ instance is running",
+  );
 }
 
 export default {
   name: "t3",
-  description: "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
+  description:
+    "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkT3(ctx)),
   apply: async (ctx) => {
     const pin = ctx.inputs.pins.npm.t3;
@@ -83,6 +109,9 @@ export default {
     return [...backups, ...changes];
   },
   // npm installs it into a staging folder while apt runs; apply moves it into place.
-  prepare: async (ctx) => void (underRoot(ctx) ? undefined : await prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work))),
+  prepare: async (ctx) =>
+    void (underRoot(ctx)
+      ? undefined
+      : await prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work))),
   inventory: (ctx) => globalCliInventory(ctx, T3),
 } satisfies Stage;

@@ -31,18 +31,35 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
     if ("skip" in check) throw new Error(check.skip);
     const changes = await units.apply(root.ctx, check);
     expect(lines).toContain(`not started: the build manages ${root.dir} (--root), not a running system`);
-    const descriptions = changes.filter((c) => c.kind === "action").map((c) => (c.kind === "action" ? c.description : ""));
-    expect(descriptions).toEqual(["enable devvm-reconcile.timer", "enable devvm-t3-pin.timer", "enable t3-dispatch.service", "enable t3-state-backup.timer", "enable tmux-persist-restore.service", "enable tmux-persist-save.timer"]);
+    const descriptions = changes
+      .filter((c) => c.kind === "action")
+      .map((c) => (c.kind === "action" ? c.description : ""));
+    expect(descriptions).toEqual([
+      "enable devvm-reconcile.timer",
+      "enable devvm-t3-pin.timer",
+      "enable t3-dispatch.service",
+      "enable t3-state-backup.timer",
+      "enable tmux-persist-restore.service",
+      "enable tmux-persist-save.timer",
+    ]);
 
     const unitDir = path.join(root.dir, "etc/systemd/system");
     for (const name of readdirSync(path.join(root.ctx.repoDir, "files/service/units"))) {
-      expect(readFileSync(path.join(unitDir, name), "utf8")).toBe(readFileSync(path.join(root.ctx.repoDir, "files/service/units", name), "utf8"));
+      expect(readFileSync(path.join(unitDir, name), "utf8")).toBe(
+        readFileSync(path.join(root.ctx.repoDir, "files/service/units", name), "utf8"),
+      );
     }
-    expect(readlinkSync(path.join(unitDir, "timers.target.wants/devvm-t3-pin.timer"))).toBe("/etc/systemd/system/devvm-t3-pin.timer");
-    expect(readlinkSync(path.join(unitDir, "multi-user.target.wants/t3-dispatch.service"))).toBe("/etc/systemd/system/t3-dispatch.service");
+    expect(readlinkSync(path.join(unitDir, "timers.target.wants/devvm-t3-pin.timer"))).toBe(
+      "/etc/systemd/system/devvm-t3-pin.timer",
+    );
+    expect(readlinkSync(path.join(unitDir, "multi-user.target.wants/t3-dispatch.service"))).toBe(
+      "/etc/systemd/system/t3-dispatch.service",
+    );
     // The oneshots run only from their timers; tmux-persist's restore at boot.
     expect(existsSync(path.join(unitDir, "multi-user.target.wants/devvm-t3-pin.service"))).toBe(false);
-    expect(readlinkSync(path.join(unitDir, "multi-user.target.wants/tmux-persist-restore.service"))).toBe("/etc/systemd/system/tmux-persist-restore.service");
+    expect(readlinkSync(path.join(unitDir, "multi-user.target.wants/tmux-persist-restore.service"))).toBe(
+      "/etc/systemd/system/tmux-persist-restore.service",
+    );
 
     expect(await units.check(root.ctx)).toMatchObject({ changes: [] });
   });
@@ -63,21 +80,34 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
     using root = makeTestRoot();
     withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist", "t3-dispatch"]);
     const repo = path.join(root.dir, "repo");
-    cpSync(path.join(root.ctx.repoDir, "files/service/units"), path.join(repo, "files/service/units"), { recursive: true });
+    cpSync(path.join(root.ctx.repoDir, "files/service/units"), path.join(repo, "files/service/units"), {
+      recursive: true,
+    });
     const timer = path.join(repo, "files/service/units/devvm-t3-pin.timer");
     writeFileSync(timer, readFileSync(timer, "utf8").replace("OnCalendar=", "OnCalender="));
     Object.assign(root.ctx, { repoDir: repo });
     const check = await units.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
-    await expect(units.apply(root.ctx, check)).rejects.toThrow(/systemd-analyze verify refused the units; none was installed:\n.*devvm-t3-pin.timer.*OnCalender/s);
+    await expect(units.apply(root.ctx, check)).rejects.toThrow(
+      /systemd-analyze verify refused the units; none was installed:\n.*devvm-t3-pin.timer.*OnCalender/s,
+    );
     expect(existsSync(path.join(root.dir, "etc/systemd/system"))).toBe(false);
   });
 });
 
 describe("units, when a program they run is missing", () => {
   const repo = path.dirname(path.dirname(new URL(import.meta.url).pathname));
-  const files = readdirSync(path.join(repo, "files/service/units")).map((name) => ({ path: `/etc/systemd/system/${name}`, content: readFileSync(path.join(repo, "files/service/units", name), "utf8") }));
-  const installed = ["/usr/local/bin/node", "/usr/local/bin/t3", "/usr/local/bin/t3-dispatch", "/usr/local/bin/t3-state-backup", "/usr/local/bin/tmux-persist"];
+  const files = readdirSync(path.join(repo, "files/service/units")).map((name) => ({
+    path: `/etc/systemd/system/${name}`,
+    content: readFileSync(path.join(repo, "files/service/units", name), "utf8"),
+  }));
+  const installed = [
+    "/usr/local/bin/node",
+    "/usr/local/bin/t3",
+    "/usr/local/bin/t3-dispatch",
+    "/usr/local/bin/t3-state-backup",
+    "/usr/local/bin/tmux-persist",
+  ];
   const thrown = (missing: string[]) => {
     try {
       requireUnitPrograms(files, (p) => !missing.includes(p));
@@ -91,7 +121,10 @@ describe("units, when a program they run is missing", () => {
     const programs = unitPrograms(files);
     expect([...programs.keys()].sort()).toEqual(installed);
     expect(programs.get("/usr/local/bin/t3")).toEqual({ units: ["t3-serve@.service"], wrapped: true });
-    expect(programs.get("/usr/local/bin/node")).toEqual({ units: ["devvm-reconcile.service", "devvm-t3-pin.service"], wrapped: false });
+    expect(programs.get("/usr/local/bin/node")).toEqual({
+      units: ["devvm-reconcile.service", "devvm-t3-pin.service"],
+      wrapped: false,
+    });
   });
 
   it("blames the missing program and the stage that installs it, not the unit files", () => {
@@ -103,8 +136,12 @@ describe("units, when a program they run is missing", () => {
         "no unit was installed",
       ].join("\n"),
     );
-    expect(error.hint).toBe("the unit files are fine: run the node, t3 stages first (e.g. `build.ts --from node`), or fix why it failed");
-    expect(thrown(["/usr/local/bin/tmux-persist"]).hint).toBe("the unit files are fine: run the service-helpers stage first (e.g. `build.ts --from service-helpers`), or fix why it failed");
+    expect(error.hint).toBe(
+      "the unit files are fine: run the node, t3 stages first (e.g. `build.ts --from node`), or fix why it failed",
+    );
+    expect(thrown(["/usr/local/bin/tmux-persist"]).hint).toBe(
+      "the unit files are fine: run the service-helpers stage first (e.g. `build.ts --from service-helpers`), or fix why it failed",
+    );
   });
 
   it("only warns about a missing t3: t3-serve@ is a template, started by the instances stage", () => {

@@ -8,7 +8,20 @@ import { applyResources, checkResource, managedBy, type FileResource } from "../
 import { BIN_DIR, NODE_BIN } from "../lib/machine/layout.ts";
 import { repoFile } from "../lib/inputs/repo-files.ts";
 import type { Stage } from "../lib/core/stage.ts";
-import { activeT3ServeInstances, activeUnits, addPendingRestarts, enabledUnits, offlineReason, readPendingRestarts, requireStayedUp, systemctl, T3_SERVE_TEMPLATE, UNIT_DIR, verifyUnits, writePendingRestarts } from "../lib/machine/systemd.ts";
+import {
+  activeT3ServeInstances,
+  activeUnits,
+  addPendingRestarts,
+  enabledUnits,
+  offlineReason,
+  readPendingRestarts,
+  requireStayedUp,
+  systemctl,
+  T3_SERVE_TEMPLATE,
+  UNIT_DIR,
+  verifyUnits,
+  writePendingRestarts,
+} from "../lib/machine/systemd.ts";
 import { DISPATCH_BIN, DISPATCH_UNIT } from "./service-helpers.ts";
 
 // Who installs each program a unit runs, in pipeline order: a missing one is
@@ -34,7 +47,12 @@ function unitFiles(ctx: BuildContext): FileResource[] {
   const names = readdirSync(path.join(ctx.repoDir, "files", SOURCE_DIR)).sort();
   // verify rejects a unit whose command is missing; t3-dispatch's waits for its binary.
   const ready = names.filter((name) => name !== DISPATCH_UNIT || existsSync(hostPath(ctx, DISPATCH_BIN)));
-  return ready.map((name) => ({ kind: "file", path: `${UNIT_DIR}/${name}`, mode: 0o644, content: repoFile(ctx, `${SOURCE_DIR}/${name}`) }));
+  return ready.map((name) => ({
+    kind: "file",
+    path: `${UNIT_DIR}/${name}`,
+    mode: 0o644,
+    content: repoFile(ctx, `${SOURCE_DIR}/${name}`),
+  }));
 }
 
 const unitName = (file: FileResource) => path.basename(file.path);
@@ -55,7 +73,10 @@ export function unitPrograms(files: Array<{ path: string; content: string | Buff
       const program = wrapped ? words.slice(1).find((w) => !w.includes("=") && !w.startsWith("-")) : words[0];
       if (!program?.startsWith("/")) continue;
       const known = programs.get(program);
-      programs.set(program, { units: [...(known?.units ?? []), path.basename(file.path)], wrapped: known ? known.wrapped && wrapped : wrapped });
+      programs.set(program, {
+        units: [...(known?.units ?? []), path.basename(file.path)],
+        wrapped: known ? known.wrapped && wrapped : wrapped,
+      });
     }
   }
   return programs;
@@ -67,13 +88,25 @@ export function unitPrograms(files: Array<{ path: string; content: string | Buff
  * installs it. A missing program behind env (t3, for t3-serve@) does not
  * stop the units, which start no instance; it is a warning, returned.
  */
-export function requireUnitPrograms(files: Array<{ path: string; content: string | Buffer }>, isExecutable: (machinePath: string) => boolean): string[] {
+export function requireUnitPrograms(
+  files: Array<{ path: string; content: string | Buffer }>,
+  isExecutable: (machinePath: string) => boolean,
+): string[] {
   const missing = [...unitPrograms(files)].filter(([program]) => !isExecutable(program));
-  const describe = ([program, { units }]: [string, UnitProgram]) => `${path.basename(program)} is not installed: ${program}, which ${units.join(" and ")} run${units.length === 1 ? "s" : ""}, is missing`;
+  const describe = ([program, { units }]: [string, UnitProgram]) =>
+    `${path.basename(program)} is not installed: ${program}, which ${units.join(" and ")} run${units.length === 1 ? "s" : ""}, is missing`;
   const fatal = missing.filter(([, { wrapped }]) => !wrapped);
-  if (fatal.length === 0) return missing.map((m) => `warning: ${describe(m)}; ${m[1].units.join(" and ")} cannot start until ${installerHint(m[0])}`);
-  const stagesToRun = INSTALLED_BY.filter(([, programs]) => missing.some(([program]) => programs.includes(program))).map(([stage]) => stage);
-  const run = stagesToRun.length > 0 ? `run the ${stagesToRun.join(", ")} stage${stagesToRun.length === 1 ? "" : "s"} first (e.g. \`build.ts --from ${stagesToRun[0]}\`), or fix why it failed` : "install what is missing";
+  if (fatal.length === 0)
+    return missing.map(
+      (m) => `warning: ${describe(m)}; ${m[1].units.join(" and ")} cannot start until ${installerHint(m[0])}`,
+    );
+  const stagesToRun = INSTALLED_BY.filter(([, programs]) =>
+    missing.some(([program]) => programs.includes(program)),
+  ).map(([stage]) => stage);
+  const run =
+    stagesToRun.length > 0
+      ? `run the ${stagesToRun.join(", ")} stage${stagesToRun.length === 1 ? "" : "s"} first (e.g. \`build.ts --from ${stagesToRun[0]}\`), or fix why it failed`
+      : "install what is missing";
   throw new UserError(`${missing.map(describe).join("\n")}\nno unit was installed`, `the unit files are fine: ${run}`);
 }
 
@@ -92,9 +125,11 @@ function isExecutable(file: string): boolean {
 }
 
 /** What runs all the time: t3-dispatch (once built) and the timers. */
-const runningUnits = (files: FileResource[]) => files.map(unitName).filter((name) => name === DISPATCH_UNIT || TIMERS.includes(name));
+const runningUnits = (files: FileResource[]) =>
+  files.map(unitName).filter((name) => name === DISPATCH_UNIT || TIMERS.includes(name));
 /** What is enabled: the running units and those that run at boot only. */
-const enabledHere = (files: FileResource[]) => files.map(unitName).filter((name) => runningUnits(files).includes(name) || AT_BOOT.includes(name));
+const enabledHere = (files: FileResource[]) =>
+  files.map(unitName).filter((name) => runningUnits(files).includes(name) || AT_BOOT.includes(name));
 
 interface UnitState {
   changed: FileResource[];
@@ -128,13 +163,15 @@ async function unitState(ctx: BuildContext, files: FileResource[]): Promise<Unit
 export default {
   name: "units",
   firstBoot: "it starts t3-dispatch and the timers, which need systemd running",
-  description: "Installs the t3 units and timers in /etc/systemd/system (verified first); enables and starts t3-dispatch and the timers, enables tmux-persist's restore for boot",
+  description:
+    "Installs the t3 units and timers in /etc/systemd/system (verified first); enables and starts t3-dispatch and the timers, enables tmux-persist's restore for boot",
   async check(ctx) {
     const files = unitFiles(ctx);
     const state = await unitState(ctx, files);
     const offline = offlineReason(ctx);
     if (offline) ctx.log.info(offline);
-    if (!files.some((f) => unitName(f) === DISPATCH_UNIT)) warn(ctx, `${DISPATCH_UNIT} is left out until ${DISPATCH_BIN} is built`);
+    if (!files.some((f) => unitName(f) === DISPATCH_UNIT))
+      warn(ctx, `${DISPATCH_UNIT} is left out until ${DISPATCH_BIN} is built`);
     const changes: Change[] = [
       ...state.fileChanges,
       ...state.toEnable.map((u): Change => ({ kind: "action", description: `enable ${u}` })),
@@ -150,10 +187,16 @@ export default {
       // verify, like systemd, looks for the programs on this machine; under --root they are the image's (and t3 is skipped there).
       if (!underRoot(ctx)) for (const warning of requireUnitPrograms(files, isExecutable)) ctx.log.info(warning);
       // The whole set, under the real names, before any of it is installed.
-      await verifyUnits(ctx, files.map((f) => ({ name: unitName(f), content: f.content })));
+      await verifyUnits(
+        ctx,
+        files.map((f) => ({ name: unitName(f), content: f.content })),
+      );
       // Recorded before the units are replaced: a build that stops after this still restarts them.
       // A new t3-serve@ template reaches each running instance at its next idle restart (stage instances).
-      const template = state.changed.some((f) => f.path === T3_SERVE_TEMPLATE) && !offlineReason(ctx) ? await activeT3ServeInstances(ctx) : [];
+      const template =
+        state.changed.some((f) => f.path === T3_SERVE_TEMPLATE) && !offlineReason(ctx)
+          ? await activeT3ServeInstances(ctx)
+          : [];
       await addPendingRestarts(ctx, [...state.toRestart, ...template]);
     }
     const changes = await applyResources(ctx, state.changed);
@@ -172,7 +215,10 @@ export default {
     // Everything due here is done now (a unit started just now runs its new
     // version); restarts of other stages' units (users: t3-serve@USER) stay due.
     const running = runningUnits(files);
-    await writePendingRestarts(ctx, (await readPendingRestarts(ctx)).filter((unit) => !running.includes(unit)));
+    await writePendingRestarts(
+      ctx,
+      (await readPendingRestarts(ctx)).filter((unit) => !running.includes(unit)),
+    );
     return changes;
   },
 } satisfies Stage;

@@ -5,7 +5,14 @@ import { describe, expect, it } from "vitest";
 import type { BuildContext } from "../lib/core/context.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
 import { RosterFileSchema, type Roster } from "../lib/inputs/roster.ts";
-import { allocatePorts, dispatchContent, planAccounts, readAccountTable, ttydMapContent, type AccountTable } from "../lib/users/roster-accounts.ts";
+import {
+  allocatePorts,
+  dispatchContent,
+  planAccounts,
+  readAccountTable,
+  ttydMapContent,
+  type AccountTable,
+} from "../lib/users/roster-accounts.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { makeTestRoot } from "../test/support/test-context.ts";
 import usersStage from "./users.ts";
@@ -14,12 +21,31 @@ const users: Stage = usersStage;
 
 const parseRoster = (users: Record<string, unknown>): Roster => RosterFileSchema.parse({ users }).users;
 const ROSTER: Roster = parseRoster({
-  wizard: { authentik_user: "merlin", k8s_user: "wizard-admin", tier: "admin", code_layout: "workspace", repos: ["devvm"] },
+  wizard: {
+    authentik_user: "merlin",
+    k8s_user: "wizard-admin",
+    tier: "admin",
+    code_layout: "workspace",
+    repos: ["devvm"],
+  },
   alice: { authentik_user: "alice.moreau", k8s_user: "amoreau", tier: "power-user" },
-  bob: { authentik_user: "bkowalski", k8s_user: "bob-k", tier: "namespace-owner", namespaces: ["payments"], parked: true },
+  bob: {
+    authentik_user: "bkowalski",
+    k8s_user: "bob-k",
+    tier: "namespace-owner",
+    namespaces: ["payments"],
+    parked: true,
+  },
 });
 
-const GROUPS = ["sudo:x:27:", "docker:x:990:", "code-shared:x:991:", "devvm-admin:x:992:", "devvm-power-user:x:993:", "devvm-namespace-owner:x:994:"];
+const GROUPS = [
+  "sudo:x:27:",
+  "docker:x:990:",
+  "code-shared:x:991:",
+  "devvm-admin:x:992:",
+  "devvm-power-user:x:993:",
+  "devvm-namespace-owner:x:994:",
+];
 
 function table(passwd: string[], group: string[]): AccountTable {
   using root = makeTestRoot();
@@ -51,7 +77,10 @@ function builtRoot(roster: Roster = ROSTER) {
     ],
   );
   const lines: string[] = [];
-  Object.assign(root.ctx, { inputs: { roster } as Inputs, log: { info: (m: string) => lines.push(m), debug: () => {} } } satisfies Partial<BuildContext>);
+  Object.assign(root.ctx, {
+    inputs: { roster } as Inputs,
+    log: { info: (m: string) => lines.push(m), debug: () => {} },
+  } satisfies Partial<BuildContext>);
   return Object.assign(root, { lines });
 }
 
@@ -61,7 +90,8 @@ async function run(ctx: BuildContext) {
   return { check, applied: await users.apply(ctx, check) };
 }
 
-const descriptions = (changes: { kind: string; description?: string }[]) => changes.filter((c) => c.kind === "action").map((c) => c.description);
+const descriptions = (changes: { kind: string; description?: string }[]) =>
+  changes.filter((c) => c.kind === "action").map((c) => c.description);
 
 const PORTS = { alice: 3773, bob: 3774, wizard: 3775 };
 
@@ -77,7 +107,12 @@ describe("sticky ports", () => {
 
   it("never moves a kept port, keeps a departed user's and fills gaps from the bottom", () => {
     const kept = { wizard: 3775, gone: 3773 };
-    expect(allocatePorts(kept, ["wizard", "carol", "alice"])).toEqual({ alice: 3774, carol: 3776, gone: 3773, wizard: 3775 });
+    expect(allocatePorts(kept, ["wizard", "carol", "alice"])).toEqual({
+      alice: 3774,
+      carol: 3776,
+      gone: 3773,
+      wizard: 3775,
+    });
   });
 });
 
@@ -92,14 +127,27 @@ describe("the ttyd user map and dispatch.json", () => {
   it("is read by t3-mint's own parser", () => {
     using root = makeTestRoot();
     writeFileSync(path.join(root.dir, "map"), ttydMapContent(ROSTER, PORTS));
-    for (const [user, mapped] of [["alice", 0], ["wizard", 0], ["merlin", 1], ["bob", 1]] as const) {
-      const awk = spawnSync("awk", ["-F=", "-v", `u=${user}`, "!/^[[:space:]]*#/ && NF == 2 && $2 == u { found = 1 } END { exit !found }", path.join(root.dir, "map")]);
+    for (const [user, mapped] of [
+      ["alice", 0],
+      ["wizard", 0],
+      ["merlin", 1],
+      ["bob", 1],
+    ] as const) {
+      const awk = spawnSync("awk", [
+        "-F=",
+        "-v",
+        `u=${user}`,
+        "!/^[[:space:]]*#/ && NF == 2 && $2 == u { found = 1 } END { exit !found }",
+        path.join(root.dir, "map"),
+      ]);
       expect(awk.status, user).toBe(mapped);
     }
   });
 
   it("writes dispatch.json as one line, keys sorted by authentik_user", () => {
-    expect(dispatchContent(ROSTER, PORTS)).toBe('{"alice.moreau":{"os_user":"alice","port":3773},"merlin":{"os_user":"wizard","port":3775}}\n');
+    expect(dispatchContent(ROSTER, PORTS)).toBe(
+      '{"alice.moreau":{"os_user":"alice","port":3773},"merlin":{"os_user":"wizard","port":3775}}\n',
+    );
   });
 });
 
@@ -119,18 +167,25 @@ describe("the account plan", () => {
   });
 
   it("only adds the missing groups of an existing user and keeps the others", () => {
-    const accounts = table(["wizard:x:1000:1000::/home/wizard:/bin/bash", "alice:x:1001:1001::/home/alice:/bin/bash", "bob:x:1002:1002::/home/bob:/bin/bash"], [
-      "wizard:x:1000:",
-      "alice:x:1001:",
-      "bob:x:1002:",
-      "sudo:x:27:wizard",
-      "docker:x:990:",
-      "code-shared:x:991:wizard",
-      "devvm-admin:x:992:wizard",
-      "devvm-power-user:x:993:alice",
-      "devvm-namespace-owner:x:994:bob",
-      "audio:x:29:alice",
-    ]);
+    const accounts = table(
+      [
+        "wizard:x:1000:1000::/home/wizard:/bin/bash",
+        "alice:x:1001:1001::/home/alice:/bin/bash",
+        "bob:x:1002:1002::/home/bob:/bin/bash",
+      ],
+      [
+        "wizard:x:1000:",
+        "alice:x:1001:",
+        "bob:x:1002:",
+        "sudo:x:27:wizard",
+        "docker:x:990:",
+        "code-shared:x:991:wizard",
+        "devvm-admin:x:992:wizard",
+        "devvm-power-user:x:993:alice",
+        "devvm-namespace-owner:x:994:bob",
+        "audio:x:29:alice",
+      ],
+    );
     // alice's extra group (audio) appears in no step: nothing is ever removed.
     expect(planAccounts(ROSTER, accounts)).toEqual([{ kind: "add-groups", user: "wizard", groups: ["docker"] }]);
   });
@@ -162,8 +217,16 @@ describe("users under --root", () => {
     expect(mode(path.join(root.dir, "etc/t3-serve"))).toBe(0o755);
     expect(mode(path.join(root.dir, "etc/ttyd-user-map"))).toBe(0o644);
     expect(mode(path.join(root.dir, "etc/t3-serve/dispatch.json"))).toBe(0o644);
-    expect(readFileSync(path.join(root.dir, "etc/t3-serve/dispatch.json"), "utf8")).toBe(dispatchContent(ROSTER, PORTS));
-    expect(await users.check(root.ctx)).toEqual({ changes: [], managed: expect.arrayContaining([{ path: "/etc/ttyd-user-map" }, { path: "/etc/t3-serve/bob.env", secret: true }]) });
+    expect(readFileSync(path.join(root.dir, "etc/t3-serve/dispatch.json"), "utf8")).toBe(
+      dispatchContent(ROSTER, PORTS),
+    );
+    expect(await users.check(root.ctx)).toEqual({
+      changes: [],
+      managed: expect.arrayContaining([
+        { path: "/etc/ttyd-user-map" },
+        { path: "/etc/t3-serve/bob.env", secret: true },
+      ]),
+    });
   });
 
   it("adopts the live box's env files: their ports win, every other line stays byte for byte", async () => {
@@ -183,7 +246,9 @@ describe("users under --root", () => {
     expect(env(root.dir, "wizard")).toBe("T3_PORT=3775\n");
     expect(env(root.dir, "gone")).toBe("T3_PORT=3773\n");
     expect(existsSync(path.join(root.dir, "var/lib/devvm/ports.json"))).toBe(false);
-    expect(descriptions(applied)).toContain("remove /var/lib/devvm/ports.json: the .env files in /etc/t3-serve are the port record");
+    expect(descriptions(applied)).toContain(
+      "remove /var/lib/devvm/ports.json: the .env files in /etc/t3-serve are the port record",
+    );
     // A diff of an env file never shows its content: it may hold a token.
     expect(JSON.stringify(applied)).not.toContain("sk-ant-oat01-kept");
 
@@ -191,7 +256,9 @@ describe("users under --root", () => {
     writeFileSync(path.join(dir, "alice.env"), "CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-kept\n");
     await run(root.ctx);
     expect(env(root.dir, "alice")).toBe("CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-kept\nT3_PORT=3776\n");
-    expect(readFileSync(path.join(root.dir, "var/lib/devvm/pending-restarts.json"), "utf8")).toBe('["t3-serve@alice.service"]\n');
+    expect(readFileSync(path.join(root.dir, "var/lib/devvm/pending-restarts.json"), "utf8")).toBe(
+      '["t3-serve@alice.service"]\n',
+    );
   });
 
   it("refuses env files whose ports clash or take t3-dispatch's, changing nothing", async () => {
@@ -219,8 +286,11 @@ describe("users under --root", () => {
     await run(root.ctx);
     expect(env(root.dir, "carol")).toBe("T3_PORT=3776\n");
     expect(env(root.dir, "wizard")).toBe("T3_PORT=3775\n");
-    expect(readFileSync(path.join(root.dir, "etc/ttyd-user-map"), "utf8")).toMatch(/\nmerlin=wizard\ncarol\.c=carol\n$/);
-    expect(readFileSync(path.join(root.dir, "etc/t3-serve/dispatch.json"), "utf8")).toBe('{"carol.c":{"os_user":"carol","port":3776},"merlin":{"os_user":"wizard","port":3775}}\n');
+    expect(readFileSync(path.join(root.dir, "etc/ttyd-user-map"), "utf8")).toMatch(
+      /\nmerlin=wizard\ncarol\.c=carol\n$/,
+    );
+    expect(readFileSync(path.join(root.dir, "etc/t3-serve/dispatch.json"), "utf8")).toBe(
+      '{"carol.c":{"os_user":"carol","port":3776},"merlin":{"os_user":"wizard","port":3775}}\n',
+    );
   });
-
 });

@@ -27,7 +27,9 @@ async function planUsers(ctx: BuildContext) {
   const changes = unique([
     ...steps.map(plan.describeStep),
     ...fileChanges,
-    ...(legacyPorts ? [action(`remove ${plan.LEGACY_PORTS_FILE}: the .env files in ${plan.ENV_DIR} are the port record`)] : []),
+    ...(legacyPorts
+      ? [action(`remove ${plan.LEGACY_PORTS_FILE}: the .env files in ${plan.ENV_DIR} are the port record`)]
+      : []),
   ]);
   return { steps, files, envChanged, legacyPorts, changes };
 }
@@ -42,15 +44,21 @@ const unique = (changes: Change[]) => [...new Map(changes.map((c) => [JSON.strin
 function warnIfReconcileDiffers(ctx: BuildContext): void {
   const installed = path.join(BUILDER_DIR, "roster.yaml");
   if (path.resolve(ctx.inputsDir) === hostPath(ctx, BUILDER_DIR) || !existsSync(hostPath(ctx, installed))) return;
-  const sha256 = createHash("sha256").update(readFileSync(hostPath(ctx, installed))).digest("hex");
+  const sha256 = createHash("sha256")
+    .update(readFileSync(hostPath(ctx, installed)))
+    .digest("hex");
   if (sha256 === ctx.inputs.hashes["roster.yaml"]) return;
-  warn(ctx, `the hourly reconcile reads ${installed}, which differs from this build's roster.yaml and will undo it; add builder-install to --stage (a full build does it)`);
+  warn(
+    ctx,
+    `the hourly reconcile reads ${installed}, which differs from this build's roster.yaml and will undo it; add builder-install to --stage (a full build does it)`,
+  );
 }
 
 export default {
   name: "users",
   firstBoot: "accounts, ports and the sign-in map are the machine's, made from the roster there",
-  description: "Reconciles roster.yaml (additive only, tiers checked against the cluster): accounts and groups, sticky t3 ports in the .env files, /etc/ttyd-user-map, dispatch.json",
+  description:
+    "Reconciles roster.yaml (additive only, tiers checked against the cluster): accounts and groups, sticky t3 ports in the .env files, /etc/ttyd-user-map, dispatch.json",
   async check(ctx) {
     // Before anything is planned: a tier the cluster disagrees with stops the stage with nothing changed.
     await checkTiers(ctx, ctx.inputs.roster);
@@ -64,7 +72,10 @@ export default {
     for (const step of steps) await plan.applyAccountStep(ctx, step);
     if (steps.length > 0) ctx.accounts.reload();
     // Recorded before the env files change: a build that stops after this still restarts them.
-    await addPendingRestarts(ctx, envChanged.map((u) => `t3-serve@${u}.service`));
+    await addPendingRestarts(
+      ctx,
+      envChanged.map((u) => `t3-serve@${u}.service`),
+    );
     await applyResources(ctx, files);
     if (legacyPorts) await fs.rm(hostPath(ctx, plan.LEGACY_PORTS_FILE), { force: true });
     return changes;

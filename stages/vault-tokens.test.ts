@@ -19,7 +19,8 @@ const AUTH_JSON = '{"OPENAI_API_KEY":null,"tokens":{"access_token":"stand-in-cod
 const BOTH = { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } };
 
 /** A test root with its own accounts, so groupadd --root works on it. */
-const rootWithAccounts = (settings: Record<string, string>, strict = false) => makeTestRootWithAccounts({ settings: readSettings(settings), strict });
+const rootWithAccounts = (settings: Record<string, string>, strict = false) =>
+  makeTestRootWithAccounts({ settings: readSettings(settings), strict });
 
 const modeOf = (file: string) => (statSync(file).mode & 0o7777).toString(8);
 
@@ -31,7 +32,12 @@ describe("vault-tokens", () => {
     if ("skip" in check) throw new Error(check.skip);
     expect(JSON.stringify(check)).not.toContain(OAUTH);
     expect(JSON.stringify(check)).not.toContain("stand-in-codex-access");
-    expect(check.managed).toEqual(expect.arrayContaining([{ path: "/etc/t3-serve/claude-oauth-token", secret: true }, { path: "/opt/codex-shared/auth.json", secret: true }]));
+    expect(check.managed).toEqual(
+      expect.arrayContaining([
+        { path: "/etc/t3-serve/claude-oauth-token", secret: true },
+        { path: "/opt/codex-shared/auth.json", secret: true },
+      ]),
+    );
     const changes = await vaultTokens.apply(root.ctx, check);
     expect(changes[0]).toEqual({ kind: "action", description: "create system group codex-shared" });
     expect(JSON.stringify(changes)).not.toContain(OAUTH);
@@ -66,7 +72,9 @@ describe("vault-tokens", () => {
     mkdirSync(path.join(root.dir, "etc/t3-serve"), { recursive: true });
     writeFileSync(path.join(root.dir, "etc/t3-serve/claude-oauth-token"), "old", { mode: 0o600 });
     const check = await vaultTokens.check(root.ctx);
-    expect(check).toEqual({ skip: expect.stringMatching(/^warning: Vault refused the token .*HTTP 403.*left as they were$/) });
+    expect(check).toEqual({
+      skip: expect.stringMatching(/^warning: Vault refused the token .*HTTP 403.*left as they were$/),
+    });
     expect(readFileSync(path.join(root.dir, "etc/t3-serve/claude-oauth-token"), "utf8")).toBe("old");
 
     using strict = rootWithAccounts({ VAULT_ADDR: vault.address, VAULT_TOKEN: "hvs.wrong-token" }, true);
@@ -76,8 +84,13 @@ describe("vault-tokens", () => {
   it("warns when Vault is unreachable or no token is found", async () => {
     const closed = await closedPort();
     using unreachable = rootWithAccounts({ VAULT_ADDR: `http://127.0.0.1:${closed}`, VAULT_TOKEN: TOKEN });
-    expect(await vaultTokens.check(unreachable.ctx)).toEqual({ skip: expect.stringMatching(/unreachable \(ECONNREFUSED\)/) });
-    using noToken = rootWithAccounts({ VAULT_ADDR: `http://127.0.0.1:${closed}`, DEVVM_ADMIN_HOME: "/home/nobody-here" });
+    expect(await vaultTokens.check(unreachable.ctx)).toEqual({
+      skip: expect.stringMatching(/unreachable \(ECONNREFUSED\)/),
+    });
+    using noToken = rootWithAccounts({
+      VAULT_ADDR: `http://127.0.0.1:${closed}`,
+      DEVVM_ADMIN_HOME: "/home/nobody-here",
+    });
     expect(await vaultTokens.check(noToken.ctx)).toEqual({ skip: expect.stringMatching(/no Vault token/) });
   });
 
@@ -89,7 +102,9 @@ describe("vault-tokens", () => {
     const check = await vaultTokens.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
     await vaultTokens.apply(root.ctx, check);
-    expect(lines.join("\n")).toMatch(/warning: .*no field codex_shared_auth_json; \/opt\/codex-shared\/auth.json left as it was/);
+    expect(lines.join("\n")).toMatch(
+      /warning: .*no field codex_shared_auth_json; \/opt\/codex-shared\/auth.json left as it was/,
+    );
     expect(readFileSync(path.join(root.dir, "etc/t3-serve/claude-oauth-token"), "utf8")).toBe(OAUTH);
     expect(() => statSync(path.join(root.dir, "opt/codex-shared/auth.json"))).toThrow();
 
@@ -126,7 +141,9 @@ describe("vault-tokens against a hostile Vault", () => {
 
   it("refuses a redirect to another origin, naming both, and never sends the token there", async () => {
     await using elsewhere = await startVaultStandIn(TOKEN, BOTH);
-    await using vault = await startHostileServer((url, response) => response.writeHead(307, { location: `${elsewhere.address}${url}` }).end());
+    await using vault = await startHostileServer((url, response) =>
+      response.writeHead(307, { location: `${elsewhere.address}${url}` }).end(),
+    );
     using root = rootWithAccounts({ VAULT_ADDR: vault.url, VAULT_TOKEN: TOKEN });
     expect(await vaultTokens.check(root.ctx)).toEqual({
       skip: `warning: Vault at ${vault.url} redirected the read of secret/workstation to another origin, ${elsewhere.address}; the token was not sent there (set VAULT_ADDR to the address that answers, e.g. the active node's); staged secrets left as they were`,
@@ -138,10 +155,17 @@ describe("vault-tokens against a hostile Vault", () => {
   it("follows a redirect within Vault's origin, with the token", async () => {
     // A standby answering 307 to a path of the same origin.
     await using vault = await startHostileServer((url, response) => {
-      if (url.startsWith("/standby/")) return void response.writeHead(307, { location: url.slice("/standby".length) }).end();
-      response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ data: { data: { claude_oauth_token: OAUTH } } }));
+      if (url.startsWith("/standby/"))
+        return void response.writeHead(307, { location: url.slice("/standby".length) }).end();
+      response
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ data: { data: { claude_oauth_token: OAUTH } } }));
     });
-    const read = await readKvSecret({ address: `${vault.url}/standby`, mount: "secret", path: "workstation" }, new Secret(TOKEN), []);
+    const read = await readKvSecret(
+      { address: `${vault.url}/standby`, mount: "secret", path: "workstation" },
+      new Secret(TOKEN),
+      [],
+    );
     expect(read.ok && read.fields.get("claude_oauth_token")?.reveal()).toBe(OAUTH);
     expect(vault.requests.map((r) => [r.url, r.headers["x-vault-token"] === TOKEN])).toEqual([
       ["/standby/v1/secret/data/workstation", true],
@@ -157,7 +181,9 @@ describe("vault-tokens against a hostile Vault", () => {
     mkdirSync(path.join(root.dir, "home/admin"), { recursive: true });
     writeFileSync(path.join(root.dir, "home/admin/.vault-token"), `${badToken}\n`);
     const check = await vaultTokens.check(root.ctx);
-    expect(check).toEqual({ skip: "warning: the Vault token in /home/admin/.vault-token is not a valid header value (it contains a line break); it was not sent; staged secrets left as they were" });
+    expect(check).toEqual({
+      skip: "warning: the Vault token in /home/admin/.vault-token is not a valid header value (it contains a line break); it was not sent; staged secrets left as they were",
+    });
     expect(vault.reads).toEqual([]);
 
     const { root: strictRoot } = observed({ VAULT_ADDR: vault.address, DEVVM_ADMIN_HOME: "/home/admin" }, true);
@@ -175,8 +201,16 @@ describe("vault-tokens against a hostile Vault", () => {
 
   it("never sends a token that is not a header value, whoever made it", async () => {
     await using vault = await startHostileServer((_, response) => response.end("{}"));
-    const read = await readKvSecret({ address: vault.url, mount: "secret", path: "workstation" }, new Secret("hvs.bad\rtoken-value"), []);
-    expect(read).toEqual({ ok: false, problem: "bad-token", message: `the Vault token is not a valid header value (it contains a line break); it was not sent to ${vault.url}` });
+    const read = await readKvSecret(
+      { address: vault.url, mount: "secret", path: "workstation" },
+      new Secret("hvs.bad\rtoken-value"),
+      [],
+    );
+    expect(read).toEqual({
+      ok: false,
+      problem: "bad-token",
+      message: `the Vault token is not a valid header value (it contains a line break); it was not sent to ${vault.url}`,
+    });
     expect(vault.requests).toEqual([]);
   });
 });

@@ -31,14 +31,21 @@ const plans = new WeakMap<BuildContext, Plan>();
 
 /** A source that is not there is a warning that leaves staged files as they are; --strict makes it an error. */
 function unavailable(ctx: BuildContext, message: string): Check {
-  if (ctx.strict) throw new UserError(message, "set VAULT_ADDR and VAULT_TOKEN (or the admin's ~/.vault-token); without --strict this is a warning");
+  if (ctx.strict)
+    throw new UserError(
+      message,
+      "set VAULT_ADDR and VAULT_TOKEN (or the admin's ~/.vault-token); without --strict this is a warning",
+    );
   return { skip: `warning: ${message}; staged secrets left as they were` };
 }
 
 async function planChanges(ctx: BuildContext, plan: Plan): Promise<Change[]> {
-  const changes: Change[] = plan.createGroup ? [{ kind: "action", description: `create system group ${CODEX_GROUP}` }] : [];
+  const changes: Change[] = plan.createGroup
+    ? [{ kind: "action", description: `create system group ${CODEX_GROUP}` }]
+    : [];
   for (const resource of plan.resources) {
-    if (!plan.createGroup || !("group" in resource) || resource.group !== CODEX_GROUP) changes.push(...(await checkResource(ctx, resource)));
+    if (!plan.createGroup || !("group" in resource) || resource.group !== CODEX_GROUP)
+      changes.push(...(await checkResource(ctx, resource)));
     // Not resolvable before the group exists: shown as what it will be.
     else changes.push({ kind: "owner", path: resource.path, from: "(no group yet)", to: `root:${CODEX_GROUP}` });
   }

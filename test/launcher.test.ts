@@ -69,20 +69,43 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
   // alice's own environment, as a login through the web terminal gives it.
   const asAlice = (command: string): Promise<ExecResult> =>
-    vm.exec(["runuser", "-u", "alice", "--", "env", "-i", "HOME=/home/alice", "USER=alice", "LOGNAME=alice", "SHELL=/bin/zsh", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "bash", "-c", `cd ~ && ${command}`]);
+    vm.exec([
+      "runuser",
+      "-u",
+      "alice",
+      "--",
+      "env",
+      "-i",
+      "HOME=/home/alice",
+      "USER=alice",
+      "LOGNAME=alice",
+      "SHELL=/bin/zsh",
+      "PATH=/usr/local/bin:/usr/bin:/bin",
+      "LANG=C.UTF-8",
+      "bash",
+      "-c",
+      `cd ~ && ${command}`,
+    ]);
   const alice = async (command: string) => {
     const run = await asAlice(command);
     if (run.exitCode !== 0) throw new Error(`as alice: ${command}: exit ${run.exitCode}\n${run.stderr}${run.stdout}`);
     return run.stdout.trim();
   };
   const calls = async (): Promise<Call[]> =>
-    (await vm.exec(["cat", CALLS])).stdout.split("\n").filter(Boolean).map((line) => {
-      const [at, cwd, args] = line.split("\t");
-      return { at: Number(at) * 1000, cwd: cwd!, args: args ?? "" };
-    });
-  const waitForCall = (count: number) => waitFor(`claude call number ${count}`, async () => (await calls())[count - 1], FETCH_CAP_MS + 20_000);
+    (await vm.exec(["cat", CALLS])).stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const [at, cwd, args] = line.split("\t");
+        return { at: Number(at) * 1000, cwd: cwd!, args: args ?? "" };
+      });
+  const waitForCall = (count: number) =>
+    waitFor(`claude call number ${count}`, async () => (await calls())[count - 1], FETCH_CAP_MS + 20_000);
   /** Every pane of the session "work": id, dead (0/1), command. */
-  const panes = async () => (await alice("tmux list-panes -s -t work -F '#{pane_id} #{pane_dead} #{pane_current_command}'")).split("\n").map((l) => l.split(" "));
+  const panes = async () =>
+    (await alice("tmux list-panes -s -t work -F '#{pane_id} #{pane_dead} #{pane_current_command}'"))
+      .split("\n")
+      .map((l) => l.split(" "));
   const rev = (repo: string, ref: string) => alice(`git -C ~/code/${repo} rev-parse ${ref}`);
   const remoteMaster = (repo: string) => alice(`git --git-dir ~/remotes/${repo}.git rev-parse master`);
   let before: Record<string, string>;
@@ -93,9 +116,20 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     const skel = await buildIn(vm, {}, "--stage", "skel");
     expect(skel.exitCode, skel.log).toBe(0);
     await sh("useradd -m -s /bin/zsh alice");
-    await vm.exec(["sh", "-c", `printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`], { check: true, env: { CLAUDE: CLAUDE_STAND_IN } });
+    await vm.exec(
+      [
+        "sh",
+        "-c",
+        `printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`,
+      ],
+      { check: true, env: { CLAUDE: CLAUDE_STAND_IN } },
+    );
     await vm.exec(["systemd-run", "--unit=silent-remote", NODE_IN_CONTAINER, "-e", SILENT_REMOTE], { check: true });
-    const port = await waitFor("the silent remote's port", async () => (await vm.exec("cat /tmp/silent-remote/port")).stdout.trim() || undefined, 10_000);
+    const port = await waitFor(
+      "the silent remote's port",
+      async () => (await vm.exec("cat /tmp/silent-remote/port")).stdout.trim() || undefined,
+      10_000,
+    );
     await alice(setUpRepos(port));
     before = Object.fromEntries(await Promise.all(REPOS.map(async (r) => [r, await rev(r, "master")] as const)));
   });
@@ -108,7 +142,9 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     expect(await vm.stat("/home/alice/.tmux.conf")).toMatchObject({ type: "file", mode: "0644", owner: "alice" });
     expect(await alice("tmux -V")).toBe("tmux 3.3a");
     // start-server ignores errors in the file; source-file reports them.
-    const load = await asAlice("tmux -L check -f /dev/null new-session -d 'sleep 60' \\; source-file ~/.tmux.conf; echo \"exit $?\"; tmux -L check kill-server");
+    const load = await asAlice(
+      "tmux -L check -f /dev/null new-session -d 'sleep 60' \\; source-file ~/.tmux.conf; echo \"exit $?\"; tmux -L check kill-server",
+    );
     expect(load.stderr).toBe("");
     expect(load.stdout.trim()).toBe("exit 0");
   });
@@ -155,7 +191,10 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     await sh("systemctl stop silent-remote.service");
     await alice("tmux split-window -t work");
     expect((await waitForCall(2)).args).toBe("--dangerously-skip-permissions --name work");
-    await waitFor("two panes running claude", async () => (await panes()).every(([, , cmd]) => cmd === "claude") && (await panes()).length === 2);
+    await waitFor(
+      "two panes running claude",
+      async () => (await panes()).every(([, , cmd]) => cmd === "claude") && (await panes()).length === 2,
+    );
     const reload = await asAlice("tmux source-file ~/.tmux.conf");
     expect([reload.exitCode, reload.stderr]).toEqual([0, ""]);
     expect(await alice("tmux show -gv base-index")).toBe("1");
@@ -166,11 +205,16 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     // A real client: an outer tmux whose pane runs `tmux attach`, fed mouse
     // events as the terminal would send them (SGR mouse reports).
     const outer = (command: string) => alice(`tmux -L outer ${command}`);
-    const mouse = (button: number, x: number, y: number, up: boolean) => outer(`send-keys -t o -H ${hex(`\x1b[<${button};${x};${y}${up ? "m" : "M"}`)}`);
+    const mouse = (button: number, x: number, y: number, up: boolean) =>
+      outer(`send-keys -t o -H ${hex(`\x1b[<${button};${x};${y}${up ? "m" : "M"}`)}`);
     const screen = () => outer("capture-pane -p -t o");
     // Window indexes, and what runs in window 2 once it is not Claude.
-    const windows = async () => (await alice("tmux list-windows -t work -F '#{window_index}#{?#{==:#{pane_current_command},zsh}, zsh,}'")).split("\n").join(" ");
-    const shows = (text: string, timeoutMs?: number) => waitFor(`"${text}" on the screen`, async () => (await screen()).includes(text), timeoutMs, screen);
+    const windows = async () =>
+      (await alice("tmux list-windows -t work -F '#{window_index}#{?#{==:#{pane_current_command},zsh}, zsh,}'"))
+        .split("\n")
+        .join(" ");
+    const shows = (text: string, timeoutMs?: number) =>
+      waitFor(`"${text}" on the screen`, async () => (await screen()).includes(text), timeoutMs, screen);
     // A click as a person makes it: the button goes up after the menu is
     // drawn, and the menu must survive that.
     const openMenu = async (button: number, x: number, y: number) => {
@@ -178,10 +222,26 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
       await shows("New Claude");
       await mouse(button, x, y, true);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      for (const item of ["New Claude", "Split right", "Split below", "Shell (zsh)", "Close pane", "Close window", "Detach"]) expect(await screen()).toContain(item);
+      for (const item of [
+        "New Claude",
+        "Split right",
+        "Split below",
+        "Shell (zsh)",
+        "Close pane",
+        "Close window",
+        "Detach",
+      ])
+        expect(await screen()).toContain(item);
     };
-    await outer("-f /dev/null new-session -d -s o -x 100 -y 30 'env -u TMUX TERM=xterm-256color tmux attach -t work' \\; set -g status off");
-    await waitFor("the client's status line with [+]", async () => /^\[\+\] \[work\]/m.test(await screen()), undefined, screen);
+    await outer(
+      "-f /dev/null new-session -d -s o -x 100 -y 30 'env -u TMUX TERM=xterm-256color tmux attach -t work' \\; set -g status off",
+    );
+    await waitFor(
+      "the client's status line with [+]",
+      async () => /^\[\+\] \[work\]/m.test(await screen()),
+      undefined,
+      screen,
+    );
 
     // [+] is the first three columns of the status line (the bottom row).
     await openMenu(0, 2, 30);
@@ -241,18 +301,29 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     const count = (await calls()).length;
     const window = await alice("tmux new-window -t work -P -F '#{window_id}'");
     await waitForCall(count + 1);
-    await waitFor(`window ${window} closed`, async () => !(await alice("tmux list-windows -t work -F '#{window_id}'")).split("\n").includes(window));
+    await waitFor(
+      `window ${window} closed`,
+      async () => !(await alice("tmux list-windows -t work -F '#{window_id}'")).split("\n").includes(window),
+    );
     expect(await panes()).toHaveLength(3);
   });
 });
 
 /** Polls until probe gives something other than undefined or false; a timeout shows what `scene` says. */
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000, scene?: () => Promise<string>): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+  scene?: () => Promise<string>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${scene ? `; the screen:\n${await scene()}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${scene ? `; the screen:\n${await scene()}` : ""}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }

@@ -45,17 +45,34 @@ describe("logins and offboarding on a booted Debian 12", () => {
     return run;
   };
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
-  const setRoster = (names: string[]) => vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], { check: true, env: { R: users(names) } });
+  const setRoster = (names: string[]) =>
+    vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], { check: true, env: { R: users(names) } });
   const mainPid = (user: string) => sh(`systemctl show -P MainPID t3-serve@${user}.service`);
-  const environ = async (user: string) => (await sh(`tr '\\0' '\\n' < /proc/${await mainPid(user)}/environ`)).split("\n");
+  const environ = async (user: string) =>
+    (await sh(`tr '\\0' '\\n' < /proc/${await mainPid(user)}/environ`)).split("\n");
 
   beforeAll(async () => {
-    vault = await startVaultStandIn(TOKEN, { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } });
+    vault = await startVaultStandIn(TOKEN, {
+      "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON },
+    });
     vm = await startFreshVm();
     await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo", { check: true });
-    await vm.exec(["sh", "-c", `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`], { check: true, env: { T3: T3_STAND_IN } });
-    await vm.exec(`install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`, { check: true });
-    await vm.exec(`mkdir ${INPUTS} && cp ${PROJECT_DIR_IN_CONTAINER}/packages.txt ${PROJECT_DIR_IN_CONTAINER}/pins.json ${INPUTS}/`, { check: true });
+    await vm.exec(
+      [
+        "sh",
+        "-c",
+        `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`,
+      ],
+      { check: true, env: { T3: T3_STAND_IN } },
+    );
+    await vm.exec(
+      `install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`,
+      { check: true },
+    );
+    await vm.exec(
+      `mkdir ${INPUTS} && cp ${PROJECT_DIR_IN_CONTAINER}/packages.txt ${PROJECT_DIR_IN_CONTAINER}/pins.json ${INPUTS}/`,
+      { check: true },
+    );
     await setRoster(["wizard", "alice", "bob", "carol", "dave"]);
     // bob has his own Claude login; carol set a token by hand; dave has his own Codex login and AGENTS.md.
     await vm.exec(
@@ -86,7 +103,9 @@ describe("logins and offboarding on a booted Debian 12", () => {
     const alice = await vm.readFile("/etc/t3-serve/alice.env");
     expect(alice).toBe(`T3_PORT=3773\nCLAUDE_CODE_OAUTH_TOKEN=${OAUTH}\n`);
     expect(await vm.readFile("/etc/t3-serve/bob.env")).toBe("T3_PORT=3774\n");
-    expect(await vm.readFile("/etc/t3-serve/carol.env")).toBe("T3_PORT=3775\nCLAUDE_CODE_OAUTH_TOKEN=carols-own-token\n");
+    expect(await vm.readFile("/etc/t3-serve/carol.env")).toBe(
+      "T3_PORT=3775\nCLAUDE_CODE_OAUTH_TOKEN=carols-own-token\n",
+    );
     expect(await vm.readFile("/etc/t3-serve/wizard.env")).not.toContain("CLAUDE_CODE_OAUTH_TOKEN");
     expect(await vm.stat("/etc/t3-serve/alice.env")).toMatchObject({ mode: "0600", owner: "root" });
   });
@@ -110,13 +129,17 @@ describe("logins and offboarding on a booted Debian 12", () => {
     const read = await vm.exec(["runuser", "-u", "alice", "--", "cat", "/home/alice/.codex/auth.json"]);
     expect(read.exitCode, read.stderr).toBe(0);
     expect(read.stdout).toBe(AUTH_JSON);
-    expect(await vm.stat("/home/alice/.codex/auth.json")).toMatchObject({ type: "symlink", linkTarget: "/opt/codex-shared/auth.json" });
+    expect(await vm.stat("/home/alice/.codex/auth.json")).toMatchObject({
+      type: "symlink",
+      linkTarget: "/opt/codex-shared/auth.json",
+    });
     expect((await sh("id -nG alice")).split(" ")).toContain("codex-shared");
     expect(await vm.readFile("/home/dave/.codex/auth.json")).toBe('{"own":true}\n');
   });
 
   it("mirrors the org's rules into ~/.codex/AGENTS.md under its header, never touching a user's own", async () => {
-    const rules = JSON.parse(await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/files/claude-code/managed-settings.json`)).claudeMd as string;
+    const rules = JSON.parse(await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/files/claude-code/managed-settings.json`))
+      .claudeMd as string;
     expect(await vm.readFile("/home/alice/.codex/AGENTS.md")).toBe(`${AGENTS_HEADER}\n\n${rules.trimEnd()}\n`);
     expect(await vm.stat("/home/alice/.codex/AGENTS.md")).toMatchObject({ owner: "alice" });
     expect(await vm.readFile("/home/dave/.codex/AGENTS.md")).toBe("# my agents\n");
@@ -125,13 +148,18 @@ describe("logins and offboarding on a booted Debian 12", () => {
   it("a second run adds nothing", async () => {
     const second = await build(vaultEnv(), "--stage", STAGES);
     expect(second.exitCode, second.log).toBe(0);
-    expect(second.report.stages.filter((s) => s.outcome !== "unchanged" && s.outcome !== "skipped").map((s) => s.name)).toEqual([]);
+    expect(
+      second.report.stages.filter((s) => s.outcome !== "unchanged" && s.outcome !== "skipped").map((s) => s.name),
+    ).toEqual([]);
     expect(await vm.readFile("/etc/t3-serve/alice.env")).toBe(`T3_PORT=3773\nCLAUDE_CODE_OAUTH_TOKEN=${OAUTH}\n`);
   });
 
   it("follows a change of the rules in the mirror, and still never in a user's own file", async () => {
     const settings = `${PROJECT_DIR_IN_CONTAINER}/files/claude-code/managed-settings.json`;
-    await vm.exec(`cp ${settings} /tmp/settings.json && node -e 'const f=process.argv[1];const s=JSON.parse(require("fs").readFileSync(f));s.claudeMd+="\\n- A new rule.";require("fs").writeFileSync(f,JSON.stringify(s,null,2)+"\\n")' ${settings}`, { check: true });
+    await vm.exec(
+      `cp ${settings} /tmp/settings.json && node -e 'const f=process.argv[1];const s=JSON.parse(require("fs").readFileSync(f));s.claudeMd+="\\n- A new rule.";require("fs").writeFileSync(f,JSON.stringify(s,null,2)+"\\n")' ${settings}`,
+      { check: true },
+    );
     const changed = await build(vaultEnv(), "--stage", "logins");
     await vm.exec(`cp /tmp/settings.json ${settings}`, { check: true });
     expect(changed.exitCode, changed.log).toBe(0);
@@ -159,13 +187,18 @@ describe("logins and offboarding on a booted Debian 12", () => {
   });
 
   it("offboards a cut user only when named: --plan lists it, a user still in the roster is refused", async () => {
-    const offboard = (...args: string[]) => vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "offboard", ...args, "--inputs", INPUTS], { workingDir: PROJECT_DIR_IN_CONTAINER });
+    const offboard = (...args: string[]) =>
+      vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "offboard", ...args, "--inputs", INPUTS], {
+        workingDir: PROJECT_DIR_IN_CONTAINER,
+      });
     const refused = await offboard("alice");
     expect(refused.exitCode).toBe(2);
     expect(refused.stderr).toContain("alice is still in roster.yaml");
     const plan = await offboard("carol", "--plan");
     expect(plan.exitCode, plan.stderr).toBe(3);
-    expect(plan.stderr).toMatch(/archive \/home\/carol to \/var\/backups\/devvm-offboarded\/carol-\d{8}T\d{6}Z\.tar\.gz/);
+    expect(plan.stderr).toMatch(
+      /archive \/home\/carol to \/var\/backups\/devvm-offboarded\/carol-\d{8}T\d{6}Z\.tar\.gz/,
+    );
     expect(plan.stderr).toContain("delete the account carol (userdel)");
     expect(await sh("getent passwd carol | cut -d: -f1")).toBe("carol");
 

@@ -12,7 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pins } from "../lib/inputs/pins.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
-import { buildIn, nonIdempotentStages, PROJECT_DIR, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import {
+  buildIn,
+  nonIdempotentStages,
+  PROJECT_DIR,
+  startFreshVm,
+  type BuildRun,
+} from "./support/harness/build-in-vm.ts";
 import { writeInputs } from "./support/stand-ins/sources.ts";
 import { T3_BROKEN, T3_HEALTHY } from "./support/fixtures/t3/publish.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./support/stand-ins/registry.ts";
@@ -23,7 +29,8 @@ const CLAUDE = PINS.npm["@anthropic-ai/claude-code"].version;
 const CODEX = PINS.npm["@openai/codex"].version;
 
 const stageOf = (run: BuildRun, name: string) => run.report.stages.find((s) => s.name === name);
-const durations = (run: BuildRun) => run.report.stages.map((s) => `${s.name} ${"durationMs" in s ? `${s.durationMs} ms` : s.outcome}`).join(", ");
+const durations = (run: BuildRun) =>
+  run.report.stages.map((s) => `${s.name} ${"durationMs" in s ? `${s.durationMs} ms` : s.outcome}`).join(", ");
 
 /** A real pairing, as a browser makes one: serve, create a credential, turn it into a t3_session cookie. */
 const PAIRING_SCRIPT = String.raw`
@@ -74,21 +81,36 @@ describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
     expect((await vm.exec("claude --version", { check: true })).stdout).toContain(`${CLAUDE} (Claude Code)`);
     expect((await vm.exec("codex --version", { check: true })).stdout.trim()).toBe(`codex-cli ${CODEX}`);
     expect((await vm.exec("t3 --version", { check: true })).stdout.trim()).toBe(`t3 v${T3_HEALTHY}`);
-    expect(await vm.stat("/usr/local/bin/claude")).toMatchObject({ type: "symlink", linkTarget: `/opt/devvm/npm/@anthropic-ai+claude-code/${CLAUDE}/bin/claude` });
-    expect(await vm.stat("/usr/local/bin/codex")).toMatchObject({ type: "symlink", linkTarget: `/opt/devvm/npm/@openai+codex/${CODEX}/bin/codex` });
-    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({ type: "symlink", linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3` });
-    expect(stageOf(first, "t3")).toMatchObject({ outcome: "changed", changes: [{ kind: "package", name: "t3", from: null, to: T3_HEALTHY }] });
+    expect(await vm.stat("/usr/local/bin/claude")).toMatchObject({
+      type: "symlink",
+      linkTarget: `/opt/devvm/npm/@anthropic-ai+claude-code/${CLAUDE}/bin/claude`,
+    });
+    expect(await vm.stat("/usr/local/bin/codex")).toMatchObject({
+      type: "symlink",
+      linkTarget: `/opt/devvm/npm/@openai+codex/${CODEX}/bin/codex`,
+    });
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      type: "symlink",
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3`,
+    });
+    expect(stageOf(first, "t3")).toMatchObject({
+      outcome: "changed",
+      changes: [{ kind: "package", name: "t3", from: null, to: T3_HEALTHY }],
+    });
   });
 
   it("works for a user who is not root", async () => {
-    const asNobody = (command: string) => vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "sh", "-c", command]);
+    const asNobody = (command: string) =>
+      vm.exec(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "sh", "-c", command]);
     expect((await asNobody("t3 --version")).stdout.trim()).toBe(`t3 v${T3_HEALTHY}`);
     expect((await asNobody("codex --version")).stdout.trim()).toBe(`codex-cli ${CODEX}`);
     expect((await asNobody("claude --version")).stdout).toContain(CLAUDE);
   });
 
   it("records the versions in the manifest", async () => {
-    const manifest = JSON.parse(await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`)) as { packages: Array<{ name: string; version: string }> };
+    const manifest = JSON.parse(await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`)) as {
+      packages: Array<{ name: string; version: string }>;
+    };
     const npm = manifest.packages.filter((p) => p.name.startsWith("npm:"));
     expect(npm).toEqual([
       { name: "npm:@anthropic-ai/claude-code", version: CLAUDE, stage: "claude-code" },
@@ -108,7 +130,11 @@ describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
 
   it("keeps 0.0.26 when 0.0.27 fails its health check, and fails the build naming the check", async () => {
     const pins = structuredClone(PINS);
-    pins.npm.t3 = { version: T3_BROKEN, integrity: await registry.integrityOf("t3", T3_BROKEN), approved: "container test: the bad nightly" };
+    pins.npm.t3 = {
+      version: T3_BROKEN,
+      integrity: await registry.integrityOf("t3", T3_BROKEN),
+      approved: "container test: the bad nightly",
+    };
     const moved = await writeInputs(vm, "/opt/devvm-inputs/t3-broken", pins);
     const build = await buildIn(vm, env, "--stage", "t3", "--inputs", moved);
     process.stderr.write(`build with t3 ${T3_BROKEN}: ${durations(build)}\n${build.log}`);
@@ -118,22 +144,31 @@ describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
     expect(t3?.outcome).toBe("failed");
     const message = t3 && "error" in t3 ? t3.error.message : "";
     expect(message).toContain(`t3 ${T3_BROKEN} failed its health check (browser session)`);
-    expect(message).toContain("POST /api/auth/browser-session answered 404, then POST /api/auth/bootstrap answered 404");
+    expect(message).toContain(
+      "POST /api/auth/browser-session answered 404, then POST /api/auth/bootstrap answered 404",
+    );
     expect(message).toContain(`t3 ${T3_HEALTHY} stays active`);
 
     expect((await vm.exec("t3 --version", { check: true })).stdout.trim()).toBe(`t3 v${T3_HEALTHY}`);
     expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({ linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3` });
-    expect((await vm.exec("ls -A /opt/devvm/npm/t3", { check: true })).stdout.split("\n").filter(Boolean)).toEqual([T3_HEALTHY]);
+    expect((await vm.exec("ls -A /opt/devvm/npm/t3", { check: true })).stdout.split("\n").filter(Boolean)).toEqual([
+      T3_HEALTHY,
+    ]);
     // The health check cleans up after itself: no t3 left running, no throwaway dir.
     const commandLines = await vm.exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done");
     expect(commandLines.stdout.split("\n").filter((l) => l.includes(" serve --host"))).toEqual([]);
     expect((await vm.exec("ls -d /tmp/devvm-t3-health-* 2>/dev/null")).stdout.trim()).toBe("");
-    expect((await vm.exec(["/usr/local/bin/node", "-e", PAIRING_SCRIPT], { check: true })).stdout.trim()).toBe("200 t3_session");
+    expect((await vm.exec(["/usr/local/bin/node", "-e", PAIRING_SCRIPT], { check: true })).stdout.trim()).toBe(
+      "200 t3_session",
+    );
   });
 
   it("reports a tampered integrity in claude-code's stage, though npm ran while apt did, and leaves nothing of it or of the CLI after it", async () => {
     // Neither installed; apt has one package to install, and the CLIs are prepared meanwhile.
-    await vm.exec(`apt-get purge -y -q tree >/dev/null && rm -rf /opt/devvm/npm/@anthropic-ai+claude-code /opt/devvm/npm/@openai+codex /usr/local/bin/claude /usr/local/bin/codex`, { check: true });
+    await vm.exec(
+      `apt-get purge -y -q tree >/dev/null && rm -rf /opt/devvm/npm/@anthropic-ai+claude-code /opt/devvm/npm/@openai+codex /usr/local/bin/claude /usr/local/bin/codex`,
+      { check: true },
+    );
     const pins = structuredClone(PINS);
     pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
     const served = pins.npm["@anthropic-ai/claude-code"].integrity!;
@@ -148,16 +183,31 @@ describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
     const build = await buildIn(vm, env, "--stage", `apt,${STAGES}`, "--inputs", inputs);
     process.stderr.write(`build with claude-code's integrity tampered: ${durations(build)}\n${build.log}`);
     expect(build.exitCode, build.log).toBe(1);
-    expect(build.report.stages.map((s) => `${s.name} ${s.outcome}`)).toEqual(["preflight unchanged", "apt changed", "node unchanged", "claude-code failed", "t3 not-run", "codex not-run"]);
+    expect(build.report.stages.map((s) => `${s.name} ${s.outcome}`)).toEqual([
+      "preflight unchanged",
+      "apt changed",
+      "node unchanged",
+      "claude-code failed",
+      "t3 not-run",
+      "codex not-run",
+    ]);
     const failed = stageOf(build, "claude-code");
-    expect(failed && "error" in failed ? failed.error.message : "").toContain(`pins.json has integrity ${tampered}, the registry serves ${served}; nothing was installed`);
+    expect(failed && "error" in failed ? failed.error.message : "").toContain(
+      `pins.json has integrity ${tampered}, the registry serves ${served}; nothing was installed`,
+    );
     // codex's install began while apt ran (its line carries its stage's name there), before claude-code's turn.
     const aptBlock = build.log.slice(build.log.indexOf("  apt:"), build.log.search(/^ {2}apt {2,}changed/m));
     expect(aptBlock).toContain(`[codex] npm install @openai/codex@${CODEX}`);
 
     expect((await vm.exec("ls -la /usr/local/bin/claude /usr/local/bin/codex")).stdout).toBe("");
     // No version, no staging folder: what was made in the background for codex is gone with the build.
-    expect((await vm.exec("ls -A /opt/devvm/npm/@anthropic-ai+claude-code /opt/devvm/npm/@openai+codex 2>/dev/null; true")).stdout.split("\n").filter((l) => l && !l.endsWith(":"))).toEqual([]);
+    expect(
+      (
+        await vm.exec("ls -A /opt/devvm/npm/@anthropic-ai+claude-code /opt/devvm/npm/@openai+codex 2>/dev/null; true")
+      ).stdout
+        .split("\n")
+        .filter((l) => l && !l.endsWith(":")),
+    ).toEqual([]);
     const npmRunning = await vm.exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done");
     expect(npmRunning.stdout.split("\n").filter((l) => l.includes("npm-cli.js install"))).toEqual([]);
   });

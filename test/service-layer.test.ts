@@ -32,24 +32,44 @@ describe("the service layer on a booted Debian 12", () => {
   let vault: VaultStandIn;
   let first: Build;
   let sampled: string;
-  const env = () => ({ VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN, [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch` });
+  const env = () => ({
+    VAULT_ADDR: vault.address,
+    VAULT_TOKEN: TOKEN,
+    [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch`,
+  });
 
   async function build(stages: string, extraEnv: Record<string, string> = env(), ...args: string[]): Promise<Build> {
     const started = Date.now();
-    const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", "--stage", stages, ...args], { workingDir: PROJECT_DIR_IN_CONTAINER, env: extraEnv });
-    process.stderr.write(`build --stage ${stages} ${args.join(" ")}: exit ${run.exitCode} in ${Date.now() - started} ms\n${run.stderr}`);
+    const run = await vm.exec(
+      [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", "--stage", stages, ...args],
+      { workingDir: PROJECT_DIR_IN_CONTAINER, env: extraEnv },
+    );
+    process.stderr.write(
+      `build --stage ${stages} ${args.join(" ")}: exit ${run.exitCode} in ${Date.now() - started} ms\n${run.stderr}`,
+    );
     return { exitCode: run.exitCode, log: run.stderr, stdout: run.stdout, report: JSON.parse(run.stdout) as Report };
   }
   const outcomes = (b: Build) => Object.fromEntries(b.report.stages.map((s) => [s.name, s.outcome]));
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
 
   beforeAll(async () => {
-    vault = await startVaultStandIn(TOKEN, { "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON } });
+    vault = await startVaultStandIn(TOKEN, {
+      "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON },
+    });
     vm = await startFreshVm();
     const t0 = Date.now();
-    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo golang-go sqlite3", { check: true });
+    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo golang-go sqlite3", {
+      check: true,
+    });
     process.stderr.write(`apt-get install sudo golang-go sqlite3: ${Date.now() - t0} ms\n`);
-    await vm.exec(["sh", "-c", `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`], { check: true, env: { T3: T3_STAND_IN } });
+    await vm.exec(
+      [
+        "sh",
+        "-c",
+        `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`,
+      ],
+      { check: true, env: { T3: T3_STAND_IN } },
+    );
     // A mapped user with t3 state, and an unmapped one.
     await vm.exec(
       // t3-dispatch exits at start without its map, which the users stage writes (not run here).
@@ -59,9 +79,16 @@ describe("the service layer on a booted Debian 12", () => {
       { check: true },
     );
     // A persistent timer with a stamp this old would fire at once when started (docs/devvm.md lesson).
-    await vm.exec("mkdir -p /var/lib/systemd/timers && touch -d '3 days ago' /var/lib/systemd/timers/stamp-devvm-t3-pin.timer", { check: true });
+    await vm.exec(
+      "mkdir -p /var/lib/systemd/timers && touch -d '3 days ago' /var/lib/systemd/timers/stamp-devvm-t3-pin.timer",
+      { check: true },
+    );
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
-    await vm.exec(["bash", "-c", "nohup bash -c 'declare -A seen; while [ ! -e /tmp/stop-sampler ]; do for f in /proc/[0-9]*/cmdline; do mapfile -d \"\" a < \"$f\" 2>/dev/null || continue; l=\"${a[*]}\"; [ -n \"$l\" ] && [ -z \"${seen[$l]}\" ] && seen[$l]=1 && echo \"$l\" >> /tmp/cmdlines; done; sleep 0.01; done' >/dev/null 2>&1 &"]);
+    await vm.exec([
+      "bash",
+      "-c",
+      'nohup bash -c \'declare -A seen; while [ ! -e /tmp/stop-sampler ]; do for f in /proc/[0-9]*/cmdline; do mapfile -d "" a < "$f" 2>/dev/null || continue; l="${a[*]}"; [ -n "$l" ] && [ -z "${seen[$l]}" ] && seen[$l]=1 && echo "$l" >> /tmp/cmdlines; done; sleep 0.01; done\' >/dev/null 2>&1 &',
+    ]);
     first = await build(STAGES);
     await vm.exec("touch /tmp/stop-sampler; sleep 0.3");
     sampled = await vm.readFile("/tmp/cmdlines");
@@ -73,21 +100,47 @@ describe("the service layer on a booted Debian 12", () => {
 
   it("builds every stage", () => {
     expect(first.exitCode, first.log).toBe(0);
-    expect(outcomes(first)).toMatchObject({ "vault-tokens": "changed", "service-helpers": "changed", sudoers: "changed", "builder-install": "changed", units: "changed" });
+    expect(outcomes(first)).toMatchObject({
+      "vault-tokens": "changed",
+      "service-helpers": "changed",
+      sudoers: "changed",
+      "builder-install": "changed",
+      units: "changed",
+    });
   });
 
   it("stages the tokens with exact owner, group and mode", async () => {
     expect(await vm.stat("/etc/t3-serve")).toEqual({ type: "directory", mode: "0755", owner: "root", group: "root" });
-    expect(await vm.stat("/etc/t3-serve/claude-oauth-token")).toEqual({ type: "file", mode: "0600", owner: "root", group: "root" });
-    expect(await vm.stat("/opt/codex-shared")).toEqual({ type: "directory", mode: "2770", owner: "root", group: "codex-shared" });
-    expect(await vm.stat("/opt/codex-shared/auth.json")).toEqual({ type: "file", mode: "0660", owner: "root", group: "codex-shared" });
+    expect(await vm.stat("/etc/t3-serve/claude-oauth-token")).toEqual({
+      type: "file",
+      mode: "0600",
+      owner: "root",
+      group: "root",
+    });
+    expect(await vm.stat("/opt/codex-shared")).toEqual({
+      type: "directory",
+      mode: "2770",
+      owner: "root",
+      group: "codex-shared",
+    });
+    expect(await vm.stat("/opt/codex-shared/auth.json")).toEqual({
+      type: "file",
+      mode: "0660",
+      owner: "root",
+      group: "codex-shared",
+    });
     expect(await vm.readFile("/etc/t3-serve/claude-oauth-token")).toBe(OAUTH);
     expect(await vm.readFile("/opt/codex-shared/auth.json")).toBe(AUTH_JSON);
     expect(await sh("getent group codex-shared | cut -d: -f3")).toMatch(/^\d{3}$/);
   });
 
   it("never shows a secret: not in output/, not in what the build printed, not on a command line", async () => {
-    const output = await vm.exec(["grep", "-rlF", ...SECRETS.flatMap((s) => ["-e", s]), `${PROJECT_DIR_IN_CONTAINER}/output`]);
+    const output = await vm.exec([
+      "grep",
+      "-rlF",
+      ...SECRETS.flatMap((s) => ["-e", s]),
+      `${PROJECT_DIR_IN_CONTAINER}/output`,
+    ]);
     expect(output.stdout).toBe("");
     expect(output.exitCode).toBe(1);
     for (const secret of SECRETS) {
@@ -100,25 +153,52 @@ describe("the service layer on a booted Debian 12", () => {
     expect(sampled).toMatch(/go build -trimpath/);
     process.stderr.write(`${sampled.split("\n").length} distinct command lines sampled during the build\n`);
     const manifest = await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`);
-    expect(JSON.parse(manifest).paths).toContainEqual({ path: "/etc/t3-serve/claude-oauth-token", stage: "vault-tokens", type: "file", mode: "0600", owner: "root", group: "root", secret: true });
+    expect(JSON.parse(manifest).paths).toContainEqual({
+      path: "/etc/t3-serve/claude-oauth-token",
+      stage: "vault-tokens",
+      type: "file",
+      mode: "0600",
+      owner: "root",
+      group: "root",
+      secret: true,
+    });
   });
 
   it("installs the helpers and the t3-dispatch account and binary", async () => {
-    for (const name of ["t3-mint", "t3-state-backup", "t3-dispatch"]) expect(await vm.stat(`/usr/local/bin/${name}`)).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
+    for (const name of ["t3-mint", "t3-state-backup", "t3-dispatch"])
+      expect(await vm.stat(`/usr/local/bin/${name}`)).toEqual({
+        type: "file",
+        mode: "0755",
+        owner: "root",
+        group: "root",
+      });
     expect(await sh("getent passwd t3-dispatch | cut -d: -f6,7")).toBe("/nonexistent:/usr/sbin/nologin");
     expect((await vm.exec("test -e /nonexistent")).exitCode).toBe(1);
   });
 
   it("lets t3-dispatch run only t3-mint as root, and t3-mint only for a mapped user", async () => {
-    expect(await vm.stat("/etc/sudoers.d/t3-autopair")).toEqual({ type: "file", mode: "0440", owner: "root", group: "root" });
+    expect(await vm.stat("/etc/sudoers.d/t3-autopair")).toEqual({
+      type: "file",
+      mode: "0440",
+      owner: "root",
+      group: "root",
+    });
     const listed = await sh("sudo -l -U t3-dispatch");
-    const commands = listed.split(/may run the following commands on [^:]+:\n/)[1]!.trim().split("\n");
+    const commands = listed
+      .split(/may run the following commands on [^:]+:\n/)[1]!
+      .trim()
+      .split("\n");
     expect(commands).toEqual(["(root) NOPASSWD: /usr/local/bin/t3-mint"]);
 
-    const asDispatch = (command: string) => vm.exec(`setpriv --reuid=t3-dispatch --regid=t3-dispatch --init-groups ${command}`);
+    const asDispatch = (command: string) =>
+      vm.exec(`setpriv --reuid=t3-dispatch --regid=t3-dispatch --init-groups ${command}`);
     const minted = await asDispatch("sudo -n /usr/local/bin/t3-mint alice");
     expect(minted.exitCode, minted.stderr).toBe(0);
-    expect(JSON.parse(minted.stdout)).toEqual({ credential: "stand-in", uid: Number(await sh("id -u alice")), args: "auth pairing create --base-dir /home/alice/.t3 --ttl 5m --json" });
+    expect(JSON.parse(minted.stdout)).toEqual({
+      credential: "stand-in",
+      uid: Number(await sh("id -u alice")),
+      args: "auth pairing create --base-dir /home/alice/.t3 --ttl 5m --json",
+    });
     for (const refused of ["bob", "root", "'../alice'", "'alice bob'"]) {
       const result = await asDispatch(`sudo -n /usr/local/bin/t3-mint ${refused}`);
       expect(result.exitCode, refused).toBe(2);
@@ -136,23 +216,30 @@ describe("the service layer on a booted Debian 12", () => {
     const timers = await sh("systemctl list-timers --all --no-pager --no-legend");
     process.stderr.write(`${timers}\n`);
     for (const unit of ["devvm-t3-pin.timer", "t3-state-backup.timer"]) {
-      expect(timers.split("\n").find((l) => l.includes(unit)) ?? "", unit).toMatch(/^\w{3} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+      expect(timers.split("\n").find((l) => l.includes(unit)) ?? "", unit).toMatch(
+        /^\w{3} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/,
+      );
     }
     expect(timers).toContain("devvm-reconcile.timer");
     // Started, with an old stamp, and still never run: no unplanned update.
     expect(await sh("systemctl show -P ExecMainStartTimestampMonotonic devvm-t3-pin.service")).toBe("0");
-    for (const unit of ["t3-serve@.service", "t3-dispatch.service", "devvm-t3-pin.timer"]) expect(await vm.stat(`/etc/systemd/system/${unit}`)).toMatchObject({ mode: "0644", owner: "root" });
+    for (const unit of ["t3-serve@.service", "t3-dispatch.service", "devvm-t3-pin.timer"])
+      expect(await vm.stat(`/etc/systemd/system/${unit}`)).toMatchObject({ mode: "0644", owner: "root" });
   });
 
   it("runs t3 serve for a user, as the user, on the port of its env file, with ~/.t3", async () => {
-    await vm.exec("echo T3_PORT=38123 > /etc/t3-serve/alice.env && systemctl start t3-serve@alice.service", { check: true });
+    await vm.exec("echo T3_PORT=38123 > /etc/t3-serve/alice.env && systemctl start t3-serve@alice.service", {
+      check: true,
+    });
     let said = "";
     for (let i = 0; i < 50 && !said.includes("credential"); i++) {
       said = (await vm.exec("journalctl -u t3-serve@alice.service -o cat --no-pager")).stdout;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const uid = await sh("id -u alice");
-    expect(said).toContain(`{"credential":"stand-in","uid":${uid},"args":"serve --host 127.0.0.1 --port 38123 --base-dir /home/alice/.t3"}`);
+    expect(said).toContain(
+      `{"credential":"stand-in","uid":${uid},"args":"serve --host 127.0.0.1 --port 38123 --base-dir /home/alice/.t3"}`,
+    );
   });
 
   it("installs the builder for the timers, runnable by the pinned node", async () => {
@@ -162,7 +249,10 @@ describe("the service layer on a booted Debian 12", () => {
   });
 
   it("backs up a mapped user's state online, as that user, keeping the newest 14", async () => {
-    await vm.exec("install -d -o alice -g alice -m 0700 /var/backups/t3-state/alice && for d in 01 02 03 04 05 06 07 08 09 10 11 12 13 14 15; do runuser -u alice -- touch /var/backups/t3-state/alice/state-202001${d}T000000Z.sqlite; done", { check: true });
+    await vm.exec(
+      "install -d -o alice -g alice -m 0700 /var/backups/t3-state/alice && for d in 01 02 03 04 05 06 07 08 09 10 11 12 13 14 15; do runuser -u alice -- touch /var/backups/t3-state/alice/state-202001${d}T000000Z.sqlite; done",
+      { check: true },
+    );
     const run = await vm.exec("systemctl start t3-state-backup.service");
     expect(run.exitCode, await sh("journalctl -u t3-state-backup.service --no-pager | tail -20")).toBe(0);
     const files = (await sh("ls /var/backups/t3-state/alice")).split("\n");
@@ -185,11 +275,21 @@ describe("the service layer on a booted Debian 12", () => {
   it("refuses a malformed sudoers drop-in and keeps sudo working; a restart due then is done by the next build", async () => {
     const before = await sh("ls -A /etc/sudoers.d; sha256sum /etc/sudoers.d/t3-autopair");
     const pid = await sh("systemctl show -P MainPID t3-dispatch");
-    await vm.exec(`cp ${SUDOERS_SOURCE} /tmp/sudoers.good && echo 't3-dispatch ALL=(root) NOPASSWD /usr/local/bin/t3-mint' > ${SUDOERS_SOURCE} && rm /usr/local/bin/t3-dispatch`, { check: true });
+    await vm.exec(
+      `cp ${SUDOERS_SOURCE} /tmp/sudoers.good && echo 't3-dispatch ALL=(root) NOPASSWD /usr/local/bin/t3-mint' > ${SUDOERS_SOURCE} && rm /usr/local/bin/t3-dispatch`,
+      { check: true },
+    );
     const broken = await build(STAGES);
     expect(broken.exitCode).toBe(1);
-    expect(outcomes(broken)).toMatchObject({ "service-helpers": "changed", sudoers: "failed", "builder-install": "not-run", units: "not-run" });
-    expect(broken.log).toMatch(/visudo refused the new \/etc\/sudoers.d\/t3-autopair; the live file was left as it was:\n.*syntax error/);
+    expect(outcomes(broken)).toMatchObject({
+      "service-helpers": "changed",
+      sudoers: "failed",
+      "builder-install": "not-run",
+      units: "not-run",
+    });
+    expect(broken.log).toMatch(
+      /visudo refused the new \/etc\/sudoers.d\/t3-autopair; the live file was left as it was:\n.*syntax error/,
+    );
     expect(await sh("ls -A /etc/sudoers.d; sha256sum /etc/sudoers.d/t3-autopair")).toBe(before);
     expect((await vm.exec("sudo -n true")).exitCode).toBe(0);
     expect(await sh("cat /var/lib/devvm/pending-restarts.json")).toBe('["t3-dispatch.service"]');
@@ -209,8 +309,12 @@ describe("the service layer on a booted Debian 12", () => {
     const down = await build("units");
     expect(down.exitCode).toBe(1);
     expect(outcomes(down).units).toBe("failed");
-    expect(down.log).toMatch(/t3-dispatch.service did not stay up after starting:\n(.*\n)*.*cannot start without the user map/);
-    await vm.exec("mv /tmp/dispatch.json /etc/t3-serve/dispatch.json && systemctl reset-failed t3-dispatch", { check: true });
+    expect(down.log).toMatch(
+      /t3-dispatch.service did not stay up after starting:\n(.*\n)*.*cannot start without the user map/,
+    );
+    await vm.exec("mv /tmp/dispatch.json /etc/t3-serve/dispatch.json && systemctl reset-failed t3-dispatch", {
+      check: true,
+    });
     const up = await build("units");
     expect(up.exitCode, up.log).toBe(0);
     expect(up.log).toContain("start t3-dispatch.service");
@@ -222,7 +326,10 @@ describe("the service layer on a booted Debian 12", () => {
     const wrong = { ...env(), VAULT_TOKEN: "hvs.wrong-token-for-the-stand-in" };
     const warned = await build("vault-tokens", wrong);
     expect(warned.exitCode, warned.log).toBe(0);
-    expect(warned.report.stages.find((s) => s.name === "vault-tokens")).toMatchObject({ outcome: "skipped", reason: expect.stringMatching(/^warning: Vault refused the token .*403/) });
+    expect(warned.report.stages.find((s) => s.name === "vault-tokens")).toMatchObject({
+      outcome: "skipped",
+      reason: expect.stringMatching(/^warning: Vault refused the token .*403/),
+    });
     expect(await sh("sha256sum /etc/t3-serve/claude-oauth-token /opt/codex-shared/auth.json")).toBe(staged);
     const strict = await build("vault-tokens", wrong, "--strict");
     expect(strict.exitCode).toBe(1);

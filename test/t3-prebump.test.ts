@@ -40,7 +40,9 @@ describe("t3 state backups on a booted Debian 12", () => {
   const build = async (inputs: string, stages: string): Promise<BuildRun> => {
     const started = Date.now();
     const run = await buildIn(vm, env, "--stage", stages, "--inputs", inputs);
-    process.stderr.write(`build --stage ${stages} --inputs ${inputs}: exit ${run.exitCode} in ${Date.now() - started} ms\n${run.log}`);
+    process.stderr.write(
+      `build --stage ${stages} --inputs ${inputs}: exit ${run.exitCode} in ${Date.now() - started} ms\n${run.log}`,
+    );
     return run;
   };
   const stageOf = (run: BuildRun, name: string) => run.report.stages.find((s) => s.name === name);
@@ -53,7 +55,8 @@ describe("t3 state backups on a booted Debian 12", () => {
   };
   const rows = (file: string) => sh(`sqlite3 -readonly ${file} 'select id, title from threads order by id'`);
   /** Milliseconds since the epoch, to the microsecond: mtime (lstat for a link) or when a unit last became active. */
-  const mtimeMs = async (file: string) => Number(await sh(`${NODE_IN_CONTAINER} -p 'require("fs").lstatSync(process.argv.at(-1)).mtimeMs' ${file}`));
+  const mtimeMs = async (file: string) =>
+    Number(await sh(`${NODE_IN_CONTAINER} -p 'require("fs").lstatSync(process.argv.at(-1)).mtimeMs' ${file}`));
   const activeSinceMs = async (unit: string) => {
     const shown = await sh(`systemctl show --timestamp=us+utc -P ActiveEnterTimestamp ${unit}`);
     const [, day, time, micros] = /(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)\.(\d{6}) UTC/.exec(shown) ?? [];
@@ -73,14 +76,34 @@ describe("t3 state backups on a booted Debian 12", () => {
     const t0 = Date.now();
     // What the apt stage installs for the backups; the unit template is what the units stage installs.
     await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", { check: true });
-    await vm.exec(`install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`, { check: true });
+    await vm.exec(
+      `install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`,
+      { check: true },
+    );
     process.stderr.write(`apt-get install sqlite3 and the t3-serve@ template: ${Date.now() - t0} ms\n`);
-    const first = await build(await inputsWith("/opt/devvm-inputs/t3-0.0.26", { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) }), "node,t3,users,instances");
+    const first = await build(
+      await inputsWith("/opt/devvm-inputs/t3-0.0.26", {
+        version: T3_HEALTHY,
+        integrity: await registry.integrityOf("t3", T3_HEALTHY),
+      }),
+      "node,t3,users,instances",
+    );
     if (first.exitCode !== 0) throw new Error(`the first build failed:\n${first.log}`);
     // Each database made by its user, as t3 would; alice's in WAL mode, as a busy one may be.
     for (const user of WITH_DATABASE) {
       const sql = `${user === "alice" ? "pragma journal_mode=wal; " : ""}create table threads(id integer primary key, title text); insert into threads(title) values ('${user}: first'), ('${user}: second');`;
-      await vm.exec(["runuser", "-u", user, "--", "sh", "-c", `mkdir -p /home/${user}/.t3/userdata && sqlite3 ${database(user)} "${sql}" >/dev/null`], { check: true });
+      await vm.exec(
+        [
+          "runuser",
+          "-u",
+          user,
+          "--",
+          "sh",
+          "-c",
+          `mkdir -p /home/${user}/.t3/userdata && sqlite3 ${database(user)} "${sql}" >/dev/null`,
+        ],
+        { check: true },
+      );
     }
     moved = await inputsWith("/opt/devvm-inputs/t3-0.0.28", {
       version: T3_HEALTHY_NEXT,
@@ -108,11 +131,15 @@ describe("t3 state backups on a booted Debian 12", () => {
       const t3 = stageOf(failed, "t3");
       expect(t3?.outcome).toBe("failed");
       const message = t3 && "error" in t3 ? t3.error.message : "";
-      expect(message).toContain(`the t3 state of bob could not be copied before t3 ${T3_HEALTHY_NEXT}, so t3 ${T3_HEALTHY} stays active`);
+      expect(message).toContain(
+        `the t3 state of bob could not be copied before t3 ${T3_HEALTHY_NEXT}, so t3 ${T3_HEALTHY} stays active`,
+      );
       expect(message).toMatch(/unable to open database/);
       expect(stageOf(failed, "instances")?.outcome).toBe("not-run");
 
-      expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({ linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3` });
+      expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+        linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY}/bin/t3`,
+      });
       expect(await sh("t3 --version")).toBe(`t3 v${T3_HEALTHY}`);
       expect(await Promise.all(RUNNING.map(mainPid))).toEqual(pids);
       expect((await vm.exec("test -e /var/lib/devvm/pending-restarts.json")).exitCode).toBe(1);
@@ -139,9 +166,16 @@ describe("t3 state backups on a booted Debian 12", () => {
     expect(stageOf(run, "t3")).toMatchObject({ outcome: "changed", changes });
 
     const switched = await mtimeMs("/usr/local/bin/t3");
-    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({ linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_NEXT}/bin/t3` });
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_NEXT}/bin/t3`,
+    });
     for (const user of WITH_DATABASE) {
-      expect(await vm.stat(`${BACKUPS}/${user}`)).toEqual({ type: "directory", mode: "0700", owner: user, group: user });
+      expect(await vm.stat(`${BACKUPS}/${user}`)).toEqual({
+        type: "directory",
+        mode: "0700",
+        owner: user,
+        group: user,
+      });
       expect(await vm.stat(prebump(user))).toMatchObject({ type: "file", owner: user, group: user });
       expect(await rows(prebump(user))).toBe(`1|${user}: first\n2|${user}: second`);
       expect(await rows(prebump(user))).toBe(await rows(database(user)));
@@ -171,10 +205,21 @@ describe("t3 state backups on a booted Debian 12", () => {
   it("daily: stops a copy at its cap and removes it, fails the run after trying every other user, and never rotates prebump copies", async () => {
     // alice's copy hangs after writing (a stuck copy); bob cannot read his database; carol is fine.
     const hang = `#!/bin/sh\n/usr/bin/sqlite3 "$@" || exit\n[ "$(id -un)" = alice ] && exec sleep 600\nexit 0\n`;
-    await vm.exec(["sh", "-c", 'printf %s "$HANG" > /usr/local/bin/sqlite3 && chmod 0755 /usr/local/bin/sqlite3'], { check: true, env: { HANG: hang } });
+    await vm.exec(["sh", "-c", 'printf %s "$HANG" > /usr/local/bin/sqlite3 && chmod 0755 /usr/local/bin/sqlite3'], {
+      check: true,
+      env: { HANG: hang },
+    });
     await vm.exec(`chown root:root ${database("bob")} && chmod 0600 ${database("bob")}`, { check: true });
     await vm.exec(
-      ["runuser", "-u", "carol", "--", "sh", "-c", `sqlite3 ${database("carol")} "create table threads(id integer primary key, title text); insert into threads(title) values ('carol: only');"`],
+      [
+        "runuser",
+        "-u",
+        "carol",
+        "--",
+        "sh",
+        "-c",
+        `sqlite3 ${database("carol")} "create table threads(id integer primary key, title text); insert into threads(title) values ('carol: only');"`,
+      ],
       { check: true },
     );
     // 15 old daily copies and a prebump copy of carol's, as the backups would have left them.
@@ -190,10 +235,14 @@ describe("t3 state backups on a booted Debian 12", () => {
 
       expect(daily.exitCode).toBe(1);
       expect(tookMs).toBeLessThan(60_000);
-      expect(daily.stderr).toContain("t3-state-backup: backup of alice timed out after 3s; the partial copy was removed");
+      expect(daily.stderr).toContain(
+        "t3-state-backup: backup of alice timed out after 3s; the partial copy was removed",
+      );
       expect(daily.stderr).toMatch(/t3-state-backup: backup of bob failed \(the copy exited with 1\)/);
       // Tried after both failures, and done.
-      expect(daily.stdout).toMatch(/^t3-state-backup: carol -> \/var\/backups\/t3-state\/carol\/state-\d{8}T\d{6}Z\.sqlite$/m);
+      expect(daily.stdout).toMatch(
+        /^t3-state-backup: carol -> \/var\/backups\/t3-state\/carol\/state-\d{8}T\d{6}Z\.sqlite$/m,
+      );
 
       // Nothing of the failed copies is left to pass for a backup; the prebump copies are untouched.
       expect(await sh(`ls -A ${BACKUPS}/alice`)).toBe(PREBUMP);
@@ -205,12 +254,21 @@ describe("t3 state backups on a booted Debian 12", () => {
       expect(daily14).not.toContain("state-20200101T000000Z.sqlite");
       expect(daily14).not.toContain("state-20200102T000000Z.sqlite");
       expect(carol).toHaveLength(15);
-      expect(await sh(`/usr/bin/sqlite3 -readonly ${BACKUPS}/carol/${daily14.at(-1)} 'select title from threads'`)).toBe("carol: only");
+      expect(
+        await sh(`/usr/bin/sqlite3 -readonly ${BACKUPS}/carol/${daily14.at(-1)} 'select title from threads'`),
+      ).toBe("carol: only");
       expect(await vm.stat(`${BACKUPS}/carol/${daily14.at(-1)}`)).toMatchObject({ type: "file", owner: "carol" });
       // The stuck copy was stopped, not left running.
-      expect(await sh("for c in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $c 2>/dev/null; echo; done | grep -c '^sleep 600' || true")).toBe("0");
+      expect(
+        await sh(
+          "for c in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $c 2>/dev/null; echo; done | grep -c '^sleep 600' || true",
+        ),
+      ).toBe("0");
     } finally {
-      await vm.exec(`rm -f /usr/local/bin/sqlite3 && chown bob:bob ${database("bob")} && chmod 0644 ${database("bob")}`, { check: true });
+      await vm.exec(
+        `rm -f /usr/local/bin/sqlite3 && chown bob:bob ${database("bob")} && chmod 0644 ${database("bob")}`,
+        { check: true },
+      );
     }
   });
 });

@@ -40,14 +40,17 @@ describe("tmux-persist on a booted Debian 12", () => {
     return run;
   };
   const outcomes = (run: BuildRun) => Object.fromEntries(run.report.stages.map((s) => [s.name, s.outcome]));
-  const sessions = async () => (await asAlice("tmux list-sessions -F '#{session_name} #{pane_current_path}'")).split("\n").sort();
+  const sessions = async () =>
+    (await asAlice("tmux list-sessions -F '#{session_name} #{pane_current_path}'")).split("\n").sort();
   const hasServer = async () => (await vm.exec("runuser -u alice -- tmux list-sessions")).exitCode === 0;
   /** The saved records, each as its key=value fields. */
   const saved = async () =>
     (await vm.readFile(SAVED))
       .split("\n")
       .filter((line) => line && !line.startsWith("#"))
-      .map((line) => Object.fromEntries(line.split("\t").map((field) => [field.split("=")[0], field.slice(field.indexOf("=") + 1)])))
+      .map((line) =>
+        Object.fromEntries(line.split("\t").map((field) => [field.split("=")[0], field.slice(field.indexOf("=") + 1)])),
+      )
       .sort((a, b) => String(a.session).localeCompare(String(b.session)));
   const argvLog = async () => (await vm.exec("cat /home/alice/claude-argv.log")).stdout.trim().split("\n");
   const until = async (what: string, done: () => Promise<boolean>) => {
@@ -69,7 +72,10 @@ describe("tmux-persist on a booted Debian 12", () => {
     // The units stage verifies the timers' services, which run the pinned node.
     await vm.exec(`ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node`, { check: true });
     first = await build();
-    await vm.exec(["sh", "-c", 'printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude'], { check: true, env: { CLAUDE: CLAUDE_STAND_IN } });
+    await vm.exec(["sh", "-c", 'printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude'], {
+      check: true,
+      env: { CLAUDE: CLAUDE_STAND_IN },
+    });
     await vm.exec(
       "useradd -m -s /bin/bash alice && useradd -m bob && printf '# generated\\n# do not edit\\nalice.moreau=alice\\n' > /etc/ttyd-user-map && " +
         `runuser -u alice -- sh -c 'mkdir ~/code && printf %s "$LAUNCHER" > ~/start-claude.sh && chmod 755 ~/start-claude.sh'`,
@@ -83,14 +89,23 @@ describe("tmux-persist on a booted Debian 12", () => {
   it("installs the program, enables and starts the save timer, and only enables restore", async () => {
     expect(first.exitCode, first.log).toBe(0);
     expect(outcomes(first)).toMatchObject({ "service-helpers": "changed", units: "changed" });
-    expect(await vm.stat("/usr/local/bin/tmux-persist")).toEqual({ type: "file", mode: "0755", owner: "root", group: "root" });
+    expect(await vm.stat("/usr/local/bin/tmux-persist")).toEqual({
+      type: "file",
+      mode: "0755",
+      owner: "root",
+      group: "root",
+    });
     for (const unit of ["tmux-persist-save.service", "tmux-persist-save.timer", "tmux-persist-restore.service"]) {
       expect(await vm.stat(`/etc/systemd/system/${unit}`)).toMatchObject({ mode: "0644", owner: "root" });
     }
-    expect(await sh("systemctl is-enabled tmux-persist-save.timer tmux-persist-restore.service")).toBe("enabled\nenabled");
+    expect(await sh("systemctl is-enabled tmux-persist-save.timer tmux-persist-restore.service")).toBe(
+      "enabled\nenabled",
+    );
     expect(await sh("systemctl is-active tmux-persist-save.timer")).toBe("active");
     // At boot, restore comes before the first save.
-    expect((await sh("systemctl show -P Before tmux-persist-restore.service")).split(" ")).toEqual(expect.arrayContaining(["tmux-persist-save.timer", "tmux-persist-save.service"]));
+    expect((await sh("systemctl show -P Before tmux-persist-restore.service")).split(" ")).toEqual(
+      expect.arrayContaining(["tmux-persist-save.timer", "tmux-persist-save.service"]),
+    );
     // Restore never ran: at build time it would bring back sessions closed since.
     expect(await sh("systemctl show -P ExecMainStartTimestampMonotonic tmux-persist-restore.service")).toBe("0");
 
@@ -105,10 +120,19 @@ describe("tmux-persist on a booted Debian 12", () => {
   it("saves each session with its folder and the conversation of the claude in it", async () => {
     await asAlice("tmux new-session -d -s work -c /home/alice/code '~/start-claude.sh'");
     await asAlice("tmux new-session -d -s shell -c /tmp");
-    await until("claude's transcript", async () => (await vm.exec(`test -e /home/alice/.claude/projects/-home-alice-code/${CONVERSATION}.jsonl`)).exitCode === 0);
+    await until(
+      "claude's transcript",
+      async () =>
+        (await vm.exec(`test -e /home/alice/.claude/projects/-home-alice-code/${CONVERSATION}.jsonl`)).exitCode === 0,
+    );
     const run = await save();
     expect(run.exitCode, await journal("tmux-persist-save.service")).toBe(0);
-    expect(await vm.stat("/var/lib/tmux-persist")).toEqual({ type: "directory", mode: "0700", owner: "root", group: "root" });
+    expect(await vm.stat("/var/lib/tmux-persist")).toEqual({
+      type: "directory",
+      mode: "0700",
+      owner: "root",
+      group: "root",
+    });
     expect(await vm.stat(SAVED)).toEqual({ type: "file", mode: "0600", owner: "root", group: "root" });
     expect(await saved()).toEqual([
       { session: "shell", path: "/tmp", claude: "" },
@@ -138,7 +162,9 @@ describe("tmux-persist on a booted Debian 12", () => {
     // The oneshot has ended and its processes with it; the server lives in a scope of alice's slice.
     expect(await sh("systemctl is-active tmux-persist-restore.service || true")).toBe("inactive");
     const uid = await sh("id -u alice");
-    expect(await sh(`grep '^0::' /proc/$(runuser -u alice -- tmux display-message -p '#{pid}')/cgroup`)).toMatch(new RegExp(`/user\\.slice/user-${uid}\\.slice/run-[^/]+\\.scope$`));
+    expect(await sh(`grep '^0::' /proc/$(runuser -u alice -- tmux display-message -p '#{pid}')/cgroup`)).toMatch(
+      new RegExp(`/user\\.slice/user-${uid}\\.slice/run-[^/]+\\.scope$`),
+    );
 
     // A resumed claude that has not written its transcript yet: the id is still saved, from its arguments.
     expect((await save()).exitCode).toBe(0);

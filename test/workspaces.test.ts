@@ -17,13 +17,32 @@ import { INFRA_SECRET_CIPHERTEXT, startGitStandIn, type GitStandIn } from "./sup
 import { ADMIN_KUBECONFIG, ISSUER } from "./support/fixtures/kubeconfig.ts";
 
 const INPUTS = "/opt/devvm-inputs";
-const TOKENS = { wizard: "wizard-pat-0a1b", alice: "alice-pat-2c3d", bob: "bob-pat-4e5f", carol: "carol-pat-6a7b", erin: "erin-pat-8c9d" };
+const TOKENS = {
+  wizard: "wizard-pat-0a1b",
+  alice: "alice-pat-2c3d",
+  bob: "bob-pat-4e5f",
+  carol: "carol-pat-6a7b",
+  erin: "erin-pat-8c9d",
+};
 const ROSTER = {
   users: {
     wizard: { authentik_user: "merlin", k8s_user: "wizard-admin", tier: "admin" },
     alice: { authentik_user: "alice.moreau", k8s_user: "amoreau", tier: "power-user" },
-    bob: { authentik_user: "bkowalski", k8s_user: "bob-k", tier: "namespace-owner", namespaces: ["payments"], code_layout: "workspace", repos: ["devvm", "notes"] },
-    carol: { authentik_user: "carol.c", k8s_user: "ccarlsen", tier: "power-user", code_layout: "workspace", repos: ["devvm"] },
+    bob: {
+      authentik_user: "bkowalski",
+      k8s_user: "bob-k",
+      tier: "namespace-owner",
+      namespaces: ["payments"],
+      code_layout: "workspace",
+      repos: ["devvm", "notes"],
+    },
+    carol: {
+      authentik_user: "carol.c",
+      k8s_user: "ccarlsen",
+      tier: "power-user",
+      code_layout: "workspace",
+      repos: ["devvm"],
+    },
     erin: { authentik_user: "erin.e", k8s_user: "erin", tier: "power-user", code_layout: "workspace" },
   },
 };
@@ -43,7 +62,8 @@ describe("workspaces on a booted Debian 12", () => {
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
   const as = (user: string, command: string) => sh(`runuser -u ${user} -- env HOME=/home/${user} sh -c '${command}'`);
   const outcome = (run: BuildRun) => run.report.stages.find((s) => s.name === "workspaces")?.outcome;
-  const listing = (dir: string) => sh(`find ${dir} -printf '%p %M %u %s\\n' | sort; find ${dir} -type f -exec sha256sum {} + | sort`);
+  const listing = (dir: string) =>
+    sh(`find ${dir} -printf '%p %M %u %s\\n' | sort; find ${dir} -type f -exec sha256sum {} + | sort`);
   const credentials = (user: keyof typeof TOKENS, token: string) =>
     `printf 'http://${user}:${token}@${new URL(git.url).host}\\n' > /home/${user}/.git-credentials && chmod 0600 /home/${user}/.git-credentials`;
 
@@ -52,10 +72,16 @@ describe("workspaces on a booted Debian 12", () => {
     for (const [user, token] of Object.entries(TOKENS)) git.addUser(user, token);
     await git.addRepo("devvm", ["bob"], { "README.md": "devvm\n" });
     vm = await startFreshVm();
-    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q git sudo", { check: true });
+    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q git sudo", {
+      check: true,
+    });
     await writeInputs(vm, INPUTS, PROJECT_PINS);
-    await vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], { check: true, env: { R: JSON.stringify(ROSTER) } });
-    const gitAsRoot = "git -c user.name=t -c user.email=t@example.invalid -c filter.git-crypt.smudge=cat -c filter.git-crypt.clean=cat -c filter.git-crypt.required=false";
+    await vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], {
+      check: true,
+      env: { R: JSON.stringify(ROSTER) },
+    });
+    const gitAsRoot =
+      "git -c user.name=t -c user.email=t@example.invalid -c filter.git-crypt.smudge=cat -c filter.git-crypt.clean=cat -c filter.git-crypt.required=false";
     await vm.exec(
       [
         "set -e",
@@ -102,7 +128,9 @@ describe("workspaces on a booted Debian 12", () => {
   it("gives a single-layout user the locked infra clone: theirs, on master, secrets still ciphertext, upstream forgejo/master", async () => {
     expect(await vm.stat("/home/alice/code")).toMatchObject({ type: "directory", owner: "alice" });
     expect(await as("alice", "git -C ~/code symbolic-ref --short HEAD")).toBe("master");
-    expect(await sh("sha256sum < /home/alice/code/secrets/prod.env | cut -d' ' -f1")).toBe(createHash("sha256").update(INFRA_SECRET_CIPHERTEXT).digest("hex"));
+    expect(await sh("sha256sum < /home/alice/code/secrets/prod.env | cut -d' ' -f1")).toBe(
+      createHash("sha256").update(INFRA_SECRET_CIPHERTEXT).digest("hex"),
+    );
     expect(await as("alice", "git -C ~/code rev-parse --abbrev-ref master@{upstream}")).toBe("forgejo/master");
     expect(await as("alice", "git -C ~/code remote get-url forgejo")).toBe(git.forgejoInfraUrl);
     expect(await as("alice", "git -C ~/code remote get-url origin")).toBe(git.publicInfraUrl);
@@ -117,7 +145,12 @@ describe("workspaces on a booted Debian 12", () => {
     expect(await vm.stat("/home/bob/code/notes")).toMatchObject({ owner: "bob" });
     expect(await sh("cat /home/bob/code/devvm/README.md")).toBe("devvm");
     expect(await vm.stat("/home/bob/code/devvm")).toMatchObject({ owner: "bob" });
-    expect(git.requests().filter((r) => r.path.includes("/devvm.git/") && r.status === 200).map((r) => r.user)).toContain("bob");
+    expect(
+      git
+        .requests()
+        .filter((r) => r.path.includes("/devvm.git/") && r.status === 200)
+        .map((r) => r.user),
+    ).toContain("bob");
   });
 
   it("gives a user whose token is refused a warning and no clone; the public infra still clones", async () => {
@@ -140,7 +173,10 @@ describe("workspaces on a booted Debian 12", () => {
       expect(await vm.stat(`/home/${user}/.kube`)).toMatchObject({ mode: "0700", owner: user });
       expect(await vm.stat(`/home/${user}/.kube/config`)).toMatchObject({ mode: "0600", owner: user });
       const doc = parse(await vm.readFile(`/home/${user}/.kube/config`));
-      expect(doc.clusters[0].cluster).toEqual({ server: "https://k8s.example.invalid:6443", "certificate-authority-data": "Q0EgUEVN" });
+      expect(doc.clusters[0].cluster).toEqual({
+        server: "https://k8s.example.invalid:6443",
+        "certificate-authority-data": "Q0EgUEVN",
+      });
       expect(doc.users[0].user.exec.args).toContain(`--oidc-issuer-url=${ISSUER}`);
     }
     expect(await vm.readFile("/home/alice/.kube/config")).toBe(ALICE_KUBECONFIG);
@@ -148,19 +184,25 @@ describe("workspaces on a booted Debian 12", () => {
 
   it("a second run changes nothing and makes no clone", async () => {
     // A clone made again would be a new folder renamed into place: a new inode.
-    const clones = "/home/alice/code /home/bob/code/infra /home/bob/code/devvm /home/bob/code/notes /home/carol/code/infra /home/erin/code/infra";
+    const clones =
+      "/home/alice/code /home/bob/code/infra /home/bob/code/devvm /home/bob/code/notes /home/carol/code/infra /home/erin/code/infra";
     const inodes = await sh(`stat -c '%n %i' ${clones}`);
     const second = await build();
     expect(second.exitCode, second.log).toBe(0);
     expect(outcome(second)).toBe("unchanged");
     expect(await sh(`stat -c '%n %i' ${clones}`)).toBe(inodes);
     // A refused token is never erased from the user's own credentials file (git's store helper would).
-    expect(await vm.readFile("/home/carol/.git-credentials")).toBe(`http://carol:not-carols-token@${new URL(git.url).host}\n`);
+    expect(await vm.readFile("/home/carol/.git-credentials")).toBe(
+      `http://carol:not-carols-token@${new URL(git.url).host}\n`,
+    );
   });
 
   it("fast-forwards a clean clone on master to a new commit, and leaves one on another branch or with a change alone, with a warning", async () => {
     await vm.exec("echo local edit >> /home/carol/code/infra/README.md", { check: true });
-    const before = { bob: await as("bob", "git -C ~/code/infra rev-parse HEAD"), carol: await as("carol", "git -C ~/code/infra rev-parse HEAD") };
+    const before = {
+      bob: await as("bob", "git -C ~/code/infra rev-parse HEAD"),
+      carol: await as("carol", "git -C ~/code/infra rev-parse HEAD"),
+    };
     await as("bob", "git -C ~/code/infra checkout -q bob/topic");
     const sha = await git.commit("infra", { "NEWS.md": "news\n" }, "news");
     const third = await build();
@@ -169,9 +211,13 @@ describe("workspaces on a booted Debian 12", () => {
     expect(await sh("cat /home/alice/code/NEWS.md")).toBe("news");
     expect(await as("bob", "git -C ~/code/infra rev-parse master")).toBe(before.bob);
     expect(await as("bob", "git -C ~/code/infra symbolic-ref --short HEAD")).toBe("bob/topic");
-    expect(third.log).toContain("/home/bob/code/infra is 1 commit behind forgejo/master but on branch bob/topic, not master; left as it was");
+    expect(third.log).toContain(
+      "/home/bob/code/infra is 1 commit behind forgejo/master but on branch bob/topic, not master; left as it was",
+    );
     expect(await as("carol", "git -C ~/code/infra rev-parse HEAD")).toBe(before.carol);
     expect(await sh("tail -1 /home/carol/code/infra/README.md")).toBe("local edit");
-    expect(third.log).toMatch(/\/home\/carol\/code\/infra is 1 commit behind \S+ but it has uncommitted changes; left as it was/);
+    expect(third.log).toMatch(
+      /\/home\/carol\/code\/infra is 1 commit behind \S+ but it has uncommitted changes; left as it was/,
+    );
   });
 });

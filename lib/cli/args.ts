@@ -102,14 +102,30 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UserError((error as Error).message, "see `build.ts --help`");
   }
   const [command = "build", ...extra] = positionals;
-  if (command !== "build" && command !== "lock" && command !== "offboard" && command !== "image") throw new UserError(`unknown command "${command}"`, "the commands are build (the default), lock, offboard and image");
+  if (command !== "build" && command !== "lock" && command !== "offboard" && command !== "image")
+    throw new UserError(
+      `unknown command "${command}"`,
+      "the commands are build (the default), lock, offboard and image",
+    );
   const user = command === "offboard" ? extra.shift() : undefined;
-  if (command === "offboard" && !user) throw new UserError("offboard needs the user's name", "build.ts offboard USER [--plan]");
+  if (command === "offboard" && !user)
+    throw new UserError("offboard needs the user's name", "build.ts offboard USER [--plan]");
   if (extra.length > 0) throw new UserError(`unexpected arguments: ${extra.join(" ")}`, "see `build.ts --help`");
-  const buildOnly = (["plan", "stage", "from", "skip", "root", "for-image"] as const).filter((o) => values[o] !== undefined && values[o] !== false);
-  if (command === "image" && buildOnly.length > 0) throw new UserError(`image builds the whole pipeline into its own root: --${buildOnly.join(", --")} do not apply`, "build.ts image [--inputs DIR] [--output DIR]");
-  if (values.update && command !== "lock") throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
-  const list = (value: string | undefined) => value?.split(",").map((s) => s.trim()).filter(Boolean);
+  const buildOnly = (["plan", "stage", "from", "skip", "root", "for-image"] as const).filter(
+    (o) => values[o] !== undefined && values[o] !== false,
+  );
+  if (command === "image" && buildOnly.length > 0)
+    throw new UserError(
+      `image builds the whole pipeline into its own root: --${buildOnly.join(", --")} do not apply`,
+      "build.ts image [--inputs DIR] [--output DIR]",
+    );
+  if (values.update && command !== "lock")
+    throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
+  const list = (value: string | undefined) =>
+    value
+      ?.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   return {
     command,
     ...(user !== undefined ? { user } : {}),

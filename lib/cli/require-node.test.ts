@@ -14,8 +14,12 @@ describe("the Node the builder runs on", () => {
   });
 
   it("is what package.json's engines and undici's own engines say", () => {
-    const own = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { engines: { node: string } };
-    const undici = JSON.parse(readFileSync(new URL("../../node_modules/undici/package.json", import.meta.url), "utf8")) as { engines: { node: string } };
+    const own = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      engines: { node: string };
+    };
+    const undici = JSON.parse(
+      readFileSync(new URL("../../node_modules/undici/package.json", import.meta.url), "utf8"),
+    ) as { engines: { node: string } };
     expect(own.engines.node).toBe(`>=${MINIMUM_NODE}`);
     expect(undici.engines.node).toBe(`>=${MINIMUM_NODE}`);
   });
@@ -23,7 +27,10 @@ describe("the Node the builder runs on", () => {
   it("build.ts on a Node that says it is 18 prints the refusal alone, exit 2; the check is build.ts's first import", () => {
     // The version is all the check reads: a preload makes this Node report 18's.
     const asNode18 = `data:text/javascript,Object.defineProperty(process, "version", { value: "v18.20.4" })`;
-    const run = spawnSync(process.execPath, ["--import", asNode18, "--import", "tsx", "build.ts", "--help"], { cwd: fileURLToPath(new URL("../..", import.meta.url)), encoding: "utf8" });
+    const run = spawnSync(process.execPath, ["--import", asNode18, "--import", "tsx", "build.ts", "--help"], {
+      cwd: fileURLToPath(new URL("../..", import.meta.url)),
+      encoding: "utf8",
+    });
     expect(run.status).toBe(2);
     expect(run.stdout).toBe("");
     expect(run.stderr).toBe(`${unsupportedNode("v18.20.4")}\n`);

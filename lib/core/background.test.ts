@@ -23,7 +23,10 @@ describe("Background", () => {
   it("aborts its signal at the end, so a command of unfinished work ends", async () => {
     const background = new Background();
     const seen: boolean[] = [];
-    background.start("slow", () => new Promise<void>((resolve) => background.signal.addEventListener("abort", () => resolve())));
+    background.start(
+      "slow",
+      () => new Promise<void>((resolve) => background.signal.addEventListener("abort", () => resolve())),
+    );
     seen.push(background.signal.aborted);
     await background.settle(quiet);
     seen.push(background.signal.aborted);
@@ -34,7 +37,10 @@ describe("Background", () => {
     const background = new Background();
     const order: string[] = [];
     background.start("tree", async () => "staged");
-    background.use("tree", later("install", 30).then((v) => void order.push(v)));
+    background.use(
+      "tree",
+      later("install", 30).then((v) => void order.push(v)),
+    );
     await background.unused("tree").then(() => order.push("move"));
     expect(order).toEqual(["install", "move"]);
   });
@@ -42,7 +48,11 @@ describe("Background", () => {
   it("removes nothing of a job whose work failed, and says nothing of it", async () => {
     const background = new Background();
     const discarded: unknown[] = [];
-    background.start("broken", () => Promise.reject(new Error("registry down")), async (v) => void discarded.push(v));
+    background.start(
+      "broken",
+      () => Promise.reject(new Error("registry down")),
+      async (v) => void discarded.push(v),
+    );
     await background.settle(quiet);
     expect(discarded).toEqual([]);
   });
@@ -67,7 +77,11 @@ describe("takeOrRun", () => {
     const background = new Background();
     const debug: string[] = [];
     background.start("job", () => Promise.reject(new Error("ECONNRESET")));
-    await expect(takeOrRun(background, "job", { info: () => {}, debug: (m) => debug.push(m) }, () => Promise.reject(new Error("integrity differs")))).rejects.toThrow("integrity differs");
+    await expect(
+      takeOrRun(background, "job", { info: () => {}, debug: (m) => debug.push(m) }, () =>
+        Promise.reject(new Error("integrity differs")),
+      ),
+    ).rejects.toThrow("integrity differs");
     expect(debug).toEqual(["job failed in the background (ECONNRESET); trying again"]);
   });
 });

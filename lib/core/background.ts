@@ -36,7 +36,12 @@ export class Background {
     if (running) return running.promise as Promise<T>;
     const promise = work();
     promise.catch(() => {}); // reported by the apply that takes it
-    this.jobs.set(key, { promise, ...(discard ? { discard: discard as Job["discard"] } : {}), taken: false, users: [] });
+    this.jobs.set(key, {
+      promise,
+      ...(discard ? { discard: discard as Job["discard"] } : {}),
+      taken: false,
+      users: [],
+    });
     return promise;
   }
 
@@ -73,7 +78,11 @@ export class Background {
         () => undefined,
       );
       if (job.taken || !outcome || !job.discard) continue;
-      await job.discard(outcome.value).catch((error: unknown) => log.info(`warning: could not remove what ${key} prepared: ${(error as Error).message}`));
+      await job
+        .discard(outcome.value)
+        .catch((error: unknown) =>
+          log.info(`warning: could not remove what ${key} prepared: ${(error as Error).message}`),
+        );
       log.debug(`removed what ${key} prepared: its stage did not run`);
     }
   }
@@ -84,7 +93,12 @@ export class Background {
  * when none was started, when it found nothing to prepare (null), or when it
  * failed (tried again once, so that the apply reports the failure).
  */
-export async function takeOrRun<T>(background: Background | undefined, key: string, log: Logger, work: () => Promise<T>): Promise<T> {
+export async function takeOrRun<T>(
+  background: Background | undefined,
+  key: string,
+  log: Logger,
+  work: () => Promise<T>,
+): Promise<T> {
   const prepared = background?.take<T | null>(key);
   if (!prepared) return work();
   try {

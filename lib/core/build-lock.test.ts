@@ -12,7 +12,9 @@ const lockModule = JSON.stringify(new URL("./build-lock.ts", import.meta.url).hr
 function holder(lockPath: string) {
   const script = `import { acquireBuildLock } from ${lockModule};
     acquireBuildLock(${JSON.stringify(lockPath)}); console.log("locked"); setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const locked = new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
   return { child, locked };
 }

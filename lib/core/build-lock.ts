@@ -26,7 +26,10 @@ export function acquireBuildLock(lockPath: string): BuildLock {
   const previous = Number.parseInt(readFileSync(lockPath, "utf8").trim(), 10) || undefined;
   if (result.status !== 0) {
     closeSync(fd);
-    if (previous === undefined) throw new UserError(`cannot take the build lock ${lockPath}: ${result.stderr.toString().trim() || "flock failed"}`);
+    if (previous === undefined)
+      throw new UserError(
+        `cannot take the build lock ${lockPath}: ${result.stderr.toString().trim() || "flock failed"}`,
+      );
     throw new LockHeldError(previous, lockPath);
   }
   ftruncateSync(fd, 0);

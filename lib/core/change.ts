@@ -26,7 +26,9 @@ export function describeChange(change: Change): string {
     case "symlink":
       return `link ${change.path}: -> ${change.from} becomes -> ${change.to}`;
     case "package":
-      return change.from ? `package ${change.name}: ${change.from} -> ${change.to}` : `install ${change.name} ${change.to}`;
+      return change.from
+        ? `package ${change.name}: ${change.from} -> ${change.to}`
+        : `install ${change.name} ${change.to}`;
     case "action":
       return change.description;
   }

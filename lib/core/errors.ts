@@ -40,7 +40,10 @@ export class LockHeldError extends UserError {
     readonly pid: number,
     readonly lockPath: string,
   ) {
-    super(`another build is running (pid ${pid}, lock ${lockPath})`, "wait for it to finish, or stop it; a lock left by a killed build is taken over by itself");
+    super(
+      `another build is running (pid ${pid}, lock ${lockPath})`,
+      "wait for it to finish, or stop it; a lock left by a killed build is taken over by itself",
+    );
   }
 }
 

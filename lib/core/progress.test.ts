@@ -14,7 +14,11 @@ describe("startHeartbeat", () => {
   it("says the command runs, its elapsed time every interval, and how long it took", () => {
     vi.useFakeTimers();
     const lines: string[] = [];
-    const beat = startHeartbeat({ info: (m) => lines.push(m), debug: () => {} }, "npm install @openai/codex@0.169.0", 10_000);
+    const beat = startHeartbeat(
+      { info: (m) => lines.push(m), debug: () => {} },
+      "npm install @openai/codex@0.169.0",
+      10_000,
+    );
     vi.advanceTimersByTime(27_000);
     beat.stop("done");
     vi.advanceTimersByTime(30_000);
@@ -41,6 +45,10 @@ describe("startHeartbeat", () => {
     const log = { info: (m: string) => lines.push(m), debug: () => {} };
     startHeartbeat(log, "npm install t3@0.0.26", 0, { quietDone: true }).stop("done");
     startHeartbeat(log, "npm install t3@0.0.27", 0, { quietDone: true }).stop("failed");
-    expect(lines).toEqual(["npm install t3@0.0.26", "npm install t3@0.0.27", "npm install t3@0.0.27: failed after 0.0 s"]);
+    expect(lines).toEqual([
+      "npm install t3@0.0.26",
+      "npm install t3@0.0.27",
+      "npm install t3@0.0.27: failed after 0.0 s",
+    ]);
   });
 });

@@ -39,7 +39,12 @@ export interface Heartbeat {
  * (none when 0), and how long it took when stopped (unless `quietDone`:
  * work in the background, whose stage says it when it takes the work over).
  */
-export function startHeartbeat(log: Logger, label: string, everyMs = progressIntervals.heartbeatMs, { quietDone = false } = {}): Heartbeat {
+export function startHeartbeat(
+  log: Logger,
+  label: string,
+  everyMs = progressIntervals.heartbeatMs,
+  { quietDone = false } = {},
+): Heartbeat {
   const started = Date.now();
   const elapsed = () => formatDuration(Date.now() - started);
   log.info(label);

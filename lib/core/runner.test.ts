@@ -62,8 +62,17 @@ describe("runStages", () => {
       fake("a"),
       fake("b", { check: async () => ({ changes: [change], managed: [] }), apply: async () => [change] }),
       fake("c", { check: async () => ({ skip: "not here" }) }),
-      fake("d", { check: async () => { throw new UserError("broken", "fix it"); } }),
-      fake("e", { apply: async () => { applied = true; return []; } }),
+      fake("d", {
+        check: async () => {
+          throw new UserError("broken", "fix it");
+        },
+      }),
+      fake("e", {
+        apply: async () => {
+          applied = true;
+          return [];
+        },
+      }),
     ];
     const run = await runStages(root.ctx, stages, printer, { debug: false });
     expect(run.results.map((r) => r.outcome)).toEqual(["unchanged", "changed", "skipped", "failed", "not-run"]);
@@ -76,7 +85,13 @@ describe("runStages", () => {
   it("applies nothing under --plan and reports the changes as pending", async () => {
     using root = makeTestRoot({ planOnly: true });
     let applied = false;
-    const stage = fake("b", { check: async () => ({ changes: [change], managed: [] }), apply: async () => { applied = true; return [change]; } });
+    const stage = fake("b", {
+      check: async () => ({ changes: [change], managed: [] }),
+      apply: async () => {
+        applied = true;
+        return [change];
+      },
+    });
     const run = await runStages(root.ctx, [stage], printer, { debug: false });
     expect(applied).toBe(false);
     expect(run.pending).toBe(true);
@@ -97,9 +112,14 @@ describe("runStages", () => {
       fake("instances"),
     ];
     const run = await runStages(root.ctx, stages, printer, { debug: false });
-    expect(run.results[0]).toMatchObject({ outcome: "unchanged", warnings: ["alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it"] });
+    expect(run.results[0]).toMatchObject({
+      outcome: "unchanged",
+      warnings: ["alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it"],
+    });
     expect(run.results[1]).not.toHaveProperty("warnings");
-    expect(lines).toEqual(["warning: alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it"]);
+    expect(lines).toEqual([
+      "warning: alice: /home/alice/.codex is a link to /etc: not followed, nothing done through it",
+    ]);
   });
 
   it("labels a line of a stage's background work with its stage while another stage runs, and not once its own stage runs", async () => {

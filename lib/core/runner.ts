@@ -22,15 +22,21 @@ export interface Selection {
 export function selectStages(all: readonly Stage[], selection: Selection): Stage[] {
   const names = all.map((s) => s.name);
   const known = (name: string) => {
-    if (!names.includes(name)) throw new UserError(`unknown stage "${name}"`, `valid stages, in order: ${names.join(", ")}`);
+    if (!names.includes(name))
+      throw new UserError(`unknown stage "${name}"`, `valid stages, in order: ${names.join(", ")}`);
     return name;
   };
-  if (selection.stage && selection.from) throw new UserError("--stage and --from cannot be combined", "use --stage a,b or --from a, with --skip if needed");
+  if (selection.stage && selection.from)
+    throw new UserError("--stage and --from cannot be combined", "use --stage a,b or --from a, with --skip if needed");
   const only = selection.stage?.map(known);
   const fromIndex = selection.from ? names.indexOf(known(selection.from)) : 0;
   const skip = new Set(selection.skip?.map(known));
   for (const name of skip) {
-    if (all.find((s) => s.name === name)?.always) throw new UserError(`stage ${name} cannot be skipped`, "it guards every build (root, Debian 12, one build at a time)");
+    if (all.find((s) => s.name === name)?.always)
+      throw new UserError(
+        `stage ${name} cannot be skipped`,
+        "it guards every build (root, Debian 12, one build at a time)",
+      );
   }
   return all.filter((stage, index) => {
     if (stage.always) return true;
@@ -56,7 +62,12 @@ export interface RunResult {
   pending: boolean;
 }
 
-export async function runStages(ctx: BuildContext, stages: Stage[], printer: Printer, options: { debug: boolean }): Promise<RunResult> {
+export async function runStages(
+  ctx: BuildContext,
+  stages: Stage[],
+  printer: Printer,
+  options: { debug: boolean },
+): Promise<RunResult> {
   const width = Math.max(...stages.map((s) => s.name.length));
   const results: StageResult[] = [];
   const managed = new Map<string, Managed[]>();
@@ -68,7 +79,12 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
   // --plan changes nothing, and prepares nothing either.
   const background = ctx.planOnly ? undefined : new Background();
   const warnings = new Map(stages.map((s) => [s.name, [] as string[]]));
-  const ctxOf = (stage: Stage): BuildContext => ({ ...ctx, log: logs.loggerFor(stage.name), warnings: warnings.get(stage.name)!, ...(background ? { background } : {}) });
+  const ctxOf = (stage: Stage): BuildContext => ({
+    ...ctx,
+    log: logs.loggerFor(stage.name),
+    warnings: warnings.get(stage.name)!,
+    ...(background ? { background } : {}),
+  });
   if (background) startPreparations(ctx.forImage ? stages.filter((s) => !s.firstBoot) : stages, ctxOf);
 
   for (const stage of stages) {
@@ -83,7 +99,10 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
     let changes: Change[] = [];
     let result: StageResult;
     try {
-      const check = ctx.forImage && stage.firstBoot ? { skip: `left to the first boot of the image: ${stage.firstBoot}` } : await stage.check(stageCtx);
+      const check =
+        ctx.forImage && stage.firstBoot
+          ? { skip: `left to the first boot of the image: ${stage.firstBoot}` }
+          : await stage.check(stageCtx);
       if (isSkip(check)) {
         result = { name: stage.name, outcome: "skipped", durationMs: elapsed(), reason: check.skip };
       } else {
@@ -93,14 +112,24 @@ export async function runStages(ctx: BuildContext, stages: Stage[], printer: Pri
         else if (ctx.planOnly) result = { name: stage.name, outcome: "pending", durationMs: elapsed(), changes };
         else {
           const applied = await stage.apply(stageCtx, check);
-          result = applied.length === 0 ? { name: stage.name, outcome: "unchanged", durationMs: elapsed() } : { name: stage.name, outcome: "changed", durationMs: elapsed(), changes: applied };
+          result =
+            applied.length === 0
+              ? { name: stage.name, outcome: "unchanged", durationMs: elapsed() }
+              : { name: stage.name, outcome: "changed", durationMs: elapsed(), changes: applied };
         }
       }
-      if (stage.inventory && !ctx.planOnly && result.outcome !== "skipped") inventory.set(stage.name, await stage.inventory(stageCtx));
+      if (stage.inventory && !ctx.planOnly && result.outcome !== "skipped")
+        inventory.set(stage.name, await stage.inventory(stageCtx));
     } catch (error) {
       failed = true;
       failure = error;
-      result = { name: stage.name, outcome: "failed", durationMs: elapsed(), error: failureOf(error, options.debug), changes };
+      result = {
+        name: stage.name,
+        outcome: "failed",
+        durationMs: elapsed(),
+        error: failureOf(error, options.debug),
+        changes,
+      };
     }
     logs.running = undefined;
     const warned = warnings.get(stage.name)!;
@@ -193,6 +222,8 @@ function summarize(results: StageResult[], totalMs: number): string {
   const counts = new Map<string, number>();
   for (const r of results) counts.set(r.outcome, (counts.get(r.outcome) ?? 0) + 1);
   const order = ["changed", "pending", "unchanged", "skipped", "failed", "not-run"] as const;
-  const parts = order.filter((o) => counts.has(o)).map((o) => `${counts.get(o)} ${o === "pending" ? "would change" : o}`);
+  const parts = order
+    .filter((o) => counts.has(o))
+    .map((o) => `${counts.get(o)} ${o === "pending" ? "would change" : o}`);
   return `${results.length} stages: ${parts.join(", ")} in ${(totalMs / 1000).toFixed(2)} s`;
 }

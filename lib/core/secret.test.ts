@@ -19,7 +19,9 @@ describe("Secret", () => {
 
   it("scrubs values it has seen from other text", () => {
     const secret = new Secret("another-long-token-value");
-    expect(redactSecrets(`body: {"t":"${secret.reveal()}"} and ${value}`)).toBe(`body: {"t":"${REDACTED}"} and ${REDACTED}`);
+    expect(redactSecrets(`body: {"t":"${secret.reveal()}"} and ${value}`)).toBe(
+      `body: {"t":"${REDACTED}"} and ${REDACTED}`,
+    );
     expect(redactSecrets("nothing to hide")).toBe("nothing to hide");
   });
 
@@ -43,8 +45,15 @@ describe("redactSecrets finds a secret in every form it takes in text", () => {
     const json = JSON.stringify({ error: awkward });
     expect(hidden(json)).toBe(`{"error":"${REDACTED}"}`);
     hidden(JSON.stringify({ report: json }));
-    hidden(JSON.stringify(awkward).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
-    hidden(JSON.stringify(awkward).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`));
+    hidden(
+      JSON.stringify(awkward).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`),
+    );
+    hidden(
+      JSON.stringify(awkward).replace(
+        /[^\x00-\x7f]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`,
+      ),
+    );
     hidden(inspect({ body: awkward }));
   });
 
@@ -58,7 +67,9 @@ describe("redactSecrets finds a secret in every form it takes in text", () => {
     const token = new Secret("hvs.CAESIJwrappedTokenValue0123456789").reveal();
     const wrapped = `error: the token ${token.slice(0, 15)}\n      ${token.slice(15)} was refused`;
     expect(redactSecrets(wrapped)).toBe(`error: the token ${REDACTED} was refused`);
-    expect(redactSecrets(`{"message":"${token.slice(0, 10)}\\n  ${token.slice(10)}"}`)).toBe(`{"message":"${REDACTED}"}`);
+    expect(redactSecrets(`{"message":"${token.slice(0, 10)}\\n  ${token.slice(10)}"}`)).toBe(
+      `{"message":"${REDACTED}"}`,
+    );
     // A value with a line break of its own, printed with every line indented, or one line at a time.
     hidden(`      ${awkward.split("\n").join("\n      ")}`);
     hidden(awkward.split("\n")[1]!);
@@ -73,18 +84,33 @@ describe("redactSecrets finds a secret in every form it takes in text", () => {
       expect(Buffer.from(out.split(" ").pop()!, "base64").toString()).not.toContain("0123456789");
     }
     expect(redactSecrets(Buffer.from(token).toString("base64"))).toBe(REDACTED);
-    expect(redactSecrets(Buffer.from(token).toString("base64url"))).not.toContain(Buffer.from(token).toString("base64url").slice(4, 30));
+    expect(redactSecrets(Buffer.from(token).toString("base64url"))).not.toContain(
+      Buffer.from(token).toString("base64url").slice(4, 30),
+    );
   });
 
   it("a token inside a JSON secret, printed on its own", () => {
-    new Secret(JSON.stringify({ OPENAI_API_KEY: null, tokens: { access_token: "eyJhbGciOiJSUzI1NiJ9.accessPayload.signature", account_id: "short" } }, null, 2));
-    expect(redactSecrets("refresh failed for eyJhbGciOiJSUzI1NiJ9.accessPayload.signature")).toBe(`refresh failed for ${REDACTED}`);
+    new Secret(
+      JSON.stringify(
+        {
+          OPENAI_API_KEY: null,
+          tokens: { access_token: "eyJhbGciOiJSUzI1NiJ9.accessPayload.signature", account_id: "short" },
+        },
+        null,
+        2,
+      ),
+    );
+    expect(redactSecrets("refresh failed for eyJhbGciOiJSUzI1NiJ9.accessPayload.signature")).toBe(
+      `refresh failed for ${REDACTED}`,
+    );
     expect(redactSecrets("account short")).toBe("account short");
   });
 
   it("inside a library's error message that quotes a header value (undici)", async () => {
     const token = new Secret("hvs.undici-quotes\nheader-values-0123").reveal();
-    const error = (await fetch("http://127.0.0.1:9/", { headers: { "X-Vault-Token": token } }).catch((e: unknown) => e)) as Error;
+    const error = (await fetch("http://127.0.0.1:9/", { headers: { "X-Vault-Token": token } }).catch(
+      (e: unknown) => e,
+    )) as Error;
     expect(error.message).toContain("undici-quotes");
     for (const text of [error.message, error.stack ?? "", inspect(error), JSON.stringify({ error: error.message })]) {
       const out = redactSecrets(text);

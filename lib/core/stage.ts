@@ -52,7 +52,14 @@ export type StageResult =
   | { name: string; outcome: "changed" | "pending"; durationMs: number; changes: Change[]; warnings?: string[] }
   | { name: string; outcome: "unchanged"; durationMs: number; warnings?: string[] }
   | { name: string; outcome: "skipped"; durationMs: number; reason: string; warnings?: string[] }
-  | { name: string; outcome: "failed"; durationMs: number; error: FailureDetail; changes: Change[]; warnings?: string[] }
+  | {
+      name: string;
+      outcome: "failed";
+      durationMs: number;
+      error: FailureDetail;
+      changes: Change[];
+      warnings?: string[];
+    }
   | { name: string; outcome: "not-run" };
 
 export function isSkip(check: Check): check is { skip: string } {

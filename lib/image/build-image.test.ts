@@ -6,7 +6,6 @@ import { processRuns } from "../machine/leftovers.ts";
 import { deadPid, makeTestRoot } from "../../test/support/test-context.ts";
 import { removeKilledRuns } from "./build-image.ts";
 
-
 /** The kernel's start time of a process (field 22 of /proc/PID/stat), as lib/machine/children.ts records it. */
 function startTime(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -21,7 +20,10 @@ describe("an image build killed half-way", () => {
     const inside = spawn("sleep", ["600"], { detached: true, stdio: "ignore" });
     const killed = path.join(root.dir, `.image-work-${dead}-abc`);
     mkdirSync(path.join(killed, "root/var/tmp"), { recursive: true });
-    writeFileSync(path.join(killed, "children.json"), JSON.stringify({ builder: dead, groups: [{ pid: inside.pid, start: startTime(inside.pid!) }] }));
+    writeFileSync(
+      path.join(killed, "children.json"),
+      JSON.stringify({ builder: dead, groups: [{ pid: inside.pid, start: startTime(inside.pid!) }] }),
+    );
     const running = path.join(root.dir, `.image-work-${process.pid}-def`);
     mkdirSync(running);
     const exited = new Promise((resolve) => inside.on("exit", resolve));
@@ -30,6 +32,9 @@ describe("an image build killed half-way", () => {
     await exited;
     expect(processRuns(inside.pid!)).toBe(false);
     expect(readdirSync(root.dir)).toEqual([path.basename(running)]);
-    expect(lines).toEqual([`ended 1 process(es) of a killed image build: pid ${inside.pid} (sleep 600)`, `removed 1 image work folder(s) a killed build left in ${root.dir}`]);
+    expect(lines).toEqual([
+      `ended 1 process(es) of a killed image build: pid ${inside.pid} (sleep 600)`,
+      `removed 1 image work folder(s) a killed build left in ${root.dir}`,
+    ]);
   });
 });

@@ -88,7 +88,9 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
     const recordFile = path.join(outputDir, "devvm-image.json");
     // The record goes last: an archive is never beside the record of another.
     await fs.rm(recordFile, { force: true });
-    const archive = await writeRootfsArchive(root, file, epoch, (read, total) => log.info(`writing the archive: ${formatBytes(read)} of ${formatBytes(total)} read`));
+    const archive = await writeRootfsArchive(root, file, epoch, (read, total) =>
+      log.info(`writing the archive: ${formatBytes(read)} of ${formatBytes(total)} read`),
+    );
     const record: ImageRecord = {
       recordVersion: IMAGE_RECORD_VERSION,
       archive: { file: path.basename(file), sha256: archive.sha256, size: archive.size },
@@ -139,13 +141,15 @@ interface InnerBuild {
 async function prepareBuild(options: ImageOptions, root: string, epoch: number): Promise<InnerBuild> {
   const builderDir = path.join(WORK_IN_ROOT, "builder");
   await writeReleaseTree(options.repoDir, path.join(root, builderDir));
-  for (const name of ["roster.yaml", "packages.txt", "pins.json"]) await fs.copyFile(path.join(options.inputsDir, name), path.join(root, builderDir, name));
+  for (const name of ["roster.yaml", "packages.txt", "pins.json"])
+    await fs.copyFile(path.join(options.inputsDir, name), path.join(root, builderDir, name));
   const settings = settingsEnvironment(options.settings);
   delete settings[settingVariables.cacheDir];
   const cas = options.settings.extraCaCerts.flatMap(certificateFiles);
   if (cas.length > 0) {
     await fs.mkdir(path.join(root, CA_IN_ROOT), { recursive: true });
-    for (const file of cas) await fs.copyFile(file, path.join(root, CA_IN_ROOT, path.basename(file).replace(/\.(pem|crt)$/, "") + ".crt"));
+    for (const file of cas)
+      await fs.copyFile(file, path.join(root, CA_IN_ROOT, path.basename(file).replace(/\.(pem|crt)$/, "") + ".crt"));
     settings[settingVariables.extraCaCerts] = CA_IN_ROOT;
   }
   const dispatch = dispatchSource(options.settings, existsSync);
@@ -154,10 +158,14 @@ async function prepareBuild(options: ImageOptions, root: string, epoch: number):
     await fs.cp(dispatch, path.join(root, inRoot), { recursive: true });
     settings[settingVariables.t3DispatchSource] = inRoot;
   } else {
-    options.log.info(`warning: no t3-dispatch source at ${dispatch} (set ${settingVariables.t3DispatchSource}): the first boot builds it if the admin's checkout has it`);
+    options.log.info(
+      `warning: no t3-dispatch source at ${dispatch} (set ${settingVariables.t3DispatchSource}): the first boot builds it if the admin's checkout has it`,
+    );
     delete settings[settingVariables.t3DispatchSource];
   }
-  const passed = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].filter((v) => process.env[v]);
+  const passed = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"].filter(
+    (v) => process.env[v],
+  );
   return {
     builderDir,
     env: {
@@ -182,7 +190,13 @@ async function prepareBuild(options: ImageOptions, root: string, epoch: number):
 async function buildInside(root: string, inner: InnerBuild, log: Logger): Promise<void> {
   const envFile = path.join(WORK_IN_ROOT, "build.env");
   const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
-  await fs.writeFile(path.join(root, envFile), Object.entries(inner.env).map(([k, v]) => `${k}=${quote(v)}\n`).join(""), { mode: 0o600 });
+  await fs.writeFile(
+    path.join(root, envFile),
+    Object.entries(inner.env)
+      .map(([k, v]) => `${k}=${quote(v)}\n`)
+      .join(""),
+    { mode: 0o600 },
+  );
   const output = path.join(WORK_IN_ROOT, "output");
   const inside = `set -a && . ${envFile} && set +a && cd ${inner.builderDir} && exec ./bootstrap.sh --for-image --output ${output}`;
   // debootstrap copies the host's resolv.conf in; normalise.ts empties it again.
@@ -202,7 +216,10 @@ async function buildInside(root: string, inner: InnerBuild, log: Logger): Promis
       timeoutMs: 60 * 60_000,
     });
   } catch (error) {
-    throw new UserError(`the build inside the image failed: ${(error as Error).message.split("\n")[0]}`, "its lines above (marked |) say which stage and why");
+    throw new UserError(
+      `the build inside the image failed: ${(error as Error).message.split("\n")[0]}`,
+      "its lines above (marked |) say which stage and why",
+    );
   }
 }
 
@@ -212,7 +229,10 @@ async function installFirstBootUnit(repoDir: string, root: string): Promise<void
   await fs.mkdir(path.join(unitDir, "multi-user.target.wants"), { recursive: true });
   await fs.copyFile(path.join(repoDir, "files/image", FIRST_BOOT_UNIT), path.join(unitDir, FIRST_BOOT_UNIT));
   await fs.chmod(path.join(unitDir, FIRST_BOOT_UNIT), 0o644);
-  await fs.symlink(`/etc/systemd/system/${FIRST_BOOT_UNIT}`, path.join(unitDir, "multi-user.target.wants", FIRST_BOOT_UNIT));
+  await fs.symlink(
+    `/etc/systemd/system/${FIRST_BOOT_UNIT}`,
+    path.join(unitDir, "multi-user.target.wants", FIRST_BOOT_UNIT),
+  );
   // Where first-boot.env goes: `docker cp` and `pct push` need the folder to be there.
   await fs.mkdir(path.join(root, FIRST_BOOT_ENV_DIR), { recursive: true, mode: 0o755 });
 }

@@ -50,7 +50,11 @@ export interface EntryDifference {
 }
 
 /** The entries that differ, in path order; empty when the archives hold the same entries. */
-export function diffArchives(a: Map<string, ArchiveEntry>, b: Map<string, ArchiveEntry>, [nameA, nameB] = ["A", "B"]): EntryDifference[] {
+export function diffArchives(
+  a: Map<string, ArchiveEntry>,
+  b: Map<string, ArchiveEntry>,
+  [nameA, nameB] = ["A", "B"],
+): EntryDifference[] {
   const paths = [...new Set([...a.keys(), ...b.keys()])].sort();
   const differences: EntryDifference[] = [];
   for (const path of paths) {

@@ -30,7 +30,10 @@ export async function debootstrapBase(rootDir: string, log: Logger): Promise<voi
   const mirror = await findHostDebianMirror();
   const args = [`--variant=${variant}`, `--include=${include.join(",")}`, suite, rootDir, ...(mirror ? [mirror] : [])];
   try {
-    await run({ log }, "debootstrap", args, { heartbeat: { label: `debootstrap ${suite} (${variant}) from ${mirror ?? "debootstrap's default mirror"}` }, timeoutMs: 30 * 60_000 });
+    await run({ log }, "debootstrap", args, {
+      heartbeat: { label: `debootstrap ${suite} (${variant}) from ${mirror ?? "debootstrap's default mirror"}` },
+      timeoutMs: 30 * 60_000,
+    });
   } catch (error) {
     // debootstrap prints its "E:" lines on stdout; the details are in its log in the target.
     const detail = await fs.readFile(path.join(rootDir, "debootstrap/debootstrap.log"), "utf8").catch(() => "");
@@ -47,6 +50,8 @@ export async function debootstrapBase(rootDir: string, log: Logger): Promise<voi
 async function writeAptSources(rootDir: string, mirror: string | undefined): Promise<void> {
   const security = await findHostSecurityMirror();
   if (!mirror) return; // debootstrap's own default stays
-  const lines = debianBase.aptSuites.map((suite) => (suite.endsWith("-security") ? (security ? `deb ${security} ${suite} main` : "") : `deb ${mirror} ${suite} main`));
+  const lines = debianBase.aptSuites.map((suite) =>
+    suite.endsWith("-security") ? (security ? `deb ${security} ${suite} main` : "") : `deb ${mirror} ${suite} main`,
+  );
   await fs.writeFile(path.join(rootDir, "etc/apt/sources.list"), `${lines.filter(Boolean).join("\n")}\n`);
 }

@@ -18,7 +18,9 @@ export async function findHostDebianMirror(): Promise<string | undefined> {
 
 /** The host's security mirror (path ending in /debian-security), if it has one. */
 export async function findHostSecurityMirror(): Promise<string | undefined> {
-  return (await listHostAptUris()).find((uri) => new URL(uri).pathname.replace(/\/+$/, "").endsWith("/debian-security"));
+  return (await listHostAptUris()).find((uri) =>
+    new URL(uri).pathname.replace(/\/+$/, "").endsWith("/debian-security"),
+  );
 }
 
 async function listHostAptUris(): Promise<string[]> {
@@ -35,7 +37,11 @@ async function listHostAptUris(): Promise<string[]> {
 export function parseDeb822Uris(text: string): string[] {
   const uris: string[] = [];
   for (const stanza of text.split(/\n\s*\n/)) {
-    const field = (name: string) => stanza.match(new RegExp(`^${name}:[ \\t]*(.*)$`, "im"))?.[1]?.trim().split(/\s+/) ?? [];
+    const field = (name: string) =>
+      stanza
+        .match(new RegExp(`^${name}:[ \\t]*(.*)$`, "im"))?.[1]
+        ?.trim()
+        .split(/\s+/) ?? [];
     if (field("Enabled")[0]?.toLowerCase() === "no") continue;
     if (field("Types").includes("deb")) uris.push(...field("URIs"));
   }
@@ -46,7 +52,10 @@ export function parseDeb822Uris(text: string): string[] {
 export function parseOneLineUris(text: string): string[] {
   const uris: string[] = [];
   for (const raw of text.split("\n")) {
-    const line = raw.replace(/#.*/, "").replace(/\[[^\]]*\]/, "").trim();
+    const line = raw
+      .replace(/#.*/, "")
+      .replace(/\[[^\]]*\]/, "")
+      .trim();
     const [type, uri] = line.split(/\s+/);
     if (type === "deb" && uri) uris.push(uri);
   }

@@ -1,5 +1,16 @@
 import { execFileSync } from "node:child_process";
-import { chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -40,9 +51,19 @@ describe("writeRootfsArchive", () => {
     expect(a.sha256).toBe(b.sha256);
     expect(a.size).toBe(b.size);
     // What the system's tar reads: sorted, every time the epoch, the hard link a link, paths of any length.
-    const listing = execFileSync("tar", ["-tvzf", a.file, "--numeric-owner", "--full-time"], { encoding: "utf8" }).trim().split("\n");
+    const listing = execFileSync("tar", ["-tvzf", a.file, "--numeric-owner", "--full-time"], { encoding: "utf8" })
+      .trim()
+      .split("\n");
     // (GNU tar shows a folder named by a pax header without its trailing slash.)
-    expect(listing.map((l) => l.split(/\s+/).slice(5).join(" ").replace(/([^.])\/$/, "$1"))).toEqual([
+    expect(
+      listing.map((l) =>
+        l
+          .split(/\s+/)
+          .slice(5)
+          .join(" ")
+          .replace(/([^.])\/$/, "$1"),
+      ),
+    ).toEqual([
       "./",
       "./bin -> usr/bin",
       "./etc",
@@ -84,11 +105,15 @@ describe("writeRootfsArchive", () => {
     expect(b.sha256).not.toBe(a.sha256);
     const differences = diffArchives(await readArchive(a.file), await readArchive(b.file), ["first", "second"]);
     expect(differences.map((d) => d.path)).toEqual(["./etc/hostname"]);
-    expect(formatArchiveDifferences(differences)).toMatch(/^ {2}\.\/etc\/hostname: content [0-9a-f]{12}… → [0-9a-f]{12}…$/);
+    expect(formatArchiveDifferences(differences)).toMatch(
+      /^ {2}\.\/etc\/hostname: content [0-9a-f]{12}… → [0-9a-f]{12}…$/,
+    );
   });
 
   it("names a mode, an owner, a link target and a missing entry", async () => {
-    const a = await readArchive((await writeRootfsArchive(makeRoot("a", "forward", 1_000_000), path.join(dir, "a.tar.gz"), EPOCH)).file);
+    const a = await readArchive(
+      (await writeRootfsArchive(makeRoot("a", "forward", 1_000_000), path.join(dir, "a.tar.gz"), EPOCH)).file,
+    );
     const other = makeRoot("b", "forward", 1_000_000);
     execFileSync("chmod", ["0600", path.join(other, "etc/os-release")]);
     rmSync(path.join(other, "bin"));
@@ -134,10 +159,14 @@ describe("normaliseRoot", () => {
     expect(existsSync(path.join(root, "var/log"))).toBe(true);
     expect(execFileSync("find", [path.join(root, "var/log"), "-mindepth", "1"], { encoding: "utf8" })).toBe("");
     expect(existsSync(path.join(root, "var/cache/apt/pkgcache.bin"))).toBe(false);
-    expect(execFileSync("ls", ["-A", path.join(root, "var/lib/apt/lists")], { encoding: "utf8" }).trim()).toBe("partial");
+    expect(execFileSync("ls", ["-A", path.join(root, "var/lib/apt/lists")], { encoding: "utf8" }).trim()).toBe(
+      "partial",
+    );
     expect(existsSync(path.join(root, "etc/passwd-"))).toBe(false);
     expect(readFileSync(path.join(root, "etc/passwd"), "utf8")).toBe("root:x:0:0:root:/root:/bin/bash\n");
-    expect(readFileSync(path.join(root, "etc/shadow"), "utf8")).toBe(`root:*:${day}:0:99999:7:::\nalice:!:${day}::::::\nnobody:*::0:99999:7:::\n`);
+    expect(readFileSync(path.join(root, "etc/shadow"), "utf8")).toBe(
+      `root:*:${day}:0:99999:7:::\nalice:!:${day}::::::\nnobody:*::0:99999:7:::\n`,
+    );
     expect(done).toContain("empty /etc/machine-id");
     expect(done).toContain("shadow-dates /etc/shadow");
   });

@@ -53,7 +53,11 @@ export async function loadInputs(dir: string, options: LoadOptions = {}): Promis
   problems.push(...packages.problems, ...pins.problems, ...roster.problems);
   if (pins.data && !options.forLock) problems.push(...crossCheckApt(packages.packages, pins.data, pins.lineOfKey));
   if (roster.data && options.root !== undefined) {
-    problems.push(...checkMachineAccounts(options.root, Object.keys(roster.data.users), (user) => roster.lineOfKey(["users", user])));
+    problems.push(
+      ...checkMachineAccounts(options.root, Object.keys(roster.data.users), (user) =>
+        roster.lineOfKey(["users", user]),
+      ),
+    );
   }
   if (problems.length > 0 || !pins.data || !roster.data) throw new InputError(capPerFile(problems));
 
@@ -68,14 +72,26 @@ export async function loadInputs(dir: string, options: LoadOptions = {}): Promis
  * agree): a package without a pin, or a pin without a package, stops the
  * build before any stage, --plan and --stage too.
  */
-function crossCheckApt(packages: AptPackage[], pins: Pins, lineOfKey: (path: PropertyKey[]) => number | undefined): InputProblem[] {
+function crossCheckApt(
+  packages: AptPackage[],
+  pins: Pins,
+  lineOfKey: (path: PropertyKey[]) => number | undefined,
+): InputProblem[] {
   const listed = new Set(packages.map((p) => p.name));
   const unpinned = packages
     .filter((p) => !Object.hasOwn(pins.apt, p.name))
-    .map((p) => ({ file: "packages.txt", line: p.line, message: `${p.name} has no apt pin in pins.json; run \`build.ts lock\` to record the mirror's version` }));
+    .map((p) => ({
+      file: "packages.txt",
+      line: p.line,
+      message: `${p.name} has no apt pin in pins.json; run \`build.ts lock\` to record the mirror's version`,
+    }));
   const leftover = Object.keys(pins.apt)
     .filter((name) => !listed.has(name))
-    .map((name) => ({ file: "pins.json", line: lineOfKey(["apt", name]), message: `apt.${name} is pinned but not in packages.txt; remove the pin or run \`build.ts lock\`` }));
+    .map((name) => ({
+      file: "pins.json",
+      line: lineOfKey(["apt", name]),
+      message: `apt.${name} is pinned but not in packages.txt; remove the pin or run \`build.ts lock\``,
+    }));
   return [...unpinned, ...leftover];
 }
 
@@ -87,8 +103,12 @@ function capPerFile(problems: InputProblem[]): InputProblem[] {
     const all = problems.filter((p) => p.file === file);
     shown.push(...all.slice(0, MAX_PROBLEMS_PER_FILE));
     const rest = all.slice(MAX_PROBLEMS_PER_FILE);
-    if (rest.length > 0) shown.push({ file, line: rest[0]!.line, message: `and ${rest.length} more problems from here on; fix the ones above first` });
+    if (rest.length > 0)
+      shown.push({
+        file,
+        line: rest[0]!.line,
+        message: `and ${rest.length} more problems from here on; fix the ones above first`,
+      });
   }
   return shown;
 }
-

@@ -42,9 +42,19 @@ function fileKind(info: Stats): string {
 }
 
 /** `size`: the whole file's, when only its start was read. */
-export function decodeInput(bytes: Uint8Array, file: string, size = bytes.length): { text: string } | { problem: InputProblem } {
+export function decodeInput(
+  bytes: Uint8Array,
+  file: string,
+  size = bytes.length,
+): { text: string } | { problem: InputProblem } {
   if (bytes.length > MAX_INPUT_BYTES) {
-    return { problem: { file, line: lineOfByte(bytes, MAX_INPUT_BYTES), message: `the file is ${size} bytes, more than the ${MAX_INPUT_BYTES} (1 MiB) an input may have; it passes the limit on this line` } };
+    return {
+      problem: {
+        file,
+        line: lineOfByte(bytes, MAX_INPUT_BYTES),
+        message: `the file is ${size} bytes, more than the ${MAX_INPUT_BYTES} (1 MiB) an input may have; it passes the limit on this line`,
+      },
+    };
   }
   // A leading byte order mark is dropped (TextDecoder's default); JSON.parse and yaml would trip on it.
   const text = new TextDecoder("utf-8").decode(bytes);
@@ -52,7 +62,13 @@ export function decodeInput(bytes: Uint8Array, file: string, size = bytes.length
     // Where decoding had to replace something, re-encoding differs first.
     const bom = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
     const bad = firstDifference(bytes.subarray(bom), new TextEncoder().encode(text)) + bom;
-    return { problem: { file, line: lineOfByte(bytes, bad), message: `not UTF-8: byte ${bad + 1} (0x${bytes[bad]?.toString(16).padStart(2, "0")}) is not part of a valid UTF-8 character; save the file as UTF-8` } };
+    return {
+      problem: {
+        file,
+        line: lineOfByte(bytes, bad),
+        message: `not UTF-8: byte ${bad + 1} (0x${bytes[bad]?.toString(16).padStart(2, "0")}) is not part of a valid UTF-8 character; save the file as UTF-8`,
+      },
+    };
   }
   return { text };
 }

@@ -18,7 +18,9 @@ export function readJsonTree(text: string): SourceTree {
     return new JsonReader(text).document();
   } catch (error) {
     if (!(error instanceof JsonSyntax)) throw error;
-    return { problems: [{ offset: error.offset, message: `column ${columnAt(text, error.offset)}: ${error.message}` }] };
+    return {
+      problems: [{ offset: error.offset, message: `column ${columnAt(text, error.offset)}: ${error.message}` }],
+    };
   }
 }
 
@@ -46,7 +48,11 @@ class JsonReader {
       return char === "{" ? this.object(path) : this.array(path);
     }
     if (char === '"') return { value: this.string(), node: { offset } };
-    for (const [word, value] of [["true", true], ["false", false], ["null", null]] as const) {
+    for (const [word, value] of [
+      ["true", true],
+      ["false", false],
+      ["null", null],
+    ] as const) {
       if (this.text.startsWith(word, this.at)) {
         this.at += word.length;
         return { value, node: { offset } };
@@ -71,10 +77,11 @@ class JsonReader {
       this.at++;
       return { value, node: { offset, entries } };
     }
-    for (let comma = -1; ; ) {
+    for (let comma = -1; ;) {
       this.space();
       const keyOffset = this.at;
-      if (this.text[this.at] === "}" && comma !== -1) throw new JsonSyntax(comma, "a trailing comma before }: JSON allows none");
+      if (this.text[this.at] === "}" && comma !== -1)
+        throw new JsonSyntax(comma, "a trailing comma before }: JSON allows none");
       if (this.text[this.at] !== '"') throw this.unexpected("a key in double quotes");
       const key = this.string();
       const where = [...path, key].join(".");
@@ -109,9 +116,10 @@ class JsonReader {
       this.at++;
       return { value, node: { offset, items } };
     }
-    for (let comma = -1; ; ) {
+    for (let comma = -1; ;) {
       this.space();
-      if (this.text[this.at] === "]" && comma !== -1) throw new JsonSyntax(comma, "a trailing comma before ]: JSON allows none");
+      if (this.text[this.at] === "]" && comma !== -1)
+        throw new JsonSyntax(comma, "a trailing comma before ]: JSON allows none");
       const child = this.value([...path, String(items.length)]);
       value.push(child.value);
       items.push(child.node);
@@ -138,7 +146,11 @@ class JsonReader {
         this.at++;
         return out;
       }
-      if (char < " ") throw new JsonSyntax(this.at, "a control character (such as a line break or tab) inside a string: write it as an escape (\\n, \\t)");
+      if (char < " ")
+        throw new JsonSyntax(
+          this.at,
+          "a control character (such as a line break or tab) inside a string: write it as an escape (\\n, \\t)",
+        );
       if (char !== "\\") {
         out += char;
         this.at++;
@@ -164,10 +176,16 @@ class JsonReader {
 
   private unexpected(expected: string): JsonSyntax {
     const char = this.text[this.at];
-    if (char === undefined) return new JsonSyntax(this.at, `the file ends where JSON expects ${expected}: something is not closed`);
-    if (char === "/" || char === "#") return new JsonSyntax(this.at, `a comment (${char === "#" ? "#" : this.text.slice(this.at, this.at + 2)}): JSON has no comments (in pins.json, a note goes in "$comment")`);
+    if (char === undefined)
+      return new JsonSyntax(this.at, `the file ends where JSON expects ${expected}: something is not closed`);
+    if (char === "/" || char === "#")
+      return new JsonSyntax(
+        this.at,
+        `a comment (${char === "#" ? "#" : this.text.slice(this.at, this.at + 2)}): JSON has no comments (in pins.json, a note goes in "$comment")`,
+      );
     if (char === "'") return new JsonSyntax(this.at, "a single-quoted string: JSON strings use double quotes");
-    if (expected.startsWith("a key") && /[A-Za-z_$]/.test(char)) return new JsonSyntax(this.at, "a key without quotes: JSON keys are double-quoted strings");
+    if (expected.startsWith("a key") && /[A-Za-z_$]/.test(char))
+      return new JsonSyntax(this.at, "a key without quotes: JSON keys are double-quoted strings");
     return new JsonSyntax(this.at, `expected ${expected}, found ${JSON.stringify(char)}`);
   }
 }

@@ -30,7 +30,11 @@ export function parseLocated<S extends z.ZodType>(text: string, file: string, sc
   for (const issue of parsed.error.issues) {
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
-        problems.push({ file, line: lineOfKey([...issue.path, key]), message: `${label([...issue.path, key])}: unknown key; ${expectedKeys(schema, issue.path)}` });
+        problems.push({
+          file,
+          line: lineOfKey([...issue.path, key]),
+          message: `${label([...issue.path, key])}: unknown key; ${expectedKeys(schema, issue.path)}`,
+        });
       }
       continue;
     }
@@ -57,7 +61,8 @@ function expectedKeys(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): stri
 function objectAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] | undefined {
   let current: z.ZodType | undefined = unwrap(schema);
   for (const key of path) {
-    if (current instanceof ZodObject) current = Object.hasOwn(current.shape, String(key)) ? unwrap(current.shape[String(key)]) : undefined;
+    if (current instanceof ZodObject)
+      current = Object.hasOwn(current.shape, String(key)) ? unwrap(current.shape[String(key)]) : undefined;
     else if (current instanceof ZodRecord) current = unwrap(current.valueType as z.ZodType);
     else if (current instanceof ZodArray) current = unwrap(current.element as z.ZodType);
     else return undefined;
@@ -67,7 +72,8 @@ function objectAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[]
 
 function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
   let current = schema;
-  while (current instanceof ZodOptional || current instanceof ZodDefault || current instanceof ZodNullable) current = current.unwrap() as z.ZodType;
+  while (current instanceof ZodOptional || current instanceof ZodDefault || current instanceof ZodNullable)
+    current = current.unwrap() as z.ZodType;
   return current;
 }
 

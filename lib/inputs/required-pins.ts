@@ -33,7 +33,12 @@ const NEEDS: Record<string, (inputs: Inputs, settings: Settings) => Need[]> = {
       : { key: "node.integrity", present: Boolean(pins.node.integrity) },
     { key: "node.npm.integrity", present: Boolean(pins.node.npm.integrity) },
   ],
-  "claude-code": ({ pins }) => [{ key: "npm.@anthropic-ai/claude-code.integrity", present: Boolean(pins.npm["@anthropic-ai/claude-code"].integrity) }],
+  "claude-code": ({ pins }) => [
+    {
+      key: "npm.@anthropic-ai/claude-code.integrity",
+      present: Boolean(pins.npm["@anthropic-ai/claude-code"].integrity),
+    },
+  ],
   t3: ({ pins }) => [{ key: "npm.t3.integrity", present: Boolean(pins.npm.t3.integrity) }],
   codex: ({ pins }) => [{ key: "npm.@openai/codex.integrity", present: Boolean(pins.npm["@openai/codex"].integrity) }],
   kubelogin: ({ pins }) => [
@@ -44,7 +49,12 @@ const NEEDS: Record<string, (inputs: Inputs, settings: Settings) => Need[]> = {
 };
 
 /** Every pin the named stages need that pins.json lacks, in pipeline order. */
-export function missingPins(stageNames: readonly string[], inputs: Inputs, settings: Settings, options: { underRoot: boolean }): MissingPin[] {
+export function missingPins(
+  stageNames: readonly string[],
+  inputs: Inputs,
+  settings: Settings,
+  options: { underRoot: boolean },
+): MissingPin[] {
   return stageNames
     .filter((stage) => !(options.underRoot && SKIPPED_UNDER_ROOT.has(stage)))
     .flatMap((stage) =>
@@ -57,7 +67,10 @@ export function missingPins(stageNames: readonly string[], inputs: Inputs, setti
 /** pins.json lacks what the selected stages need: every gap, one message. */
 export class IncompletePinsError extends UserError {
   override name = "IncompletePinsError";
-  constructor(readonly missing: MissingPin[], canSkip = true) {
+  constructor(
+    readonly missing: MissingPin[],
+    canSkip = true,
+  ) {
     const stages = [...new Set(missing.map((m) => m.stage))];
     super(
       [
@@ -70,7 +83,12 @@ export class IncompletePinsError extends UserError {
 }
 
 /** Throws IncompletePinsError when the named stages need pins that pins.json lacks. */
-export function requireCompletePins(stageNames: readonly string[], inputs: Inputs, settings: Settings, options: { underRoot: boolean; canSkip?: boolean }): void {
+export function requireCompletePins(
+  stageNames: readonly string[],
+  inputs: Inputs,
+  settings: Settings,
+  options: { underRoot: boolean; canSkip?: boolean },
+): void {
   const missing = missingPins(stageNames, inputs, settings, options);
   if (missing.length > 0) throw new IncompletePinsError(missing, options.canSkip);
 }

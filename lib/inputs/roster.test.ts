@@ -36,7 +36,9 @@ describe("roster.yaml", () => {
       { file: "roster.yaml", line: 1, message: "users: expected a map of OS user names to users" },
       { file: "roster.yaml", line: 1, message: "wizard: unknown key; expected one of: users" },
     ]);
-    expect(parse("").problems).toEqual([{ file: "roster.yaml", line: 1, message: expect.stringContaining("expected a top-level users: map") }]);
+    expect(parse("").problems).toEqual([
+      { file: "roster.yaml", line: 1, message: expect.stringContaining("expected a top-level users: map") },
+    ]);
   });
 
   it("reports three different mistakes at once, each with its line", () => {
@@ -58,31 +60,58 @@ carol:
     expect(problems).toEqual([
       { file: "roster.yaml", line: 5, message: expect.stringContaining("expected a tier") },
       { file: "roster.yaml", line: 9, message: expect.stringContaining("needs a non-empty namespaces") },
-      { file: "roster.yaml", line: 14, message: expect.stringMatching(/users\.carol\.shell: unknown key; expected one of: authentik_user, .*parked/) },
+      {
+        file: "roster.yaml",
+        line: 14,
+        message: expect.stringMatching(/users\.carol\.shell: unknown key; expected one of: authentik_user, .*parked/),
+      },
     ]);
   });
 
   it("refuses namespaces for a tier other than namespace-owner", () => {
-    const { problems } = parse(roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  namespaces: [payments]\n`));
-    expect(problems).toEqual([{ file: "roster.yaml", line: 6, message: "users.alice.namespaces: namespaces are only for tier namespace-owner, not power-user; remove them or change the tier" }]);
+    const { problems } = parse(
+      roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  namespaces: [payments]\n`),
+    );
+    expect(problems).toEqual([
+      {
+        file: "roster.yaml",
+        line: 6,
+        message:
+          "users.alice.namespaces: namespaces are only for tier namespace-owner, not power-user; remove them or change the tier",
+      },
+    ]);
   });
 
   it("refuses a repo name that is not a plain folder name, and infra", () => {
-    const { problems } = parse(roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  code_layout: workspace\n  repos:\n    - ok.repo_1\n    - ../etc\n    - infra\n`));
+    const { problems } = parse(
+      roster(
+        `alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  code_layout: workspace\n  repos:\n    - ok.repo_1\n    - ../etc\n    - infra\n`,
+      ),
+    );
     expect(problems).toEqual([
       { file: "roster.yaml", line: 9, message: expect.stringMatching(/^users\.alice\.repos\.1: expected a repo name/) },
-      { file: "roster.yaml", line: 10, message: "users.alice.repos.2: infra is always cloned at ~/code/infra; remove it from repos" },
+      {
+        file: "roster.yaml",
+        line: 10,
+        message: "users.alice.repos.2: infra is always cloned at ~/code/infra; remove it from repos",
+      },
     ]);
   });
 
   it("refuses repos without the workspace layout", () => {
-    const { problems } = parse(roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  repos: [x]\n`));
-    expect(problems).toEqual([{ file: "roster.yaml", line: 6, message: expect.stringContaining("code_layout: workspace") }]);
+    const { problems } = parse(
+      roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  repos: [x]\n`),
+    );
+    expect(problems).toEqual([
+      { file: "roster.yaml", line: 6, message: expect.stringContaining("code_layout: workspace") },
+    ]);
   });
 
   it("refuses an invalid OS user name", () => {
     const { problems } = parse(roster(`Alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n`));
-    expect(problems).toEqual([{ file: "roster.yaml", line: 2, message: expect.stringContaining("not a valid OS user name") }]);
+    expect(problems).toEqual([
+      { file: "roster.yaml", line: 2, message: expect.stringContaining("not a valid OS user name") },
+    ]);
   });
 
   it("refuses two users with the same authentik_user", () => {

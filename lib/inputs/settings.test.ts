@@ -6,37 +6,61 @@ describe("the t3-dispatch source", () => {
   it("defaults to scripts/t3-dispatch of the admin's infra clone, in either layout", () => {
     const settings = readSettings({});
     expect(dispatchSource(settings, () => false)).toBe("/home/wizard/code/scripts/t3-dispatch");
-    expect(dispatchSource(settings, (p) => p === "/home/wizard/code/infra/.git")).toBe("/home/wizard/code/infra/scripts/t3-dispatch");
-    expect(dispatchSource(readSettings({ DEVVM_ADMIN_CODE_DIR: "/srv/admin/code" }), () => false)).toBe("/srv/admin/code/scripts/t3-dispatch");
+    expect(dispatchSource(settings, (p) => p === "/home/wizard/code/infra/.git")).toBe(
+      "/home/wizard/code/infra/scripts/t3-dispatch",
+    );
+    expect(dispatchSource(readSettings({ DEVVM_ADMIN_CODE_DIR: "/srv/admin/code" }), () => false)).toBe(
+      "/srv/admin/code/scripts/t3-dispatch",
+    );
   });
 
   it("is the setting when one is given", () => {
-    expect(dispatchSource(readSettings({ DEVVM_T3_DISPATCH_SOURCE: "/src/t3-dispatch" }), () => true)).toBe("/src/t3-dispatch");
+    expect(dispatchSource(readSettings({ DEVVM_T3_DISPATCH_SOURCE: "/src/t3-dispatch" }), () => true)).toBe(
+      "/src/t3-dispatch",
+    );
   });
 });
 
 describe("the sources' addresses", () => {
   it("refuses VAULT_ADDR without a scheme, naming it and what it is", () => {
     expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow(InputError);
-    expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow('environment VAULT_ADDR: expected a URL that starts with http:// or https://, such as https://server.example.org:8443 (it is "vault.example:8200")');
+    expect(() => readSettings({ VAULT_ADDR: "vault.example:8200" })).toThrow(
+      'environment VAULT_ADDR: expected a URL that starts with http:// or https://, such as https://server.example.org:8443 (it is "vault.example:8200")',
+    );
   });
 
-  it.each(["DEVVM_NPM_REGISTRY", "DEVVM_RELEASES_URL", "DEVVM_KUBERNETES_RELEASES_URL", "DEVVM_NODE_DIST_URL", "DEVVM_OIDC_ISSUER"])("refuses %s without http:// or https://", (variable) => {
+  it.each([
+    "DEVVM_NPM_REGISTRY",
+    "DEVVM_RELEASES_URL",
+    "DEVVM_KUBERNETES_RELEASES_URL",
+    "DEVVM_NODE_DIST_URL",
+    "DEVVM_OIDC_ISSUER",
+  ])("refuses %s without http:// or https://", (variable) => {
     for (const value of ["registry.example:4873", "127.0.0.1:4873", "ftp://mirror.example/x"]) {
-      expect(() => readSettings({ [variable]: value })).toThrow(`environment ${variable}: expected a URL that starts with http:// or https://`);
+      expect(() => readSettings({ [variable]: value })).toThrow(
+        `environment ${variable}: expected a URL that starts with http:// or https://`,
+      );
     }
   });
 
   it("takes http and https bases, without the trailing slash (paths are appended to them)", () => {
-    const settings = readSettings({ VAULT_ADDR: "http://127.0.0.1:8200/", DEVVM_NPM_REGISTRY: "https://registry.example/npm/", DEVVM_REPO_BASE: "https://forgejo.example/org/" });
+    const settings = readSettings({
+      VAULT_ADDR: "http://127.0.0.1:8200/",
+      DEVVM_NPM_REGISTRY: "https://registry.example/npm/",
+      DEVVM_REPO_BASE: "https://forgejo.example/org/",
+    });
     expect(settings.vaultAddr).toBe("http://127.0.0.1:8200");
     expect(settings.npmRegistry).toBe("https://registry.example/npm");
     expect(settings.repoBase).toBe("https://forgejo.example/org");
   });
 
   it("keeps an identifier byte for byte: the OIDC issuer with its trailing slash, and without one", () => {
-    expect(readSettings({ DEVVM_OIDC_ISSUER: "https://sso.example/application/o/kubernetes/" }).oidcIssuer).toBe("https://sso.example/application/o/kubernetes/");
-    expect(readSettings({ DEVVM_OIDC_ISSUER: "https://sso.example/application/o/kubernetes" }).oidcIssuer).toBe("https://sso.example/application/o/kubernetes");
+    expect(readSettings({ DEVVM_OIDC_ISSUER: "https://sso.example/application/o/kubernetes/" }).oidcIssuer).toBe(
+      "https://sso.example/application/o/kubernetes/",
+    );
+    expect(readSettings({ DEVVM_OIDC_ISSUER: "https://sso.example/application/o/kubernetes" }).oidcIssuer).toBe(
+      "https://sso.example/application/o/kubernetes",
+    );
   });
 
   it("shows the address that is wrong, never the token", () => {
@@ -68,7 +92,10 @@ describe("VAULT_TOKEN", () => {
       }
     })();
     expect(error).toBeInstanceOf(InputError);
-    expect(error?.problems).toContainEqual({ file: "environment VAULT_TOKEN", message: `expected a Vault token of visible ASCII characters (${why}); it was not sent` });
+    expect(error?.problems).toContainEqual({
+      file: "environment VAULT_TOKEN",
+      message: `expected a Vault token of visible ASCII characters (${why}); it was not sent`,
+    });
     for (const text of [error?.message ?? "", error?.stack ?? "", JSON.stringify(error?.problems)]) {
       expect(text).not.toContain("first-part");
       expect(text).not.toContain("second-part");
@@ -76,6 +103,8 @@ describe("VAULT_TOKEN", () => {
   });
 
   it("takes a token of visible ASCII as a Secret", () => {
-    expect(readSettings({ VAULT_TOKEN: "hvs.CAESIabc_DEF-123.xyz" }).vaultToken?.reveal()).toBe("hvs.CAESIabc_DEF-123.xyz");
+    expect(readSettings({ VAULT_TOKEN: "hvs.CAESIabc_DEF-123.xyz" }).vaultToken?.reveal()).toBe(
+      "hvs.CAESIabc_DEF-123.xyz",
+    );
   });
 });

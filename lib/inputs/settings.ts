@@ -17,11 +17,18 @@ const trimSlashes = (u: string) => u.replace(/\/+$/, "");
 const urlBase = z.string().url("a URL such as http://127.0.0.1:4873/").transform(trimSlashes);
 // A source the builder fetches from itself: undici speaks http(s) only, and
 // `vault.example:8200` would otherwise parse as a URL of the scheme "vault.example".
-const httpUrl = z.string().refine((u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u), "a URL that starts with http:// or https://, such as https://server.example.org:8443");
+const httpUrl = z
+  .string()
+  .refine(
+    (u) => /^https?:\/\/[^/\s]/i.test(u) && URL.canParse(u),
+    "a URL that starts with http:// or https://, such as https://server.example.org:8443",
+  );
 const httpBase = httpUrl.transform(trimSlashes);
 const httpIdentifier = httpUrl;
 // What git accepts as a remote: a URL, or scp-like user@host:path.
-const gitRemote = z.string().regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
+const gitRemote = z
+  .string()
+  .regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
 
 const SettingsSchema = z.object({
   /** The admin's tree of clones that hold decrypted secrets (docs/devvm.md stage 10). */
@@ -81,7 +88,11 @@ const SettingsSchema = z.object({
       // A Secret even when refused, so its bytes are scrubbed from anything printed.
       const secret = new Secret(token);
       const problem = tokenProblem(token);
-      if (problem) context.addIssue({ code: z.ZodIssueCode.custom, message: `a Vault token of visible ASCII characters (${problem}); it was not sent` });
+      if (problem)
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          message: `a Vault token of visible ASCII characters (${problem}); it was not sent`,
+        });
       return secret;
     })
     .optional(),
@@ -131,7 +142,12 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const parsed = SettingsSchema.safeParse(raw);
   if (parsed.success) {
     if (parsed.data.nodeSource === "official" && !parsed.data.nodeDistUrl) {
-      throw new InputError([{ file: "environment DEVVM_NODE_DIST_URL", message: "expected the official releases' dist URL, since DEVVM_NODE_SOURCE=official" }]);
+      throw new InputError([
+        {
+          file: "environment DEVVM_NODE_DIST_URL",
+          message: "expected the official releases' dist URL, since DEVVM_NODE_SOURCE=official",
+        },
+      ]);
     }
     return parsed.data;
   }

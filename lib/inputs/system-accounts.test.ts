@@ -6,7 +6,8 @@ import { RESERVED_NAMES } from "./system-accounts.ts";
 
 describe("names the roster may not give a person", () => {
   it("include every account and group the builder makes or gives", () => {
-    for (const name of [DISPATCH_ACCOUNT, CODEX_GROUP, ...ADMIN_GROUPS, ...Object.values(TIER_GROUPS)]) expect(RESERVED_NAMES).toContain(name);
+    for (const name of [DISPATCH_ACCOUNT, CODEX_GROUP, ...ADMIN_GROUPS, ...Object.values(TIER_GROUPS)])
+      expect(RESERVED_NAMES).toContain(name);
   });
 
   it("include root and nobody", () => {

@@ -11,11 +11,33 @@ import type { InputProblem } from "../core/errors.ts";
 const DEBIAN_BASE = "a Debian system account";
 const RESERVED = new Map<string, string>([
   // Debian 12's base-passwd (passwd.master), nobody included.
-  ...["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc", "gnats", "_apt", "nobody"].map((n) => [n, DEBIAN_BASE] as [string, string]),
+  ...[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "_apt",
+    "nobody",
+  ].map((n) => [n, DEBIAN_BASE] as [string, string]),
   // stages/service-helpers.ts DISPATCH_ACCOUNT.
   ["t3-dispatch", "the builder's own service account"],
   // lib/users/roster-accounts.ts TIER_GROUPS and ADMIN_GROUPS, stages/vault-tokens.ts CODEX_GROUP: a user's own group could not be made.
-  ...["devvm-admin", "devvm-power-user", "devvm-namespace-owner", "sudo", "docker", "code-shared", "codex-shared"].map((n) => [n, "a group the builder gives users"] as [string, string]),
+  ...["devvm-admin", "devvm-power-user", "devvm-namespace-owner", "sudo", "docker", "code-shared", "codex-shared"].map(
+    (n) => [n, "a group the builder gives users"] as [string, string],
+  ),
 ]);
 
 /** Every name refused whatever the machine: for tests that keep this list in step with the stages. */
@@ -37,7 +59,11 @@ const PERSON_UIDS = { min: 1000, max: 59999 };
  * box (uid 1000 and up) are adopted as before; a bare --root has no files
  * and so nothing to find.
  */
-export function checkMachineAccounts(root: string, users: readonly string[], lineOfUser: (user: string) => number | undefined): InputProblem[] {
+export function checkMachineAccounts(
+  root: string,
+  users: readonly string[],
+  lineOfUser: (user: string) => number | undefined,
+): InputProblem[] {
   const passwd = readTable(path.join(root, "etc/passwd"));
   const group = readTable(path.join(root, "etc/group"));
   const problems: InputProblem[] = [];

@@ -39,7 +39,9 @@ export class AptProgress {
 
   /** A line of apt-get's stdout: only the totals are read. */
   stdout(line: string): void {
-    const summary = /^(\d+) upgraded, (\d+) newly installed, (?:(\d+) reinstalled, )?(?:(\d+) downgraded, )?/.exec(line);
+    const summary = /^(\d+) upgraded, (\d+) newly installed, (?:(\d+) reinstalled, )?(?:(\d+) downgraded, )?/.exec(
+      line,
+    );
     if (summary) this.packages = summary.slice(1).reduce((sum, n) => sum + Number(n ?? 0), 0);
     // "Need to get 12.3 MB/34.5 MB of archives.": the first is what is left to fetch.
     const size = /^Need to get ([\d.,]+ ?[kMGT]?B)(?:\/[\d.,]+ ?[kMGT]?B)? of archives/.exec(line);

@@ -16,6 +16,9 @@ function updateProblems(stderr: string): string | null {
 
 /** Runs apt-get update; returns its fetch failures (null when none). A non-zero exit throws CommandError. */
 export async function updatePackageLists(ctx: Pick<BuildContext, "log">): Promise<string | null> {
-  const { stderr } = await run(ctx, "apt-get", ["update", "-q"], { env: APT_ENV, heartbeat: { label: "apt-get update" } });
+  const { stderr } = await run(ctx, "apt-get", ["update", "-q"], {
+    env: APT_ENV,
+    heartbeat: { label: "apt-get update" },
+  });
   return updateProblems(stderr);
 }

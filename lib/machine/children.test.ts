@@ -7,7 +7,8 @@ import { run } from "./exec.ts";
 import { makeTestRoot } from "../../test/support/test-context.ts";
 
 const log = { info: () => {}, debug: () => {} };
-const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+const alive = (pid: number) =>
+  existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
 const startOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19]);
 
 afterEach(() => stopRecordingChildren());
@@ -32,9 +33,13 @@ describe("children of a build", () => {
   it("a timeout ends the command's whole group, not only the command", async () => {
     // A duration no other process on this machine sleeps, to find them by.
     const duration = `30.${process.pid}`;
-    await expect(run({ log }, "sh", ["-c", `sleep ${duration} & sleep ${duration}`], { timeoutMs: 300 })).rejects.toThrow();
+    await expect(
+      run({ log }, "sh", ["-c", `sleep ${duration} & sleep ${duration}`], { timeoutMs: 300 }),
+    ).rejects.toThrow();
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const left = (await run({ log }, "sh", ["-c", `ps -eo args | grep -c '^sleep ${duration}$' || true`])).stdout.trim();
+    const left = (
+      await run({ log }, "sh", ["-c", `ps -eo args | grep -c '^sleep ${duration}$' || true`])
+    ).stdout.trim();
     expect(left).toBe("0");
   });
 
@@ -62,7 +67,9 @@ describe("children of a build", () => {
       const leader = `pid ${orphan.pid} (sh -c sleep ${duration} & wait)`;
       expect(ended).toHaveLength(2);
       expect(ended).toContain(leader);
-      expect(ended.find((e) => e !== leader)).toMatch(new RegExp(`^pid \\d+ \\(sleep ${duration.replace(".", "\\.")}\\)$`));
+      expect(ended.find((e) => e !== leader)).toMatch(
+        new RegExp(`^pid \\d+ \\(sleep ${duration.replace(".", "\\.")}\\)$`),
+      );
       expect(alive(orphan.pid!)).toBe(false);
       expect(alive(unrelated.pid!)).toBe(true);
       expect(existsSync(record)).toBe(false);

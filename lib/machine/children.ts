@@ -65,7 +65,9 @@ export function signalChildren(signal: NodeJS.Signals): void {
 function save(): void {
   if (!recordFile) return;
   const temporary = `${recordFile}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify({ builder: process.pid, groups: [...live.values()] })}\n`, { mode: 0o644 });
+  writeFileSync(temporary, `${JSON.stringify({ builder: process.pid, groups: [...live.values()] })}\n`, {
+    mode: 0o644,
+  });
   renameSync(temporary, recordFile);
 }
 
@@ -120,7 +122,12 @@ function processInfo(pid: number): ProcessInfo | undefined {
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // fields[0] is field 3 (state): pgrp is field 5, starttime field 22.
     const command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
-    return { pid, pgid: Number(fields[2]), start: Number(fields[19]), command: command || stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) };
+    return {
+      pid,
+      pgid: Number(fields[2]),
+      start: Number(fields[19]),
+      command: command || stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+    };
   } catch {
     return undefined;
   }

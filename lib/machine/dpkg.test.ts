@@ -35,8 +35,12 @@ describe("dpkg's lock", () => {
     const lines: string[] = [];
     const log = { info: (line: string) => lines.push(line), debug: () => {} };
     try {
-      await expect(waitForDpkgLock({ log }, 1500, [file])).rejects.toThrow(`dpkg's lock is held by pid ${holder.pid} (flock ${file} sleep 30) and was not released within 2 s`);
-      expect(lines).toEqual([`waiting (at most 2 s) for dpkg's lock, held by pid ${holder.pid} (flock ${file} sleep 30)`]);
+      await expect(waitForDpkgLock({ log }, 1500, [file])).rejects.toThrow(
+        `dpkg's lock is held by pid ${holder.pid} (flock ${file} sleep 30) and was not released within 2 s`,
+      );
+      expect(lines).toEqual([
+        `waiting (at most 2 s) for dpkg's lock, held by pid ${holder.pid} (flock ${file} sleep 30)`,
+      ]);
     } finally {
       process.kill(-holder.pid!, "SIGKILL");
     }
@@ -79,7 +83,10 @@ esac
 describe("repairing an interrupted dpkg", () => {
   afterEach(() => vi.unstubAllEnvs());
 
-  function fakeDpkg(dir: string, state: { audit: string; check: number; configureFixes?: boolean; installFixes?: boolean }) {
+  function fakeDpkg(
+    dir: string,
+    state: { audit: string; check: number; configureFixes?: boolean; installFixes?: boolean },
+  ) {
     const fake = path.join(dir, "fake");
     mkdirSync(fake);
     for (const [name, script] of Object.entries(FAKES)) {
@@ -93,17 +100,23 @@ describe("repairing an interrupted dpkg", () => {
     vi.stubEnv("PATH", `${fake}:${process.env.PATH}`);
     vi.stubEnv("FAKE", fake);
     const lines: string[] = [];
-    const calls = () => (existsSync(path.join(fake, "calls")) ? readFileSync(path.join(fake, "calls"), "utf8").trim().split("\n") : []);
+    const calls = () =>
+      existsSync(path.join(fake, "calls")) ? readFileSync(path.join(fake, "calls"), "utf8").trim().split("\n") : [];
     return { log: { info: (line: string) => lines.push(line), debug: () => {} }, lines, calls };
   }
 
-  const HALF = "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n golang-1.19-go";
+  const HALF =
+    "The following packages are only half configured, probably due to problems\nconfiguring them the first time.\n golang-1.19-go";
 
   it("stops after dpkg --configure -a when that leaves nothing broken", async () => {
     using root = makeTestRoot();
     const fake = fakeDpkg(root.dir, { audit: HALF, check: 0, configureFixes: true });
     await repairDpkg({ log: fake.log }, "dpkg was interrupted", 1000);
-    expect(fake.calls()).toEqual(["dpkg --configure -a --force-confdef --force-confold", "dpkg --audit", "apt-get check -q"]);
+    expect(fake.calls()).toEqual([
+      "dpkg --configure -a --force-confdef --force-confold",
+      "dpkg --audit",
+      "apt-get check -q",
+    ]);
     expect(fake.lines[0]).toBe("dpkg was interrupted: repairing it with dpkg --configure -a");
   });
 
@@ -111,13 +124,17 @@ describe("repairing an interrupted dpkg", () => {
     using root = makeTestRoot();
     const fake = fakeDpkg(root.dir, { audit: "", check: 100, installFixes: true });
     await repairDpkg({ log: fake.log }, "dpkg was interrupted", 1000);
-    expect(fake.calls()).toContain("apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Use-Pty=0");
+    expect(fake.calls()).toContain(
+      "apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Use-Pty=0",
+    );
     expect(fake.lines).toContain("dpkg still reports broken packages: apt-get -f install");
   });
 
   it("fails naming what dpkg --audit still finds when neither repairs it", async () => {
     using root = makeTestRoot();
     const fake = fakeDpkg(root.dir, { audit: HALF, check: 100 });
-    await expect(repairDpkg({ log: fake.log }, "dpkg was interrupted", 1000)).rejects.toThrow(/^dpkg is still not consistent after dpkg --configure -a and apt-get -f install:\n.*\n.*\n golang-1\.19-go$/);
+    await expect(repairDpkg({ log: fake.log }, "dpkg was interrupted", 1000)).rejects.toThrow(
+      /^dpkg is still not consistent after dpkg --configure -a and apt-get -f install:\n.*\n.*\n golang-1\.19-go$/,
+    );
   });
 });

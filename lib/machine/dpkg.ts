@@ -10,7 +10,14 @@ import { APT_ENV } from "./apt-update.ts";
 import { run } from "./exec.ts";
 
 /** For every apt-get that runs dpkg: old configuration files kept, and dpkg in apt-get's process group (no pty: stages/apt.ts). */
-export const DPKG_OPTIONS = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "-o", "Dpkg::Use-Pty=0"];
+export const DPKG_OPTIONS = [
+  "-o",
+  "Dpkg::Options::=--force-confdef",
+  "-o",
+  "Dpkg::Options::=--force-confold",
+  "-o",
+  "Dpkg::Use-Pty=0",
+];
 /** The journal dpkg keeps while it works; left non-empty, dpkg was interrupted. */
 const UPDATES_DIR = "/var/lib/dpkg/updates";
 const LOCKS = ["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"];
@@ -33,10 +40,17 @@ export async function dpkgAudit(ctx: Pick<BuildContext, "log">): Promise<string>
 }
 
 /** Repairs an interrupted dpkg: `dpkg --configure -a`, then `apt-get -f install` when packages are still broken. */
-export async function repairDpkg(ctx: Pick<BuildContext, "log">, reason: string, lockWaitMs = DPKG_LOCK_WAIT_MS): Promise<void> {
+export async function repairDpkg(
+  ctx: Pick<BuildContext, "log">,
+  reason: string,
+  lockWaitMs = DPKG_LOCK_WAIT_MS,
+): Promise<void> {
   ctx.log.info(`${reason}: repairing it with dpkg --configure -a`);
   await waitForDpkgLock(ctx, lockWaitMs);
-  await run(ctx, "dpkg", ["--configure", "-a", "--force-confdef", "--force-confold"], { env: APT_ENV, heartbeat: { label: "dpkg --configure -a" } });
+  await run(ctx, "dpkg", ["--configure", "-a", "--force-confdef", "--force-confold"], {
+    env: APT_ENV,
+    heartbeat: { label: "dpkg --configure -a" },
+  });
   const left = await dpkgAudit(ctx);
   const broken = await run(ctx, "apt-get", ["check", "-q"], { env: APT_ENV, okCodes: [100] });
   if (left === "" && broken.exitCode === 0) return;
@@ -46,11 +60,19 @@ export async function repairDpkg(ctx: Pick<BuildContext, "log">, reason: string,
     heartbeat: { label: "apt-get -f install" },
   });
   const still = await dpkgAudit(ctx);
-  if (still !== "") throw new UserError(`dpkg is still not consistent after dpkg --configure -a and apt-get -f install:\n${tail(still, 8)}`, "look at `dpkg --audit` and fix the packages it names by hand");
+  if (still !== "")
+    throw new UserError(
+      `dpkg is still not consistent after dpkg --configure -a and apt-get -f install:\n${tail(still, 8)}`,
+      "look at `dpkg --audit` and fix the packages it names by hand",
+    );
 }
 
 /** Waits (at most `timeoutMs`) while another process holds dpkg's lock; names it when giving up. */
-export async function waitForDpkgLock(ctx: Pick<BuildContext, "log">, timeoutMs = DPKG_LOCK_WAIT_MS, locks = LOCKS): Promise<void> {
+export async function waitForDpkgLock(
+  ctx: Pick<BuildContext, "log">,
+  timeoutMs = DPKG_LOCK_WAIT_MS,
+  locks = LOCKS,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let said = false;
   for (;;) {
@@ -98,7 +120,9 @@ export function dpkgLockHolder(locks = LOCKS): string | null {
 
 function commandOf(pid: string): string {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ").slice(0, 120) || "unknown";
+    return (
+      readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ").slice(0, 120) || "unknown"
+    );
   } catch {
     return "gone";
   }

@@ -42,10 +42,21 @@ export interface RunResult {
   exitCode: number;
 }
 
-export async function run(ctx: Pick<BuildContext, "log">, command: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
-  const shown = [command, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+export async function run(
+  ctx: Pick<BuildContext, "log">,
+  command: string,
+  args: string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  const shown = [command, ...args]
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(" ");
   ctx.log.debug(`$ ${shown}`);
-  const heartbeat = options.heartbeat && startHeartbeat(ctx.log, options.heartbeat.label, options.heartbeat.everyMs, { quietDone: !!options.heartbeat.quietDone });
+  const heartbeat =
+    options.heartbeat &&
+    startHeartbeat(ctx.log, options.heartbeat.label, options.heartbeat.everyMs, {
+      quietDone: !!options.heartbeat.quietDone,
+    });
   let result: RunResult;
   try {
     result = await spawnCommand(command, args, options);
@@ -57,7 +68,8 @@ export async function run(ctx: Pick<BuildContext, "log">, command: string, args:
   ctx.log.debug(result.stderr.trimEnd());
   const ok = result.exitCode === 0 || !!options.okCodes?.includes(result.exitCode);
   heartbeat?.stop(ok ? "done" : "failed");
-  if (!ok) throw new CommandError(shown, result.exitCode === -1 ? null : result.exitCode, result.stderr || result.stdout);
+  if (!ok)
+    throw new CommandError(shown, result.exitCode === -1 ? null : result.exitCode, result.stderr || result.stdout);
   return result;
 }
 
@@ -71,7 +83,12 @@ function spawnCommand(command: string, args: string[], options: RunOptions): Pro
       env: { ...process.env, ...options.env },
       ...(options.cwd ? { cwd: options.cwd } : {}),
       // No stdin unless given: a command that reads one (a prompt) gets end of file, never a hang.
-      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe", ...(options.onStatusLine ? (["pipe"] as const) : [])],
+      stdio: [
+        options.input === undefined ? "ignore" : "pipe",
+        "pipe",
+        "pipe",
+        ...(options.onStatusLine ? (["pipe"] as const) : []),
+      ],
       detached: true,
     });
     trackChild(child.pid);
@@ -120,7 +137,9 @@ function spawnCommand(command: string, args: string[], options: RunOptions): Pro
       clearTimeout(orphanedPipes);
       untrackChild(child.pid);
       // Every line read before the result: the last progress line is not lost.
-      void Promise.all(streams).then(() => resolve({ stdout, stderr: signal && !stderr ? `killed by ${signal}` : stderr, exitCode: code ?? -1 }));
+      void Promise.all(streams).then(() =>
+        resolve({ stdout, stderr: signal && !stderr ? `killed by ${signal}` : stderr, exitCode: code ?? -1 }),
+      );
     });
   });
 }

@@ -1,5 +1,15 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { applyResource, checkResource, writeFileAtomic, type Resource } from "./files.ts";
@@ -36,7 +46,9 @@ describe("file resources", () => {
     const real = path.join(root.dir, "etc/demo/app.conf");
     chmodSync(real, 0o666);
     const inode = statSync(real).ino;
-    expect(await applyResource(root.ctx, file("a=1\n"))).toEqual([{ kind: "mode", path: "/etc/demo/app.conf", from: "0666", to: "0644" }]);
+    expect(await applyResource(root.ctx, file("a=1\n"))).toEqual([
+      { kind: "mode", path: "/etc/demo/app.conf", from: "0666", to: "0644" },
+    ]);
     expect(statSync(real).ino).toBe(inode);
     expect(statSync(real).mode & 0o7777).toBe(0o644);
   });
@@ -57,7 +69,9 @@ describe("file resources", () => {
     const refuse = async () => {
       throw new Error("invalid syntax");
     };
-    await expect(applyResource(root.ctx, { ...file("bad\n"), validate: refuse } as Resource)).rejects.toThrow("invalid syntax");
+    await expect(applyResource(root.ctx, { ...file("bad\n"), validate: refuse } as Resource)).rejects.toThrow(
+      "invalid syntax",
+    );
     expect(readFileSync(path.join(root.dir, "etc/demo/app.conf"), "utf8")).toBe("good\n");
     expect(readdirSync(path.join(root.dir, "etc/demo"))).toEqual(["app.conf"]);
   });
@@ -86,7 +100,9 @@ describe("file resources", () => {
       import { writeFileAtomic } from ${JSON.stringify(new URL("./files.ts", import.meta.url).href)};
       await writeFileAtomic(${JSON.stringify(live)}, "new\\n", { mode: 0o644, uid: 0, gid: 0,
         validate: async () => { process.kill(process.pid, "SIGKILL"); await new Promise(() => {}); } });`;
-    const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8" });
+    const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8",
+    });
     expect(child.signal).toBe("SIGKILL");
     expect(readFileSync(live, "utf8")).toBe("old\n");
     const leftovers = readdirSync(root.dir).filter((n) => n !== "live.conf");
@@ -111,7 +127,9 @@ describe("file resources", () => {
     expect((await applyResource(root.ctx, link)).at(-1)).toMatchObject({ kind: "create", what: "symlink" });
     expect(await applyResource(root.ctx, link)).toEqual([]);
     const moved = await applyResource(root.ctx, { ...link, target: "/opt/other" } as Resource);
-    expect(moved).toEqual([{ kind: "symlink", path: "/usr/local/bin/alias", from: "/usr/local/bin/real", to: "/opt/other" }]);
+    expect(moved).toEqual([
+      { kind: "symlink", path: "/usr/local/bin/alias", from: "/usr/local/bin/real", to: "/opt/other" },
+    ]);
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/alias"))).toBe("/opt/other");
     expect(lstatSync(path.join(root.dir, "usr/local/bin/alias")).isSymbolicLink()).toBe(true);
   });
@@ -122,7 +140,9 @@ describe("file resources", () => {
     expect(await applyResource(root.ctx, perms)).toEqual([]);
     mkdirSync(path.join(root.dir, "home/wizard/code"), { recursive: true });
     chmodSync(path.join(root.dir, "home/wizard/code"), 0o775);
-    expect(await applyResource(root.ctx, perms)).toEqual([{ kind: "mode", path: "/home/wizard/code", from: "0775", to: "0770" }]);
+    expect(await applyResource(root.ctx, perms)).toEqual([
+      { kind: "mode", path: "/home/wizard/code", from: "0775", to: "0770" },
+    ]);
     expect(statSync(path.join(root.dir, "home/wizard/code")).mode & 0o7777).toBe(0o770);
   });
 

@@ -8,7 +8,18 @@ import { createTwoFilesPatch } from "diff";
 import type { Change } from "../core/change.ts";
 import { formatMode } from "../core/change.ts";
 import type { BuildContext } from "../core/context.ts";
-import { entryIn, makeFolderIn, openFolderAsGiven, openParent, readEntry, refuseLink, setOwnerAndMode, typeName, unlessUnsafe, type SafeDir } from "./safe-path.ts";
+import {
+  entryIn,
+  makeFolderIn,
+  openFolderAsGiven,
+  openParent,
+  readEntry,
+  refuseLink,
+  setOwnerAndMode,
+  typeName,
+  unlessUnsafe,
+  type SafeDir,
+} from "./safe-path.ts";
 import type { Pending } from "../core/stage.ts";
 
 interface Ownership {
@@ -86,7 +97,8 @@ export async function checkResources(ctx: BuildContext, resources: Resource[]): 
 
 export async function applyResources(ctx: BuildContext, resources: Resource[]): Promise<Change[]> {
   const changes: Change[] = [];
-  for (const resource of resources) changes.push(...((await unlessUnsafe(ctx, () => applyResource(ctx, resource))) ?? []));
+  for (const resource of resources)
+    changes.push(...((await unlessUnsafe(ctx, () => applyResource(ctx, resource))) ?? []));
   return changes;
 }
 
@@ -156,7 +168,11 @@ export interface Found {
  * file or folder in a user's tree (refuseLink), a link there is the user's:
  * named, not replaced.
  */
-export function look(ctx: Pick<BuildContext, "root" | "accounts">, machinePath: string, options: { read?: boolean; refuseLink?: boolean } = {}): Found {
+export function look(
+  ctx: Pick<BuildContext, "root" | "accounts">,
+  machinePath: string,
+  options: { read?: boolean; refuseLink?: boolean } = {},
+): Found {
   const { dir, missing, name } = openParent(ctx, machinePath);
   using _ = dir;
   if (missing.length > 0) return { stats: null, missing, content: null, target: null };
@@ -173,7 +189,10 @@ async function checkFile(ctx: BuildContext, want: FileResource): Promise<Change[
   const { stats, missing, content: current } = look(ctx, want.path, { read: true, refuseLink: true });
   const wantContent = Buffer.from(want.content);
   if (!stats) {
-    return [...missing.map(createDir), { kind: "create", path: want.path, what: "file", diff: contentDiff(want, Buffer.alloc(0), wantContent) }];
+    return [
+      ...missing.map(createDir),
+      { kind: "create", path: want.path, what: "file", diff: contentDiff(want, Buffer.alloc(0), wantContent) },
+    ];
   }
   const changes: Change[] = [];
   if (!current || !current.equals(wantContent)) {
@@ -187,14 +206,22 @@ async function checkFile(ctx: BuildContext, want: FileResource): Promise<Change[
 async function checkDir(ctx: BuildContext, want: DirResource): Promise<Change[]> {
   const { stats, missing } = look(ctx, want.path, { refuseLink: true });
   if (!stats) return [...missing.map(createDir), { kind: "create", path: want.path, what: "dir" }];
-  if (!stats.isDirectory()) return [{ kind: "content", path: want.path, diff: `${want.path} is a ${typeName(stats)}, not a folder: remove it by hand` }];
+  if (!stats.isDirectory())
+    return [
+      {
+        kind: "content",
+        path: want.path,
+        diff: `${want.path} is a ${typeName(stats)}, not a folder: remove it by hand`,
+      },
+    ];
   return modeAndOwnerChanges(ctx, want.path, stats, want.mode, want);
 }
 
 async function checkSymlink(ctx: BuildContext, want: SymlinkResource): Promise<Change[]> {
   const { stats, missing, target } = look(ctx, want.path);
   if (!stats) return [...missing.map(createDir), { kind: "create", path: want.path, what: "symlink" }];
-  if (!stats.isSymbolicLink() || target === null) return [{ kind: "symlink", path: want.path, from: `(a ${typeName(stats)})`, to: want.target }];
+  if (!stats.isSymbolicLink() || target === null)
+    return [{ kind: "symlink", path: want.path, from: `(a ${typeName(stats)})`, to: want.target }];
   if (target !== want.target) return [{ kind: "symlink", path: want.path, from: target, to: want.target }];
   return want.owner ? ownerChanges(ctx, want.path, stats, want) : [];
 }
@@ -206,20 +233,37 @@ async function checkPerms(ctx: BuildContext, want: PermsResource): Promise<Chang
 }
 
 /** Mode and owner drift of an existing path whose content is managed some other way. */
-export async function checkAttributes(ctx: BuildContext, machinePath: string, mode: number, own: Ownership = {}): Promise<Change[]> {
+export async function checkAttributes(
+  ctx: BuildContext,
+  machinePath: string,
+  mode: number,
+  own: Ownership = {},
+): Promise<Change[]> {
   const { stats } = look(ctx, machinePath);
   return stats ? modeAndOwnerChanges(ctx, machinePath, stats, mode, own) : [];
 }
 
-export async function fixAttributes(ctx: BuildContext, machinePath: string, mode: number, own: Ownership = {}): Promise<void> {
+export async function fixAttributes(
+  ctx: BuildContext,
+  machinePath: string,
+  mode: number,
+  own: Ownership = {},
+): Promise<void> {
   const { dir, name } = openParent(ctx, machinePath);
   using _ = dir;
   setOwnerAndMode(dir, name, ids(ctx, own), mode);
 }
 
-function modeAndOwnerChanges(ctx: BuildContext, machinePath: string, stats: Stats, mode: number, own: Ownership): Change[] {
+function modeAndOwnerChanges(
+  ctx: BuildContext,
+  machinePath: string,
+  stats: Stats,
+  mode: number,
+  own: Ownership,
+): Change[] {
   const changes: Change[] = [];
-  if ((stats.mode & 0o7777) !== mode) changes.push({ kind: "mode", path: machinePath, from: formatMode(stats.mode), to: formatMode(mode) });
+  if ((stats.mode & 0o7777) !== mode)
+    changes.push({ kind: "mode", path: machinePath, from: formatMode(stats.mode), to: formatMode(mode) });
   return [...changes, ...ownerChanges(ctx, machinePath, stats, own)];
 }
 
@@ -234,8 +278,11 @@ const createDir = (machinePath: string): Change => ({ kind: "create", path: mach
 
 function contentDiff(want: FileResource, before: Buffer, after: Buffer): string {
   if (want.secret) return `${want.path}: secret content changes (not shown)`;
-  if (!isText(before) || !isText(after)) return `${want.path}: binary content changes (${before.length} -> ${after.length} bytes)`;
-  return createTwoFilesPatch(want.path, want.path, before.toString("utf8"), after.toString("utf8"), "", "", { context: 3 });
+  if (!isText(before) || !isText(after))
+    return `${want.path}: binary content changes (${before.length} -> ${after.length} bytes)`;
+  return createTwoFilesPatch(want.path, want.path, before.toString("utf8"), after.toString("utf8"), "", "", {
+    context: 3,
+  });
 }
 
 function isText(content: Buffer): boolean {
@@ -254,7 +301,11 @@ export interface AtomicWriteOptions {
 const TEMP_MARK = ".devvm-tmp-";
 
 /** writeFileIn for a file by its real path, its folder trusted as given (the builder's own output, a binary in /usr/local/bin). */
-export async function writeFileAtomic(file: string, content: string | Buffer, options: AtomicWriteOptions): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  content: string | Buffer,
+  options: AtomicWriteOptions,
+): Promise<void> {
   using dir = openFolderAsGiven(path.dirname(file));
   await writeFileIn(dir, path.basename(file), content, options);
 }
@@ -265,11 +316,20 @@ export async function writeFileAtomic(file: string, content: string | Buffer, op
  * created 0600 (never through a name planted there: O_EXCL), given its owner
  * and mode, synced, validated, then renamed over the live name.
  */
-export async function writeFileIn(dir: SafeDir, name: string, content: string | Buffer, options: AtomicWriteOptions): Promise<void> {
+export async function writeFileIn(
+  dir: SafeDir,
+  name: string,
+  content: string | Buffer,
+  options: AtomicWriteOptions,
+): Promise<void> {
   removeStaleTemporaries(dir, name);
   // The leading dot keeps the temporary out of include dirs such as /etc/sudoers.d.
   const temporary = `.${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
-  const handle = await fs.open(dir.at(temporary), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const handle = await fs.open(
+    dir.at(temporary),
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
     try {
       await handle.writeFile(content);
@@ -300,7 +360,12 @@ export async function replaceSymlink(link: string, target: string): Promise<void
   await replaceSymlinkIn(dir, path.basename(link), target, undefined);
 }
 
-async function replaceSymlinkIn(dir: SafeDir, name: string, target: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+async function replaceSymlinkIn(
+  dir: SafeDir,
+  name: string,
+  target: string,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<void> {
   const temporary = `${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
   await fs.symlink(target, dir.at(temporary));
   try {

@@ -31,7 +31,11 @@ export const LEFTOVERS = {
 } satisfies Record<string, Leftover>;
 
 /** Removes the entries of `dir` of this kind whose build no longer runs. */
-export async function removeLeftovers(ctx: Pick<BuildContext, "log">, dir: string, { pattern, what }: Leftover): Promise<number> {
+export async function removeLeftovers(
+  ctx: Pick<BuildContext, "log">,
+  dir: string,
+  { pattern, what }: Leftover,
+): Promise<number> {
   const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((name) => {
     const pid = Number(pattern.exec(name)?.[1]);
     return pid > 0 && pid !== process.pid && !processRuns(pid);

@@ -2,7 +2,19 @@
 // test root with its own accounts: alice (uid 4201) and bob (uid 4202) own
 // their homes, root's own folders and a secret stand beside them. Needs
 // root (chown), as CI and the builder run.
-import { appendFileSync, chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -16,13 +28,21 @@ const BOB = 4202;
 const asRoot = process.getuid?.() === 0;
 
 /** A root with alice's and bob's homes, root's /root and /etc/sudoers.d, and a run's warnings. */
-function homesRoot(overrides: Partial<BuildContext> = {}): TestRoot & { warnings: string[]; real: (p: string) => string } {
+function homesRoot(
+  overrides: Partial<BuildContext> = {},
+): TestRoot & { warnings: string[]; real: (p: string) => string } {
   const warnings: string[] = [];
   const root = makeTestRootWithAccounts({ warnings, ...overrides });
   const real = (p: string) => path.join(root.dir, p);
-  appendFileSync(real("etc/passwd"), `alice:x:${ALICE}:${ALICE}::/home/alice:/bin/zsh\nbob:x:${BOB}:${BOB}::/home/bob:/bin/zsh\n`);
+  appendFileSync(
+    real("etc/passwd"),
+    `alice:x:${ALICE}:${ALICE}::/home/alice:/bin/zsh\nbob:x:${BOB}:${BOB}::/home/bob:/bin/zsh\n`,
+  );
   appendFileSync(real("etc/group"), `alice:x:${ALICE}:\nbob:x:${BOB}:\n`);
-  for (const [user, uid] of [["alice", ALICE], ["bob", BOB]] as const) {
+  for (const [user, uid] of [
+    ["alice", ALICE],
+    ["bob", BOB],
+  ] as const) {
     mkdirSync(real(`home/${user}`), { recursive: true, mode: 0o700 });
     chownSync(real(`home/${user}`), uid, uid);
   }
@@ -42,7 +62,14 @@ function asAlice(real: string, make: (p: string) => void): void {
 
 const kubeconfig: Resource[] = [
   { kind: "dir", path: "/home/alice/.kube", mode: 0o700, owner: "alice", group: "alice" },
-  { kind: "file", path: "/home/alice/.kube/config", mode: 0o600, content: "kind: Config\n", owner: "alice", group: "alice" },
+  {
+    kind: "file",
+    path: "/home/alice/.kube/config",
+    mode: 0o600,
+    content: "kind: Config\n",
+    owner: "alice",
+    group: "alice",
+  },
 ];
 
 /** Every path under the root with its owner, mode and content: what must not change. */
@@ -50,7 +77,9 @@ function listing(dir: string): string {
   const out: string[] = [];
   const walk = (p: string) => {
     const stats = lstatSync(p);
-    out.push(`${path.relative(dir, p)} ${stats.uid} ${(stats.mode & 0o7777).toString(8)} ${stats.isFile() ? readFileSync(p, "base64") : ""}`);
+    out.push(
+      `${path.relative(dir, p)} ${stats.uid} ${(stats.mode & 0o7777).toString(8)} ${stats.isFile() ? readFileSync(p, "base64") : ""}`,
+    );
     if (stats.isDirectory()) for (const child of readdirSync(p).sort()) walk(path.join(p, child));
   };
   walk(dir);
@@ -76,7 +105,9 @@ describe.skipIf(!asRoot)("root never acts through a link a user planted", () => 
     expect(await applyResources(root.ctx, kubeconfig)).toEqual([]);
     expect(listing(root.dir)).toBe(before);
     expect(existsSync(root.real("root/.kube/config"))).toBe(false);
-    expect(root.warnings).toEqual([`alice: /home/alice/.kube is a link to ${root.real("root/.kube")}: not followed, nothing done through it`]);
+    expect(root.warnings).toEqual([
+      `alice: /home/alice/.kube is a link to ${root.real("root/.kube")}: not followed, nothing done through it`,
+    ]);
   });
 
   it("names ~/.codex pointed at a folder under /etc: no file is made there, and the user owns nothing outside their home", async () => {
@@ -84,8 +115,21 @@ describe.skipIf(!asRoot)("root never acts through a link a user planted", () => 
     asAlice(root.real("home/alice/.codex"), (p) => symlinkSync(root.real("etc/sudoers.d"), p));
     const codex: Resource[] = [
       { kind: "dir", path: "/home/alice/.codex", mode: 0o700, owner: "alice", group: "alice" },
-      { kind: "symlink", path: "/home/alice/.codex/auth.json", target: "/opt/codex-shared/auth.json", owner: "alice", group: "alice" },
-      { kind: "file", path: "/home/alice/.codex/AGENTS.md", mode: 0o644, content: "rules\n", owner: "alice", group: "alice" },
+      {
+        kind: "symlink",
+        path: "/home/alice/.codex/auth.json",
+        target: "/opt/codex-shared/auth.json",
+        owner: "alice",
+        group: "alice",
+      },
+      {
+        kind: "file",
+        path: "/home/alice/.codex/AGENTS.md",
+        mode: 0o644,
+        content: "rules\n",
+        owner: "alice",
+        group: "alice",
+      },
     ];
     expect(await applyResources(root.ctx, codex)).toEqual([]);
     expect(readdirSync(root.real("etc/sudoers.d"))).toEqual([]);
@@ -142,8 +186,14 @@ describe.skipIf(!asRoot)("root never acts through a link a user planted", () => 
   it("fails, not warns, where root's own tree is not as it must be (a file where a folder goes), and re-owns nothing there", async () => {
     using root = homesRoot();
     writeFileSync(root.real("etc/t3-serve"), "", { mode: 0o600 });
-    await expect(applyResources(root.ctx, [{ kind: "file", path: "/etc/t3-serve/alice.env", mode: 0o600, content: "T3_PORT=3773\n" }])).rejects.toThrow("/etc/t3-serve is a file, not a folder");
-    await expect(applyResources(root.ctx, [{ kind: "dir", path: "/etc/t3-serve", mode: 0o755 }])).rejects.toThrow("/etc/t3-serve is not a folder");
+    await expect(
+      applyResources(root.ctx, [
+        { kind: "file", path: "/etc/t3-serve/alice.env", mode: 0o600, content: "T3_PORT=3773\n" },
+      ]),
+    ).rejects.toThrow("/etc/t3-serve is a file, not a folder");
+    await expect(applyResources(root.ctx, [{ kind: "dir", path: "/etc/t3-serve", mode: 0o755 }])).rejects.toThrow(
+      "/etc/t3-serve is not a folder",
+    );
     expect(lstatSync(root.real("etc/t3-serve")).mode & 0o7777).toBe(0o600);
     expect(root.warnings).toEqual([]);
   });
@@ -166,7 +216,9 @@ describe.skipIf(!asRoot)("root never acts through a link a user planted", () => 
 
     asAlice(root.real("home/alice/code"), (p) => symlinkSync(root.real("root"), p));
     mkdirSync(root.real("root/repo"));
-    expect(() => moveEntry(root.ctx, "/home/alice/code/repo", "/home/alice/repo")).toThrow(/alice: \/home\/alice\/code is a link to/);
+    expect(() => moveEntry(root.ctx, "/home/alice/code/repo", "/home/alice/repo")).toThrow(
+      /alice: \/home\/alice\/code is a link to/,
+    );
     expect(existsSync(root.real("root/repo"))).toBe(true);
   });
 });

@@ -12,7 +12,24 @@
 //   to that user or to root.
 // What is then done in the folder goes through its descriptor
 // (/proc/PID/fd/N/NAME), so a name changed after the walk changes nothing.
-import { closeSync, constants, fsyncSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, unlinkSync, fchownSync, fchmodSync, type Stats } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  unlinkSync,
+  fchownSync,
+  fchmodSync,
+  type Stats,
+} from "node:fs";
 import path from "node:path";
 import type { BuildContext } from "../core/context.ts";
 import { warn } from "../core/context.ts";
@@ -100,13 +117,16 @@ export function walkTo(ctx: Ctx, machineDir: string, options: { create?: boolean
       const name = names[i]!;
       const here = `/${names.slice(0, i + 1).join("/")}`;
       let stats = lstatOrNull(dir.at(name));
-      if (!stats && !options.create) return { dir, missing: names.slice(i).map((_, k) => `/${names.slice(0, i + k + 1).join("/")}`) };
+      if (!stats && !options.create)
+        return { dir, missing: names.slice(i).map((_, k) => `/${names.slice(0, i + k + 1).join("/")}`) };
       if (!stats) stats = makeFolder(dir, name);
       if (stats.isSymbolicLink()) {
         const target = readlinkSync(dir.at(name));
         if (dir.treeOwner === undefined && stats.uid === 0 && (dir.stats.mode & 0o022) === 0 && ++links <= MAX_LINKS) {
           // Root's own link, in a folder only root writes: walked again from the top, its target in its place.
-          names = components(path.posix.join(path.posix.resolve(path.posix.dirname(here), target), ...names.slice(i + 1)));
+          names = components(
+            path.posix.join(path.posix.resolve(path.posix.dirname(here), target), ...names.slice(i + 1)),
+          );
           dir.close();
           dir = openFolderAsGiven(ctx.root);
           i = -1;
@@ -127,7 +147,11 @@ export function walkTo(ctx: Ctx, machineDir: string, options: { create?: boolean
 }
 
 /** The folder that holds machinePath, walked to (and made, with create); throws UnsafePathError. */
-export function openParent(ctx: Ctx, machinePath: string, options: { create?: boolean } = {}): Walked & { name: string } {
+export function openParent(
+  ctx: Ctx,
+  machinePath: string,
+  options: { create?: boolean } = {},
+): Walked & { name: string } {
   return { ...walkTo(ctx, path.posix.dirname(machinePath), options), name: path.posix.basename(machinePath) };
 }
 
@@ -140,8 +164,14 @@ export function entryIn(ctx: Ctx, dir: SafeDir, name: string): Stats | null {
   const stats = lstatOrNull(dir.at(name));
   if (!stats || dir.treeOwner === undefined) return stats;
   const here = path.posix.join(dir.machinePath, name);
-  if (stats.uid !== 0 && stats.uid !== dir.treeOwner) throw new UnsafePathError(here, `belongs to ${ctx.accounts.userName(stats.uid)}`, ctx.accounts.userName(dir.treeOwner));
-  if (stats.uid === 0 && !stats.isDirectory() && stats.nlink > 1) throw new UnsafePathError(here, "is a hard link to a file of root's", ctx.accounts.userName(dir.treeOwner));
+  if (stats.uid !== 0 && stats.uid !== dir.treeOwner)
+    throw new UnsafePathError(
+      here,
+      `belongs to ${ctx.accounts.userName(stats.uid)}`,
+      ctx.accounts.userName(dir.treeOwner),
+    );
+  if (stats.uid === 0 && !stats.isDirectory() && stats.nlink > 1)
+    throw new UnsafePathError(here, "is a hard link to a file of root's", ctx.accounts.userName(dir.treeOwner));
   return stats;
 }
 
@@ -162,7 +192,11 @@ export function inspectForWriting(ctx: Ctx, machinePath: string): Stats | null {
 /** The stats given, unless they are of a link in a user's tree: that link is the user's, named and not followed. */
 export function refuseLink(ctx: Ctx, dir: SafeDir, name: string, stats: Stats | null): Stats | null {
   if (!stats?.isSymbolicLink() || dir.treeOwner === undefined) return stats;
-  throw new UnsafePathError(path.posix.join(dir.machinePath, name), `is a link to ${readlinkSync(dir.at(name))}`, ctx.accounts.userName(dir.treeOwner));
+  throw new UnsafePathError(
+    path.posix.join(dir.machinePath, name),
+    `is a link to ${readlinkSync(dir.at(name))}`,
+    ctx.accounts.userName(dir.treeOwner),
+  );
 }
 
 /** The content of a regular file NAME in dir, read without following a link and without blocking on a FIFO; null when it is no regular file. */
@@ -190,7 +224,13 @@ export function readUserFile(ctx: Ctx, machinePath: string): Buffer | null {
 }
 
 /** Sets owner and mode of the existing entry NAME through a descriptor: a link swapped in meanwhile is refused (ELOOP), never followed. */
-export function setOwnerAndMode(dir: SafeDir, name: string, owner: { uid: number; gid: number } | undefined, mode: number, options: { folder?: boolean } = {}): void {
+export function setOwnerAndMode(
+  dir: SafeDir,
+  name: string,
+  owner: { uid: number; gid: number } | undefined,
+  mode: number,
+  options: { folder?: boolean } = {},
+): void {
   let fd: number;
   try {
     fd = openSync(dir.at(name), options.folder ? FOLDER : ENTRY);
@@ -212,7 +252,12 @@ export function setOwnerAndMode(dir: SafeDir, name: string, owner: { uid: number
 }
 
 /** Makes folder NAME in dir if it is not there, then gives it owner and mode through its descriptor. */
-export function makeFolderIn(dir: SafeDir, name: string, owner: { uid: number; gid: number } | undefined, mode: number): void {
+export function makeFolderIn(
+  dir: SafeDir,
+  name: string,
+  owner: { uid: number; gid: number } | undefined,
+  mode: number,
+): void {
   try {
     mkdirSync(dir.at(name), { mode: 0o700 });
   } catch (error) {
@@ -228,7 +273,8 @@ export function ensureFolder(ctx: Ctx, machinePath: string, owner: { uid: number
   using _ = dir;
   if (missing.length > 0) throw new UserError(`cannot make ${machinePath}: ${missing[0]} is not there`);
   const stats = entryIn(ctx, dir, name);
-  if (stats && !stats.isDirectory()) throw refusal(ctx, dir, stats, machinePath, `is a ${typeName(stats)}, not a folder`);
+  if (stats && !stats.isDirectory())
+    throw refusal(ctx, dir, stats, machinePath, `is a ${typeName(stats)}, not a folder`);
   makeFolderIn(dir, name, owner, mode);
 }
 
@@ -238,7 +284,8 @@ export function moveEntry(ctx: Ctx, from: string, to: string): void {
   using _ = source.dir;
   const target = openParent(ctx, to);
   using __ = target.dir;
-  if (source.missing.length > 0 || !entryIn(ctx, source.dir, source.name)) throw new UserError(`cannot move ${from}: it is not there`);
+  if (source.missing.length > 0 || !entryIn(ctx, source.dir, source.name))
+    throw new UserError(`cannot move ${from}: it is not there`);
   if (target.missing.length > 0) throw new UserError(`cannot move ${from} to ${to}: ${target.missing[0]} is not there`);
   if (entryIn(ctx, target.dir, target.name)) throw new UserError(`cannot move ${from} to ${to}: ${to} exists`);
   renameSync(source.dir.at(source.name), target.dir.at(target.name));
@@ -283,7 +330,10 @@ export function reportUnsafe(ctx: Pick<BuildContext, "strict" | "log" | "warning
 }
 
 /** Runs fn; an UnsafePathError it throws is reported (reportUnsafe) and gives undefined. */
-export async function unlessUnsafe<T>(ctx: Pick<BuildContext, "strict" | "log" | "warnings">, fn: () => T | Promise<T>): Promise<T | undefined> {
+export async function unlessUnsafe<T>(
+  ctx: Pick<BuildContext, "strict" | "log" | "warnings">,
+  fn: () => T | Promise<T>,
+): Promise<T | undefined> {
   try {
     return await fn();
   } catch (error) {
@@ -303,7 +353,10 @@ export function typeName(stats: Stats): string {
 // ---- the walk's steps -------------------------------------------------------
 
 function components(machinePath: string): string[] {
-  return path.posix.normalize(`/${machinePath}`).split("/").filter((c) => c !== "" && c !== ".");
+  return path.posix
+    .normalize(`/${machinePath}`)
+    .split("/")
+    .filter((c) => c !== "" && c !== ".");
 }
 
 function lstatOrNull(file: string): Stats | null {
@@ -324,7 +377,10 @@ function lstatOrNull(file: string): Stats | null {
 function refusal(ctx: Ctx, dir: SafeDir, stats: Stats, here: string, problem: string): UserError {
   const uid = dir.treeOwner ?? (stats.uid === 0 ? undefined : stats.uid);
   if (uid !== undefined) return new UnsafePathError(here, problem, ctx.accounts.userName(uid));
-  return new UserError(`${here} ${problem}`, "the builder follows only root's own links in folders only root can write; make it a folder (or move it aside) by hand");
+  return new UserError(
+    `${here} ${problem}`,
+    "the builder follows only root's own links in folders only root can write; make it a folder (or move it aside) by hand",
+  );
 }
 
 function openSubfolder(ctx: Ctx, dir: SafeDir, name: string, here: string): SafeDir {
@@ -333,13 +389,18 @@ function openSubfolder(ctx: Ctx, dir: SafeDir, name: string, here: string): Safe
     fd = openSync(dir.at(name), FOLDER);
   } catch (error) {
     // Swapped for a link or a file since the lstat.
-    if (["ELOOP", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? "")) throw refusal(ctx, dir, lstatSync(dir.at(name)), here, "changed while it was walked");
+    if (["ELOOP", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? ""))
+      throw refusal(ctx, dir, lstatSync(dir.at(name)), here, "changed while it was walked");
     throw error;
   }
   const stats = fstatSync(fd);
   if (dir.treeOwner !== undefined && stats.uid !== 0 && stats.uid !== dir.treeOwner) {
     closeSync(fd);
-    throw new UnsafePathError(here, `belongs to ${ctx.accounts.userName(stats.uid)}`, ctx.accounts.userName(dir.treeOwner));
+    throw new UnsafePathError(
+      here,
+      `belongs to ${ctx.accounts.userName(stats.uid)}`,
+      ctx.accounts.userName(dir.treeOwner),
+    );
   }
   return new SafeDir(fd, here, stats, dir.treeOwner ?? (stats.uid === 0 ? undefined : stats.uid));
 }

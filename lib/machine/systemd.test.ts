@@ -2,7 +2,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { addPendingRestarts, offlineReason, readPendingRestarts, verifyUnits, writePendingRestarts } from "./systemd.ts";
+import {
+  addPendingRestarts,
+  offlineReason,
+  readPendingRestarts,
+  verifyUnits,
+  writePendingRestarts,
+} from "./systemd.ts";
 import { makeTestRoot } from "../../test/support/test-context.ts";
 
 const hasSystemd = spawnSync("systemd-analyze", ["--version"]).status === 0;
@@ -36,7 +42,11 @@ describe("systemd", () => {
   it.skipIf(!hasSystemd)("refuses units that verify warns about, naming them by their real names", async () => {
     using root = makeTestRoot();
     const service = { name: "demo.service", content: "[Service]\nExecStart=/bin/true\nRestartSec=often\n" };
-    await expect(verifyUnits(root.ctx, [service])).rejects.toThrow(/refused the units; none was installed:\ndemo\.service:3: Failed to parse sec value, ignoring: often/);
-    await expect(verifyUnits(root.ctx, [{ name: "demo.service", content: "[Service]\nExecStart=/bin/true\n" }])).resolves.toBeUndefined();
+    await expect(verifyUnits(root.ctx, [service])).rejects.toThrow(
+      /refused the units; none was installed:\ndemo\.service:3: Failed to parse sec value, ignoring: often/,
+    );
+    await expect(
+      verifyUnits(root.ctx, [{ name: "demo.service", content: "[Service]\nExecStart=/bin/true\n" }]),
+    ).resolves.toBeUndefined();
   });
 });

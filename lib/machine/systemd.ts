@@ -46,13 +46,21 @@ export async function verifyUnits(ctx: BuildContext, units: UnitFile[]): Promise
   const dir = await fs.mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-units-")));
   try {
     for (const unit of units) await fs.writeFile(path.join(dir, unit.name), unit.content, { mode: 0o644 });
-    const result = await run(ctx, "systemd-analyze", ["verify", "--man=no", "--generators=no", ...units.map((u) => path.join(dir, u.name))], { okCodes: [1] });
+    const result = await run(
+      ctx,
+      "systemd-analyze",
+      ["verify", "--man=no", "--generators=no", ...units.map((u) => path.join(dir, u.name))],
+      { okCodes: [1] },
+    );
     const problems = `${result.stdout}${result.stderr}`
       .split("\n")
       .filter((line) => line.trim() && !missingCommandUnderRoot(ctx, line))
       .map((line) => line.split(`${dir}/`).join(""));
     if (problems.length > 0 || (result.exitCode !== 0 && !underRoot(ctx))) {
-      throw new UserError(`systemd-analyze verify refused the units; none was installed:\n${problems.join("\n")}`, "fix the unit files under files/service/");
+      throw new UserError(
+        `systemd-analyze verify refused the units; none was installed:\n${problems.join("\n")}`,
+        "fix the unit files under files/service/",
+      );
     }
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
@@ -88,7 +96,9 @@ async function unitsInState(ctx: BuildContext, verb: string, state: string, unit
   const lines = result.stdout.trim().split("\n");
   // One line per unit, in order; a unit systemctl cannot find may print none, then ask one by one.
   if (lines.length === units.length) return new Set(units.filter((_, i) => lines[i]!.trim() === state));
-  const each = await Promise.all(units.map(async (unit) => ((await systemctl(ctx, [verb, unit], [1, 3, 4])).stdout.trim() === state ? [unit] : [])));
+  const each = await Promise.all(
+    units.map(async (unit) => ((await systemctl(ctx, [verb, unit], [1, 3, 4])).stdout.trim() === state ? [unit] : [])),
+  );
   return new Set(each.flat());
 }
 
@@ -131,13 +141,29 @@ export async function requireStayedUp(ctx: BuildContext, started: string[], sett
   const down = units.filter((unit) => !active.has(unit));
   if (down.length === 0) return;
   const logs = await Promise.all(
-    down.map(async (unit) => `${unit}:\n${(await run(ctx, "journalctl", ["-u", unit, "-n", "8", "--no-pager", "-o", "cat"], { okCodes: [1] })).stdout.trim()}`),
+    down.map(
+      async (unit) =>
+        `${unit}:\n${(await run(ctx, "journalctl", ["-u", unit, "-n", "8", "--no-pager", "-o", "cat"], { okCodes: [1] })).stdout.trim()}`,
+    ),
   );
-  throw new UserError(`${down.join(", ")} did not stay up after starting:\n${logs.join("\n")}`, "see `journalctl -u UNIT`; the next build starts it again");
+  throw new UserError(
+    `${down.join(", ")} did not stay up after starting:\n${logs.join("\n")}`,
+    "see `journalctl -u UNIT`; the next build starts it again",
+  );
 }
 
 /** The t3-serve@ instances that run now (a changed template reaches them at their next idle restart). */
 export async function activeT3ServeInstances(ctx: BuildContext): Promise<string[]> {
-  const listed = await systemctl(ctx, ["list-units", "--type=service", "--state=active", "--plain", "--no-legend", "t3-serve@*.service"]);
-  return listed.stdout.split("\n").map((line) => line.trim().split(/\s+/)[0]!).filter((unit) => /^t3-serve@.+\.service$/.test(unit));
+  const listed = await systemctl(ctx, [
+    "list-units",
+    "--type=service",
+    "--state=active",
+    "--plain",
+    "--no-legend",
+    "t3-serve@*.service",
+  ]);
+  return listed.stdout
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/)[0]!)
+    .filter((unit) => /^t3-serve@.+\.service$/.test(unit));
 }

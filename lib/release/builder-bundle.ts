@@ -52,7 +52,9 @@ async function makeBundle(repoDir: string): Promise<Bundle> {
     metafile: true,
     outfile: path.join(repoDir, "dist/devvm.mjs"),
     logLevel: "warning",
-    banner: { js: "import { createRequire as devvmCreateRequire } from 'node:module'; const require = devvmCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as devvmCreateRequire } from 'node:module'; const require = devvmCreateRequire(import.meta.url);",
+    },
   });
   // esbuild's own version decides the output too.
   const sources = [...Object.keys(result.metafile.inputs), "node_modules/esbuild/package.json"].sort();
@@ -89,7 +91,11 @@ export async function recordBundle(ctx: BuildContext, bundle: Bundle): Promise<v
   const file = hostPath(ctx, BUNDLE_RECORD);
   const sourcesHash = bundle.sources.length > 0 ? await sourcesSha256(ctx.repoDir, bundle.sources) : undefined;
   if (!sourcesHash) return fs.rm(file, { force: true });
-  const record: BundleRecord = { bundleSha256: sha256(bundle.content), sourcesSha256: sourcesHash, sources: bundle.sources };
+  const record: BundleRecord = {
+    bundleSha256: sha256(bundle.content),
+    sourcesSha256: sourcesHash,
+    sources: bundle.sources,
+  };
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, `${JSON.stringify(record)}\n`, { mode: 0o644, uid: 0, gid: 0 });
 }

@@ -21,6 +21,8 @@ describe("SOURCE_DATE_EPOCH", () => {
   it("refuses a variable that is not whole seconds, before anything is built", async () => {
     using root = makeTestRoot();
     process.env.SOURCE_DATE_EPOCH = "yesterday";
-    await expect(sourceDateEpoch(root.dir)).rejects.toThrow('SOURCE_DATE_EPOCH is "yesterday", not whole seconds since 1970');
+    await expect(sourceDateEpoch(root.dir)).rejects.toThrow(
+      'SOURCE_DATE_EPOCH is "yesterday", not whole seconds since 1970',
+    );
   });
 });

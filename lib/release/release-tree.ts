@@ -10,7 +10,16 @@ import { UserError } from "../core/errors.ts";
 import { builderIdentity } from "../output/report.ts";
 
 /** What goes in, besides the bundle, BUILDER_COMMIT and SOURCE_DATE_EPOCH; folders whole. */
-const CONTENT = ["bootstrap.sh", "README.md", "docs", "package.json", "roster.yaml", "packages.txt", "pins.json", "files"];
+const CONTENT = [
+  "bootstrap.sh",
+  "README.md",
+  "docs",
+  "package.json",
+  "roster.yaml",
+  "packages.txt",
+  "pins.json",
+  "files",
+];
 const EXECUTABLE = new Set(["bootstrap.sh"]);
 /** The release records its time, so an image built from a release (no .git) has the same one. */
 const EPOCH_FILE = "SOURCE_DATE_EPOCH";
@@ -33,7 +42,11 @@ export function walk(dir: string, relative = ""): string[] {
 export async function sourceDateEpoch(repoDir: string): Promise<number> {
   const fromEnvironment = process.env.SOURCE_DATE_EPOCH;
   if (fromEnvironment) {
-    if (!/^\d+$/.test(fromEnvironment)) throw new UserError(`SOURCE_DATE_EPOCH is "${fromEnvironment}", not whole seconds since 1970`, "unset it, or set it to a time such as $(git log -1 --format=%ct)");
+    if (!/^\d+$/.test(fromEnvironment))
+      throw new UserError(
+        `SOURCE_DATE_EPOCH is "${fromEnvironment}", not whole seconds since 1970`,
+        "unset it, or set it to a time such as $(git log -1 --format=%ct)",
+      );
     return Number(fromEnvironment);
   }
   if (existsSync(path.join(repoDir, ".git"))) {
@@ -48,7 +61,9 @@ export async function sourceDateEpoch(repoDir: string): Promise<number> {
 /** Writes the release tree of the builder at repoDir into target (a new folder); modes normalised, times left to the caller. */
 export async function writeReleaseTree(repoDir: string, target: string): Promise<void> {
   mkdirSync(path.join(target, "dist"), { recursive: true });
-  for (const entry of CONTENT) if (existsSync(path.join(repoDir, entry))) cpSync(path.join(repoDir, entry), path.join(target, entry), { recursive: true });
+  for (const entry of CONTENT)
+    if (existsSync(path.join(repoDir, entry)))
+      cpSync(path.join(repoDir, entry), path.join(target, entry), { recursive: true });
   writeFileSync(path.join(target, "dist/devvm.mjs"), (await builderBundle(repoDir)).content);
   writeFileSync(path.join(target, "BUILDER_COMMIT"), `${builderIdentity(repoDir).commit}\n`);
   writeFileSync(path.join(target, EPOCH_FILE), `${await sourceDateEpoch(repoDir)}\n`);

@@ -36,7 +36,12 @@ describe("the download cache", () => {
     mkdirSync(path.join(cache, "sha256"), { recursive: true });
     mkdirSync(path.join(cache, "sha512"), { recursive: true });
     const dead = deadPid();
-    const stale = [`sha256/${"a".repeat(64)}.part-${dead}`, `sha256/unpinned.part-${dead}`, `sha512/${"b".repeat(128)}.part-${dead}`, `sha256/${"c".repeat(64)}.part-${process.pid}`];
+    const stale = [
+      `sha256/${"a".repeat(64)}.part-${dead}`,
+      `sha256/unpinned.part-${dead}`,
+      `sha512/${"b".repeat(128)}.part-${dead}`,
+      `sha256/${"c".repeat(64)}.part-${process.pid}`,
+    ];
     // A running process's (a `build.ts lock` beside the build) stays, unless nothing wrote to it for an hour.
     const live = `sha256/${"d".repeat(64)}.part-${process.ppid}`;
     const abandoned = `sha256/${"e".repeat(64)}.part-1`;
@@ -51,7 +56,9 @@ describe("the download cache", () => {
     expect(existsSync(path.join(cache, live))).toBe(true);
     expect(existsSync(complete)).toBe(true);
     expect(lines[0]).toMatch(new RegExp(`^removed 5 partial downloads a killed build left in ${cache}: `));
-    expect(readdirSync(path.join(cache, "sha256")).sort()).toEqual([SHA256, "d".repeat(64) + `.part-${process.ppid}`, "f".repeat(64)].sort());
+    expect(readdirSync(path.join(cache, "sha256")).sort()).toEqual(
+      [SHA256, "d".repeat(64) + `.part-${process.ppid}`, "f".repeat(64)].sort(),
+    );
   });
 
   it("hashes a cached file again before using it, and replaces one that no longer matches", async () => {
@@ -96,7 +103,9 @@ describe("a download from a hostile server", () => {
     using _ = root;
     const background = new Background();
     const started = Date.now();
-    const downloading = download({ ...root.ctx, background }, `${server.url}/node.tgz`, { sha256: SHA256 }).catch((e: unknown) => e);
+    const downloading = download({ ...root.ctx, background }, `${server.url}/node.tgz`, { sha256: SHA256 }).catch(
+      (e: unknown) => e,
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
     await background.settle(root.ctx.log);
     expect(await downloading).toBeInstanceOf(Error);
@@ -112,7 +121,9 @@ describe("a download from a hostile server", () => {
     using _ = root;
     const error = await download(root.ctx, `${server.url}/kubectl`, { sha256: SHA256 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BodyTooLargeError);
-    expect((error as Error).message).toBe(`GET ${server.url}/kubectl: the answer passed 2 MiB, the limit for a download; stopped reading there`);
+    expect((error as Error).message).toBe(
+      `GET ${server.url}/kubectl: the answer passed 2 MiB, the limit for a download; stopped reading there`,
+    );
     expect((error as BodyTooLargeError).received).toBeLessThan(3 * MiB);
     expect(await server.hungUp()).toBeLessThan(2 * MiB + 32 * MiB);
     expect(server.requests).toHaveLength(1);
@@ -120,10 +131,14 @@ describe("a download from a hostile server", () => {
   });
 
   it("holds a download to its pinned size, and refuses an announced size over it before reading", async () => {
-    await using server = await startHostileServer((url, response, state) => (url === "/sized" ? response.end(Buffer.alloc(2048)) : sendEndless(response, state, {})));
+    await using server = await startHostileServer((url, response, state) =>
+      url === "/sized" ? response.end(Buffer.alloc(2048)) : sendEndless(response, state, {}),
+    );
     const { root } = testRoot();
     using _ = root;
-    await expect(download(root.ctx, `${server.url}/endless`, { sha256: SHA256, size: 1024 })).rejects.toThrow("the answer passed 1024 bytes, the limit for a download of its pinned size; stopped reading there");
+    await expect(download(root.ctx, `${server.url}/endless`, { sha256: SHA256, size: 1024 })).rejects.toThrow(
+      "the answer passed 1024 bytes, the limit for a download of its pinned size; stopped reading there",
+    );
     await expect(download(root.ctx, `${server.url}/sized`, { sha256: SHA256, size: 1024 })).rejects.toThrow(
       `GET ${server.url}/sized: the server announces 2048 bytes (Content-Length), over the 1024 bytes limit for a download of its pinned size; not read`,
     );
@@ -131,11 +146,19 @@ describe("a download from a hostile server", () => {
 
   it("holds a download without a pinned size to its artifact's limit, and refuses an announced size over it before reading", async () => {
     ARTIFACT_LIMITS["Node's archive"] = 1 * MiB;
-    await using server = await startHostileServer((url, response, state) => (url === "/announced" ? response.writeHead(200, { "content-length": String(2 * MiB) }).end() : sendEndless(response, state, {})));
+    await using server = await startHostileServer((url, response, state) =>
+      url === "/announced"
+        ? response.writeHead(200, { "content-length": String(2 * MiB) }).end()
+        : sendEndless(response, state, {}),
+    );
     const { root } = testRoot();
     using _ = root;
-    await expect(download(root.ctx, `${server.url}/endless`, { sha256: SHA256, of: "Node's archive" })).rejects.toThrow("the answer passed 1 MiB, the limit for a download of Node's archive; stopped reading there");
-    await expect(download(root.ctx, `${server.url}/announced`, { sha256: SHA256, of: "Node's archive" })).rejects.toThrow(
+    await expect(download(root.ctx, `${server.url}/endless`, { sha256: SHA256, of: "Node's archive" })).rejects.toThrow(
+      "the answer passed 1 MiB, the limit for a download of Node's archive; stopped reading there",
+    );
+    await expect(
+      download(root.ctx, `${server.url}/announced`, { sha256: SHA256, of: "Node's archive" }),
+    ).rejects.toThrow(
       `GET ${server.url}/announced: the server announces ${2 * MiB} bytes (Content-Length), over the 1 MiB limit for a download of Node's archive; not read`,
     );
   });
@@ -145,20 +168,25 @@ describe("a download from a hostile server", () => {
     await using server = await startHostileServer((_, response, state) => sendEndless(response, state, {}));
     const { root } = testRoot();
     using _ = root;
-    await expect(downloadUnpinned(root.ctx, `${server.url}/kubectl`, "kubectl's binary")).rejects.toThrow("the answer passed 1 MiB, the limit for a download of kubectl's binary");
+    await expect(downloadUnpinned(root.ctx, `${server.url}/kubectl`, "kubectl's binary")).rejects.toThrow(
+      "the answer passed 1 MiB, the limit for a download of kubectl's binary",
+    );
     expect(readdirSync(path.join(root.ctx.cacheDir, "sha256"))).toEqual([]);
   });
 
   it("follows a redirect to another host (GitHub's release assets) carrying no credentials to either", async () => {
     await using assets = await startHostileServer((_, response) => response.end(BODY));
-    await using releases = await startHostileServer((url, response) => response.writeHead(302, { location: `${assets.url}/asset${url}` }).end());
+    await using releases = await startHostileServer((url, response) =>
+      response.writeHead(302, { location: `${assets.url}/asset${url}` }).end(),
+    );
     const { root } = testRoot();
     using _ = root;
     const file = await download(root.ctx, `${releases.url}/v1.36.2/kubelogin_linux_amd64.zip`, { sha256: SHA256 });
     expect(readFileSync(file).equals(BODY)).toBe(true);
     expect(assets.requests.map((r) => r.url)).toEqual(["/asset/v1.36.2/kubelogin_linux_amd64.zip"]);
     for (const { headers } of [...releases.requests, ...assets.requests]) {
-      for (const credential of ["authorization", "proxy-authorization", "cookie", "x-vault-token"]) expect(headers).not.toHaveProperty(credential);
+      for (const credential of ["authorization", "proxy-authorization", "cookie", "x-vault-token"])
+        expect(headers).not.toHaveProperty(credential);
     }
   });
 });

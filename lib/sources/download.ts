@@ -56,21 +56,39 @@ export function download(ctx: DownloadContext, url: string, expected: Expected):
 export function digestOf(expected: Expected): { algorithm: "sha256" | "sha512"; hex: string } {
   if ("sha256" in expected) return { algorithm: "sha256", hex: expected.sha256 };
   const match = /^sha512-(.+)$/.exec(expected.integrity);
-  if (!match) throw new UserError(`unsupported integrity ${expected.integrity}`, "pins.json holds sha512 integrities; run `build.ts lock`");
+  if (!match)
+    throw new UserError(
+      `unsupported integrity ${expected.integrity}`,
+      "pins.json holds sha512 integrities; run `build.ts lock`",
+    );
   return { algorithm: "sha512", hex: Buffer.from(match[1]!, "base64").toString("hex") };
 }
 
-async function fetchInto(ctx: DownloadContext, url: string, file: string, algorithm: "sha256" | "sha512", hex: string, expected: Expected): Promise<string> {
+async function fetchInto(
+  ctx: DownloadContext,
+  url: string,
+  file: string,
+  algorithm: "sha256" | "sha512",
+  hex: string,
+  expected: Expected,
+): Promise<string> {
   if (existsSync(file)) {
     if (await cachedFileMatches(file, algorithm, hex, expected.size)) return file;
-    ctx.log.info(`the cached ${path.basename(new URL(url).pathname)} (${file}) no longer matches its pin; removed, downloading it again`);
+    ctx.log.info(
+      `the cached ${path.basename(new URL(url).pathname)} (${file}) no longer matches its pin; removed, downloading it again`,
+    );
     await rm(file, { recursive: true, force: true });
   }
   await mkdir(path.dirname(file), { recursive: true });
   const temporary = `${file}.part-${process.pid}`;
   for (let attempt = 1; ; attempt++) {
     try {
-      const limit = expected.size !== undefined ? { bytes: expected.size } : expected.of ? { bytes: ARTIFACT_LIMITS[expected.of], of: expected.of } : {};
+      const limit =
+        expected.size !== undefined
+          ? { bytes: expected.size }
+          : expected.of
+            ? { bytes: ARTIFACT_LIMITS[expected.of], of: expected.of }
+            : {};
       const received = await fetchToFile(ctx, url, temporary, limit);
       const digest = received[algorithm];
       if (digest !== hex) {
@@ -94,7 +112,12 @@ async function fetchInto(ctx: DownloadContext, url: string, file: string, algori
 }
 
 /** A cached file still hashes to its name (and has its pinned size): checked once per process. */
-async function cachedFileMatches(file: string, algorithm: "sha256" | "sha512", hex: string, size: number | undefined): Promise<boolean> {
+async function cachedFileMatches(
+  file: string,
+  algorithm: "sha256" | "sha512",
+  hex: string,
+  size: number | undefined,
+): Promise<boolean> {
   if (verified.has(file)) return true;
   try {
     const info = await stat(file);
@@ -115,7 +138,11 @@ let unpinnedCount = 0;
  * Trust on first use, for `build.ts lock` only: downloads url without a pin
  * into the cache and returns where it is and what it hashes to.
  */
-export async function downloadUnpinned(ctx: DownloadContext, url: string, of: PinnedArtifact): Promise<{ file: string; sha256: string }> {
+export async function downloadUnpinned(
+  ctx: DownloadContext,
+  url: string,
+  of: PinnedArtifact,
+): Promise<{ file: string; sha256: string }> {
   await sweepPartials(ctx);
   await mkdir(path.join(ctx.cacheDir, "sha256"), { recursive: true });
   // The lock fetches kubelogin and kubectl at once: each its own partial file.
@@ -164,13 +191,19 @@ async function removeStalePartials(ctx: Pick<BuildContext, "cacheDir" | "log">):
       removed.push(path.join(folder, name));
     }
   }
-  if (removed.length > 0) ctx.log.info(`removed ${removed.length} partial download${removed.length === 1 ? "" : "s"} a killed build left in ${ctx.cacheDir}: ${removed.join(", ")}`);
+  if (removed.length > 0)
+    ctx.log.info(
+      `removed ${removed.length} partial download${removed.length === 1 ? "" : "s"} a killed build left in ${ctx.cacheDir}: ${removed.join(", ")}`,
+    );
 }
 
 async function partialIsStale(file: string, pid: number): Promise<boolean> {
   // This process has written nothing yet: a partial under its pid is a dead process's, the pid reused.
   if (pid === process.pid || !processRuns(pid)) return true;
-  const modified = await stat(file).then((s) => s.mtimeMs, () => 0);
+  const modified = await stat(file).then(
+    (s) => s.mtimeMs,
+    () => 0,
+  );
   return Date.now() - modified > PARTIAL_STALE_MS;
 }
 
@@ -181,11 +214,20 @@ class HttpStatusError extends Error {}
  * pinned size, else the artifact limit, is read: an endless body ends in a
  * BodyTooLargeError with the partial file removed by the caller.
  */
-async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "background">, url: string, file: string, limit: Pick<BodyLimit, "bytes" | "of">): Promise<{ sha256: string; sha512: string }> {
+async function fetchToFile(
+  ctx: Pick<BuildContext, "log" | "settings" | "background">,
+  url: string,
+  file: string,
+  limit: Pick<BodyLimit, "bytes" | "of">,
+): Promise<{ sha256: string; sha512: string }> {
   // A download prepared in the background ends with the build (lib/core/background.ts).
   const signal = ctx.background?.signal;
   // No headers of the builder's own: nothing that could carry a credential to whatever host a redirect names.
-  const response = await fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), redirect: "follow", ...(signal ? { signal } : {}) }).catch((error: unknown) => {
+  const response = await fetch(url, {
+    dispatcher: agentFor(ctx.settings.extraCaCerts),
+    redirect: "follow",
+    ...(signal ? { signal } : {}),
+  }).catch((error: unknown) => {
     // A certificate problem comes back a UserError (hint: DEVVM_EXTRA_CA_CERTS), so it is not retried.
     throw fetchError(url, error);
   });
@@ -193,7 +235,8 @@ async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "backgro
     await response.body?.cancel().catch(() => {});
     const error = new HttpStatusError(`GET ${url}: HTTP ${response.status}`);
     // A 4xx will not get better by retrying.
-    if (response.status >= 400 && response.status < 500) throw new UserError(error.message, "check the version in pins.json and the source address in the settings");
+    if (response.status >= 400 && response.status < 500)
+      throw new UserError(error.message, "check the version in pins.json and the source address in the settings");
     throw error;
   }
   const budget = new ByteBudget({ what: `GET ${url}`, kind: "artifact", ...limit });
@@ -223,7 +266,9 @@ async function fetchToFile(ctx: Pick<BuildContext, "log" | "settings" | "backgro
       sha512.update(chunk);
       if (performance.now() - reported >= progressIntervals.downloadMs) {
         reported = performance.now();
-        ctx.log.info(`downloading ${name}: ${(budget.received / 1e6).toFixed(1)}${size ? ` of ${(size / 1e6).toFixed(1)}` : ""} MB`);
+        ctx.log.info(
+          `downloading ${name}: ${(budget.received / 1e6).toFixed(1)}${size ? ` of ${(size / 1e6).toFixed(1)}` : ""} MB`,
+        );
       }
       done(null, chunk);
     },
@@ -254,7 +299,8 @@ export function agentFor(extraCaCerts: string[]): Agent {
 
 /** A CA setting names files, or folders whose *.crt files count. */
 export function certificateFiles(entry: string): string[] {
-  if (!existsSync(entry)) throw new UserError(`extra CA certificate ${entry} does not exist`, "fix DEVVM_EXTRA_CA_CERTS");
+  if (!existsSync(entry))
+    throw new UserError(`extra CA certificate ${entry} does not exist`, "fix DEVVM_EXTRA_CA_CERTS");
   if (!statSync(entry).isDirectory()) return [entry];
   return readdirSync(entry)
     .sort()

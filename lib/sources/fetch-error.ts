@@ -5,7 +5,8 @@
 // builder does not trust, so its hint names DEVVM_EXTRA_CA_CERTS.
 import { UserError } from "../core/errors.ts";
 
-export const CA_HINT = "behind a TLS-inspecting proxy, trust its CA: set DEVVM_EXTRA_CA_CERTS to its certificate file (PEM)";
+export const CA_HINT =
+  "behind a TLS-inspecting proxy, trust its CA: set DEVVM_EXTRA_CA_CERTS to its certificate file (PEM)";
 
 // OpenSSL's verdicts on a certificate chain, as Node reports them.
 const CERTIFICATE_CODES = new Set([
@@ -23,7 +24,14 @@ const CERTIFICATE_CODES = new Set([
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
-const TIMEOUT_CODES = new Set(["ETIMEDOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "TimeoutError", "AbortError"]);
+const TIMEOUT_CODES = new Set([
+  "ETIMEDOUT",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "TimeoutError",
+  "AbortError",
+]);
 
 export interface FetchFailure {
   /** What went wrong, without the URL: "connection refused (ECONNREFUSED)". */
@@ -37,15 +45,44 @@ export interface FetchFailure {
 export function explainFetchFailure(error: unknown): FetchFailure {
   const cause = innermostCause(error);
   // A DOMException's code is a number; its name says what happened.
-  const code = typeof cause.code === "string" ? cause.code : cause.name === "TimeoutError" || cause.name === "AbortError" ? cause.name : undefined;
+  const code =
+    typeof cause.code === "string"
+      ? cause.code
+      : cause.name === "TimeoutError" || cause.name === "AbortError"
+        ? cause.name
+        : undefined;
   const detail = cause.message ?? String(error);
-  if (code && CERTIFICATE_CODES.has(code)) return { reason: `the server's TLS certificate is not trusted: ${detail} (${code})`, hint: certificateHint(code), transient: false };
+  if (code && CERTIFICATE_CODES.has(code))
+    return {
+      reason: `the server's TLS certificate is not trusted: ${detail} (${code})`,
+      hint: certificateHint(code),
+      transient: false,
+    };
   if (code?.startsWith("ERR_SSL_") || code === "EPROTO") {
-    return { reason: `the TLS handshake failed: ${detail} (${code})`, hint: `check that the address is https:// only where the server speaks TLS; ${CA_HINT}`, transient: false };
+    return {
+      reason: `the TLS handshake failed: ${detail} (${code})`,
+      hint: `check that the address is https:// only where the server speaks TLS; ${CA_HINT}`,
+      transient: false,
+    };
   }
-  if (code === "ENOTFOUND") return { reason: `the host name does not resolve (${code})`, hint: "check the address in the settings and this machine's DNS", transient: false };
-  if (code === "ECONNREFUSED") return { reason: `the connection was refused (${code}): nothing listens there`, hint: "check the address and port in the settings, and that the server is up", transient: true };
-  if (code && TIMEOUT_CODES.has(code)) return { reason: `timed out: ${detail} (${code})`, hint: "check the network, or a proxy between this machine and the server", transient: true };
+  if (code === "ENOTFOUND")
+    return {
+      reason: `the host name does not resolve (${code})`,
+      hint: "check the address in the settings and this machine's DNS",
+      transient: false,
+    };
+  if (code === "ECONNREFUSED")
+    return {
+      reason: `the connection was refused (${code}): nothing listens there`,
+      hint: "check the address and port in the settings, and that the server is up",
+      transient: true,
+    };
+  if (code && TIMEOUT_CODES.has(code))
+    return {
+      reason: `timed out: ${detail} (${code})`,
+      hint: "check the network, or a proxy between this machine and the server",
+      transient: true,
+    };
   return { reason: code && !detail.includes(code) ? `${detail} (${code})` : detail, transient: true };
 }
 
@@ -72,7 +109,8 @@ export function fetchError(url: string, error: unknown): UserError | TransientFe
 }
 
 function certificateHint(code: string): string {
-  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") return `check this machine's clock (\`date\`); ${CA_HINT}`;
+  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID")
+    return `check this machine's clock (\`date\`); ${CA_HINT}`;
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `check the host name in the address; ${CA_HINT}`;
   return CA_HINT;
 }

@@ -56,7 +56,10 @@ export class BodyTooLargeError extends UserError {
     /** Bytes read before giving up (0 when the announced size was refused). */
     readonly received: number,
   ) {
-    super(message, "the server sent more than such an answer ever is: check the source's address in the settings, and any proxy between");
+    super(
+      message,
+      "the server sent more than such an answer ever is: check the source's address in the settings, and any proxy between",
+    );
   }
 }
 
@@ -83,18 +86,25 @@ export class ByteBudget {
   checkDeclared(response: Pick<Response, "headers">): void {
     const declared = Number(response.headers.get("content-length"));
     if (Number.isFinite(declared) && declared > this.limit) {
-      throw this.#error(`the server announces ${declared} bytes (Content-Length), over the ${formatLimit(this.limit)} limit for ${this.#kindName()}; not read`);
+      throw this.#error(
+        `the server announces ${declared} bytes (Content-Length), over the ${formatLimit(this.limit)} limit for ${this.#kindName()}; not read`,
+      );
     }
   }
 
   take(bytes: number): void {
     this.received += bytes;
-    if (this.received > this.limit) throw this.#error(`the answer passed ${formatLimit(this.limit)}, the limit for ${this.#kindName()}; stopped reading there`);
+    if (this.received > this.limit)
+      throw this.#error(
+        `the answer passed ${formatLimit(this.limit)}, the limit for ${this.#kindName()}; stopped reading there`,
+      );
   }
 
   #kindName(): string {
     if (this.spec.bytes === undefined) return KIND_NAMES[this.spec.kind];
-    return this.spec.of ? `${KIND_NAMES[this.spec.kind]} of ${this.spec.of}` : `${KIND_NAMES[this.spec.kind]} of its pinned size`;
+    return this.spec.of
+      ? `${KIND_NAMES[this.spec.kind]} of ${this.spec.of}`
+      : `${KIND_NAMES[this.spec.kind]} of its pinned size`;
   }
 
   #error(reason: string): BodyTooLargeError {

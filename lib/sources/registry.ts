@@ -49,7 +49,11 @@ export interface VersionInfo {
 }
 
 /** The registry's record of one version (its packument entry): a few kB, read up to BODY_LIMITS.record. */
-export async function versionInfo(ctx: Pick<BuildContext, "settings" | "log">, name: string, version: string): Promise<VersionInfo> {
+export async function versionInfo(
+  ctx: Pick<BuildContext, "settings" | "log">,
+  name: string,
+  version: string,
+): Promise<VersionInfo> {
   const registry = await registryUrl(ctx);
   const url = `${registry}/${name.replace("/", "%2f")}/${version}`;
   const response = await getMetadata(ctx, url, { accept: "application/json" });
@@ -59,10 +63,18 @@ export async function versionInfo(ctx: Pick<BuildContext, "settings" | "log">, n
   }
   if (!response.ok) {
     await response.body?.cancel().catch(() => {});
-    throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NPM_REGISTRY (or npm's registry setting) and the registry's health");
+    throw new UserError(
+      `GET ${url}: HTTP ${response.status}`,
+      "check DEVVM_NPM_REGISTRY (or npm's registry setting) and the registry's health",
+    );
   }
-  const info = parseJson(await readMetadata(url, response, { what: `GET ${url}`, kind: "record" })) as VersionInfo | undefined;
-  if (typeof info?.dist !== "object" || info.dist === null) throw new UserError(`GET ${url}: the answer is not a package version's record`, "check that DEVVM_NPM_REGISTRY is an npm registry");
+  const info = parseJson(await readMetadata(url, response, { what: `GET ${url}`, kind: "record" })) as
+    VersionInfo | undefined;
+  if (typeof info?.dist !== "object" || info.dist === null)
+    throw new UserError(
+      `GET ${url}: the answer is not a package version's record`,
+      "check that DEVVM_NPM_REGISTRY is an npm registry",
+    );
   return info;
 }
 
@@ -70,8 +82,16 @@ export async function versionInfo(ctx: Pick<BuildContext, "settings" | "log">, n
 const METADATA_DEADLINE_MS = 120_000;
 
 /** GET url for metadata: no credentials, one deadline for the answer and its body. */
-export function getMetadata(ctx: Pick<BuildContext, "settings">, url: string, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(url, { dispatcher: agentFor(ctx.settings.extraCaCerts), headers, signal: AbortSignal.timeout(METADATA_DEADLINE_MS) }).catch((error: unknown) => {
+export function getMetadata(
+  ctx: Pick<BuildContext, "settings">,
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(url, {
+    dispatcher: agentFor(ctx.settings.extraCaCerts),
+    headers,
+    signal: AbortSignal.timeout(METADATA_DEADLINE_MS),
+  }).catch((error: unknown) => {
     throw fetchError(url, error);
   });
 }
@@ -98,6 +118,7 @@ export function parseJson(text: string): unknown {
 /** The registry's `latest` dist-tag of a package. */
 export async function latestVersion(ctx: Pick<BuildContext, "settings" | "log">, name: string): Promise<string> {
   const { version } = await versionInfo(ctx, name, "latest");
-  if (typeof version !== "string") throw new UserError(`the registry's latest ${name} names no version`, "name the version: --update NAME@VERSION");
+  if (typeof version !== "string")
+    throw new UserError(`the registry's latest ${name} names no version`, "name the version: --update NAME@VERSION");
   return version;
 }

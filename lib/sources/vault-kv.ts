@@ -27,16 +27,30 @@ export interface KvLocation {
 /** Why a read did not give fields; each is a warning for vault-tokens, an error with --strict. */
 export type KvReadResult =
   | { ok: true; fields: Map<string, Secret> }
-  | { ok: false; problem: "unreachable" | "denied" | "not-found" | "redirected" | "bad-response" | "bad-token"; message: string };
+  | {
+      ok: false;
+      problem: "unreachable" | "denied" | "not-found" | "redirected" | "bad-response" | "bad-token";
+      message: string;
+    };
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 // Vault redirects once (standby to active); more is a loop.
 const MAX_REDIRECTS = 3;
 
-export async function readKvSecret(location: KvLocation, token: Secret, extraCaCerts: string[], timeoutMs = 10_000): Promise<KvReadResult> {
+export async function readKvSecret(
+  location: KvLocation,
+  token: Secret,
+  extraCaCerts: string[],
+  timeoutMs = 10_000,
+): Promise<KvReadResult> {
   const where = `${location.mount}/${location.path} at ${location.address}`;
   const invalid = tokenProblem(token.reveal());
-  if (invalid) return { ok: false, problem: "bad-token", message: `the Vault token is not a valid header value (${invalid}); it was not sent to ${location.address}` };
+  if (invalid)
+    return {
+      ok: false,
+      problem: "bad-token",
+      message: `the Vault token is not a valid header value (${invalid}); it was not sent to ${location.address}`,
+    };
   const origin = new URL(location.address).origin;
   let url = `${location.address}/v1/${location.mount}/data/${location.path}`;
   // One deadline for the whole read, redirects and body included: a body that trickles forever ends too.
@@ -52,12 +66,21 @@ export async function readKvSecret(location: KvLocation, token: Secret, extraCaC
         redirect: "manual",
       });
     } catch (error) {
-      return { ok: false, problem: "unreachable", message: `Vault at ${location.address} is unreachable ${failureReason(error)}` };
+      return {
+        ok: false,
+        problem: "unreachable",
+        message: `Vault at ${location.address} is unreachable ${failureReason(error)}`,
+      };
     }
     if (!REDIRECTS.has(response.status)) break;
     await response.body?.cancel().catch(() => {});
     const next = redirectTarget(url, response.headers.get("location"));
-    if (!next) return { ok: false, problem: "bad-response", message: `Vault answered HTTP ${response.status} for ${where} without a valid Location` };
+    if (!next)
+      return {
+        ok: false,
+        problem: "bad-response",
+        message: `Vault answered HTTP ${response.status} for ${where} without a valid Location`,
+      };
     if (next.origin !== origin) {
       return {
         ok: false,
@@ -65,12 +88,28 @@ export async function readKvSecret(location: KvLocation, token: Secret, extraCaC
         message: `Vault at ${origin} redirected the read of ${location.mount}/${location.path} to another origin, ${next.origin}; the token was not sent there (set VAULT_ADDR to the address that answers, e.g. the active node's)`,
       };
     }
-    if (hop >= MAX_REDIRECTS) return { ok: false, problem: "bad-response", message: `Vault redirected the read of ${where} more than ${MAX_REDIRECTS} times` };
+    if (hop >= MAX_REDIRECTS)
+      return {
+        ok: false,
+        problem: "bad-response",
+        message: `Vault redirected the read of ${where} more than ${MAX_REDIRECTS} times`,
+      };
     url = next.href;
   }
-  if (response.status === 403) return discard(response, { ok: false, problem: "denied", message: `Vault refused the token for ${where} (HTTP 403)` });
-  if (response.status === 404) return discard(response, { ok: false, problem: "not-found", message: `Vault has no secret ${where} (HTTP 404)` });
-  if (!response.ok) return discard(response, { ok: false, problem: "bad-response", message: `Vault answered HTTP ${response.status} for ${where}` });
+  if (response.status === 403)
+    return discard(response, {
+      ok: false,
+      problem: "denied",
+      message: `Vault refused the token for ${where} (HTTP 403)`,
+    });
+  if (response.status === 404)
+    return discard(response, { ok: false, problem: "not-found", message: `Vault has no secret ${where} (HTTP 404)` });
+  if (!response.ok)
+    return discard(response, {
+      ok: false,
+      problem: "bad-response",
+      message: `Vault answered HTTP ${response.status} for ${where}`,
+    });
   let body: unknown;
   try {
     const bytes = await readBody(response, { what: `Vault's answer for ${where}`, kind: "secret" });
@@ -82,14 +121,24 @@ export async function readKvSecret(location: KvLocation, token: Secret, extraCaC
     }
   } catch (error) {
     if (error instanceof BodyTooLargeError) return { ok: false, problem: "bad-response", message: error.message };
-    return { ok: false, problem: "unreachable", message: `Vault's answer for ${where} could not be read ${failureReason(error)}` };
+    return {
+      ok: false,
+      problem: "unreachable",
+      message: `Vault's answer for ${where} could not be read ${failureReason(error)}`,
+    };
   }
   const data = (body as { data?: { data?: unknown } } | null)?.data?.data;
-  if (typeof data !== "object" || data === null) return { ok: false, problem: "bad-response", message: `Vault's answer for ${where} has no data.data (is ${location.mount} a KV v2 mount?)` };
+  if (typeof data !== "object" || data === null)
+    return {
+      ok: false,
+      problem: "bad-response",
+      message: `Vault's answer for ${where} has no data.data (is ${location.mount} a KV v2 mount?)`,
+    };
   const fields = new Map<string, Secret>();
   for (const [name, value] of Object.entries(data)) {
     // A JSON document stored as an object rather than a string is kept as JSON.
-    if (value !== null && value !== undefined) fields.set(name, new Secret(typeof value === "string" ? value : `${JSON.stringify(value, null, 2)}\n`));
+    if (value !== null && value !== undefined)
+      fields.set(name, new Secret(typeof value === "string" ? value : `${JSON.stringify(value, null, 2)}\n`));
   }
   return { ok: true, fields };
 }
@@ -118,7 +167,11 @@ export async function vaultToken(ctx: BuildContext): Promise<VaultTokenLookup> {
   // A Secret first, so even a refused token is scrubbed from whatever is printed.
   const token = new Secret(text);
   const invalid = tokenProblem(text);
-  if (invalid) return { ok: false, message: `the Vault token in ${file} is not a valid header value (${invalid}); it was not sent` };
+  if (invalid)
+    return {
+      ok: false,
+      message: `the Vault token in ${file} is not a valid header value (${invalid}); it was not sent`,
+    };
   return { ok: true, token };
 }
 

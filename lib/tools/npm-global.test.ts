@@ -7,12 +7,25 @@ import { UserError } from "../core/errors.ts";
 import type { Inputs } from "../inputs/index.ts";
 import { BIN_DIR, nodeBinary, npmCli } from "../machine/layout.ts";
 import { Background } from "../core/background.ts";
-import { activeInstall, checkGlobalCli, cliPrefix, installGlobalCli, installedVersion, prepareGlobalCli, verifyIntegrity, type GlobalCli } from "./npm-global.ts";
+import {
+  activeInstall,
+  checkGlobalCli,
+  cliPrefix,
+  installGlobalCli,
+  installedVersion,
+  prepareGlobalCli,
+  verifyIntegrity,
+  type GlobalCli,
+} from "./npm-global.ts";
 import { progressIntervals } from "../core/progress.ts";
 import { makeTestRoot, type TestRoot } from "../../test/support/test-context.ts";
 
 const NODE = "22.23.3";
-const CLAUDE: GlobalCli = { name: "@anthropic-ai/claude-code", bins: ["claude"], allowScripts: ["@anthropic-ai/claude-code"] };
+const CLAUDE: GlobalCli = {
+  name: "@anthropic-ai/claude-code",
+  bins: ["claude"],
+  allowScripts: ["@anthropic-ai/claude-code"],
+};
 const CODEX: GlobalCli = { name: "@openai/codex", bins: ["codex"] };
 const INTEGRITY = `sha512-${"A".repeat(86)}==`;
 const OTHER_INTEGRITY = `sha512-${"B".repeat(86)}==`;
@@ -36,8 +49,18 @@ function link(root: TestRoot, machinePath: string, target: string): void {
 }
 
 /** What `npm install -g --prefix P` leaves: the package and a relative bin link. */
-function fakeInstall(root: TestRoot, name: string, version: string, bin: string, prefix = cliPrefix(name, version)): void {
-  write(root, `${prefix}/lib/node_modules/${name}/package.json`, JSON.stringify({ name, version, bin: { [bin]: "cli.js" } }));
+function fakeInstall(
+  root: TestRoot,
+  name: string,
+  version: string,
+  bin: string,
+  prefix = cliPrefix(name, version),
+): void {
+  write(
+    root,
+    `${prefix}/lib/node_modules/${name}/package.json`,
+    JSON.stringify({ name, version, bin: { [bin]: "cli.js" } }),
+  );
   write(root, `${prefix}/lib/node_modules/${name}/cli.js`, `#!/bin/sh\necho ${version}\n`, 0o755);
   link(root, `${prefix}/bin/${bin}`, `../lib/node_modules/${name}/cli.js`);
 }
@@ -70,11 +93,17 @@ describe("installedVersion", () => {
 
   it("recognizes an install the builder did not make (an old npm -g into /usr/local) as not its own", async () => {
     using root = testRoot();
-    write(root, `/usr/local/lib/node_modules/${CLAUDE.name}/package.json`, JSON.stringify({ name: CLAUDE.name, version: "2.1.300" }));
+    write(
+      root,
+      `/usr/local/lib/node_modules/${CLAUDE.name}/package.json`,
+      JSON.stringify({ name: CLAUDE.name, version: "2.1.300" }),
+    );
     link(root, `${BIN_DIR}/claude`, `../lib/node_modules/${CLAUDE.name}/bin/claude.exe`);
     expect(await activeInstall(root.ctx, CLAUDE.name, "claude")).toEqual({ version: "2.1.300", prefix: null });
     const { changes } = await checkGlobalCli(root.ctx, CLAUDE, { version: "2.1.300" });
-    expect(changes).toEqual([{ kind: "package", name: CLAUDE.name, from: "2.1.300 (not the builder's install)", to: "2.1.300" }]);
+    expect(changes).toEqual([
+      { kind: "package", name: CLAUDE.name, from: "2.1.300 (not the builder's install)", to: "2.1.300" },
+    ]);
   });
 
   it("is null for a link into a prefix whose package.json is missing (a broken install is reinstalled)", async () => {
@@ -89,7 +118,10 @@ describe("checkGlobalCli", () => {
     using root = testRoot();
     fakeInstall(root, CODEX.name, "0.169.0", "codex");
     link(root, `${BIN_DIR}/codex`, `${cliPrefix(CODEX.name, "0.169.0")}/bin/codex`);
-    expect(await checkGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).toEqual({ changes: [], managed: [{ path: "/usr/local/bin/codex" }] });
+    expect(await checkGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).toEqual({
+      changes: [],
+      managed: [{ path: "/usr/local/bin/codex" }],
+    });
     expect(cliPrefix(CODEX.name, "0.169.0")).toBe("/opt/devvm/npm/@openai+codex/0.169.0");
   });
 
@@ -97,7 +129,9 @@ describe("checkGlobalCli", () => {
     using root = testRoot();
     fakeInstall(root, CODEX.name, "0.168.0", "codex");
     link(root, `${BIN_DIR}/codex`, `${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`);
-    expect((await checkGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).changes).toEqual([{ kind: "package", name: CODEX.name, from: "0.168.0", to: "0.169.0" }]);
+    expect((await checkGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).changes).toEqual([
+      { kind: "package", name: CODEX.name, from: "0.168.0", to: "0.169.0" },
+    ]);
   });
 });
 
@@ -116,11 +150,18 @@ async function startFakeRegistry(integrity: string): Promise<FakeRegistry> {
     requests.push(req.url ?? "");
     const match = /^\/(.+)\/([^/]+)$/.exec(req.url ?? "");
     if (!match) return void res.writeHead(404).end();
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ name: decodeURIComponent(match[1]!), version: match[2], dist: { integrity } }));
+    res
+      .writeHead(200, { "content-type": "application/json" })
+      .end(JSON.stringify({ name: decodeURIComponent(match[1]!), version: match[2], dist: { integrity } }));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, requests, integrity, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    integrity,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 // Logs its argv, installs a package with one
@@ -148,7 +189,14 @@ fs.symlinkSync(path.join("../lib/node_modules", name, "cli.js"), path.join(prefi
 describe("installGlobalCli", () => {
   let root: TestRoot;
   let registry: FakeRegistry;
-  const npmCalls = () => (existsSync(path.join(root.dir, "npm.log")) ? readFileSync(path.join(root.dir, "npm.log"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as string[]) : []);
+  const npmCalls = () =>
+    existsSync(path.join(root.dir, "npm.log"))
+      ? readFileSync(path.join(root.dir, "npm.log"), "utf8")
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as string[])
+      : [];
   const installs = () => npmCalls().filter((args) => args[0] === "install");
   const activeTarget = (bin: string) => readlinkSync(path.join(root.dir, BIN_DIR, bin));
   const versionsOf = (name: string) => readdirSync(path.join(root.dir, path.dirname(cliPrefix(name, "x")))).sort();
@@ -189,7 +237,10 @@ describe("installGlobalCli", () => {
     root.ctx.settings.npmRegistry = registry.url;
     await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
     const [install] = installs();
-    expect(install!.slice(install!.indexOf("--registry"), install!.indexOf("--registry") + 2)).toEqual(["--registry", registry.url]);
+    expect(install!.slice(install!.indexOf("--registry"), install!.indexOf("--registry") + 2)).toEqual([
+      "--registry",
+      registry.url,
+    ]);
     expect(install!.some((a) => a.startsWith("--allow-scripts"))).toBe(false);
   });
 
@@ -203,7 +254,9 @@ describe("installGlobalCli", () => {
   });
 
   it("installs nothing when the registry's integrity differs from the pin, and names both", async () => {
-    const error = await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: OTHER_INTEGRITY }).catch((e: unknown) => e);
+    const error = await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: OTHER_INTEGRITY }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(UserError);
     expect((error as Error).message).toContain(OTHER_INTEGRITY);
     expect((error as Error).message).toContain(INTEGRITY);
@@ -231,7 +284,9 @@ describe("installGlobalCli", () => {
   it("keeps the old version active when npm fails, and leaves no half install", async () => {
     await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
     vi.stubEnv("FAKE_NPM_FAIL", "1");
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY })).rejects.toThrow(/exited with 1:\nnpm error code E500/);
+    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY })).rejects.toThrow(
+      /exited with 1:\nnpm error code E500/,
+    );
     expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`);
     expect(versionsOf(CODEX.name)).toEqual(["0.168.0"]);
   });
@@ -242,7 +297,9 @@ describe("installGlobalCli", () => {
       expect(existsSync(path.join(prefix, "bin/codex"))).toBe(true);
       throw new UserError("unhealthy");
     });
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify })).rejects.toThrow("unhealthy");
+    await expect(
+      installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify }),
+    ).rejects.toThrow("unhealthy");
     expect(verify).toHaveBeenCalledWith(path.join(root.dir, cliPrefix(CODEX.name, "0.169.0")));
     expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`);
     expect(versionsOf(CODEX.name)).toEqual(["0.168.0"]);
@@ -257,7 +314,9 @@ describe("installGlobalCli", () => {
       calls.push(`beforeSwitch, active ${activeTarget("codex")}`);
       if (fail) throw new UserError("no backup");
     });
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch })).rejects.toThrow("no backup");
+    await expect(
+      installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch }),
+    ).rejects.toThrow("no backup");
     const old = `${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`;
     expect(calls).toEqual([`verify, active ${old}`, `beforeSwitch, active ${old}`]);
     expect(activeTarget("codex")).toBe(old);
@@ -276,7 +335,8 @@ describe("installGlobalCli", () => {
   });
 
   it("keeps the previous version for a rollback, prunes older ones, and rolls back without npm", async () => {
-    for (const version of ["0.167.0", "0.168.0", "0.169.0"]) await installGlobalCli(root.ctx, CODEX, { version, integrity: INTEGRITY });
+    for (const version of ["0.167.0", "0.168.0", "0.169.0"])
+      await installGlobalCli(root.ctx, CODEX, { version, integrity: INTEGRITY });
     expect(versionsOf(CODEX.name)).toEqual(["0.168.0", "0.169.0"]);
     const calls = installs().length;
     const changes = await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
@@ -287,26 +347,36 @@ describe("installGlobalCli", () => {
   });
 
   it("refuses a package whose commands differ from the stage's, switching nothing", async () => {
-    const error = await installGlobalCli(root.ctx, { name: "@openai/codex", bins: ["codex", "codex-exec"] }, { version: "0.169.0", integrity: INTEGRITY }).catch((e: unknown) => e);
+    const error = await installGlobalCli(
+      root.ctx,
+      { name: "@openai/codex", bins: ["codex", "codex-exec"] },
+      { version: "0.169.0", integrity: INTEGRITY },
+    ).catch((e: unknown) => e);
     expect((error as Error).message).toMatch(/provides the commands \[codex\], the stage links \[codex, codex-exec\]/);
     expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
     expect(versionsOf(CODEX.name)).toEqual([]);
   });
 
   it("installs nothing without a pinned integrity", async () => {
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow("pins.json has no integrity for @openai/codex@0.169.0");
+    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(
+      "pins.json has no integrity for @openai/codex@0.169.0",
+    );
     expect(installs()).toEqual([]);
   });
 
   it("says which stage to run first when the pinned Node is missing", async () => {
     (root.ctx.inputs.pins.node as { version: string }).version = "22.99.0";
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(/pinned Node 22\.99\.0 is not installed/);
+    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(
+      /pinned Node 22\.99\.0 is not installed/,
+    );
   });
 
   describe("prepared in the background (while apt runs)", () => {
     const pin = { version: "0.169.0", integrity: INTEGRITY };
-    const withNode = (work: (tree: string) => Promise<unknown>) => work(path.join(root.dir, `/opt/devvm/node/${NODE}`)) as never;
-    const prepared = (background: Background) => background.peek(`npm install ${CODEX.name}@${pin.version}`)!.catch(() => {});
+    const withNode = (work: (tree: string) => Promise<unknown>) =>
+      work(path.join(root.dir, `/opt/devvm/node/${NODE}`)) as never;
+    const prepared = (background: Background) =>
+      background.peek(`npm install ${CODEX.name}@${pin.version}`)!.catch(() => {});
 
     it("stages the install at nice 19 with nothing live; the stage's apply takes it, runs no second npm, and says it done", async () => {
       const background = new Background();
@@ -320,11 +390,15 @@ describe("installGlobalCli", () => {
       expect(readFileSync(path.join(root.dir, "nice.log"), "utf8").trim()).toBe("19");
       expect(lines).toEqual(["npm install @openai/codex@0.169.0"]);
 
-      expect(await installGlobalCli(ctx, CODEX, pin)).toEqual([{ kind: "package", name: CODEX.name, from: null, to: "0.169.0" }]);
+      expect(await installGlobalCli(ctx, CODEX, pin)).toEqual([
+        { kind: "package", name: CODEX.name, from: null, to: "0.169.0" },
+      ]);
       expect(installs()).toHaveLength(1);
       expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.169.0")}/bin/codex`);
       expect(versionsOf(CODEX.name)).toEqual(["0.169.0"]);
-      expect(lines.slice(1)).toEqual([expect.stringMatching(/^npm install @openai\/codex@0\.169\.0: done in \d+\.\d s$/)]);
+      expect(lines.slice(1)).toEqual([
+        expect.stringMatching(/^npm install @openai\/codex@0\.169\.0: done in \d+\.\d s$/),
+      ]);
       await background.settle(ctx.log);
       expect(versionsOf(CODEX.name)).toEqual(["0.169.0"]);
     });
@@ -352,7 +426,9 @@ describe("installGlobalCli", () => {
       const tampered = { ...pin, integrity: OTHER_INTEGRITY };
       prepareGlobalCli(ctx, CODEX, tampered, withNode);
       await prepared(background);
-      await expect(installGlobalCli(ctx, CODEX, tampered)).rejects.toThrow(`pins.json has integrity ${OTHER_INTEGRITY}, the registry serves ${INTEGRITY}`);
+      await expect(installGlobalCli(ctx, CODEX, tampered)).rejects.toThrow(
+        `pins.json has integrity ${OTHER_INTEGRITY}, the registry serves ${INTEGRITY}`,
+      );
       // Asked once in the background, once by the apply.
       expect(registry.requests).toEqual(["/@openai%2fcodex/0.169.0", "/@openai%2fcodex/0.169.0"]);
       expect(installs()).toEqual([]);
@@ -378,7 +454,9 @@ describe("verifyIntegrity", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     using root = testRoot({ npmRegistry: `http://127.0.0.1:${(server.address() as { port: number }).port}` });
     try {
-      await expect(verifyIntegrity(root.ctx, "t3", { version: "0.0.26", integrity: INTEGRITY })).rejects.toThrow(/t3@0\.0\.26 is not in the registry/);
+      await expect(verifyIntegrity(root.ctx, "t3", { version: "0.0.26", integrity: INTEGRITY })).rejects.toThrow(
+        /t3@0\.0\.26 is not in the registry/,
+      );
     } finally {
       server.close();
     }

@@ -46,7 +46,8 @@ export interface ActiveInstall {
   prefix: string | null;
 }
 
-export const UNDER_ROOT_REASON = "installing npm packages needs the pinned Node running on the machine itself, not under --root";
+export const UNDER_ROOT_REASON =
+  "installing npm packages needs the pinned Node running on the machine itself, not under --root";
 
 const STAGING = ".staging-";
 const NPM_TIMEOUT_MS = 15 * 60_000;
@@ -62,22 +63,35 @@ export function cliPrefix(name: string, version: string): string {
 }
 
 /** The version the /usr/local/bin/<bin> link leads to, or null when there is none. */
-export async function installedVersion(ctx: Pick<BuildContext, "root">, name: string, bin: string): Promise<string | null> {
+export async function installedVersion(
+  ctx: Pick<BuildContext, "root">,
+  name: string,
+  bin: string,
+): Promise<string | null> {
   return (await activeInstall(ctx, name, bin))?.version ?? null;
 }
 
 /** The manifest's record of a CLI: "npm:<name>" -> the active version, when one is. */
-export async function globalCliInventory(ctx: Pick<BuildContext, "root">, cli: GlobalCli): Promise<Record<string, string>> {
+export async function globalCliInventory(
+  ctx: Pick<BuildContext, "root">,
+  cli: GlobalCli,
+): Promise<Record<string, string>> {
   const version = await installedVersion(ctx, cli.name, cli.bins[0]!);
   return version ? { [`npm:${cli.name}`]: version } : {};
 }
 
-export async function activeInstall(ctx: Pick<BuildContext, "root">, name: string, bin: string): Promise<ActiveInstall | null> {
+export async function activeInstall(
+  ctx: Pick<BuildContext, "root">,
+  name: string,
+  bin: string,
+): Promise<ActiveInstall | null> {
   const link = `${BIN_DIR}/${bin}`;
   const target = await readlinkOrNull(hostPath(ctx, link));
   if (target === null) return null;
   const resolved = path.resolve(path.dirname(link), target);
-  const ours = new RegExp(`^${escapeRegExp(`${NPM_CLI_ROOT}/${safeName(name)}/`)}([^/]+)/bin/${escapeRegExp(bin)}$`).exec(resolved);
+  const ours = new RegExp(
+    `^${escapeRegExp(`${NPM_CLI_ROOT}/${safeName(name)}/`)}([^/]+)/bin/${escapeRegExp(bin)}$`,
+  ).exec(resolved);
   if (ours) {
     const prefix = path.dirname(path.dirname(resolved));
     const version = await packageVersion(ctx, `${prefix}/lib/node_modules/${name}`, name);
@@ -97,7 +111,12 @@ export async function checkGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: Npm
   const active = await activeInstall(ctx, cli.name, cli.bins[0]!);
   const prefix = cliPrefix(cli.name, pin.version);
   if (active?.version !== pin.version || active.prefix !== prefix) {
-    const from = active === null ? null : active.prefix === null ? `${active.version} (not the builder's install)` : active.version;
+    const from =
+      active === null
+        ? null
+        : active.prefix === null
+          ? `${active.version} (not the builder's install)`
+          : active.version;
     return { changes: [{ kind: "package", name: cli.name, from, to: pin.version }], managed };
   }
   return { changes: await checkResources(ctx, links(cli, prefix)), managed };
@@ -115,7 +134,12 @@ export interface InstallOptions {
 }
 
 /** Makes the pinned version active: installs it when its prefix is not complete, verifies it, switches the links, prunes. */
-export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, options: InstallOptions = {}): Promise<Change[]> {
+export async function installGlobalCli(
+  ctx: BuildContext,
+  cli: GlobalCli,
+  pin: NpmPin,
+  options: InstallOptions = {},
+): Promise<Change[]> {
   const { changes } = await checkGlobalCli(ctx, cli, pin);
   if (changes.length === 0) return [];
   const before = await activeInstall(ctx, cli.name, cli.bins[0]!);
@@ -123,7 +147,9 @@ export async function installGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: N
   if (before?.prefix !== prefix) {
     // A complete prefix of this version (the rollback target) is reused as it is.
     if (await needsInstall(ctx, cli, pin)) {
-      const staged = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () => stageInstall(ctx, cli, pin, installedNodeTree(ctx)));
+      const staged = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () =>
+        stageInstall(ctx, cli, pin, installedNodeTree(ctx)),
+      );
       // Done in the background: said here, under the stage's own name.
       if (staged.done) ctx.log.info(staged.done);
       await moveIntoPlace(staged.dir, hostPath(ctx, prefix));
@@ -161,7 +187,12 @@ let npmQueue: Promise<unknown> = Promise.resolve();
  * then only moves it into place. Call it before any await in the stage's
  * prepare, so that the node stage waits for it before moving its tree.
  */
-export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, withNode: (work: (treeDir: string) => Promise<Staged | null>) => Promise<Staged | null>): Promise<unknown> | undefined {
+export function prepareGlobalCli(
+  ctx: BuildContext,
+  cli: GlobalCli,
+  pin: NpmPin,
+  withNode: (work: (treeDir: string) => Promise<Staged | null>) => Promise<Staged | null>,
+): Promise<unknown> | undefined {
   return ctx.background?.start(
     installJob(cli, pin),
     () =>
@@ -177,7 +208,11 @@ export function prepareGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin,
 
 /** Guards the pins: the registry must serve the pinned integrity for this version, or nothing is installed. */
 export async function verifyIntegrity(ctx: BuildContext, name: string, pin: NpmPin): Promise<void> {
-  if (!pin.integrity) throw new UserError(`pins.json has no integrity for ${name}@${pin.version}; nothing was installed`, "run `build.ts lock` to record it");
+  if (!pin.integrity)
+    throw new UserError(
+      `pins.json has no integrity for ${name}@${pin.version}; nothing was installed`,
+      "run `build.ts lock` to record it",
+    );
   const served = (await versionInfo(ctx, name, pin.version)).dist?.integrity;
   if (served !== pin.integrity) {
     throw new UserError(
@@ -206,10 +241,19 @@ interface Staged {
  * version's prefix only when all went well (moveIntoPlace). In the
  * background (while apt runs) npm yields the CPU to dpkg.
  */
-async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, treeDir: string, { background = false } = {}): Promise<Staged> {
+async function stageInstall(
+  ctx: BuildContext,
+  cli: GlobalCli,
+  pin: NpmPin,
+  treeDir: string,
+  { background = false } = {},
+): Promise<Staged> {
   const nodeVersion = ctx.inputs.pins.node.version;
   if (!existsSync(path.join(treeDir, NODE_IN_TREE))) {
-    throw new UserError(`the pinned Node ${nodeVersion} is not installed (${nodeBinary(nodeVersion)} is missing)`, `run the node stage first: build.ts --stage node,${path.basename(cli.name)}`);
+    throw new UserError(
+      `the pinned Node ${nodeVersion} is not installed (${nodeBinary(nodeVersion)} is missing)`,
+      `run the node stage first: build.ts --stage node,${path.basename(cli.name)}`,
+    );
   }
   await verifyIntegrity(ctx, cli.name, pin);
   const prefix = hostPath(ctx, cliPrefix(cli.name, pin.version));
@@ -238,10 +282,19 @@ async function stageInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, tree
         ...["--strict-allow-scripts", "--ignore-scripts=false", "--no-audit", "--no-fund"],
       ],
       // npm says nothing for minutes (claude-code's install script): its elapsed time shows it runs.
-      { env: nodeEnv(treeDir), timeoutMs: NPM_TIMEOUT_MS, heartbeat: { label, quietDone: background }, signal: ctx.background?.signal, yieldCpu: background },
+      {
+        env: nodeEnv(treeDir),
+        timeoutMs: NPM_TIMEOUT_MS,
+        heartbeat: { label, quietDone: background },
+        signal: ctx.background?.signal,
+        yieldCpu: background,
+      },
     );
     await assertInstalled(cli, pin.version, staging);
-    return { dir: staging, ...(background ? { done: `${label}: done in ${formatDuration(Date.now() - started)}` } : {}) };
+    return {
+      dir: staging,
+      ...(background ? { done: `${label}: done in ${formatDuration(Date.now() - started)}` } : {}),
+    };
   } catch (error) {
     await fs.rm(staging, { recursive: true, force: true });
     throw error;
@@ -261,17 +314,29 @@ async function moveIntoPlace(staging: string, hostPrefix: string): Promise<void>
 
 /** The staged package is the pinned version and has exactly the commands the stage links. */
 async function assertInstalled(cli: GlobalCli, version: string, hostStaging: string): Promise<void> {
-  const manifest = JSON.parse(await fs.readFile(path.join(hostStaging, "lib/node_modules", cli.name, "package.json"), "utf8")) as { version?: string; bin?: string | Record<string, string> };
-  if (manifest.version !== version) throw new UserError(`npm installed ${cli.name}@${manifest.version} instead of ${version}`);
+  const manifest = JSON.parse(
+    await fs.readFile(path.join(hostStaging, "lib/node_modules", cli.name, "package.json"), "utf8"),
+  ) as { version?: string; bin?: string | Record<string, string> };
+  if (manifest.version !== version)
+    throw new UserError(`npm installed ${cli.name}@${manifest.version} instead of ${version}`);
   const bins = typeof manifest.bin === "string" ? [path.basename(cli.name)] : Object.keys(manifest.bin ?? {});
   if (bins.sort().join(",") !== [...cli.bins].sort().join(",")) {
-    throw new UserError(`${cli.name}@${version} provides the commands [${bins.join(", ")}], the stage links [${cli.bins.join(", ")}]; nothing was switched`, "update the stage's bins to the package's");
+    throw new UserError(
+      `${cli.name}@${version} provides the commands [${bins.join(", ")}], the stage links [${cli.bins.join(", ")}]; nothing was switched`,
+      "update the stage's bins to the package's",
+    );
   }
-  for (const bin of cli.bins) if (!(await lstatOrNull(path.join(hostStaging, "bin", bin)))) throw new UserError(`npm left no bin/${bin} in the new ${cli.name}@${version} install`);
+  for (const bin of cli.bins)
+    if (!(await lstatOrNull(path.join(hostStaging, "bin", bin))))
+      throw new UserError(`npm left no bin/${bin} in the new ${cli.name}@${version} install`);
 }
 
 /** Keeps the active and the previous version; removes older ones and leftovers of killed installs. */
-async function pruneVersions(ctx: BuildContext, cli: GlobalCli, keep: Array<string | null | undefined>): Promise<Change[]> {
+async function pruneVersions(
+  ctx: BuildContext,
+  cli: GlobalCli,
+  keep: Array<string | null | undefined>,
+): Promise<Change[]> {
   const dir = `${NPM_CLI_ROOT}/${safeName(cli.name)}`;
   const kept = new Set(keep.filter((p): p is string => !!p).map((p) => path.basename(p)));
   const names = await fs.readdir(hostPath(ctx, dir)).catch(() => [] as string[]);
@@ -279,7 +344,8 @@ async function pruneVersions(ctx: BuildContext, cli: GlobalCli, keep: Array<stri
   for (const name of names) {
     if (kept.has(name)) continue;
     await fs.rm(hostPath(ctx, `${dir}/${name}`), { recursive: true, force: true });
-    if (!name.startsWith(STAGING)) changes.push({ kind: "action", description: `remove ${cli.name} ${name} (older than the previous version)` });
+    if (!name.startsWith(STAGING))
+      changes.push({ kind: "action", description: `remove ${cli.name} ${name} (older than the previous version)` });
   }
   return changes;
 }
@@ -301,9 +367,16 @@ function nodeEnv(treeDir: string): Record<string, string> {
 
 // ---- helpers ----------------------------------------------------------------
 
-async function packageVersion(ctx: Pick<BuildContext, "root">, packageDir: string, name: string): Promise<string | null> {
+async function packageVersion(
+  ctx: Pick<BuildContext, "root">,
+  packageDir: string,
+  name: string,
+): Promise<string | null> {
   try {
-    const manifest = JSON.parse(await fs.readFile(hostPath(ctx, `${packageDir}/package.json`), "utf8")) as { name?: string; version?: string };
+    const manifest = JSON.parse(await fs.readFile(hostPath(ctx, `${packageDir}/package.json`), "utf8")) as {
+      name?: string;
+      version?: string;
+    };
     return manifest.name === name && typeof manifest.version === "string" ? manifest.version : null;
   } catch {
     return null;

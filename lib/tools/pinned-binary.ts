@@ -18,12 +18,20 @@ export interface PinnedBinary {
 
 export async function installedSha256(ctx: Pick<BuildContext, "root">, machinePath: string): Promise<string | null> {
   const file = hostPath(ctx, machinePath);
-  return (await whileUnchanged(file, async () => createHash("sha256").update(await readFile(file)).digest("hex"))) ?? null;
+  return (
+    (await whileUnchanged(file, async () =>
+      createHash("sha256")
+        .update(await readFile(file))
+        .digest("hex"),
+    )) ?? null
+  );
 }
 
 /** A package change when the file is not the pinned build; else its mode and owner drift. */
 export async function pinnedBinaryChanges(ctx: BuildContext, binary: PinnedBinary): Promise<Change[]> {
   const current = await installedSha256(ctx, binary.path);
   if (current === binary.sha256) return checkAttributes(ctx, binary.path, 0o755);
-  return [{ kind: "package", name: binary.name, from: current ? `sha256 ${current.slice(0, 12)}` : null, to: binary.version }];
+  return [
+    { kind: "package", name: binary.name, from: current ? `sha256 ${current.slice(0, 12)}` : null, to: binary.version },
+  ];
 }

@@ -41,8 +41,17 @@ describe("checkT3Health", () => {
   let dir: string;
   const log = { info: () => {}, debug: () => {} };
   const check = (mode: string, extra: Partial<T3HealthOptions> = {}) =>
-    checkT3Health({ log }, { t3: path.join(dir, "t3"), expectedVersion: "0.0.26", env: { FAKE_T3_MODE: mode, FAKE_T3_STATE: dir }, ...extra });
-  const serveState = () => JSON.parse(readFileSync(path.join(dir, "serve.json"), "utf8")) as { pid: number; baseDir: string };
+    checkT3Health(
+      { log },
+      {
+        t3: path.join(dir, "t3"),
+        expectedVersion: "0.0.26",
+        env: { FAKE_T3_MODE: mode, FAKE_T3_STATE: dir },
+        ...extra,
+      },
+    );
+  const serveState = () =>
+    JSON.parse(readFileSync(path.join(dir, "serve.json"), "utf8")) as { pid: number; baseDir: string };
   const alive = (pid: number) => {
     try {
       process.kill(pid, 0);
@@ -82,18 +91,28 @@ describe("checkT3Health", () => {
   });
 
   it("checks the version first, from the last word of `t3 --version`", async () => {
-    expect(await check("wrong-version")).toEqual({ healthy: false, check: "version", saw: '`t3 --version` printed "t3 v0.0.27", expected 0.0.26' });
+    expect(await check("wrong-version")).toEqual({
+      healthy: false,
+      check: "version",
+      saw: '`t3 --version` printed "t3 v0.0.27", expected 0.0.26',
+    });
   });
 
   it("reports a server that exits before answering, with its output", async () => {
     const health = await check("crash");
     expect(health).toMatchObject({ healthy: false, check: "serve" });
-    expect(health.healthy || health.saw).toMatch(/exited with 3 before answering GET \/:\nstate.sqlite: migration failed/);
+    expect(health.healthy || health.saw).toMatch(
+      /exited with 3 before answering GET \/:\nstate.sqlite: migration failed/,
+    );
   });
 
   it("gives up waiting for GET / = 200 after the timeout, naming the last answer", async () => {
     const health = await check("not-ready", { readyTimeoutMs: 1000 });
-    expect(health).toEqual({ healthy: false, check: "serve", saw: "GET / did not answer 200 within 1 s (last: HTTP 503)" });
+    expect(health).toEqual({
+      healthy: false,
+      check: "serve",
+      saw: "GET / did not answer 200 within 1 s (last: HTTP 503)",
+    });
     expect(alive(serveState().pid)).toBe(false);
   });
 

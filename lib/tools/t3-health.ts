@@ -26,7 +26,9 @@ export interface T3HealthOptions {
   readyTimeoutMs?: number;
 }
 
-export type T3Health = { healthy: true } | { healthy: false; check: "version" | "serve" | "pairing credential" | "browser session"; saw: string };
+export type T3Health =
+  | { healthy: true }
+  | { healthy: false; check: "version" | "serve" | "pairing credential" | "browser session"; saw: string };
 
 // The route the session is made on; older versions only have the second.
 const SESSION_ROUTES = ["/api/auth/browser-session", "/api/auth/bootstrap"];
@@ -55,11 +57,18 @@ export async function checkT3Health(ctx: Pick<BuildContext, "log">, options: T3H
 }
 
 /** `t3 --version` prints the version as its last word, maybe with a v. */
-async function checkVersion(ctx: Pick<BuildContext, "log">, t3: string, expected: string, env: Record<string, string>): Promise<T3Health | null> {
+async function checkVersion(
+  ctx: Pick<BuildContext, "log">,
+  t3: string,
+  expected: string,
+  env: Record<string, string>,
+): Promise<T3Health | null> {
   try {
     const { stdout } = await run(ctx, t3, ["--version"], { env, timeoutMs: COMMAND_TIMEOUT_MS });
     const printed = stdout.trim().split(/\s+/).pop()?.replace(/^v/, "") ?? "";
-    return printed === expected ? null : { healthy: false, check: "version", saw: `\`t3 --version\` printed "${stdout.trim()}", expected ${expected}` };
+    return printed === expected
+      ? null
+      : { healthy: false, check: "version", saw: `\`t3 --version\` printed "${stdout.trim()}", expected ${expected}` };
   } catch (error) {
     return { healthy: false, check: "version", saw: failureText(error) };
   }
@@ -77,11 +86,15 @@ function startServer(t3: string, port: number, baseDir: string, env: Record<stri
   // recorded, so a build killed meanwhile has it ended by the next one; and
   // killed by the kernel the moment the builder dies (setpriv --pdeathsig):
   // a server that never ends by itself must not outlive its check.
-  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", t3, "serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir], {
-    env: { ...process.env, ...env },
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "setpriv",
+    ["--pdeathsig", "KILL", "--", t3, "serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir],
+    {
+      env: { ...process.env, ...env },
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   trackChild(child.pid);
   let output = "";
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8192));
@@ -100,7 +113,11 @@ async function waitForRoot(origin: string, server: Server, timeoutMs: number): P
     const ended = server.ended();
     if (ended) {
       const output = tail(server.output(), 8);
-      return { healthy: false, check: "serve", saw: `\`t3 serve\` ${ended} before answering GET /${output ? `:\n${output}` : ""}` };
+      return {
+        healthy: false,
+        check: "serve",
+        saw: `\`t3 serve\` ${ended} before answering GET /${output ? `:\n${output}` : ""}`,
+      };
     }
     try {
       const response = await fetch(`${origin}/`, { redirect: "manual", signal: AbortSignal.timeout(2000) });
@@ -112,13 +129,25 @@ async function waitForRoot(origin: string, server: Server, timeoutMs: number): P
     }
     await sleep(200);
   }
-  return { healthy: false, check: "serve", saw: `GET / did not answer 200 within ${Math.round(timeoutMs / 1000)} s (last: ${last})` };
+  return {
+    healthy: false,
+    check: "serve",
+    saw: `GET / did not answer 200 within ${Math.round(timeoutMs / 1000)} s (last: ${last})`,
+  };
 }
 
-async function createCredential(ctx: Pick<BuildContext, "log">, t3: string, baseDir: string, env: Record<string, string>): Promise<string | T3Health> {
+async function createCredential(
+  ctx: Pick<BuildContext, "log">,
+  t3: string,
+  baseDir: string,
+  env: Record<string, string>,
+): Promise<string | T3Health> {
   let stdout: string;
   try {
-    ({ stdout } = await run(ctx, t3, ["auth", "pairing", "create", "--base-dir", baseDir, "--ttl", "5m", "--json"], { env, timeoutMs: COMMAND_TIMEOUT_MS }));
+    ({ stdout } = await run(ctx, t3, ["auth", "pairing", "create", "--base-dir", baseDir, "--ttl", "5m", "--json"], {
+      env,
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    }));
   } catch (error) {
     return { healthy: false, check: "pairing credential", saw: failureText(error) };
   }
@@ -129,7 +158,11 @@ async function createCredential(ctx: Pick<BuildContext, "log">, t3: string, base
     // reported below
   }
   // The output is not shown: it may hold a credential in another shape.
-  return { healthy: false, check: "pairing credential", saw: `\`t3 auth pairing create --json\` printed no JSON with a "credential" string (${stdout.length} bytes)` };
+  return {
+    healthy: false,
+    check: "pairing credential",
+    saw: `\`t3 auth pairing create --json\` printed no JSON with a "credential" string (${stdout.length} bytes)`,
+  };
 }
 
 async function createSession(origin: string, credential: string): Promise<T3Health> {
@@ -146,12 +179,16 @@ async function createSession(origin: string, credential: string): Promise<T3Heal
       });
       await response.body?.cancel();
     } catch (error) {
-      tried.push(`POST ${route} failed (${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message})`);
+      tried.push(
+        `POST ${route} failed (${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message})`,
+      );
       break;
     }
     const cookies = response.headers.getSetCookie();
     if (cookies.some((c) => c.startsWith("t3_session="))) return { healthy: true };
-    tried.push(`POST ${route} answered ${response.status}${cookies.length ? ` with cookies ${cookies.map((c) => c.split("=")[0]).join(", ")}` : ""}`);
+    tried.push(
+      `POST ${route} answered ${response.status}${cookies.length ? ` with cookies ${cookies.map((c) => c.split("=")[0]).join(", ")}` : ""}`,
+    );
     // Only a missing route sends us on to the older one.
     if (response.status !== 404) break;
   }

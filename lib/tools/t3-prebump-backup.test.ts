@@ -37,7 +37,9 @@ describe("prebumpBackups", () => {
     using root = makeTestRoot();
     withAccounts(root, ["alice:x:1001:1001::/home/alice:/bin/zsh"]);
     withDatabase(root, "/home/alice");
-    expect(prebumpBackups(root.ctx, "0.0.26", "0.0.28")).toEqual([{ user: "alice", path: "/var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite" }]);
+    expect(prebumpBackups(root.ctx, "0.0.26", "0.0.28")).toEqual([
+      { user: "alice", path: "/var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite" },
+    ]);
     expect(prebumpBackups(root.ctx, null, "0.0.26")).toEqual([]);
     expect(prebumpBackups(root.ctx, "0.0.26", "0.0.26")).toEqual([]);
   });

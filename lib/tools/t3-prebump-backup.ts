@@ -38,14 +38,19 @@ export interface PrebumpBackup {
  * with the new version.
  */
 export function usersWithT3State(ctx: Pick<BuildContext, "root">): string[] {
-  const users = [...readAccountTable(ctx).users].filter(([, { home }]) => home.startsWith("/") && isFile(hostPath(ctx, path.posix.join(home, STATE))));
+  const users = [...readAccountTable(ctx).users].filter(
+    ([, { home }]) => home.startsWith("/") && isFile(hostPath(ctx, path.posix.join(home, STATE))),
+  );
   return users.map(([user]) => user).sort();
 }
 
 /** The copies a move from `from` to `to` needs: none on a first install or when the version stays. */
 export function prebumpBackups(ctx: Pick<BuildContext, "root">, from: string | null, to: string): PrebumpBackup[] {
   if (from === null || from === to) return [];
-  return usersWithT3State(ctx).map((user) => ({ user, path: `${T3_BACKUP_DIR}/${user}/state-prebump-${from}-${to}.sqlite` }));
+  return usersWithT3State(ctx).map((user) => ({
+    user,
+    path: `${T3_BACKUP_DIR}/${user}/state-prebump-${from}-${to}.sqlite`,
+  }));
 }
 
 export function describeBackup(backup: PrebumpBackup): Change {
@@ -64,7 +69,10 @@ export async function backUpBeforeVersionChange(ctx: BuildContext, from: string 
   const failures: Array<{ user: string; why: string }> = [];
   for (const { user } of backups) {
     // sh: the builder's copy of files/ need not be executable.
-    const result = await run(ctx, "sh", [program, "--prebump", from, to, user], { okCodes: [1], timeoutMs: PER_USER_TIMEOUT_MS });
+    const result = await run(ctx, "sh", [program, "--prebump", from, to, user], {
+      okCodes: [1],
+      timeoutMs: PER_USER_TIMEOUT_MS,
+    });
     if (result.exitCode !== 0) failures.push({ user, why: tail(result.stderr, 3).replace(/\n/g, "; ") });
   }
   if (failures.length > 0) {

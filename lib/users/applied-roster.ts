@@ -21,14 +21,20 @@ export type AppliedRoster = z.infer<typeof RecordSchema>;
 export function readAppliedRoster(ctx: Pick<BuildContext, "root">): AppliedRoster {
   const file = hostPath(ctx, APPLIED_ROSTER);
   if (!existsSync(file)) return { users: [], cut: [] };
-  const parsed = RecordSchema.safeParse((() => {
-    try {
-      return JSON.parse(readFileSync(file, "utf8")) as unknown;
-    } catch {
-      return undefined;
-    }
-  })());
-  if (!parsed.success) throw new UserError(`${APPLIED_ROSTER} is not the builder's record of the applied roster`, `repair it ({"users": [...], "cut": [...]}) or remove it (then users dropped since the last build are not cut)`);
+  const parsed = RecordSchema.safeParse(
+    (() => {
+      try {
+        return JSON.parse(readFileSync(file, "utf8")) as unknown;
+      } catch {
+        return undefined;
+      }
+    })(),
+  );
+  if (!parsed.success)
+    throw new UserError(
+      `${APPLIED_ROSTER} is not the builder's record of the applied roster`,
+      `repair it ({"users": [...], "cut": [...]}) or remove it (then users dropped since the last build are not cut)`,
+    );
   return parsed.data;
 }
 

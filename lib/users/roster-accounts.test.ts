@@ -18,7 +18,10 @@ function rosterOf(text: string): Roster {
 
 describe("special names in the users stage's files", () => {
   it("keeps every authentik_user in dispatch.json and the ttyd map, __proto__ included", () => {
-    const users = SPECIAL.map((authentik, i) => `  user${i}:\n    authentik_user: ${authentik}\n    k8s_user: ${authentik}\n    tier: power-user\n`);
+    const users = SPECIAL.map(
+      (authentik, i) =>
+        `  user${i}:\n    authentik_user: ${authentik}\n    k8s_user: ${authentik}\n    tier: power-user\n`,
+    );
     const roster = rosterOf(`users:\n${users.join("")}`);
     const ports = allocatePorts({}, Object.keys(roster));
     const dispatch = JSON.parse(dispatchContent(roster, ports)) as Record<string, { os_user: string; port: number }>;
@@ -26,11 +29,18 @@ describe("special names in the users stage's files", () => {
     expect(Object.keys(dispatch)).toEqual([...SPECIAL].sort());
     expect(dispatch.__proto__).toEqual({ os_user: "user0", port: 3773 });
     expect(dispatchContent(roster, ports)).toContain('"__proto__":{"os_user":"user0","port":3773}');
-    expect(ttydMapContent(roster, ports).split("\n").filter((l) => l && !l.startsWith("#"))).toEqual(SPECIAL.map((a, i) => `${a}=user${i}`));
+    expect(
+      ttydMapContent(roster, ports)
+        .split("\n")
+        .filter((l) => l && !l.startsWith("#")),
+    ).toEqual(SPECIAL.map((a, i) => `${a}=user${i}`));
   });
 
   it("gives a port to a user named like an Object property, and keeps one found in an env file", () => {
-    const kept = Object.assign(Object.create(null) as Record<string, number>, { ["__proto__"]: 3773, constructor: 3774 });
+    const kept = Object.assign(Object.create(null) as Record<string, number>, {
+      ["__proto__"]: 3773,
+      constructor: 3774,
+    });
     const ports = allocatePorts(kept, ["alice", "constructor"]);
     expect(Object.entries(ports)).toEqual([
       ["__proto__", 3773],

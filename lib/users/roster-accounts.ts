@@ -25,7 +25,6 @@ export const ADMIN_GROUPS = ["sudo", "docker", "code-shared"] as const;
 /** Groups that come with a package; the builder never creates them. */
 const PACKAGE_GROUPS = new Set(["sudo"]);
 
-
 /** The machine's accounts as /etc/passwd and /etc/group give them. */
 export interface AccountTable {
   users: Map<string, { gid: number; home: string }>;
@@ -38,15 +37,24 @@ export function readAccountTable(ctx: Pick<BuildContext, "root">): AccountTable 
       .split("\n")
       .filter((line) => line.trim() && !line.startsWith("#"))
       .map((line) => line.split(":"));
-  const users = new Map(rows("/etc/passwd").map(([name, , , gid, , home]) => [name!, { gid: Number(gid), home: home ?? "" }]));
-  const groups = new Map(rows("/etc/group").map(([name, , gid, members]) => [name!, { gid: Number(gid), members: (members ?? "").split(",").filter(Boolean) }]));
+  const users = new Map(
+    rows("/etc/passwd").map(([name, , , gid, , home]) => [name!, { gid: Number(gid), home: home ?? "" }]),
+  );
+  const groups = new Map(
+    rows("/etc/group").map(([name, , gid, members]) => [
+      name!,
+      { gid: Number(gid), members: (members ?? "").split(",").filter(Boolean) },
+    ]),
+  );
   return { users, groups };
 }
 
 /** Groups a user is in: the primary one and every group listing the user. */
 export function groupsOf(table: AccountTable, user: string): Set<string> {
   const primary = table.users.get(user)?.gid;
-  return new Set([...table.groups].filter(([, g]) => g.gid === primary || g.members.includes(user)).map(([name]) => name));
+  return new Set(
+    [...table.groups].filter(([, g]) => g.gid === primary || g.members.includes(user)).map(([name]) => name),
+  );
 }
 
 export function wantedGroups(user: RosterUser): string[] {
@@ -68,9 +76,14 @@ export function planAccounts(roster: Roster, table: AccountTable): AccountStep[]
   const needed = [...new Set(entries.flatMap(([, user]) => wantedGroups(user)))].sort();
   const missingFromPackages = needed.filter((g) => PACKAGE_GROUPS.has(g) && !table.groups.has(g));
   if (missingFromPackages.length > 0) {
-    throw new UserError(`group ${missingFromPackages.join(", ")} is missing on the machine; admins need it`, "install the sudo package (add sudo to packages.txt)");
+    throw new UserError(
+      `group ${missingFromPackages.join(", ")} is missing on the machine; admins need it`,
+      "install the sudo package (add sudo to packages.txt)",
+    );
   }
-  const steps: AccountStep[] = needed.filter((g) => !table.groups.has(g)).map((group) => ({ kind: "create-group", group }));
+  const steps: AccountStep[] = needed
+    .filter((g) => !table.groups.has(g))
+    .map((group) => ({ kind: "create-group", group }));
   for (const [name, user] of entries) {
     if (!table.users.has(name)) {
       steps.push({ kind: "create-user", user: name, groups: wantedGroups(user) });
@@ -117,7 +130,11 @@ export interface EnvFiles {
 
 export function readEnvFiles(ctx: Pick<BuildContext, "root">): EnvFiles {
   const dir = hostPath(ctx, ENV_DIR);
-  const names = existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(".env") && OS_USER.test(n.slice(0, -4))).sort() : [];
+  const names = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((n) => n.endsWith(".env") && OS_USER.test(n.slice(0, -4)))
+        .sort()
+    : [];
   const texts = new Map<string, string>();
   const ports = portTable();
   const problems: string[] = [];
@@ -129,16 +146,21 @@ export function readEnvFiles(ctx: Pick<BuildContext, "root">): EnvFiles {
     const value = envValue(text, "T3_PORT");
     if (value === undefined) continue;
     const port = Number(value);
-    if (!/^\d+$/.test(value) || port < 1024 || port > 65535) problems.push(`${envFile(user)}: T3_PORT=${value} is not a port (1024-65535)`);
+    if (!/^\d+$/.test(value) || port < 1024 || port > 65535)
+      problems.push(`${envFile(user)}: T3_PORT=${value} is not a port (1024-65535)`);
     else if (port === DISPATCH_PORT) problems.push(`${envFile(user)}: T3_PORT=${port} is t3-dispatch's own port`);
-    else if (owners.has(port)) problems.push(`${envFile(user)}: T3_PORT=${port} is also ${owners.get(port)}'s (${envFile(owners.get(port)!)})`);
+    else if (owners.has(port))
+      problems.push(`${envFile(user)}: T3_PORT=${port} is also ${owners.get(port)}'s (${envFile(owners.get(port)!)})`);
     else {
       owners.set(port, user);
       ports[user] = port;
     }
   }
   if (problems.length > 0) {
-    throw new UserError(`the t3 ports in ${ENV_DIR} cannot all be kept:\n${problems.join("\n")}`, "give each user a port of their own in their .env (or delete the T3_PORT line: the next run assigns a free one)");
+    throw new UserError(
+      `the t3 ports in ${ENV_DIR} cannot all be kept:\n${problems.join("\n")}`,
+      "give each user a port of their own in their .env (or delete the T3_PORT line: the next run assigns a free one)",
+    );
   }
   return { texts, ports };
 }
@@ -196,7 +218,13 @@ export function userFiles(roster: Roster, env: EnvFiles, ports: PortTable): Reso
     { kind: "file", path: TTYD_MAP, mode: 0o644, content: ttydMapContent(roster, ports) },
     { kind: "file", path: DISPATCH_MAP, mode: 0o644, content: dispatchContent(roster, ports) },
     // Secret: other lines may hold a user's Claude token (never shown in a diff or hashed in the manifest).
-    ...users.map((u): Resource => ({ kind: "file", path: envFile(u), mode: 0o600, secret: true, content: setEnvValue(env.texts.get(u) ?? "", "T3_PORT", String(ports[u]!)) })),
+    ...users.map((u): Resource => ({
+      kind: "file",
+      path: envFile(u),
+      mode: 0o600,
+      secret: true,
+      content: setEnvValue(env.texts.get(u) ?? "", "T3_PORT", String(ports[u]!)),
+    })),
   ];
 }
 
@@ -214,7 +242,16 @@ export async function applyAccountStep(ctx: BuildContext, step: AccountStep): Pr
       const existingHome = await lstatOrNull(home);
       // --user-group: the user's own primary group; skel fills a new home.
       // No --password: the account's password stays locked ("!"); people sign in through the sign-on.
-      await run(ctx, "useradd", [...rootArgs(ctx), "--create-home", "--shell", "/bin/zsh", "--user-group", "--groups", step.groups.join(","), step.user]);
+      await run(ctx, "useradd", [
+        ...rootArgs(ctx),
+        "--create-home",
+        "--shell",
+        "/bin/zsh",
+        "--user-group",
+        "--groups",
+        step.groups.join(","),
+        step.user,
+      ]);
       // useradd makes homes 0755 (Debian's HOME_MODE): on a shared box a home is its owner's alone.
       if (!existingHome) await chmod(home, 0o700);
       else if (existingHome.uid === 0) {

@@ -25,7 +25,8 @@ export function compareTiers(roster: Roster, k8sUsers: K8sUsers): TierFindings {
     if (entry.tier === "admin") continue;
     const grant = Object.hasOwn(k8sUsers, entry.k8s_user) ? k8sUsers[entry.k8s_user] : undefined;
     if (!grant) findings.absent.push({ user, k8sUser: entry.k8s_user });
-    else if (grant.role !== entry.tier) findings.mismatched.push({ user, k8sUser: entry.k8s_user, tier: entry.tier, role: String(grant.role) });
+    else if (grant.role !== entry.tier)
+      findings.mismatched.push({ user, k8sUser: entry.k8s_user, tier: entry.tier, role: String(grant.role) });
   }
   return findings;
 }
@@ -36,22 +37,36 @@ export async function checkTiers(ctx: BuildContext, roster: Roster): Promise<voi
   const k8sUsers = await readK8sUsers(ctx, where);
   if (!k8sUsers) return;
   const { absent, mismatched } = compareTiers(roster, k8sUsers);
-  for (const a of absent) warn(ctx, `${a.user} (k8s user ${a.k8sUser}) is not in Vault's ${where} yet: their cluster grant is pending`);
+  for (const a of absent)
+    warn(ctx, `${a.user} (k8s user ${a.k8sUser}) is not in Vault's ${where} yet: their cluster grant is pending`);
   if (mismatched.length > 0) {
-    const lines = mismatched.map((m) => `${m.user} (k8s user ${m.k8sUser}): roster.yaml says tier ${m.tier}, the cluster says ${m.role}`);
-    throw new UserError(`roster.yaml disagrees with the cluster's tiers (Vault ${where}); no account was changed:\n${lines.join("\n")}`, "fix the tier in roster.yaml, or the user's grant in the cluster's configuration");
+    const lines = mismatched.map(
+      (m) => `${m.user} (k8s user ${m.k8sUser}): roster.yaml says tier ${m.tier}, the cluster says ${m.role}`,
+    );
+    throw new UserError(
+      `roster.yaml disagrees with the cluster's tiers (Vault ${where}); no account was changed:\n${lines.join("\n")}`,
+      "fix the tier in roster.yaml, or the user's grant in the cluster's configuration",
+    );
   }
 }
 
 async function readK8sUsers(ctx: BuildContext, where: string): Promise<K8sUsers | undefined> {
   const skipped = (why: string) => {
-    if (ctx.strict) throw new UserError(`cannot check the roster's tiers: ${why}`, "set VAULT_ADDR and VAULT_TOKEN (or the admin's ~/.vault-token); without --strict this is a warning");
+    if (ctx.strict)
+      throw new UserError(
+        `cannot check the roster's tiers: ${why}`,
+        "set VAULT_ADDR and VAULT_TOKEN (or the admin's ~/.vault-token); without --strict this is a warning",
+      );
     warn(ctx, `tiers not checked against the cluster: ${why}`);
     return undefined;
   };
   const found = await vaultToken(ctx);
   if (!found.ok) return skipped(found.message);
-  const read = await readKvSecret({ address: ctx.settings.vaultAddr, mount: PLATFORM.mount, path: PLATFORM.path }, found.token, ctx.settings.extraCaCerts);
+  const read = await readKvSecret(
+    { address: ctx.settings.vaultAddr, mount: PLATFORM.mount, path: PLATFORM.path },
+    found.token,
+    ctx.settings.extraCaCerts,
+  );
   if (!read.ok) return skipped(read.message);
   const field = read.fields.get(PLATFORM.field);
   if (!field) return skipped(`Vault's ${PLATFORM.mount}/${PLATFORM.path} has no field ${PLATFORM.field}`);
@@ -61,6 +76,7 @@ async function readK8sUsers(ctx: BuildContext, where: string): Promise<K8sUsers 
   } catch {
     return skipped(`Vault's ${where} is not JSON`);
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return skipped(`Vault's ${where} is not a map of k8s users`);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    return skipped(`Vault's ${where} is not a map of k8s users`);
   return parsed as K8sUsers;
 }

@@ -5,7 +5,19 @@
 // carries them): type-only imports are exempt for that reason.
 import path from "node:path";
 
-export const LAYERS = ["core", "inputs", "machine", "sources", "output", "tools", "users", "release", "image", "stages", "cli"];
+export const LAYERS = [
+  "core",
+  "inputs",
+  "machine",
+  "sources",
+  "output",
+  "tools",
+  "users",
+  "release",
+  "image",
+  "stages",
+  "cli",
+];
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 
@@ -19,7 +31,13 @@ function layerOf(file) {
 export default {
   rules: {
     "downward-only": {
-      meta: { type: "problem", schema: [], messages: { upward: "{{from}} may not import from {{to}}: lib/'s layers are {{order}}, and imports point only left" } },
+      meta: {
+        type: "problem",
+        schema: [],
+        messages: {
+          upward: "{{from}} may not import from {{to}}: lib/'s layers are {{order}}, and imports point only left",
+        },
+      },
       create(context) {
         const from = layerOf(context.filename);
         if (!from || context.filename.endsWith(".test.ts")) return {};
@@ -27,7 +45,8 @@ export default {
           if (!source.startsWith(".") || node.importKind === "type") return;
           const to = layerOf(path.resolve(path.dirname(context.filename), source));
           if (!to || to === from) return;
-          if (LAYERS.indexOf(to) > LAYERS.indexOf(from)) context.report({ node, messageId: "upward", data: { from, to, order: LAYERS.join(" < ") } });
+          if (LAYERS.indexOf(to) > LAYERS.indexOf(from))
+            context.report({ node, messageId: "upward", data: { from, to, order: LAYERS.join(" < ") } });
         };
         return {
           ImportDeclaration: (node) => check(node, node.source.value),

@@ -35,7 +35,11 @@ describe("lock, for kubectl", () => {
   async function lockContext() {
     const releases = await startArtifactStandIn(kubectlReleaseFiles(VERSION, makeKubectl(VERSION).binary));
     const cacheDir = mkdtempSync(path.join(tmpdir(), "devvm-lock-cache-"));
-    const ctx = { settings: readSettings({ DEVVM_KUBERNETES_RELEASES_URL: releases.url }), cacheDir, log: { info: () => {}, debug: () => {} } };
+    const ctx = {
+      settings: readSettings({ DEVVM_KUBERNETES_RELEASES_URL: releases.url }),
+      cacheDir,
+      log: { info: () => {}, debug: () => {} },
+    };
     return { releases, ctx, [Symbol.dispose]: () => rmSync(cacheDir, { recursive: true, force: true }) };
   }
 
@@ -45,7 +49,13 @@ describe("lock, for kubectl", () => {
     const notes: string[] = [];
     const { sha256 } = makeKubectl(VERSION);
     expect(await kubectlPin(lock.ctx, { version: VERSION }, notes)).toEqual({ version: VERSION, sha256 });
-    expect(notes).toEqual([expect.stringMatching(new RegExp(`^trust on first use: recorded kubectl ${VERSION} as sha256 ${sha256}; compare it with .*/${VERSION}/bin/linux/amd64/kubectl\\.sha256$`))]);
+    expect(notes).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^trust on first use: recorded kubectl ${VERSION} as sha256 ${sha256}; compare it with .*/${VERSION}/bin/linux/amd64/kubectl\\.sha256$`,
+        ),
+      ),
+    ]);
     // Left in the cache under its hash, so the build that follows downloads nothing.
     expect(readFileSync(path.join(lock.ctx.cacheDir, "sha256", sha256)).equals(makeKubectl(VERSION).binary)).toBe(true);
   });
@@ -61,7 +71,9 @@ describe("lock, for kubectl", () => {
   it("fails naming the URL and the 404 when the release is not there", async () => {
     using lock = await lockContext();
     await using _ = lock.releases;
-    await expect(kubectlPin(lock.ctx, { version: "v1.36.5" }, [])).rejects.toThrow(/v1\.36\.5\/bin\/linux\/amd64\/kubectl: HTTP 404$/);
+    await expect(kubectlPin(lock.ctx, { version: "v1.36.5" }, [])).rejects.toThrow(
+      /v1\.36\.5\/bin\/linux\/amd64\/kubectl: HTTP 404$/,
+    );
   });
 });
 
@@ -85,12 +97,25 @@ function lockInputs(pins: Pins) {
   const pinsFile = path.join(dir, "pins.json");
   writeFileSync(pinsFile, `${JSON.stringify(pins, null, 2)}\n`);
   const inputs = { packages: [], pins, roster: {}, hashes: {} } as unknown as Inputs;
-  return { dir, pinsFile, inputs, text: readFileSync(pinsFile, "utf8"), [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    pinsFile,
+    inputs,
+    text: readFileSync(pinsFile, "utf8"),
+    [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 function lockContext(env: Record<string, string>, dir: string) {
   const logged: string[] = [];
-  return { ctx: { settings: readSettings(env), cacheDir: path.join(dir, "cache"), log: { info: (line: string) => logged.push(line), debug: () => {} } }, logged };
+  return {
+    ctx: {
+      settings: readSettings(env),
+      cacheDir: path.join(dir, "cache"),
+      log: { info: (line: string) => logged.push(line), debug: () => {} },
+    },
+    logged,
+  };
 }
 
 /** A registry that knows each package at the versions given (path /NAME/VERSION, as versionInfo asks). */
@@ -104,7 +129,10 @@ function registryFiles(pins: Pins, versions: Record<string, string[]>): Record<s
   };
   return Object.fromEntries(
     Object.entries(versions).flatMap(([name, list]) =>
-      list.map((version) => [`/${name.replace("/", "%2f")}/${version}`, Buffer.from(JSON.stringify({ name, version, dist: { integrity: integrity[name], tarball: "unused" } }))]),
+      list.map((version) => [
+        `/${name.replace("/", "%2f")}/${version}`,
+        Buffer.from(JSON.stringify({ name, version, dist: { integrity: integrity[name], tarball: "unused" } })),
+      ]),
     ),
   );
 }
@@ -119,18 +147,34 @@ const ALL_THERE = (pins: Pins) => ({
 
 describe("lock, honest about what it could not resolve", () => {
   it("against an unreachable registry and release servers: names every entry and why, writes nothing", async () => {
-    using files = lockInputs(completePins((pins) => {
-      delete pins.kubelogin.sha256;
-      delete pins.kubectl.sha256;
-    }));
+    using files = lockInputs(
+      completePins((pins) => {
+        delete pins.kubelogin.sha256;
+        delete pins.kubectl.sha256;
+      }),
+    );
     const closed = `http://127.0.0.1:${await closedPort()}`;
-    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: closed, DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed }, files.dir);
+    const { ctx } = lockContext(
+      { DEVVM_NPM_REGISTRY: closed, DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed },
+      files.dir,
+    );
     const { changes, unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
     expect(changes).toEqual([]);
-    expect(unresolved.map((u) => u.entry)).toEqual(["kubectl", "kubelogin", "node.integrity", "node.npm", "npm.@anthropic-ai/claude-code", "npm.@openai/codex", "npm.t3"]);
-    for (const u of unresolved) expect(u.reason).toMatch(new RegExp(`^GET ${closed}/.*: the connection was refused \\(ECONNREFUSED\\)`));
+    expect(unresolved.map((u) => u.entry)).toEqual([
+      "kubectl",
+      "kubelogin",
+      "node.integrity",
+      "node.npm",
+      "npm.@anthropic-ai/claude-code",
+      "npm.@openai/codex",
+      "npm.t3",
+    ]);
+    for (const u of unresolved)
+      expect(u.reason).toMatch(new RegExp(`^GET ${closed}/.*: the connection was refused \\(ECONNREFUSED\\)`));
     expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
-    expect(describeUnresolved(unresolved)).toMatch(/^error: pins\.json was not changed: 7 entries could not be resolved\n {2}kubectl: GET .*\nhint: check the address and port in the settings, and that the server is up$/s);
+    expect(describeUnresolved(unresolved)).toMatch(
+      /^error: pins\.json was not changed: 7 entries could not be resolved\n {2}kubectl: GET .*\nhint: check the address and port in the settings, and that the server is up$/s,
+    );
   });
 
   it("refuses --update t3@9.9.9, a version the registry does not have, and leaves pins.json byte for byte", async () => {
@@ -138,16 +182,26 @@ describe("lock, honest about what it could not resolve", () => {
     await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
     const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
     const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@9.9.9"] });
-    expect(unresolved).toEqual([{ entry: "npm.t3", reason: `t3@9.9.9 is not in the registry ${registry.url}`, hint: expect.stringContaining(`npm view t3 versions --registry ${registry.url}`) }]);
+    expect(unresolved).toEqual([
+      {
+        entry: "npm.t3",
+        reason: `t3@9.9.9 is not in the registry ${registry.url}`,
+        hint: expect.stringContaining(`npm view t3 versions --registry ${registry.url}`),
+      },
+    ]);
     expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
   });
 
   it("names the pinned t3 when the registry does not have it (its own t3 is another package)", async () => {
     using files = lockInputs(completePins());
-    await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, { ...ALL_THERE(files.inputs.pins), t3: ["1.0.0"] }));
+    await using registry = await startArtifactStandIn(
+      registryFiles(files.inputs.pins, { ...ALL_THERE(files.inputs.pins), t3: ["1.0.0"] }),
+    );
     const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
     const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
-    expect(unresolved.map((u) => `${u.entry}: ${u.reason}`)).toEqual([`npm.t3: t3@0.0.26 is not in the registry ${registry.url}`]);
+    expect(unresolved.map((u) => `${u.entry}: ${u.reason}`)).toEqual([
+      `npm.t3: t3@0.0.26 is not in the registry ${registry.url}`,
+    ]);
     expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
   });
 
@@ -157,10 +211,21 @@ describe("lock, honest about what it could not resolve", () => {
     const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
     const { changes, unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@0.0.27"] });
     expect(unresolved).toEqual([]);
-    expect(changes).toEqual(["npm.t3.version: 0.0.26 -> 0.0.27", "npm.t3.approved: (none) -> moved from 0.0.26 by build.ts lock --update t3@0.0.27"]);
-    expect(JSON.parse(readFileSync(files.pinsFile, "utf8")).npm.t3).toEqual({ version: "0.0.27", integrity: T3_INTEGRITY, approved: "moved from 0.0.26 by build.ts lock --update t3@0.0.27" });
+    expect(changes).toEqual([
+      "npm.t3.version: 0.0.26 -> 0.0.27",
+      "npm.t3.approved: (none) -> moved from 0.0.26 by build.ts lock --update t3@0.0.27",
+    ]);
+    expect(JSON.parse(readFileSync(files.pinsFile, "utf8")).npm.t3).toEqual({
+      version: "0.0.27",
+      integrity: T3_INTEGRITY,
+      approved: "moved from 0.0.26 by build.ts lock --update t3@0.0.27",
+    });
     // A second lock finds nothing to change.
-    const again = await lock(ctx, { ...files.inputs, pins: JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins }, { pinsFile: files.pinsFile, updates: [] });
+    const again = await lock(
+      ctx,
+      { ...files.inputs, pins: JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins },
+      { pinsFile: files.pinsFile, updates: [] },
+    );
     expect(again).toEqual({ changes: [], unresolved: [] });
   });
 
@@ -183,7 +248,9 @@ describe("lock, honest about what it could not resolve", () => {
     }
 
     it("says apt-get update could not fetch, instead of blaming packages.txt or pinning stale candidates", async () => {
-      using files = lockInputs(completePins((pins) => (pins.apt = { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" })));
+      using files = lockInputs(
+        completePins((pins) => (pins.apt = { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" })),
+      );
       files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
       mirrorDown(files.dir);
       await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
@@ -192,7 +259,9 @@ describe("lock, honest about what it could not resolve", () => {
       expect(unresolved).toEqual([
         {
           entry: "apt",
-          reason: expect.stringMatching(/^apt-get update could not fetch the package lists:\nW: Failed to fetch http:\/\/deb\.debian\.org\/debian\/dists\/bookworm\/InRelease/),
+          reason: expect.stringMatching(
+            /^apt-get update could not fetch the package lists:\nW: Failed to fetch http:\/\/deb\.debian\.org\/debian\/dists\/bookworm\/InRelease/,
+          ),
           hint: expect.stringContaining("that the mirror is reachable"),
         },
       ]);

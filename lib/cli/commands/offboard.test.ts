@@ -7,7 +7,9 @@ import { RosterFileSchema } from "../../inputs/roster.ts";
 import { offboardStage } from "./offboard.ts";
 import { makeTestRoot } from "../../../test/support/test-context.ts";
 
-const roster = RosterFileSchema.parse({ users: { alice: { authentik_user: "alice.moreau", k8s_user: "amoreau", tier: "power-user" } } }).users;
+const roster = RosterFileSchema.parse({
+  users: { alice: { authentik_user: "alice.moreau", k8s_user: "amoreau", tier: "power-user" } },
+}).users;
 
 describe("build.ts offboard USER", () => {
   it("parses the user, and refuses a missing one", () => {
@@ -27,7 +29,10 @@ describe("build.ts offboard USER", () => {
     mkdirSync(path.join(root.dir, "var/lib/devvm"), { recursive: true });
     writeFileSync(path.join(root.dir, "var/lib/devvm/roster-applied.json"), '{"users":["alice"],"cut":["carol"]}\n');
     mkdirSync(path.join(root.dir, "etc"));
-    writeFileSync(path.join(root.dir, "etc/passwd"), "root:x:0:0::/root:/bin/bash\ncarol:x:1002:1002::/home/carol:/bin/zsh\n");
+    writeFileSync(
+      path.join(root.dir, "etc/passwd"),
+      "root:x:0:0::/root:/bin/bash\ncarol:x:1002:1002::/home/carol:/bin/zsh\n",
+    );
     mkdirSync(path.join(root.dir, "home/carol"), { recursive: true });
     const stage = offboardStage(root.ctx, "carol", new Date("2026-11-26T10:20:30Z"));
     const check = await stage.check(root.ctx);

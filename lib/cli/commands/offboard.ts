@@ -20,9 +20,20 @@ export const OFFBOARD_ARCHIVES = "/var/backups/devvm-offboarded";
 
 /** Refuses (exit 2) anyone who is still in the roster or was never cut. */
 export function offboardStage(ctx: Pick<BuildContext, "inputs" | "root">, user: string, now = new Date()): Stage {
-  if (ctx.inputs.roster[user]) throw new UserError(`${user} is still in roster.yaml`, `remove them from roster.yaml and run a build (which cuts them) first`);
-  if (!readAppliedRoster(ctx).cut.includes(user)) throw new UserError(`${user} has not been cut by a build`, "only a user a build has cut (dropped from roster.yaml, login locked) can be offboarded");
-  const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  if (ctx.inputs.roster[user])
+    throw new UserError(
+      `${user} is still in roster.yaml`,
+      `remove them from roster.yaml and run a build (which cuts them) first`,
+    );
+  if (!readAppliedRoster(ctx).cut.includes(user))
+    throw new UserError(
+      `${user} has not been cut by a build`,
+      "only a user a build has cut (dropped from roster.yaml, login locked) can be offboarded",
+    );
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   const archive = `${OFFBOARD_ARCHIVES}/${user}-${stamp}.tar.gz`;
   const steps = (c: BuildContext) => {
     const account = readAccountTable(c).users.get(user);

@@ -91,7 +91,12 @@ export async function planWorkspace(p: PlanContext, who: Person, user: RosterUse
     // While ~/code itself is the clone (moving now), ~/code/REPO is the nested repo: free once the move is done.
     const freeAfterMove = (repo: string) => infraNow === code || !exists(path.join(code, repo));
     for (const repo of user.repos ?? []) {
-      if (infraNow && exists(path.join(infraNow, repo, ".git")) && freeAfterMove(repo) && !(await trackedBy(p.ctx, who, infraNow, repo))) {
+      if (
+        infraNow &&
+        exists(path.join(infraNow, repo, ".git")) &&
+        freeAfterMove(repo) &&
+        !(await trackedBy(p.ctx, who, infraNow, repo))
+      ) {
         steps.push({ kind: "hoist", who, from: path.join(infra, repo), to: path.join(code, repo) });
       }
     }
@@ -103,7 +108,8 @@ export async function planWorkspace(p: PlanContext, who: Person, user: RosterUse
     if (exists(target) || hoisted) {
       const now = hoisted ? path.join(infraNow!, repo) : target;
       steps.push(...(await planRefresh(p, who, now, target)));
-    } else if (!p.sources.repoBase) p.warn(`not cloning ${repo} for ${who.name}: no Forgejo base (set DEVVM_REPO_BASE)`);
+    } else if (!p.sources.repoBase)
+      p.warn(`not cloning ${repo} for ${who.name}: no Forgejo base (set DEVVM_REPO_BASE)`);
     else steps.push({ kind: "clone-repo", who, name: repo, target, url: `${p.sources.repoBase}/${repo}.git` });
   }
   return steps;
@@ -113,7 +119,12 @@ async function trackedBy(ctx: BuildContext, who: Person, repo: string, child: st
   return ((await gitLine(ctx, who, repo, ["ls-files", "--", child])) ?? "") !== "";
 }
 
-async function planInfra(p: PlanContext, who: Person, target: string, now: string | undefined): Promise<WorkspaceStep[]> {
+async function planInfra(
+  p: PlanContext,
+  who: Person,
+  target: string,
+  now: string | undefined,
+): Promise<WorkspaceStep[]> {
   const forgejo = p.sources.forgejoInfraRemote;
   if (!now) {
     if (!p.sources.infraRemote) {
@@ -130,7 +141,10 @@ async function planInfra(p: PlanContext, who: Person, target: string, now: strin
   const remote = await gitLine(p.ctx, who, now, ["config", "--get", "remote.forgejo.url"]);
   const upstream = await gitLine(p.ctx, who, now, ["rev-parse", "--abbrev-ref", "master@{upstream}"]);
   // Freshened against the upstream it has now, whether or not the wiring works.
-  const wire: WorkspaceStep[] = upstream === "forgejo/master" ? [] : [{ kind: "wire-forgejo", who, repo: target, forgejo: remote ?? forgejo, addRemote: remote === undefined }];
+  const wire: WorkspaceStep[] =
+    upstream === "forgejo/master"
+      ? []
+      : [{ kind: "wire-forgejo", who, repo: target, forgejo: remote ?? forgejo, addRemote: remote === undefined }];
   return [...wire, ...(await planRefresh(p, who, now, target))];
 }
 
@@ -149,8 +163,20 @@ async function planRefresh(p: PlanContext, who: Person, now: string, target: str
   if (!(behind > 0)) return [];
   const branch = await gitLine(p.ctx, who, now, ["symbolic-ref", "--short", "-q", "HEAD"]);
   const dirty = (await gitAs(p.ctx, who, ["-C", now, "status", "--porcelain"])).stdout.trim() !== "";
-  const ancestor = (await gitAs(p.ctx, who, ["-C", now, "merge-base", "--is-ancestor", "master", "master@{upstream}"], { okCodes: [1] })).exitCode === 0;
-  const why = branch !== "master" ? `on ${branch ? `branch ${branch}` : "a detached HEAD"}, not master` : dirty ? "it has uncommitted changes" : !ancestor ? `master has commits that ${upstream} does not` : undefined;
+  const ancestor =
+    (
+      await gitAs(p.ctx, who, ["-C", now, "merge-base", "--is-ancestor", "master", "master@{upstream}"], {
+        okCodes: [1],
+      })
+    ).exitCode === 0;
+  const why =
+    branch !== "master"
+      ? `on ${branch ? `branch ${branch}` : "a detached HEAD"}, not master`
+      : dirty
+        ? "it has uncommitted changes"
+        : !ancestor
+          ? `master has commits that ${upstream} does not`
+          : undefined;
   if (why) {
     p.warn(`${target} is ${behind} commit${behind === 1 ? "" : "s"} behind ${upstream} but ${why}; left as it was`);
     return [];
@@ -176,27 +202,56 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
     case "clone-infra": {
       const aside = cloningAside(step.target);
       removeTree(ctx, aside);
-      const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", "--no-checkout", "--origin", "origin", step.origin, aside], { timeoutMs: CLONE_TIMEOUT_MS });
+      const failed = await tryGitAs(
+        ctx,
+        step.who,
+        ["clone", "--quiet", "--no-checkout", "--origin", "origin", step.origin, aside],
+        { timeoutMs: CLONE_TIMEOUT_MS },
+      );
       if (failed) {
         removeTree(ctx, aside);
         warn(ctx, `could not clone infra into ${step.target} for ${step.who.name}: ${failed}; retried next run`);
         return [];
       }
       // Locked: git-crypt's filters are cat before anything is checked out, so no key is asked for and secrets stay ciphertext.
-      for (const [key, value] of [["filter.git-crypt.smudge", "cat"], ["filter.git-crypt.clean", "cat"], ["filter.git-crypt.required", "false"]]) {
+      for (const [key, value] of [
+        ["filter.git-crypt.smudge", "cat"],
+        ["filter.git-crypt.clean", "cat"],
+        ["filter.git-crypt.required", "false"],
+      ]) {
         await gitAs(ctx, step.who, ["-C", aside, "config", key!, value!]);
       }
       await gitAs(ctx, step.who, ["-C", aside, "checkout", "--quiet", "master"]);
       moveEntry(ctx, aside, step.target);
       const changes = [describeStep(step)];
-      if (step.forgejo) changes.push(...(await applyStep(ctx, { kind: "wire-forgejo", who: step.who, repo: step.target, forgejo: step.forgejo, addRemote: true })));
+      if (step.forgejo)
+        changes.push(
+          ...(await applyStep(ctx, {
+            kind: "wire-forgejo",
+            who: step.who,
+            repo: step.target,
+            forgejo: step.forgejo,
+            addRemote: true,
+          })),
+        );
       return changes;
     }
     case "wire-forgejo": {
       // Fetched before anything is configured: a failed fetch changes nothing.
-      const failed = await tryGitAs(ctx, step.who, ["-C", step.repo, "fetch", "--quiet", "--no-tags", step.forgejo, "+refs/heads/master:refs/remotes/forgejo/master"]);
+      const failed = await tryGitAs(ctx, step.who, [
+        "-C",
+        step.repo,
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        step.forgejo,
+        "+refs/heads/master:refs/remotes/forgejo/master",
+      ]);
       if (failed) {
-        warn(ctx, `could not fetch forgejo/master into ${step.repo} for ${step.who.name}: ${failed}; upstream left as it was`);
+        warn(
+          ctx,
+          `could not fetch forgejo/master into ${step.repo} for ${step.who.name}: ${failed}; upstream left as it was`,
+        );
         return [];
       }
       if (step.addRemote) await gitAs(ctx, step.who, ["-C", step.repo, "remote", "add", "forgejo", step.forgejo]);
@@ -215,7 +270,9 @@ export async function applyStep(ctx: BuildContext, step: WorkspaceStep): Promise
     case "clone-repo": {
       const aside = cloningAside(step.target);
       removeTree(ctx, aside);
-      const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", step.url, aside], { timeoutMs: CLONE_TIMEOUT_MS });
+      const failed = await tryGitAs(ctx, step.who, ["clone", "--quiet", step.url, aside], {
+        timeoutMs: CLONE_TIMEOUT_MS,
+      });
       if (failed) {
         removeTree(ctx, aside);
         warn(ctx, `could not clone ${step.name} for ${step.who.name}: ${failed}; retried next run`);
@@ -237,7 +294,11 @@ function moveToInfra(ctx: BuildContext, code: string, resuming: boolean): void {
   const aside = movingAside(code);
   if (!resuming) moveEntry(ctx, code, aside);
   const stats = inspect(ctx, aside);
-  if (!stats?.isDirectory()) throw new UserError(`${aside} is not a folder`, `move it away by hand; the next run moves ${code} to ${code}/infra again`);
+  if (!stats?.isDirectory())
+    throw new UserError(
+      `${aside} is not a folder`,
+      `move it away by hand; the next run moves ${code} to ${code}/infra again`,
+    );
   ensureFolder(ctx, code, { uid: stats.uid, gid: stats.gid }, stats.mode & 0o7777);
   moveEntry(ctx, aside, path.join(code, "infra"));
 }

@@ -30,14 +30,29 @@ describe("kubeconfig", () => {
       writeFileSync(path.join(dir, "config"), ADMIN);
       writeFileSync(path.join(dir, "ca.crt"), "CA PEM\n");
       const cluster = readAdminCluster(path.join(dir, "config"), "/home/wizard/.kube/config");
-      expect(cluster).toEqual({ name: "prod", server: "https://prod.invalid:6443", caData: Buffer.from("CA PEM\n").toString("base64") });
-      const text = userKubeconfig(cluster as { name: string; server: string }, "https://sso.invalid/application/o/kubernetes/");
+      expect(cluster).toEqual({
+        name: "prod",
+        server: "https://prod.invalid:6443",
+        caData: Buffer.from("CA PEM\n").toString("base64"),
+      });
+      const text = userKubeconfig(
+        cluster as { name: string; server: string },
+        "https://sso.invalid/application/o/kubernetes/",
+      );
       expect(text).not.toContain("admin-secret");
       const doc = parse(text);
       expect(doc["current-context"]).toBe("prod");
       expect(doc.users[0].user.exec).toMatchObject({
         command: "kubectl",
-        args: ["oidc-login", "get-token", "--oidc-issuer-url=https://sso.invalid/application/o/kubernetes/", "--oidc-client-id=kubernetes", "--oidc-extra-scope=email", "--oidc-extra-scope=profile", "--oidc-extra-scope=groups"],
+        args: [
+          "oidc-login",
+          "get-token",
+          "--oidc-issuer-url=https://sso.invalid/application/o/kubernetes/",
+          "--oidc-client-id=kubernetes",
+          "--oidc-extra-scope=email",
+          "--oidc-extra-scope=profile",
+          "--oidc-extra-scope=groups",
+        ],
         interactiveMode: "IfAvailable",
       });
     } finally {
@@ -46,11 +61,15 @@ describe("kubeconfig", () => {
   });
 
   it("says why when the admin's kubeconfig is missing or has no cluster", () => {
-    expect(readAdminCluster("/nonexistent/config", "/home/wizard/.kube/config")).toEqual({ problem: "the admin's kubeconfig /home/wizard/.kube/config cannot be read (ENOENT)" });
+    expect(readAdminCluster("/nonexistent/config", "/home/wizard/.kube/config")).toEqual({
+      problem: "the admin's kubeconfig /home/wizard/.kube/config cannot be read (ENOENT)",
+    });
     const dir = mkdtempSync(path.join(tmpdir(), "devvm-kube-"));
     try {
       writeFileSync(path.join(dir, "config"), "apiVersion: v1\n");
-      expect(readAdminCluster(path.join(dir, "config"), "/k")).toEqual({ problem: "the admin's kubeconfig /k names no cluster with a server" });
+      expect(readAdminCluster(path.join(dir, "config"), "/k")).toEqual({
+        problem: "the admin's kubeconfig /k names no cluster with a server",
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -16,7 +16,10 @@ export interface AdminCluster {
 interface KubeconfigDoc {
   "current-context"?: string;
   contexts?: Array<{ name?: string; context?: { cluster?: string } }>;
-  clusters?: Array<{ name?: string; cluster?: { server?: string; "certificate-authority-data"?: string; "certificate-authority"?: string } }>;
+  clusters?: Array<{
+    name?: string;
+    cluster?: { server?: string; "certificate-authority-data"?: string; "certificate-authority"?: string };
+  }>;
 }
 
 /** The current context's cluster in the admin's kubeconfig, or why it cannot be had. */
@@ -25,12 +28,15 @@ export function readAdminCluster(file: string, machinePath: string): AdminCluste
   try {
     doc = (parse(readFileSync(file, "utf8")) ?? {}) as KubeconfigDoc;
   } catch (error) {
-    return { problem: `the admin's kubeconfig ${machinePath} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message.split("\n")[0]})` };
+    return {
+      problem: `the admin's kubeconfig ${machinePath} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message.split("\n")[0]})`,
+    };
   }
   const contextName = doc["current-context"] ?? doc.contexts?.[0]?.name;
   const clusterName = doc.contexts?.find((c) => c.name === contextName)?.context?.cluster ?? doc.clusters?.[0]?.name;
   const cluster = doc.clusters?.find((c) => c.name === clusterName)?.cluster;
-  if (!clusterName || !cluster?.server) return { problem: `the admin's kubeconfig ${machinePath} names no cluster with a server` };
+  if (!clusterName || !cluster?.server)
+    return { problem: `the admin's kubeconfig ${machinePath} names no cluster with a server` };
   let caData = cluster["certificate-authority-data"];
   const caFile = cluster["certificate-authority"];
   if (!caData && caFile) {
@@ -47,7 +53,15 @@ export function userKubeconfig(cluster: AdminCluster, issuer: string): string {
   const doc = {
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: cluster.name, cluster: { server: cluster.server, ...(cluster.caData ? { "certificate-authority-data": cluster.caData } : {}) } }],
+    clusters: [
+      {
+        name: cluster.name,
+        cluster: {
+          server: cluster.server,
+          ...(cluster.caData ? { "certificate-authority-data": cluster.caData } : {}),
+        },
+      },
+    ],
     contexts: [{ name: cluster.name, context: { cluster: cluster.name, user: "oidc" } }],
     "current-context": cluster.name,
     users: [
@@ -57,7 +71,15 @@ export function userKubeconfig(cluster: AdminCluster, issuer: string): string {
           exec: {
             apiVersion: "client.authentication.k8s.io/v1beta1",
             command: "kubectl",
-            args: ["oidc-login", "get-token", `--oidc-issuer-url=${issuer}`, "--oidc-client-id=kubernetes", "--oidc-extra-scope=email", "--oidc-extra-scope=profile", "--oidc-extra-scope=groups"],
+            args: [
+              "oidc-login",
+              "get-token",
+              `--oidc-issuer-url=${issuer}`,
+              "--oidc-client-id=kubernetes",
+              "--oidc-extra-scope=email",
+              "--oidc-extra-scope=profile",
+              "--oidc-extra-scope=groups",
+            ],
             interactiveMode: "IfAvailable",
           },
         },

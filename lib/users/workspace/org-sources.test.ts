@@ -19,7 +19,10 @@ describe("the org's sources", () => {
     mkdirSync(path.join(root.dir, "home/wizard/code/infra/.git"), { recursive: true });
     writeFileSync(path.join(root.dir, "home/wizard/code/infra/.git/config"), GIT_CONFIG);
     mkdirSync(path.join(root.dir, "home/wizard/.kube"), { recursive: true });
-    writeFileSync(path.join(root.dir, "home/wizard/.kube/config"), "users:\n- name: a\n  user:\n    exec:\n      args: [oidc-login, get-token, --oidc-issuer-url=https://sso.example.invalid/o/k8s/]\n");
+    writeFileSync(
+      path.join(root.dir, "home/wizard/.kube/config"),
+      "users:\n- name: a\n  user:\n    exec:\n      args: [oidc-login, get-token, --oidc-issuer-url=https://sso.example.invalid/o/k8s/]\n",
+    );
     expect(orgSources(root.ctx)).toEqual({
       infraRemote: "https://git.example.invalid/org/infra.git",
       forgejoInfraRemote: "https://forgejo.example.invalid/org/infra.git",
@@ -30,22 +33,43 @@ describe("the org's sources", () => {
   });
 
   it("are the settings when given, and absent when there is nothing to take them from", () => {
-    using root = makeTestRoot({ settings: readSettings({ DEVVM_INFRA_REMOTE: "https://a.invalid/infra.git", DEVVM_REPO_BASE: "https://b.invalid/org" }) });
-    expect(orgSources(root.ctx)).toEqual({ infraRemote: "https://a.invalid/infra.git", repoBase: "https://b.invalid/org", adminKubeconfig: "/home/wizard/.kube/config" });
+    using root = makeTestRoot({
+      settings: readSettings({
+        DEVVM_INFRA_REMOTE: "https://a.invalid/infra.git",
+        DEVVM_REPO_BASE: "https://b.invalid/org",
+      }),
+    });
+    expect(orgSources(root.ctx)).toEqual({
+      infraRemote: "https://a.invalid/infra.git",
+      repoBase: "https://b.invalid/org",
+      adminKubeconfig: "/home/wizard/.kube/config",
+    });
   });
 
   it("strip a user and token from a URL, and leave scp-like remotes alone", () => {
-    expect(withoutCredentials("http://alice:tok@127.0.0.1:8080/forgejo/org/infra.git")).toBe("http://127.0.0.1:8080/forgejo/org/infra.git");
-    expect(withoutCredentials("git@forgejo.example.invalid:org/infra.git")).toBe("git@forgejo.example.invalid:org/infra.git");
+    expect(withoutCredentials("http://alice:tok@127.0.0.1:8080/forgejo/org/infra.git")).toBe(
+      "http://127.0.0.1:8080/forgejo/org/infra.git",
+    );
+    expect(withoutCredentials("git@forgejo.example.invalid:org/infra.git")).toBe(
+      "git@forgejo.example.invalid:org/infra.git",
+    );
   });
 
   it("rewrite nothing else of a remote: host case, default port, path and a trailing slash stay byte for byte", () => {
-    expect(withoutCredentials("https://wizard:p%40ss@Forgejo.Example.invalid:443/Org/infra%20x.git/")).toBe("https://Forgejo.Example.invalid:443/Org/infra%20x.git/");
+    expect(withoutCredentials("https://wizard:p%40ss@Forgejo.Example.invalid:443/Org/infra%20x.git/")).toBe(
+      "https://Forgejo.Example.invalid:443/Org/infra%20x.git/",
+    );
     expect(withoutCredentials("https://u:p@ss@host.invalid/x.git")).toBe("https://host.invalid/x.git");
-    expect(withoutCredentials("https://Forgejo.Example.invalid:443/Org/infra.git")).toBe("https://Forgejo.Example.invalid:443/Org/infra.git");
+    expect(withoutCredentials("https://Forgejo.Example.invalid:443/Org/infra.git")).toBe(
+      "https://Forgejo.Example.invalid:443/Org/infra.git",
+    );
     // ssh's user is the account it signs in to, not a credential.
-    expect(withoutCredentials("ssh://git@forgejo.example.invalid:2222/org/infra.git")).toBe("ssh://git@forgejo.example.invalid:2222/org/infra.git");
-    expect(withoutCredentials("ssh://git:secret@forgejo.example.invalid/org/infra.git")).toBe("ssh://git@forgejo.example.invalid/org/infra.git");
+    expect(withoutCredentials("ssh://git@forgejo.example.invalid:2222/org/infra.git")).toBe(
+      "ssh://git@forgejo.example.invalid:2222/org/infra.git",
+    );
+    expect(withoutCredentials("ssh://git:secret@forgejo.example.invalid/org/infra.git")).toBe(
+      "ssh://git@forgejo.example.invalid/org/infra.git",
+    );
   });
 
   it.each([
@@ -55,14 +79,22 @@ describe("the org's sources", () => {
     using root = makeTestRoot({ settings: readSettings({ DEVVM_OIDC_ISSUER: issuer }) });
     const sources = orgSources(root.ctx);
     expect(sources.oidcIssuer).toBe(issuer);
-    const args = parse(userKubeconfig({ name: "prod", server: "https://k8s.example.invalid:6443" }, sources.oidcIssuer!)).users[0].user.exec.args as string[];
+    const args = parse(
+      userKubeconfig({ name: "prod", server: "https://k8s.example.invalid:6443" }, sources.oidcIssuer!),
+    ).users[0].user.exec.args as string[];
     expect(args.filter((a) => a.startsWith("--oidc-issuer-url="))).toEqual([`--oidc-issuer-url=${issuer}`]);
   });
 
   it("a ssh:// forgejo remote keeps its user in the repos' base", () => {
     using root = makeTestRoot();
     mkdirSync(path.join(root.dir, "home/wizard/code/.git"), { recursive: true });
-    writeFileSync(path.join(root.dir, "home/wizard/code/.git/config"), '[remote "forgejo"]\n\turl = ssh://git@forgejo.example.invalid:2222/org/infra.git\n');
-    expect(orgSources(root.ctx)).toMatchObject({ forgejoInfraRemote: "ssh://git@forgejo.example.invalid:2222/org/infra.git", repoBase: "ssh://git@forgejo.example.invalid:2222/org" });
+    writeFileSync(
+      path.join(root.dir, "home/wizard/code/.git/config"),
+      '[remote "forgejo"]\n\turl = ssh://git@forgejo.example.invalid:2222/org/infra.git\n',
+    );
+    expect(orgSources(root.ctx)).toMatchObject({
+      forgejoInfraRemote: "ssh://git@forgejo.example.invalid:2222/org/infra.git",
+      repoBase: "ssh://git@forgejo.example.invalid:2222/org",
+    });
   });
 });

@@ -19,7 +19,10 @@ export interface OrgSources {
 
 export function orgSources(ctx: Pick<BuildContext, "root" | "settings">): OrgSources {
   const { settings } = ctx;
-  const clone = hostPath(ctx, adminInfraClone(settings, (p) => existsSync(hostPath(ctx, p))));
+  const clone = hostPath(
+    ctx,
+    adminInfraClone(settings, (p) => existsSync(hostPath(ctx, p))),
+  );
   const remote = (name: string) => {
     const url = gitConfig(path.join(clone, ".git", "config"), `remote.${name}.url`);
     return url === undefined ? undefined : withoutCredentials(url);
@@ -38,7 +41,12 @@ export function orgSources(ctx: Pick<BuildContext, "root" | "settings">): OrgSou
 function gitConfig(file: string, key: string): string | undefined {
   if (!existsSync(file)) return undefined;
   try {
-    return execFileSync("git", ["config", "--file", file, "--get", key], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim() || undefined;
+    return (
+      execFileSync("git", ["config", "--file", file, "--get", key], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      }).trim() || undefined
+    );
   } catch {
     return undefined;
   }
@@ -56,7 +64,8 @@ export function withoutCredentials(remote: string): string {
   const scheme = /^[A-Za-z][\w+.-]*:\/\//.exec(remote)?.[0];
   if (!scheme) return remote;
   const authorityEnd = remote.slice(scheme.length).search(/[/?#]/);
-  const authority = authorityEnd === -1 ? remote.slice(scheme.length) : remote.slice(scheme.length, scheme.length + authorityEnd);
+  const authority =
+    authorityEnd === -1 ? remote.slice(scheme.length) : remote.slice(scheme.length, scheme.length + authorityEnd);
   const at = authority.lastIndexOf("@");
   if (at === -1) return remote;
   const rest = remote.slice(scheme.length + at + 1);

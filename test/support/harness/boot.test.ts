@@ -26,10 +26,13 @@ describe("devvm container", () => {
       check: true,
     });
     expect(tsx.stdout).toMatch(/^tsx v\d+/m);
-    const yaml = await vm.exec([NODE_IN_CONTAINER, "--input-type=module", "-e", "import { parse } from 'yaml'; console.log(parse('a: 1').a)"], {
-      workingDir: PROJECT_DIR_IN_CONTAINER,
-      check: true,
-    });
+    const yaml = await vm.exec(
+      [NODE_IN_CONTAINER, "--input-type=module", "-e", "import { parse } from 'yaml'; console.log(parse('a: 1').a)"],
+      {
+        workingDir: PROJECT_DIR_IN_CONTAINER,
+        check: true,
+      },
+    );
     expect(yaml.stdout.trim()).toBe("1");
   });
 });

@@ -55,10 +55,15 @@ export async function startFreshVm(from: "project" | "release" | "clone" = "proj
     } else if (from === "clone") {
       // The working tree's tracked files (a file deleted but not yet committed is left out), not HEAD's: a local run tests what is edited.
       const tarball = path.join(tmpdir(), `devvm-test-clone-${process.pid}.tar.gz`);
-      await $({ quiet: true, cwd: PROJECT_DIR })`git ls-files -z | tar --null -T - --ignore-failed-read -czf ${tarball}`;
+      await $({
+        quiet: true,
+        cwd: PROJECT_DIR,
+      })`git ls-files -z | tar --null -T - --ignore-failed-read -czf ${tarball}`;
       await vm.copyFile(tarball, "/root/clone.tar.gz");
       rmSync(tarball, { force: true });
-      await vm.exec(`mkdir -p ${CLONE_DIR_IN_CONTAINER} && tar -xzf /root/clone.tar.gz -C ${CLONE_DIR_IN_CONTAINER}`, { check: true });
+      await vm.exec(`mkdir -p ${CLONE_DIR_IN_CONTAINER} && tar -xzf /root/clone.tar.gz -C ${CLONE_DIR_IN_CONTAINER}`, {
+        check: true,
+      });
     } else {
       await vm.copyProject(PROJECT_DIR);
       // .git stays out of the copy; the report still names the commit built.
@@ -80,7 +85,9 @@ export async function startFreshVm(from: "project" | "release" | "clone" = "proj
  */
 async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
   // Made by root before wizard's account exists, as a restore would.
-  await vm.exec("install -d -m 0775 /home/wizard/code /home/wizard/.claude/skills /home/wizard/.claude/rules", { check: true });
+  await vm.exec("install -d -m 0775 /home/wizard/code /home/wizard/.claude/skills /home/wizard/.claude/rules", {
+    check: true,
+  });
 }
 
 /** Settings for a build, e.g. the stand-ins' addresses (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL). */
@@ -89,7 +96,10 @@ export type BuildEnv = Record<string, string>;
 /** Runs the builder's sources with the host's Node (startFreshVm("project")), as root. */
 export async function buildIn(vm: DevvmContainer, env: BuildEnv, ...args: string[]): Promise<BuildRun> {
   return retryWhileLocked(args, async () => {
-    const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], { workingDir: PROJECT_DIR_IN_CONTAINER, env });
+    const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], {
+      workingDir: PROJECT_DIR_IN_CONTAINER,
+      env,
+    });
     return { exitCode: run.exitCode, log: run.stderr, report: parseReport(run.stdout, run) };
   });
 }
@@ -104,7 +114,10 @@ export async function bootstrapIn(vm: DevvmContainer, env: BuildEnv, ...args: st
   const reportFile = `${RELEASE_DIR_IN_CONTAINER}/output/report.json`;
   return retryWhileLocked(args, async () => {
     await vm.exec(["rm", "-f", reportFile], { check: true });
-    const run = await vm.exec(["./bootstrap.sh", ...args, ...(plan ? ["--json"] : [])], { workingDir: RELEASE_DIR_IN_CONTAINER, env });
+    const run = await vm.exec(["./bootstrap.sh", ...args, ...(plan ? ["--json"] : [])], {
+      workingDir: RELEASE_DIR_IN_CONTAINER,
+      env,
+    });
     const text = plan ? run.stdout : (await vm.exec(["cat", reportFile])).stdout;
     return { exitCode: run.exitCode, log: run.stderr, report: parseReport(text, run) };
   });
@@ -127,12 +140,17 @@ async function retryWhileLocked(args: string[], build: () => Promise<BuildRun>):
   for (let attempt = 1; ; attempt++) {
     const run = await build();
     if (run.exitCode !== EXIT.buildRunning || attempt === 30) return run;
-    process.stderr.write(`build ${args.join(" ")}: another build holds the lock (exit ${EXIT.buildRunning}), trying again in 1 s\n`);
+    process.stderr.write(
+      `build ${args.join(" ")}: another build holds the lock (exit ${EXIT.buildRunning}), trying again in 1 s\n`,
+    );
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 
-export async function manifestIn(vm: DevvmContainer, builderDir = PROJECT_DIR_IN_CONTAINER): Promise<{ text: string; manifest: Manifest; sha256: string }> {
+export async function manifestIn(
+  vm: DevvmContainer,
+  builderDir = PROJECT_DIR_IN_CONTAINER,
+): Promise<{ text: string; manifest: Manifest; sha256: string }> {
   const text = await vm.readFile(`${builderDir}/output/manifest.json`);
   return { text, manifest: JSON.parse(text) as Manifest, sha256: createHash("sha256").update(text).digest("hex") };
 }
@@ -142,7 +160,8 @@ export function nonIdempotentStages(report: Report): string[] {
   return report.stages
     .filter((s) => s.outcome !== "unchanged" && s.outcome !== "skipped")
     .map((s) => {
-      const touched = "changes" in s ? s.changes.map((c) => ("path" in c ? c.path : "name" in c ? c.name : c.description)) : [];
+      const touched =
+        "changes" in s ? s.changes.map((c) => ("path" in c ? c.path : "name" in c ? c.name : c.description)) : [];
       return `${s.name} (${s.outcome}${touched.length ? `: ${touched.join(", ")}` : ""})`;
     });
 }

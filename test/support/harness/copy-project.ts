@@ -18,9 +18,20 @@ export async function copyProject(container: StartedTestContainer, projectDir: s
   // Docker extracts an archive only into a folder that already exists.
   const mkdir = await container.exec(["mkdir", "-p", PROJECT_DIR_IN_CONTAINER, dirname(NODE_IN_CONTAINER)]);
   if (mkdir.exitCode !== 0) throw new Error(`mkdir in the container failed: ${mkdir.stderr}`);
-  await copyTar(container, PROJECT_DIR_IN_CONTAINER, ["-C", projectDir, ...EXCLUDED.map((path) => `--exclude=${path}`), "."]);
+  await copyTar(container, PROJECT_DIR_IN_CONTAINER, [
+    "-C",
+    projectDir,
+    ...EXCLUDED.map((path) => `--exclude=${path}`),
+    ".",
+  ]);
   // -h: copy the binary, not a symlink to it; the transform names it `node`.
-  await copyTar(container, dirname(NODE_IN_CONTAINER), ["-h", "-C", dirname(process.execPath), "--transform=s|.*|node|", basename(process.execPath)]);
+  await copyTar(container, dirname(NODE_IN_CONTAINER), [
+    "-h",
+    "-C",
+    dirname(process.execPath),
+    "--transform=s|.*|node|",
+    basename(process.execPath),
+  ]);
 }
 
 /**
@@ -46,5 +57,6 @@ async function copyTar(container: StartedTestContainer, target: string, args: st
   // the project meanwhile); the archive is still whole. 2 and up is fatal,
   // and a cut-short archive must not pass for a whole one.
   if (code === 1) process.stderr.write(`copyProject: ${stderr}`);
-  if (code !== 0 && code !== 1) throw new Error(`tar -c ${args.join(" ")} exited with ${code ?? "a signal"}: ${stderr.trim()}`);
+  if (code !== 0 && code !== 1)
+    throw new Error(`tar -c ${args.join(" ")} exited with ${code ?? "a signal"}: ${stderr.trim()}`);
 }

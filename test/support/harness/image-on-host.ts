@@ -22,17 +22,32 @@ export interface ImageRun {
  * folder whose roster.yaml, packages.txt or pins.json replace those inputs.
  * Its lines go to stderr as they come, each after `label| ` when given.
  */
-export async function buildImageOnHost(sources: StandInSources, dir: string, options: { env?: Record<string, string>; inputsFrom?: string; label?: string } = {}): Promise<ImageRun> {
+export async function buildImageOnHost(
+  sources: StandInSources,
+  dir: string,
+  options: { env?: Record<string, string>; inputsFrom?: string; label?: string } = {},
+): Promise<ImageRun> {
   const inputs = path.join(dir, "inputs");
   await fs.mkdir(inputs, { recursive: true });
-  for (const name of ["roster.yaml", "packages.txt"]) await fs.copyFile(path.join(PROJECT_DIR, name), path.join(inputs, name));
+  for (const name of ["roster.yaml", "packages.txt"])
+    await fs.copyFile(path.join(PROJECT_DIR, name), path.join(inputs, name));
   await fs.writeFile(path.join(inputs, "pins.json"), `${JSON.stringify(sources.pins, null, 2)}\n`);
   for (const name of ["roster.yaml", "packages.txt", "pins.json"]) {
-    if (options.inputsFrom && existsSync(path.join(options.inputsFrom, name))) await fs.copyFile(path.join(options.inputsFrom, name), path.join(inputs, name));
+    if (options.inputsFrom && existsSync(path.join(options.inputsFrom, name)))
+      await fs.copyFile(path.join(options.inputsFrom, name), path.join(inputs, name));
   }
   const outDir = path.join(dir, "out");
-  const env = { ...process.env, ...sources.env, [settingVariables.t3DispatchSource]: path.join(PROJECT_DIR, "test/support/fixtures/t3-dispatch"), ...options.env };
-  const child = spawn("npx", ["tsx", "build.ts", "image", "--inputs", inputs, "--output", outDir], { cwd: PROJECT_DIR, env, stdio: ["ignore", "ignore", "pipe"] });
+  const env = {
+    ...process.env,
+    ...sources.env,
+    [settingVariables.t3DispatchSource]: path.join(PROJECT_DIR, "test/support/fixtures/t3-dispatch"),
+    ...options.env,
+  };
+  const child = spawn("npx", ["tsx", "build.ts", "image", "--inputs", inputs, "--output", outDir], {
+    cwd: PROJECT_DIR,
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let log = "";
   child.stderr.on("data", (chunk: Buffer) => {
     log += chunk.toString();

@@ -21,7 +21,8 @@ export async function waitForSystemd(container: StartedTestContainer, timeoutMs:
     if (!BOOTING.has(state)) break;
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
-  const why = Date.now() >= deadline ? `did not finish booting within ${timeoutMs / 1000} s` : `went to state "${state}"`;
+  const why =
+    Date.now() >= deadline ? `did not finish booting within ${timeoutMs / 1000} s` : `went to state "${state}"`;
   throw new Error(
     `systemd in container ${container.getId().slice(0, 12)} ${why} (last state: "${state || "no answer"}")\n` +
       `${await describeFailedUnits(container)}\n${await run(container, ["systemctl", "list-jobs", "--no-pager"])}`,
@@ -43,6 +44,8 @@ async function describeFailedUnits(container: StartedTestContainer): Promise<str
 }
 
 async function run(container: StartedTestContainer, command: string[]): Promise<string> {
-  const { stdout, stderr } = await container.exec(command).catch((error: unknown) => ({ stdout: "", stderr: String(error) }));
+  const { stdout, stderr } = await container
+    .exec(command)
+    .catch((error: unknown) => ({ stdout: "", stderr: String(error) }));
   return `${stdout}${stderr}`;
 }

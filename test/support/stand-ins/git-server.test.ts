@@ -10,7 +10,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { INFRA_FILES, INFRA_SECRET_CIPHERTEXT, startGitStandIn, type GitStandIn } from "./git-server.ts";
 import { runCommand } from "./run-command.ts";
 
-const LOCKED = ["-c", "filter.git-crypt.smudge=cat", "-c", "filter.git-crypt.clean=cat", "-c", "filter.git-crypt.required=false"];
+const LOCKED = [
+  "-c",
+  "filter.git-crypt.smudge=cat",
+  "-c",
+  "filter.git-crypt.clean=cat",
+  "-c",
+  "filter.git-crypt.required=false",
+];
 
 describe("git stand-in", () => {
   let server: GitStandIn;
@@ -22,7 +29,8 @@ describe("git stand-in", () => {
   const git = async (args: string[], cwd = work, extraEnv: NodeJS.ProcessEnv = {}) =>
     (await runCommand("git", args, { cwd, env: { ...env(), ...extraEnv }, timeoutMs: 60_000 })).stdout.trim();
   const fresh = () => path.join(work, `clone-${dirs++}`);
-  const withCredentials = (url: string, user: string, token: string) => url.replace("http://", `http://${user}:${token}@`);
+  const withCredentials = (url: string, user: string, token: string) =>
+    url.replace("http://", `http://${user}:${token}@`);
   const cloneOf = async (url: string) => {
     const clone = fresh();
     await git(["clone", "-q", url, clone]);
@@ -57,14 +65,21 @@ describe("git stand-in", () => {
     await git([...LOCKED, "clone", "-q", server.publicInfraUrl, clone]);
     expect(await readFile(path.join(clone, "secrets/prod.env"))).toEqual(INFRA_SECRET_CIPHERTEXT);
     expect(INFRA_SECRET_CIPHERTEXT.subarray(0, 10).toString("latin1")).toBe("\0GITCRYPT\0");
-    expect(await readFile(path.join(clone, ".gitattributes"), "utf8")).toBe("secrets/** filter=git-crypt diff=git-crypt\n");
+    expect(await readFile(path.join(clone, ".gitattributes"), "utf8")).toBe(
+      "secrets/** filter=git-crypt diff=git-crypt\n",
+    );
     expect(await readFile(path.join(clone, "README.md"), "utf8")).toBe(INFRA_FILES["README.md"]);
     expect((await stat(path.join(clone, "scripts/hello.sh"))).mode & 0o111).toBe(0o111);
     expect(await git(["symbolic-ref", "HEAD"], clone)).toBe("refs/heads/master");
     expect(await git(["rev-list", "--count", "HEAD"], clone)).toBe("1");
     const requests = server.requests();
     expect(requests.length).toBeGreaterThan(0);
-    for (const request of requests) expect(request).toEqual({ method: expect.any(String), path: expect.stringMatching(/^\/public\/infra\.git\//), status: 200 });
+    for (const request of requests)
+      expect(request).toEqual({
+        method: expect.any(String),
+        path: expect.stringMatching(/^\/public\/infra\.git\//),
+        status: 200,
+      });
   });
 
   it("refuses a push to the public URL with 403", async () => {
@@ -79,14 +94,21 @@ describe("git stand-in", () => {
     await expect(git(["clone", "-q", server.forgejoInfraUrl, fresh()])).rejects.toThrow(/terminal prompts disabled/);
     expect(server.requests()).toEqual([{ method: "GET", path: "/forgejo/org/infra.git/info/refs", status: 401 }]);
     server.clearRequests();
-    await expect(git(["clone", "-q", withCredentials(server.forgejoInfraUrl, "alice", "wrong"), fresh()])).rejects.toThrow(/Authentication failed/);
+    await expect(
+      git(["clone", "-q", withCredentials(server.forgejoInfraUrl, "alice", "wrong"), fresh()]),
+    ).rejects.toThrow(/Authentication failed/);
     expect(server.requests().every((r) => r.status === 401 && r.user === undefined)).toBe(true);
 
     const clone = await cloneOf(withCredentials(server.forgejoInfraUrl, "bob", "bob-token"));
     const sha = await commitIn(clone, "from-bob.txt", "hello\n");
     server.clearRequests();
     await git(["push", "-q", "origin", "master"], clone);
-    expect(server.requests()).toContainEqual({ method: "POST", path: "/forgejo/org/infra.git/git-receive-pack", user: "bob", status: 200 });
+    expect(server.requests()).toContainEqual({
+      method: "POST",
+      path: "/forgejo/org/infra.git/git-receive-pack",
+      user: "bob",
+      status: 200,
+    });
 
     expect(await git(["ls-remote", server.publicInfraUrl, "refs/heads/master"])).toBe(`${sha}\trefs/heads/master`);
     const mirror = await cloneOf(server.publicInfraUrl);
@@ -98,31 +120,60 @@ describe("git stand-in", () => {
     const clone = fresh();
     await git(["clone", "-q", withCredentials(url, "alice", "alice-token"), clone]);
     expect(await readFile(path.join(clone, "README.md"), "utf8")).toBe("# devvm\n");
-    expect(server.requests()).toContainEqual({ method: "POST", path: "/forgejo/org/devvm.git/git-upload-pack", user: "alice", status: 200 });
+    expect(server.requests()).toContainEqual({
+      method: "POST",
+      path: "/forgejo/org/devvm.git/git-upload-pack",
+      user: "alice",
+      status: 200,
+    });
 
     server.clearRequests();
     await expect(git(["clone", "-q", withCredentials(url, "bob", "bob-token"), fresh()])).rejects.toThrow(/not found/);
-    expect(server.requests()).toContainEqual({ method: "GET", path: "/forgejo/org/devvm.git/info/refs", user: "bob", status: 404 });
+    expect(server.requests()).toContainEqual({
+      method: "GET",
+      path: "/forgejo/org/devvm.git/info/refs",
+      user: "bob",
+      status: 404,
+    });
 
     server.clearRequests();
-    await expect(git(["clone", "-q", withCredentials(url, "alice", "bob-token"), fresh()])).rejects.toThrow(/Authentication failed/);
+    await expect(git(["clone", "-q", withCredentials(url, "alice", "bob-token"), fresh()])).rejects.toThrow(
+      /Authentication failed/,
+    );
     expect(server.requests()).toContainEqual({ method: "GET", path: "/forgejo/org/devvm.git/info/refs", status: 401 });
     expect(server.requests().every((r) => r.status === 401 && r.user === undefined)).toBe(true);
-    await expect(git(["ls-remote", withCredentials(`${server.repoBase}/nothing.git`, "alice", "alice-token")])).rejects.toThrow(/not found/);
+    await expect(
+      git(["ls-remote", withCredentials(`${server.repoBase}/nothing.git`, "alice", "alice-token")]),
+    ).rejects.toThrow(/not found/);
   });
 
   it("authenticates through git's store credential helper, never a prompt", async () => {
     const storeHome = path.join(work, "store-home");
     await mkdir(storeHome);
-    await writeFile(path.join(storeHome, ".git-credentials"), `${withCredentials(server.url, "alice", "alice-token")}\n`, { mode: 0o600 });
+    await writeFile(
+      path.join(storeHome, ".git-credentials"),
+      `${withCredentials(server.url, "alice", "alice-token")}\n`,
+      { mode: 0o600 },
+    );
     const clone = fresh();
-    await git(["-c", "credential.helper=store", "clone", "-q", `${server.repoBase}/devvm.git`, clone], work, { HOME: storeHome });
+    await git(["-c", "credential.helper=store", "clone", "-q", `${server.repoBase}/devvm.git`, clone], work, {
+      HOME: storeHome,
+    });
     expect(await readFile(path.join(clone, "README.md"), "utf8")).toBe("# devvm\n");
-    expect(server.requests()).toContainEqual({ method: "GET", path: "/forgejo/org/devvm.git/info/refs", user: "alice", status: 200 });
+    expect(server.requests()).toContainEqual({
+      method: "GET",
+      path: "/forgejo/org/devvm.git/info/refs",
+      user: "alice",
+      status: 200,
+    });
   });
 
   it("commit() adds a commit on master that ls-remote shows", async () => {
-    const sha = await server.commit("devvm", { "docs/notes.md": "notes\n", "bin/run": Buffer.from("#!/bin/sh\n") }, "Add notes");
+    const sha = await server.commit(
+      "devvm",
+      { "docs/notes.md": "notes\n", "bin/run": Buffer.from("#!/bin/sh\n") },
+      "Add notes",
+    );
     expect(sha).toMatch(/^[0-9a-f]{40}$/);
     const refs = await git(["ls-remote", withCredentials(`${server.repoBase}/devvm.git`, "alice", "alice-token")]);
     expect(refs.split("\n")).toEqual([`${sha}\tHEAD`, `${sha}\trefs/heads/master`]);
@@ -134,7 +185,8 @@ describe("git stand-in", () => {
   it("makes the same shas on every run", async () => {
     await using one = await startGitStandIn();
     await using two = await startGitStandIn();
-    const master = async (stand: GitStandIn) => (await git(["ls-remote", stand.publicInfraUrl, "refs/heads/master"])).split("\t")[0];
+    const master = async (stand: GitStandIn) =>
+      (await git(["ls-remote", stand.publicInfraUrl, "refs/heads/master"])).split("\t")[0];
     expect(await master(one)).toBe(await master(two));
     expect(await one.commit("infra", { "a.txt": "a\n" }, "A")).toBe(await two.commit("infra", { "a.txt": "a\n" }, "A"));
   });
@@ -147,7 +199,11 @@ describe("git stand-in", () => {
     const body = gzipSync(`${pkt(`want ${want} side-band-64k ofs-delta\n`)}0000${pkt("done\n")}`);
     const answer = await fetch(`${server.publicInfraUrl}/git-upload-pack`, {
       method: "POST",
-      headers: { "content-type": "application/x-git-upload-pack-request", "content-encoding": "gzip", accept: "application/x-git-upload-pack-result" },
+      headers: {
+        "content-type": "application/x-git-upload-pack-request",
+        "content-encoding": "gzip",
+        accept: "application/x-git-upload-pack-result",
+      },
       body,
     });
     expect(answer.status).toBe(200);
@@ -165,7 +221,10 @@ describe("git stand-in", () => {
     // A push larger than http.postBuffer goes chunked, without a Content-Length.
     await git(["reset", "-q", "--hard", "origin/master"], clone);
     const sha = await commitIn(clone, "big.bin", randomBytes(3 * 1024 * 1024));
-    const pushed = await runCommand("git", ["push", "origin", "master"], { cwd: clone, env: { ...env(), GIT_TRACE_CURL: "1", GIT_TRACE_CURL_NO_DATA: "1" } });
+    const pushed = await runCommand("git", ["push", "origin", "master"], {
+      cwd: clone,
+      env: { ...env(), GIT_TRACE_CURL: "1", GIT_TRACE_CURL_NO_DATA: "1" },
+    });
     expect(pushed.stderr).toMatch(/Send header: Transfer-Encoding: chunked/i);
     expect(await git(["ls-remote", server.publicInfraUrl, "refs/heads/master"])).toBe(`${sha}\trefs/heads/master`);
   });

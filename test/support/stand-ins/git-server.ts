@@ -35,7 +35,10 @@ export interface GitStandIn extends AsyncDisposable {
 type GitRequest = ReturnType<GitStandIn["requests"]>[number];
 
 /** What git-crypt stores for an encrypted file: its header, then nonce and ciphertext (fixed pseudo-random bytes here). */
-export const INFRA_SECRET_CIPHERTEXT = Buffer.concat([Buffer.from("\0GITCRYPT\0", "latin1"), createHash("sha512").update("stand-in secrets/prod.env").digest()]);
+export const INFRA_SECRET_CIPHERTEXT = Buffer.concat([
+  Buffer.from("\0GITCRYPT\0", "latin1"),
+  createHash("sha512").update("stand-in secrets/prod.env").digest(),
+]);
 
 /** The infra repository's first commit. */
 export const INFRA_FILES: Readonly<Record<string, string | Buffer>> = {
@@ -49,9 +52,15 @@ export const INFRA_FILES: Readonly<Record<string, string | Buffer>> = {
 // branch, hooks, signing), and fixed names and dates make every sha the same
 // on every run.
 const GIT_ENV = {
-  PATH: process.env.PATH, GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null",
-  GIT_AUTHOR_NAME: "Stand-in", GIT_AUTHOR_EMAIL: "stand-in@example.invalid", GIT_AUTHOR_DATE: "2026-01-01T00:00:00Z",
-  GIT_COMMITTER_NAME: "Stand-in", GIT_COMMITTER_EMAIL: "stand-in@example.invalid", GIT_COMMITTER_DATE: "2026-01-01T00:00:00Z",
+  PATH: process.env.PATH,
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+  GIT_AUTHOR_NAME: "Stand-in",
+  GIT_AUTHOR_EMAIL: "stand-in@example.invalid",
+  GIT_AUTHOR_DATE: "2026-01-01T00:00:00Z",
+  GIT_COMMITTER_NAME: "Stand-in",
+  GIT_COMMITTER_EMAIL: "stand-in@example.invalid",
+  GIT_COMMITTER_DATE: "2026-01-01T00:00:00Z",
 };
 const REPO_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
@@ -101,7 +110,9 @@ export async function startGitStandIn(): Promise<GitStandIn> {
 
   const authenticate = (header: string | undefined) => {
     const basic = /^Basic\s+(\S+)$/i.exec(header ?? "");
-    const [name, ...token] = Buffer.from(basic?.[1] ?? "", "base64").toString().split(":");
+    const [name, ...token] = Buffer.from(basic?.[1] ?? "", "base64")
+      .toString()
+      .split(":");
     return name && users.get(name) === token.join(":") ? name : undefined;
   };
 
@@ -113,7 +124,8 @@ export async function startGitStandIn(): Promise<GitStandIn> {
       entry.status = status;
       res.writeHead(status, { "content-type": "text/plain", ...headers }).end(`${text}\n`);
     };
-    const pushing = url.pathname.endsWith("/git-receive-pack") || url.searchParams.get("service") === "git-receive-pack";
+    const pushing =
+      url.pathname.endsWith("/git-receive-pack") || url.searchParams.get("service") === "git-receive-pack";
 
     const mirror = /^\/public\/infra\.git(\/.*)$/.exec(url.pathname);
     if (mirror) {
@@ -130,7 +142,14 @@ export async function startGitStandIn(): Promise<GitStandIn> {
     cgi(req, res, entry, `/${repo}.git${rest}`, url.search, user);
   });
 
-  const cgi = (req: http.IncomingMessage, res: http.ServerResponse, entry: GitRequest, pathInfo: string, search: string, user?: string) => {
+  const cgi = (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    entry: GitRequest,
+    pathInfo: string,
+    search: string,
+    user?: string,
+  ) => {
     // Request headers as HTTP_*, as CGI does: http-backend needs HTTP_CONTENT_ENCODING
     // (gzip bodies) and HTTP_GIT_PROTOCOL (protocol v2). Never Proxy: HTTP_PROXY is a proxy setting.
     const headers = Object.entries(req.headers)
@@ -138,8 +157,14 @@ export async function startGitStandIn(): Promise<GitStandIn> {
       .map(([name, value]) => [`HTTP_${name.toUpperCase().replaceAll("-", "_")}`, String(value)]);
     const child = spawn("git", ["http-backend"], {
       env: {
-        ...GIT_ENV, ...Object.fromEntries(headers), GIT_PROJECT_ROOT: root, GIT_HTTP_EXPORT_ALL: "1",
-        PATH_INFO: pathInfo, REQUEST_METHOD: req.method, QUERY_STRING: search.slice(1), CONTENT_TYPE: req.headers["content-type"] ?? "",
+        ...GIT_ENV,
+        ...Object.fromEntries(headers),
+        GIT_PROJECT_ROOT: root,
+        GIT_HTTP_EXPORT_ALL: "1",
+        PATH_INFO: pathInfo,
+        REQUEST_METHOD: req.method,
+        QUERY_STRING: search.slice(1),
+        CONTENT_TYPE: req.headers["content-type"] ?? "",
         // Without a length (a chunked push) http-backend reads the body to its end.
         ...(req.headers["content-length"] ? { CONTENT_LENGTH: req.headers["content-length"] } : {}),
         ...(user ? { REMOTE_USER: user } : {}),
@@ -189,12 +214,14 @@ export async function startGitStandIn(): Promise<GitStandIn> {
     repoBase: `${url}/forgejo/org`,
     addUser: (name, token) => void users.set(name, token),
     async addRepo(name, repoReaders, files = { "README.md": `# ${name}\n` }) {
-      if (!REPO_NAME.test(name) || name === "infra" || readers.has(name)) throw new Error(`git stand-in: cannot add repository ${JSON.stringify(name)}`);
+      if (!REPO_NAME.test(name) || name === "infra" || readers.has(name))
+        throw new Error(`git stand-in: cannot add repository ${JSON.stringify(name)}`);
       await create(name, files, `Initial commit of ${name}`);
       readers.set(name, [...repoReaders]);
     },
     async commit(repo, files, message) {
-      if (repo !== "infra" && !readers.has(repo)) throw new Error(`git stand-in: no repository ${JSON.stringify(repo)}`);
+      if (repo !== "infra" && !readers.has(repo))
+        throw new Error(`git stand-in: no repository ${JSON.stringify(repo)}`);
       return commit(repo, files, message);
     },
     requests: () => log.map((entry) => ({ ...entry })),

@@ -63,7 +63,10 @@ export async function startRegistryStandIn(options: RegistryStandInOptions = {})
 
   // npm's cafile (e.g. a TLS-inspecting proxy's CA) is what Verdaccio needs to reach the same registry.
   const env = { ...process.env, ...(upstream.cafile && { NODE_EXTRA_CA_CERTS: upstream.cafile }) };
-  const child = spawn(process.execPath, [verdaccio, "--config", configPath], { stdio: ["ignore", "pipe", "pipe"], env });
+  const child = spawn(process.execPath, [verdaccio, "--config", configPath], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+  });
   let output = "";
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000));
   child.stdout?.on("data", keep);
@@ -83,7 +86,9 @@ export async function startRegistryStandIn(options: RegistryStandInOptions = {})
     const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     const npmrc = path.join(dir, "npmrc");
     const token = await createPublisher(socketPath);
-    await writeFile(npmrc, `//127.0.0.1:${(proxy.address() as AddressInfo).port}/:_authToken=${token}\n`, { mode: 0o600 });
+    await writeFile(npmrc, `//127.0.0.1:${(proxy.address() as AddressInfo).port}/:_authToken=${token}\n`, {
+      mode: 0o600,
+    });
     await publishT3Fixtures(url, npmrc, options.t3Versions ?? T3_FIXTURE_VERSIONS);
     log.clear();
     return {
@@ -97,7 +102,10 @@ export async function startRegistryStandIn(options: RegistryStandInOptions = {})
     };
   } catch (error) {
     await stop();
-    throw new Error(`the registry stand-in did not start: ${error instanceof Error ? error.message : String(error)}\nVerdaccio's output:\n${output}`, { cause: error });
+    throw new Error(
+      `the registry stand-in did not start: ${error instanceof Error ? error.message : String(error)}\nVerdaccio's output:\n${output}`,
+      { cause: error },
+    );
   }
 }
 
@@ -152,7 +160,8 @@ function verdaccioConfig(dir: string, socketPath: string, upstream: HostRegistry
 async function waitUntilAnswering(socketPath: string, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`Verdaccio exited (${child.exitCode ?? child.signalCode})`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`Verdaccio exited (${child.exitCode ?? child.signalCode})`);
     const ping = await socketRequest(socketPath, "GET", "/-/ping").catch(() => undefined);
     if (ping?.status === 200) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -166,13 +175,15 @@ async function createPublisher(socketPath: string): Promise<string> {
   const body = JSON.stringify({ name, password: "stand-in-password" });
   const answer = await socketRequest(socketPath, "PUT", `/-/user/org.couchdb.user:${name}`, body);
   const token = (JSON.parse(answer.body) as { token?: string }).token;
-  if (answer.status !== 201 || !token) throw new Error(`creating the publishing user answered ${answer.status}: ${answer.body}`);
+  if (answer.status !== 201 || !token)
+    throw new Error(`creating the publishing user answered ${answer.status}: ${answer.body}`);
   return token;
 }
 
 async function integrityOf(socketPath: string, name: string, version: string): Promise<string> {
   const answer = await socketRequest(socketPath, "GET", `/${name.replace("/", "%2f")}`);
-  if (answer.status !== 200) throw new Error(`the registry stand-in has no ${name} (${answer.status}): ${answer.body.slice(0, 500)}`);
+  if (answer.status !== 200)
+    throw new Error(`the registry stand-in has no ${name} (${answer.status}): ${answer.body.slice(0, 500)}`);
   const packument = JSON.parse(answer.body) as { versions?: Record<string, { dist?: { integrity?: string } }> };
   const integrity = packument.versions?.[version]?.dist?.integrity;
   if (!integrity) throw new Error(`the registry stand-in has no integrity for ${name}@${version}`);
@@ -185,11 +196,14 @@ function startLoggingProxy(socketPath: string, log: RequestLog): Promise<http.Se
     const entry = log.record(req.method, req.url);
     // Headers pass unchanged: Verdaccio writes tarball URLs from the Host
     // header, which names this proxy.
-    const forward = http.request({ socketPath, agent, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      entry.status = answer.statusCode;
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      pipeline(answer, res).catch(() => res.destroy());
-    });
+    const forward = http.request(
+      { socketPath, agent, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        entry.status = answer.statusCode;
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        pipeline(answer, res).catch(() => res.destroy());
+      },
+    );
     forward.on("error", (error) => {
       entry.status = 502;
       if (res.headersSent) return res.destroy();
@@ -204,9 +218,15 @@ function startLoggingProxy(socketPath: string, log: RequestLog): Promise<http.Se
   });
 }
 
-function socketRequest(socketPath: string, method: string, target: string, body?: string): Promise<{ status: number; body: string }> {
+function socketRequest(
+  socketPath: string,
+  method: string,
+  target: string,
+  body?: string,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const headers = body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
+    const headers =
+      body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
     const req = http.request({ socketPath, method, path: target, headers }, (res) => {
       let text = "";
       res.setEncoding("utf8");

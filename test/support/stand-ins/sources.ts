@@ -36,7 +36,10 @@ export interface StandInSources extends AsyncDisposable {
 export async function startStandInSources(): Promise<StandInSources> {
   const kubelogin = await makeKubeloginZip();
   const kubectl = makeKubectl(PROJECT_PINS.kubectl.version);
-  const releaseFiles = { ...kubeloginReleaseFiles(kubelogin.zip), ...kubectlReleaseFiles(PROJECT_PINS.kubectl.version, kubectl.binary) };
+  const releaseFiles = {
+    ...kubeloginReleaseFiles(kubelogin.zip),
+    ...kubectlReleaseFiles(PROJECT_PINS.kubectl.version, kubectl.binary),
+  };
   const [registry, releases] = await Promise.all([startRegistryStandIn(), startArtifactStandIn(releaseFiles)]);
   const pins = structuredClone(PROJECT_PINS);
   pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
@@ -50,7 +53,11 @@ export async function startStandInSources(): Promise<StandInSources> {
     releases,
     kubelogin,
     kubectl,
-    env: { DEVVM_NPM_REGISTRY: registry.url, DEVVM_RELEASES_URL: releases.url, DEVVM_KUBERNETES_RELEASES_URL: releases.url },
+    env: {
+      DEVVM_NPM_REGISTRY: registry.url,
+      DEVVM_RELEASES_URL: releases.url,
+      DEVVM_KUBERNETES_RELEASES_URL: releases.url,
+    },
     pins,
     requests: () => [...registry.requests(), ...releases.requests()].map((r) => `${r.method} ${r.path}`),
     clearRequests: () => {
@@ -70,6 +77,9 @@ export async function writePins(vm: DevvmContainer, file: string, pins: Pins): P
 /** An --inputs folder in the VM: the project's packages.txt and roster.yaml with these pins. */
 export async function writeInputs(vm: DevvmContainer, dir: string, pins: Pins): Promise<string> {
   const encoded = Buffer.from(`${JSON.stringify(pins, null, 2)}\n`).toString("base64");
-  await vm.exec(`mkdir -p ${dir} && cp ${PROJECT_DIR_IN_CONTAINER}/packages.txt ${PROJECT_DIR_IN_CONTAINER}/roster.yaml ${dir}/ && echo ${encoded} | base64 -d > ${dir}/pins.json`, { check: true });
+  await vm.exec(
+    `mkdir -p ${dir} && cp ${PROJECT_DIR_IN_CONTAINER}/packages.txt ${PROJECT_DIR_IN_CONTAINER}/roster.yaml ${dir}/ && echo ${encoded} | base64 -d > ${dir}/pins.json`,
+    { check: true },
+  );
   return dir;
 }

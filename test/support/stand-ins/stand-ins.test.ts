@@ -10,7 +10,13 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeKubectl, makeTamperedKubectl } from "../fixtures/kubectl.ts";
-import { KUBELOGIN_ASSET, KUBELOGIN_VERSION, kubeloginReleaseFiles, makeKubeloginZip, makeTamperedKubeloginZip } from "../fixtures/kubelogin.ts";
+import {
+  KUBELOGIN_ASSET,
+  KUBELOGIN_VERSION,
+  kubeloginReleaseFiles,
+  makeKubeloginZip,
+  makeTamperedKubeloginZip,
+} from "../fixtures/kubelogin.ts";
 import { startArtifactStandIn } from "./artifacts.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./registry.ts";
 import { runCommand } from "./run-command.ts";
@@ -66,7 +72,9 @@ describe("registry stand-in", () => {
     expect(registry.requests()).toContainEqual({ method: "GET", path: "/npm/-/npm-11.19.1.tgz", status: 200 });
     expect((await runCommand(path.join(npm.prefix, "bin", "npm"), ["--version"])).stdout.trim()).toBe("11.19.1");
     const tarball = Buffer.from(await (await fetch(`${registry.url}/npm/-/npm-11.19.1.tgz`)).arrayBuffer());
-    expect(await registry.integrityOf("npm", "11.19.1")).toBe(`sha512-${createHash("sha512").update(tarball).digest("base64")}`);
+    expect(await registry.integrityOf("npm", "11.19.1")).toBe(
+      `sha512-${createHash("sha512").update(tarball).digest("base64")}`,
+    );
   });
 });
 
@@ -87,7 +95,11 @@ describe("artifact stand-in", () => {
   });
 
   it("builds the same zip every time, whose kubelogin prints its version; the tampered one differs", async () => {
-    const [first, second, tampered] = await Promise.all([makeKubeloginZip(), makeKubeloginZip(), makeTamperedKubeloginZip()]);
+    const [first, second, tampered] = await Promise.all([
+      makeKubeloginZip(),
+      makeKubeloginZip(),
+      makeTamperedKubeloginZip(),
+    ]);
     expect(second.zipSha256).toBe(first.zipSha256);
     expect(tampered.zipSha256).not.toBe(first.zipSha256);
     expect(tampered.binarySha256).not.toBe(first.binarySha256);
@@ -96,7 +108,9 @@ describe("artifact stand-in", () => {
     const zipFile = path.join(dir.path, KUBELOGIN_ASSET);
     await writeFile(zipFile, first.zip);
     await runCommand("unzip", ["-q", "-o", zipFile], { cwd: dir.path });
-    expect((await runCommand(path.join(dir.path, "kubelogin"), ["--version"])).stdout.trim()).toBe(`kubelogin version ${KUBELOGIN_VERSION}`);
+    expect((await runCommand(path.join(dir.path, "kubelogin"), ["--version"])).stdout.trim()).toBe(
+      `kubelogin version ${KUBELOGIN_VERSION}`,
+    );
   });
 
   it("builds the same kubectl every time, answering version --client and echoing anything else; the tampered one differs", async () => {
@@ -109,7 +123,9 @@ describe("artifact stand-in", () => {
     await writeFile(file, kubectl.binary);
     await chmod(file, 0o755);
     expect((await runCommand(file, ["version", "--client"])).stdout).toBe("Client Version: v1.36.4\n");
-    expect((await runCommand(file, ["config", "view", "--minify"])).stdout).toBe("kubectl (test stand-in): config view --minify\n");
+    expect((await runCommand(file, ["config", "view", "--minify"])).stdout).toBe(
+      "kubectl (test stand-in): config view --minify\n",
+    );
   });
 });
 
@@ -123,22 +139,54 @@ interface InstalledT3 extends AsyncDisposable {
 async function installGlobally(registry: RegistryStandIn, spec: string): Promise<InstalledT3> {
   const dir = await tempDir("t3-install-");
   const prefix = path.join(dir.path, "prefix");
-  await runCommand("npm", ["install", "-g", "--prefix", prefix, "--cache", path.join(dir.path, "cache"), "--registry", registry.url, "--no-audit", "--no-fund", spec]);
-  return { prefix, bin: path.join(prefix, "bin", "t3"), baseDir: path.join(dir.path, "base"), [Symbol.asyncDispose]: () => dir[Symbol.asyncDispose]() };
+  await runCommand("npm", [
+    "install",
+    "-g",
+    "--prefix",
+    prefix,
+    "--cache",
+    path.join(dir.path, "cache"),
+    "--registry",
+    registry.url,
+    "--no-audit",
+    "--no-fund",
+    spec,
+  ]);
+  return {
+    prefix,
+    bin: path.join(prefix, "bin", "t3"),
+    baseDir: path.join(dir.path, "base"),
+    [Symbol.asyncDispose]: () => dir[Symbol.asyncDispose](),
+  };
 }
 
 async function createCredential(t3: InstalledT3): Promise<string> {
-  const { stdout } = await runCommand(t3.bin, ["auth", "pairing", "create", "--base-dir", t3.baseDir, "--ttl", "5m", "--json"]);
+  const { stdout } = await runCommand(t3.bin, [
+    "auth",
+    "pairing",
+    "create",
+    "--base-dir",
+    t3.baseDir,
+    "--ttl",
+    "5m",
+    "--json",
+  ]);
   return (JSON.parse(stdout) as { credential: string }).credential;
 }
 
 function postCredential(url: string, route: string, credential: string): Promise<Response> {
-  return fetch(`${url}${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ credential }) });
+  return fetch(`${url}${route}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ credential }),
+  });
 }
 
 async function startT3Serve(bin: string, baseDir: string): Promise<{ url: string } & AsyncDisposable> {
   const port = await freePort();
-  const child = spawn(bin, ["serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir], { stdio: "ignore" });
+  const child = spawn(bin, ["serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir], {
+    stdio: "ignore",
+  });
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
     if (child.exitCode !== null) return;
@@ -147,7 +195,10 @@ async function startT3Serve(bin: string, baseDir: string): Promise<{ url: string
     await exited;
   };
   for (let tries = 0; ; tries++) {
-    const ok = await fetch(`${url}/`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${url}/`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return { url, [Symbol.asyncDispose]: stop };
     if (tries > 100 || child.exitCode !== null) {
       await stop();
