@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: "fast",
-          include: ["lib/**/*.test.ts", "stages/**/*.test.ts", "build.test.ts"],
+          include: ["lib/**/*.test.ts", "stages/**/*.test.ts", "scripts/**/*.test.ts", "build.test.ts"],
           testTimeout: 20_000,
         },
       },
