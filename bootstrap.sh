@@ -13,7 +13,7 @@
 #    from package-lock.json (`npm ci`, `npm run bundle`); a release archive
 #    (`npm run release`) carries it.
 #
-# Settings are the builder's own (README "Settings"): DEVVM_NPM_REGISTRY,
+# Settings are the builder's own (docs/cli.md "Settings"): DEVVM_NPM_REGISTRY,
 # DEVVM_NODE_SOURCE, DEVVM_NODE_DIST_URL, DEVVM_CACHE_DIR, and
 # DEVVM_EXTRA_CA_CERTS, trusted from the first HTTPS request on.
 set -euo pipefail

@@ -1,6 +1,6 @@
 // Machine settings that are not part of the pinned inputs: where the admin's
 // trees live and where sources are. Read once from the environment,
-// validated like every other input, and documented in the README. Real and
+// validated like every other input, and documented in docs/cli.md. Real and
 // stand-in sources differ only here, never in a stage's code path.
 import path from "node:path";
 import { z } from "zod";
@@ -100,7 +100,7 @@ const SettingsSchema = z.object({
 
 export type Settings = z.infer<typeof SettingsSchema>;
 
-/** Environment variable for each setting, so the README and the errors name the same thing. */
+/** Environment variable for each setting, so docs/cli.md and the errors name the same thing. */
 export const settingVariables: Record<keyof Settings, string> = {
   adminCodeDir: "DEVVM_ADMIN_CODE_DIR",
   sharedClaudeDir: "DEVVM_SHARED_CLAUDE_DIR",
