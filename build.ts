@@ -76,12 +76,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cli.command === "image") {
     // The build inside needs every hash: said now, not after debootstrap.
-    requireCompletePins(
-      stages.map((s) => s.name),
-      inputs,
-      settings,
-      { underRoot: false, canSkip: false },
-    );
+    requireCompletePins(stages, inputs, settings, { underRoot: false, canSkip: false });
     const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log });
     say(
       `image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`,
@@ -93,12 +88,7 @@ export async function main(argv: string[]): Promise<number> {
   const selected =
     cli.command === "offboard" ? [preflight, offboardStage({ inputs, root }, cli.user!)] : selectStages(stages, cli);
   // Every hash the selected stages need, before any of them (preflight too) runs: exit 2, nothing changed.
-  requireCompletePins(
-    selected.map((s) => s.name),
-    inputs,
-    settings,
-    { underRoot: root !== "/" },
-  );
+  requireCompletePins(selected, inputs, settings, { underRoot: root !== "/" });
   // Only a build runs npm; --plan writes nothing, this bundle included.
   if (!cli.plan) trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
   const ctx: BuildContext = {

@@ -22,6 +22,7 @@ export const CLAUDE_CODE: GlobalCli = {
 export default {
   name: "claude-code",
   description: "Installs the pinned Claude Code (@anthropic-ai/claude-code) for all users: /usr/local/bin/claude",
+  pins: (where) => (where.underRoot ? [] : [`npm.${CLAUDE_CODE.name}.integrity`]),
   check: async (ctx) =>
     underRoot(ctx)
       ? { skip: UNDER_ROOT_REASON }

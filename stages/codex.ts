@@ -16,6 +16,7 @@ export const CODEX: GlobalCli = { name: "@openai/codex", bins: ["codex"] };
 export default {
   name: "codex",
   description: "Installs the pinned Codex CLI (@openai/codex) for all users: /usr/local/bin/codex",
+  pins: (where) => (where.underRoot ? [] : [`npm.${CODEX.name}.integrity`]),
   check: async (ctx) =>
     underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name]),
   apply: async (ctx) => installGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name]),
