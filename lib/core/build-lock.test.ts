@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BuildRunningError } from "./errors.ts";
-import { takeBuildLock } from "./build-lock.ts";
+import { holdsBuildLock, takeBuildLock } from "./build-lock.ts";
 
 const lockModule = JSON.stringify(new URL("./build-lock.ts", import.meta.url).href);
 
@@ -34,6 +34,22 @@ describe("the build lock", () => {
     const again = takeBuildLock(lockPath);
     expect(again.takenOverFrom).toBeUndefined();
     again.release();
+  });
+
+  it("says whether this process holds it: from its taking to its release, not while another build does", async () => {
+    const lockPath = path.join(dir, "build.lock");
+    expect(holdsBuildLock(lockPath)).toBe(false);
+    const lock = takeBuildLock(lockPath);
+    expect(holdsBuildLock(lockPath)).toBe(true);
+    lock.release();
+    expect(holdsBuildLock(lockPath)).toBe(false);
+    const other = holder(lockPath);
+    try {
+      await other.locked;
+      expect(holdsBuildLock(lockPath)).toBe(false);
+    } finally {
+      other.child.kill("SIGKILL");
+    }
   });
 
   it("refuses a second build while one runs, naming the running one's pid", async () => {

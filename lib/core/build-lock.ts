@@ -46,3 +46,18 @@ export function takeBuildLock(lockPath: string): BuildLock {
     },
   };
 }
+
+/**
+ * Whether this process holds the build lock at lockPath. The file names its
+ * holder from the moment the lock is taken to its release; a pid left by a
+ * killed build names this process only by pid reuse, and then no other
+ * build holds the lock either (a holder names itself), which is what the
+ * question is for: may this build write what only the holder writes.
+ */
+export function holdsBuildLock(lockPath: string): boolean {
+  try {
+    return Number.parseInt(readFileSync(lockPath, "utf8").trim(), 10) === process.pid;
+  } catch {
+    return false;
+  }
+}
