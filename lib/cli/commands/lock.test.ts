@@ -7,7 +7,8 @@ import { kubectlReleaseFiles, makeKubectl } from "../../../test/support/fixtures
 import { startArtifactStandIn } from "../../../test/support/stand-ins/artifacts.ts";
 import type { Inputs } from "../../inputs/index.ts";
 import type { Pins } from "../../inputs/pins.ts";
-import { describeUnresolved, kubectlPin, parseUpdates, refreshPins } from "./lock.ts";
+import { describeUnresolved, parseUpdates, refreshPins } from "./lock.ts";
+import { kubectlPin } from "./pin-sources.ts";
 import { readSettings } from "../../inputs/settings.ts";
 
 describe("lock --update", () => {
