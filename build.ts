@@ -28,7 +28,7 @@ const COMMANDS: Record<CliOptions["command"], Command> = {
 
 const repoDir = findRepoDir(path.dirname(fileURLToPath(import.meta.url)));
 
-/** The exit code of a command that ended; what it throws, build.ts's caller below catches. */
+/** Runs the command the arguments name and returns its exit code; what it throws is caught below. */
 export async function main(argv: string[]): Promise<number> {
   const cli = parseCli(argv);
   if (cli.help) {

@@ -38,6 +38,7 @@ export interface Move {
   to?: string | undefined;
 }
 
+/** Why an entry could not be resolved, as lock says it, and what to do when there is something to say. */
 export function reasonOf(error: unknown): { reason: string; hint?: string } {
   const reason = error instanceof Error ? error.message : String(error);
   if (error instanceof NotInRegistryError) {
