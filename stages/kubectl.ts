@@ -37,6 +37,7 @@ export default {
   name: "kubectl",
   description:
     "Installs kubectl (the Kubernetes CLI) at its pinned release from the Kubernetes downloads, verified by sha256",
+  pins: ["kubectl.sha256"],
   async check(ctx) {
     return { changes: await binaryChanges(ctx), managed: [{ path: BINARY }] };
   },

@@ -62,6 +62,7 @@ export default {
   name: "kubelogin",
   description:
     "Installs kubelogin (int128, the kubectl OIDC plugin) at its pinned release, verified by sha256, with the kubectl-oidc_login link",
+  pins: ["kubelogin.sha256", "kubelogin.binarySha256"],
   async check(ctx) {
     return {
       changes: [...(await binaryChanges(ctx)), ...(await checkResources(ctx, [LINK]))],

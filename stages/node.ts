@@ -161,6 +161,10 @@ export function withNodeForInstalls<T>(ctx: BuildContext, work: (treeDir: string
 export default {
   name: "node",
   description: "Installs the pinned Node.js 22 and npm under /opt/devvm/node, linked from /usr/local/bin",
+  pins: ({ settings }) => [
+    settings.nodeSource === "official" ? { key: "node.sha256", note: "DEVVM_NODE_SOURCE=official" } : "node.integrity",
+    "node.npm.integrity",
+  ],
   async check(ctx) {
     return {
       changes: [...(await treeChanges(ctx)), ...(await checkResources(ctx, links(ctx)))],

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { deadPid, makeTestRoot } from "../test/support/test-context.ts";
-import preflight, { LOCK_PATH, NotRootError, requireRoot } from "./preflight.ts";
+import preflight, { BUILD_LOCK_PATH, NotRootError, requireRoot } from "./preflight.ts";
 
 describe("preflight", () => {
   it("refuses any uid but root in one line that says what to do", () => {
@@ -20,13 +20,13 @@ describe("preflight", () => {
     using root = makeTestRoot({ planOnly: true });
     await preflight.check(root.ctx);
     expect(root.ctx.cleanups).toEqual([]);
-    expect(existsSync(path.join(root.dir, LOCK_PATH))).toBe(false);
+    expect(existsSync(path.join(root.dir, BUILD_LOCK_PATH))).toBe(false);
   });
 
   it("takes the lock under --root for a build, and releases it at the end", async () => {
     using root = makeTestRoot();
     await preflight.check(root.ctx);
-    expect(existsSync(path.join(root.dir, LOCK_PATH))).toBe(true);
+    expect(existsSync(path.join(root.dir, BUILD_LOCK_PATH))).toBe(true);
     for (const cleanup of root.ctx.cleanups) await cleanup();
   });
 
@@ -36,8 +36,8 @@ describe("preflight", () => {
     Object.assign(root.ctx.log, { info: (line: string) => log.push(line) });
     const dead = deadPid();
     // The killed build's lock (its pid, no holder), and what it left.
-    mkdirSync(path.dirname(path.join(root.dir, LOCK_PATH)), { recursive: true });
-    writeFileSync(path.join(root.dir, LOCK_PATH), `${dead}\n`);
+    mkdirSync(path.dirname(path.join(root.dir, BUILD_LOCK_PATH)), { recursive: true });
+    writeFileSync(path.join(root.dir, BUILD_LOCK_PATH), `${dead}\n`);
     const left = [
       path.join(tmpdir(), `devvm-t3-health-${dead}-abc`),
       path.join(root.dir, `opt/devvm/node/.22.23.3.tmp-${dead}-xyz`),

@@ -9,11 +9,12 @@ import { endOrphans, recordChildrenIn, stopRecordingChildren } from "../lib/mach
 import { sweepPartials } from "../lib/sources/download.ts";
 import { NODE_ROOT, NPM_CLI_ROOT } from "../lib/machine/layout.ts";
 import { LEFTOVERS, removeLeftovers } from "../lib/machine/leftovers.ts";
-import { acquireBuildLock } from "../lib/core/build-lock.ts";
+import { takeBuildLock } from "../lib/core/build-lock.ts";
 import type { Stage } from "../lib/core/stage.ts";
 
-export const LOCK_PATH = "/run/lock/devvm-build.lock";
-/** The process groups of the build that holds the lock (lib/machine/children.ts). */
+/** The build lock: one build at a time (lib/core/build-lock.ts). */
+export const BUILD_LOCK_PATH = "/run/lock/devvm-build.lock";
+/** The process groups of the build that holds the build lock (lib/machine/children.ts). */
 export const CHILDREN_PATH = "/run/lock/devvm-build.children.json";
 
 /** Not root: build.ts gives it its own exit code, in one line. */
@@ -36,10 +37,10 @@ export default {
   async check(ctx) {
     requireRoot(process.getuid?.());
     requireDebian12(ctx);
-    // --plan under --root writes nothing, not even a lock file in that root;
-    // on the machine itself it takes the lock, so it never reads a build's half-written state.
+    // --plan under --root writes nothing, not even a build lock file in that root;
+    // on the machine itself it takes the build lock, so it never reads a build's half-written state.
     if (ctx.planOnly && underRoot(ctx)) return { changes: [], managed: [] };
-    const lock = acquireBuildLock(hostPath(ctx, LOCK_PATH));
+    const lock = takeBuildLock(hostPath(ctx, BUILD_LOCK_PATH));
     if (lock.takenOverFrom)
       ctx.log.info(`took over the lock left by pid ${lock.takenOverFrom}, which is no longer running`);
     // A plan only reads: what a killed build left running is ended by the next build, not by a plan.

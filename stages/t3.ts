@@ -95,6 +95,7 @@ export default {
   name: "t3",
   description:
     "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
+  pins: (where) => (where.underRoot ? [] : ["npm.t3.integrity"]),
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkT3(ctx)),
   apply: async (ctx) => {
     const pin = ctx.inputs.pins.npm.t3;

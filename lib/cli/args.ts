@@ -2,15 +2,10 @@
 import { parseArgs } from "node:util";
 import { UserError } from "../core/errors.ts";
 
-export const EXIT = {
-  ok: 0,
-  stageFailed: 1,
-  badInput: 2,
-  changesPending: 3,
-  buildRunning: 4,
-  notRoot: 5,
-  bug: 70,
-} as const;
+import { EXIT } from "./exit-code.ts";
+
+// Where the codes are chosen (exit-code.ts); named here too, for what imported them from here.
+export { EXIT };
 
 export const USAGE = `Usage: build.ts [options]
        build.ts lock [--update NAME[@VERSION]]...

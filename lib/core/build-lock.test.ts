@@ -3,15 +3,15 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { LockHeldError } from "./errors.ts";
-import { acquireBuildLock } from "./build-lock.ts";
+import { BuildRunningError } from "./errors.ts";
+import { holdsBuildLock, takeBuildLock } from "./build-lock.ts";
 
 const lockModule = JSON.stringify(new URL("./build-lock.ts", import.meta.url).href);
 
 /** Another build: a process that takes the lock, says so, then waits. */
 function holder(lockPath: string) {
-  const script = `import { acquireBuildLock } from ${lockModule};
-    acquireBuildLock(${JSON.stringify(lockPath)}); console.log("locked"); setInterval(() => {}, 1000);`;
+  const script = `import { takeBuildLock } from ${lockModule};
+    takeBuildLock(${JSON.stringify(lockPath)}); console.log("locked"); setInterval(() => {}, 1000);`;
   const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -28,12 +28,28 @@ describe("the build lock", () => {
 
   it("is taken, records the pid, and can be taken again after release", () => {
     const lockPath = path.join(dir, "run/lock/build.lock");
-    const lock = acquireBuildLock(lockPath);
+    const lock = takeBuildLock(lockPath);
     expect(readFileSync(lockPath, "utf8")).toBe(`${process.pid}\n`);
     lock.release();
-    const again = acquireBuildLock(lockPath);
+    const again = takeBuildLock(lockPath);
     expect(again.takenOverFrom).toBeUndefined();
     again.release();
+  });
+
+  it("says whether this process holds it: from its taking to its release, not while another build does", async () => {
+    const lockPath = path.join(dir, "build.lock");
+    expect(holdsBuildLock(lockPath)).toBe(false);
+    const lock = takeBuildLock(lockPath);
+    expect(holdsBuildLock(lockPath)).toBe(true);
+    lock.release();
+    expect(holdsBuildLock(lockPath)).toBe(false);
+    const other = holder(lockPath);
+    try {
+      await other.locked;
+      expect(holdsBuildLock(lockPath)).toBe(false);
+    } finally {
+      other.child.kill("SIGKILL");
+    }
   });
 
   it("refuses a second build while one runs, naming the running one's pid", async () => {
@@ -43,12 +59,12 @@ describe("the build lock", () => {
       await other.locked;
       let error: unknown;
       try {
-        acquireBuildLock(lockPath);
+        takeBuildLock(lockPath);
       } catch (e) {
         error = e;
       }
-      expect(error).toBeInstanceOf(LockHeldError);
-      expect((error as LockHeldError).pid).toBe(other.child.pid);
+      expect(error).toBeInstanceOf(BuildRunningError);
+      expect((error as BuildRunningError).pid).toBe(other.child.pid);
       expect((error as Error).message).toContain(`pid ${other.child.pid}`);
     } finally {
       other.child.kill("SIGKILL");
@@ -62,7 +78,7 @@ describe("the build lock", () => {
     const exited = new Promise((resolve) => other.child.once("exit", resolve));
     other.child.kill("SIGKILL");
     await exited;
-    const lock = acquireBuildLock(lockPath);
+    const lock = takeBuildLock(lockPath);
     expect(lock.takenOverFrom).toBe(other.child.pid);
     expect(readFileSync(lockPath, "utf8")).toBe(`${process.pid}\n`);
     lock.release();
@@ -70,9 +86,9 @@ describe("the build lock", () => {
 
   it("is released when its holder exits without releasing", () => {
     const lockPath = path.join(dir, "build.lock");
-    const script = `import { acquireBuildLock } from ${lockModule}; acquireBuildLock(${JSON.stringify(lockPath)});`;
+    const script = `import { takeBuildLock } from ${lockModule}; takeBuildLock(${JSON.stringify(lockPath)});`;
     expect(spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script]).status).toBe(0);
-    const lock = acquireBuildLock(lockPath);
+    const lock = takeBuildLock(lockPath);
     expect(lock.takenOverFrom).toBeGreaterThan(0);
     lock.release();
   });

@@ -11,7 +11,7 @@ export interface InputProblem extends InputLocation {
   message: string;
 }
 
-/** How to run the lock, for hints: bootstrap.sh on a box without Node (it brings the pinned one), the sources elsewhere. */
+/** How to run `build.ts lock` (which refreshes pins.json), for hints: bootstrap.sh on a box without Node (it brings the pinned one), the sources elsewhere. */
 export const LOCK_COMMAND = "`./bootstrap.sh lock` (or `npx tsx build.ts lock` where Node and node_modules are)";
 
 /** A mistake the user can fix; `hint` says how. */
@@ -33,9 +33,9 @@ export class InputError extends UserError {
   }
 }
 
-/** Another build holds the lock. */
-export class LockHeldError extends UserError {
-  override name = "LockHeldError";
+/** Another build holds the build lock (lib/core/build-lock.ts): exit 4. */
+export class BuildRunningError extends UserError {
+  override name = "BuildRunningError";
   constructor(
     readonly pid: number,
     readonly lockPath: string,

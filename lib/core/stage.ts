@@ -1,12 +1,20 @@
 import type { Change } from "./change.ts";
 import type { BuildContext } from "./context.ts";
 import type { Managed } from "../machine/files.ts";
+import type { Settings } from "../inputs/settings.ts";
 
 /** What a stage's check found: the changes to make and the paths it manages. */
 export interface Pending {
   changes: Change[];
   managed: Managed[];
 }
+
+/**
+ * A value the stage needs from pins.json that pins.json may lack until
+ * `build.ts lock` records it (a hash), by its key path: "kubectl.sha256";
+ * with a note when the key does not say why it is needed.
+ */
+export type PinNeed = string | { key: string; note: string };
 
 /** A stage may decide it does not apply here, and say why. */
 export type Check = Pending | { skip: string };
@@ -24,6 +32,12 @@ export interface Stage {
    * first boot, where the installed builder runs it.
    */
   firstBoot?: string;
+  /**
+   * What it needs from pins.json (lib/inputs/required-pins.ts checks it for
+   * the selected stages before any runs); a function when that depends on
+   * the settings or on --root (a stage that skips itself there needs nothing).
+   */
+  pins?: readonly PinNeed[] | ((where: { settings: Settings; underRoot: boolean }) => readonly PinNeed[]);
   check(ctx: BuildContext): Promise<Check>;
   /** Makes the changes check found; returns what it changed. */
   apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;

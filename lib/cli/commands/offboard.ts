@@ -15,8 +15,16 @@ import { appliedRosterFile, readAppliedRoster } from "../../users/applied-roster
 import { removeTree } from "../../machine/safe-path.ts";
 import { envFile, readAccountTable } from "../../users/roster-accounts.ts";
 import type { Stage } from "../../core/stage.ts";
+import preflight from "../../../stages/preflight.ts";
+import type { Command } from "../command.ts";
+import { runPipeline } from "../run-pipeline.ts";
 
 export const OFFBOARD_ARCHIVES = "/var/backups/devvm-offboarded";
+
+export const offboardCommand: Command = {
+  // Preflight (root, the build lock), then that one stage. It deletes: it manages nothing the manifest records.
+  run: (c) => runPipeline(c, [preflight, offboardStage(c, c.cli.user!)], { writesOutput: false }),
+};
 
 /** Refuses (exit 2) anyone who is still in the roster or was never cut. */
 export function offboardStage(ctx: Pick<BuildContext, "inputs" | "root">, user: string, now = new Date()): Stage {
