@@ -6,6 +6,7 @@ import {
   prepareGlobalCli,
   UNDER_ROOT_REASON,
   type GlobalCli,
+  type GlobalCliPlan,
 } from "../lib/tools/npm-global.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
@@ -26,7 +27,7 @@ export default {
     underRoot(ctx)
       ? { skip: UNDER_ROOT_REASON }
       : checkGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name]),
-  apply: async (ctx) => installGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name]),
+  apply: async (ctx, { plan }) => installGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name], plan),
   // npm installs it into a staging folder while apt runs; apply moves it into place.
   prepare: async (ctx) =>
     void (underRoot(ctx)
@@ -35,4 +36,4 @@ export default {
           withNodeForInstalls(ctx, work),
         )),
   inventory: (ctx) => globalCliInventory(ctx, CLAUDE_CODE),
-} satisfies Stage;
+} satisfies Stage<GlobalCliPlan>;

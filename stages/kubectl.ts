@@ -40,8 +40,7 @@ export default {
   async check(ctx) {
     return { changes: await binaryChanges(ctx), managed: [{ path: BINARY }] };
   },
-  async apply(ctx) {
-    const changes = await binaryChanges(ctx);
+  async apply(ctx, { changes }) {
     if (changes.some((c) => c.kind === "package")) {
       const { url, sha256 } = pinned(ctx);
       // The cache holds only files that matched their pin; its name is the hash.

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath } from "../lib/core/context.ts";
 import { download } from "../lib/sources/download.ts";
@@ -63,13 +64,14 @@ export default {
   description:
     "Installs kubelogin (int128, the kubectl OIDC plugin) at its pinned release, verified by sha256, with the kubectl-oidc_login link",
   async check(ctx) {
+    const binary = await binaryChanges(ctx);
     return {
-      changes: [...(await binaryChanges(ctx)), ...(await checkResources(ctx, [LINK]))],
+      changes: [...binary, ...(await checkResources(ctx, [LINK]))],
       managed: [{ path: BINARY }, { path: LINK.path }],
+      plan: { binary },
     };
   },
-  async apply(ctx) {
-    const changes = await binaryChanges(ctx);
+  async apply(ctx, { plan: { binary: changes } }) {
     if (changes.some((c) => c.kind === "package")) {
       const binary = await pinnedBinary(ctx);
       await applyResources(ctx, [{ kind: "dir", path: BIN_DIR, mode: 0o755 }]);
@@ -91,4 +93,4 @@ export default {
           : "absent or not the pinned build",
     };
   },
-} satisfies Stage;
+} satisfies Stage<{ binary: Change[] }>;

@@ -162,15 +162,16 @@ export default {
   name: "node",
   description: "Installs the pinned Node.js 22 and npm under /opt/devvm/node, linked from /usr/local/bin",
   async check(ctx) {
+    const tree = await treeChanges(ctx);
     return {
-      changes: [...(await treeChanges(ctx)), ...(await checkResources(ctx, links(ctx)))],
+      changes: [...tree, ...(await checkResources(ctx, links(ctx)))],
       managed: managedBy(links(ctx)),
+      plan: { tree },
     };
   },
-  async apply(ctx) {
-    const changes = await treeChanges(ctx);
-    if (changes.length > 0) await installTree(ctx);
-    return [...changes, ...(await applyResources(ctx, links(ctx)))];
+  async apply(ctx, { plan: { tree } }) {
+    if (tree.length > 0) await installTree(ctx);
+    return [...tree, ...(await applyResources(ctx, links(ctx)))];
   },
   async prepare(ctx) {
     // Started before the first await: the CLIs' preparations, started next, find it (withNodeForInstalls).
@@ -184,4 +185,4 @@ export default {
     const { version } = ctx.inputs.pins.node;
     return { node: (await nodeVersionIn(ctx, version)) ?? "absent", npm: npmVersionIn(ctx, version) ?? "absent" };
   },
-} satisfies Stage;
+} satisfies Stage<{ tree: Change[] }>;

@@ -16,6 +16,8 @@ import {
   prepareGlobalCli,
   verifyIntegrity,
   type GlobalCli,
+  type InstallOptions,
+  type NpmPin,
 } from "./npm-global.ts";
 import { progressIntervals } from "../core/progress.ts";
 import { makeTestRoot, type TestRoot } from "../../test/support/test-context.ts";
@@ -29,6 +31,12 @@ const CLAUDE: GlobalCli = {
 const CODEX: GlobalCli = { name: "@openai/codex", bins: ["codex"] };
 const INTEGRITY = `sha512-${"A".repeat(86)}==`;
 const OTHER_INTEGRITY = `sha512-${"B".repeat(86)}==`;
+
+/** A CLI stage's check, then its install with the plan check made, as the runner does. */
+async function checkThenInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin, options?: InstallOptions) {
+  const { plan } = await checkGlobalCli(ctx, cli, pin);
+  return installGlobalCli(ctx, cli, pin, plan, options);
+}
 
 function testRoot(settings: Partial<BuildContext["settings"]> = {}): TestRoot {
   const root = makeTestRoot({ inputs: { pins: { node: { version: NODE } } } as unknown as Inputs });
@@ -121,6 +129,7 @@ describe("checkGlobalCli", () => {
     expect(await checkGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).toEqual({
       changes: [],
       managed: [{ path: "/usr/local/bin/codex" }],
+      plan: { before: { version: "0.169.0", prefix: cliPrefix(CODEX.name, "0.169.0") }, changes: [] },
     });
     expect(cliPrefix(CODEX.name, "0.169.0")).toBe("/opt/devvm/npm/@openai+codex/0.169.0");
   });
@@ -219,7 +228,7 @@ describe("installGlobalCli", () => {
   });
 
   it("installs into the version's prefix with only the allowed scripts, then links the bins", async () => {
-    const changes = await installGlobalCli(root.ctx, CLAUDE, { version: "2.1.332", integrity: INTEGRITY });
+    const changes = await checkThenInstall(root.ctx, CLAUDE, { version: "2.1.332", integrity: INTEGRITY });
     expect(changes).toEqual([{ kind: "package", name: CLAUDE.name, from: null, to: "2.1.332" }]);
     expect(activeTarget("claude")).toBe("/opt/devvm/npm/@anthropic-ai+claude-code/2.1.332/bin/claude");
     expect(await installedVersion(root.ctx, CLAUDE.name, "claude")).toBe("2.1.332");
@@ -235,7 +244,7 @@ describe("installGlobalCli", () => {
 
   it("passes the configured registry to npm", async () => {
     root.ctx.settings.npmRegistry = registry.url;
-    await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
     const [install] = installs();
     expect(install!.slice(install!.indexOf("--registry"), install!.indexOf("--registry") + 2)).toEqual([
       "--registry",
@@ -245,16 +254,16 @@ describe("installGlobalCli", () => {
   });
 
   it("does nothing, and runs no npm and asks no registry, when the pinned version is active", async () => {
-    await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
     const calls = npmCalls().length;
     const requests = registry.requests.length;
-    expect(await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY })).toEqual([]);
+    expect(await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY })).toEqual([]);
     expect(npmCalls().length).toBe(calls);
     expect(registry.requests.length).toBe(requests);
   });
 
   it("installs nothing when the registry's integrity differs from the pin, and names both", async () => {
-    const error = await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: OTHER_INTEGRITY }).catch(
+    const error = await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: OTHER_INTEGRITY }).catch(
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(UserError);
@@ -271,7 +280,7 @@ describe("installGlobalCli", () => {
     const lines: string[] = [];
     Object.assign(root.ctx.log, { info: (m: string) => lines.push(m) });
     try {
-      await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
+      await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY });
     } finally {
       progressIntervals.heartbeatMs = saved;
     }
@@ -282,9 +291,9 @@ describe("installGlobalCli", () => {
   });
 
   it("keeps the old version active when npm fails, and leaves no half install", async () => {
-    await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
     vi.stubEnv("FAKE_NPM_FAIL", "1");
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY })).rejects.toThrow(
+    await expect(checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY })).rejects.toThrow(
       /exited with 1:\nnpm error code E500/,
     );
     expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`);
@@ -292,13 +301,13 @@ describe("installGlobalCli", () => {
   });
 
   it("keeps the old version active and removes the new one when verification fails", async () => {
-    await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
     const verify = vi.fn(async (prefix: string) => {
       expect(existsSync(path.join(prefix, "bin/codex"))).toBe(true);
       throw new UserError("unhealthy");
     });
     await expect(
-      installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify }),
+      checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify }),
     ).rejects.toThrow("unhealthy");
     expect(verify).toHaveBeenCalledWith(path.join(root.dir, cliPrefix(CODEX.name, "0.169.0")));
     expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`);
@@ -306,7 +315,7 @@ describe("installGlobalCli", () => {
   });
 
   it("runs beforeSwitch after verify, only when the version changes; throwing keeps the old version active and the verified install", async () => {
-    await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
     const calls: string[] = [];
     const verify = vi.fn(async () => void calls.push(`verify, active ${activeTarget("codex")}`));
     let fail = true;
@@ -315,7 +324,7 @@ describe("installGlobalCli", () => {
       if (fail) throw new UserError("no backup");
     });
     await expect(
-      installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch }),
+      checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch }),
     ).rejects.toThrow("no backup");
     const old = `${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`;
     expect(calls).toEqual([`verify, active ${old}`, `beforeSwitch, active ${old}`]);
@@ -325,21 +334,21 @@ describe("installGlobalCli", () => {
     // The next try reuses the install (no npm), verifies it again, and switches.
     const installsBefore = installs().length;
     fail = false;
-    await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch });
     expect(installs().length).toBe(installsBefore);
     expect(verify).toHaveBeenCalledTimes(2);
     expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.169.0")}/bin/codex`);
     // Nothing changes version: not called.
-    await installGlobalCli(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch });
+    await checkThenInstall(root.ctx, CODEX, { version: "0.169.0", integrity: INTEGRITY }, { verify, beforeSwitch });
     expect(beforeSwitch).toHaveBeenCalledTimes(2);
   });
 
   it("keeps the previous version for a rollback, prunes older ones, and rolls back without npm", async () => {
     for (const version of ["0.167.0", "0.168.0", "0.169.0"])
-      await installGlobalCli(root.ctx, CODEX, { version, integrity: INTEGRITY });
+      await checkThenInstall(root.ctx, CODEX, { version, integrity: INTEGRITY });
     expect(versionsOf(CODEX.name)).toEqual(["0.168.0", "0.169.0"]);
     const calls = installs().length;
-    const changes = await installGlobalCli(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
+    const changes = await checkThenInstall(root.ctx, CODEX, { version: "0.168.0", integrity: INTEGRITY });
     expect(changes).toEqual([{ kind: "package", name: CODEX.name, from: "0.169.0", to: "0.168.0" }]);
     expect(installs().length).toBe(calls);
     expect(activeTarget("codex")).toBe(`${cliPrefix(CODEX.name, "0.168.0")}/bin/codex`);
@@ -347,7 +356,7 @@ describe("installGlobalCli", () => {
   });
 
   it("refuses a package whose commands differ from the stage's, switching nothing", async () => {
-    const error = await installGlobalCli(
+    const error = await checkThenInstall(
       root.ctx,
       { name: "@openai/codex", bins: ["codex", "codex-exec"] },
       { version: "0.169.0", integrity: INTEGRITY },
@@ -358,7 +367,7 @@ describe("installGlobalCli", () => {
   });
 
   it("installs nothing without a pinned integrity", async () => {
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(
+    await expect(checkThenInstall(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(
       "pins.json has no integrity for @openai/codex@0.169.0",
     );
     expect(installs()).toEqual([]);
@@ -366,7 +375,7 @@ describe("installGlobalCli", () => {
 
   it("says which stage to run first when the pinned Node is missing", async () => {
     (root.ctx.inputs.pins.node as { version: string }).version = "22.99.0";
-    await expect(installGlobalCli(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(
+    await expect(checkThenInstall(root.ctx, CODEX, { version: "0.169.0" })).rejects.toThrow(
       /pinned Node 22\.99\.0 is not installed/,
     );
   });
@@ -390,7 +399,7 @@ describe("installGlobalCli", () => {
       expect(readFileSync(path.join(root.dir, "nice.log"), "utf8").trim()).toBe("19");
       expect(lines).toEqual(["npm install @openai/codex@0.169.0"]);
 
-      expect(await installGlobalCli(ctx, CODEX, pin)).toEqual([
+      expect(await checkThenInstall(ctx, CODEX, pin)).toEqual([
         { kind: "package", name: CODEX.name, from: null, to: "0.169.0" },
       ]);
       expect(installs()).toHaveLength(1);
@@ -413,7 +422,7 @@ describe("installGlobalCli", () => {
     });
 
     it("prepares nothing when the pinned version is active", async () => {
-      await installGlobalCli(root.ctx, CODEX, pin);
+      await checkThenInstall(root.ctx, CODEX, pin);
       const background = new Background();
       prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode);
       await prepared(background);
@@ -426,7 +435,7 @@ describe("installGlobalCli", () => {
       const tampered = { ...pin, integrity: OTHER_INTEGRITY };
       prepareGlobalCli(ctx, CODEX, tampered, withNode);
       await prepared(background);
-      await expect(installGlobalCli(ctx, CODEX, tampered)).rejects.toThrow(
+      await expect(checkThenInstall(ctx, CODEX, tampered)).rejects.toThrow(
         `pins.json has integrity ${OTHER_INTEGRITY}, the registry serves ${INTEGRITY}`,
       );
       // Asked once in the background, once by the apply.

@@ -105,8 +105,14 @@ export async function activeInstall(
   return null;
 }
 
+/** What a CLI stage's check found, for its apply: the install active then, and the CLI's own changes. */
+export interface GlobalCliPlan {
+  before: ActiveInstall | null;
+  changes: Change[];
+}
+
 /** The check of a CLI stage: a package change when another version (or none) is active, else the links that are wrong. */
-export async function checkGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promise<Pending> {
+export async function checkGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promise<Pending<GlobalCliPlan>> {
   const managed = cli.bins.map((bin) => ({ path: `${BIN_DIR}/${bin}` }));
   const active = await activeInstall(ctx, cli.name, cli.bins[0]!);
   const prefix = cliPrefix(cli.name, pin.version);
@@ -117,9 +123,11 @@ export async function checkGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: Npm
         : active.prefix === null
           ? `${active.version} (not the builder's install)`
           : active.version;
-    return { changes: [{ kind: "package", name: cli.name, from, to: pin.version }], managed };
+    const changes: Change[] = [{ kind: "package", name: cli.name, from, to: pin.version }];
+    return { changes, managed, plan: { before: active, changes } };
   }
-  return { changes: await checkResources(ctx, links(cli, prefix)), managed };
+  const changes = await checkResources(ctx, links(cli, prefix));
+  return { changes, managed, plan: { before: active, changes } };
 }
 
 export interface InstallOptions {
@@ -133,16 +141,18 @@ export interface InstallOptions {
   beforeSwitch?: () => Promise<void>;
 }
 
-/** Makes the pinned version active: installs it when its prefix is not complete, verifies it, switches the links, prunes. */
+/**
+ * Makes the pinned version active, as its check planned: installs it when
+ * its prefix is not complete, verifies it, switches the links, prunes.
+ */
 export async function installGlobalCli(
   ctx: BuildContext,
   cli: GlobalCli,
   pin: NpmPin,
+  { before, changes }: GlobalCliPlan,
   options: InstallOptions = {},
 ): Promise<Change[]> {
-  const { changes } = await checkGlobalCli(ctx, cli, pin);
   if (changes.length === 0) return [];
-  const before = await activeInstall(ctx, cli.name, cli.bins[0]!);
   const prefix = cliPrefix(cli.name, pin.version);
   if (before?.prefix !== prefix) {
     // A complete prefix of this version (the rollback target) is reused as it is.
