@@ -29,11 +29,11 @@ export default {
       : checkGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name]),
   apply: async (ctx, { plan }) => installGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name], plan),
   // npm installs it into a staging folder while apt runs; apply moves it into place.
-  prepare: async (ctx) =>
-    void (underRoot(ctx)
-      ? undefined
-      : await prepareGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name], (work) =>
-          withNodeForInstalls(ctx, work),
-        )),
+  prepare(ctx) {
+    if (!underRoot(ctx))
+      prepareGlobalCli(ctx, CLAUDE_CODE, ctx.inputs.pins.npm[CLAUDE_CODE.name], (work) =>
+        withNodeForInstalls(ctx, work),
+      );
+  },
   inventory: (ctx) => globalCliInventory(ctx, CLAUDE_CODE),
 } satisfies Stage<GlobalCliPlan>;

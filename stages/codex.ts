@@ -21,9 +21,9 @@ export default {
     underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name]),
   apply: async (ctx, { plan }) => installGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name], plan),
   // npm installs it into a staging folder while apt runs; apply moves it into place.
-  prepare: async (ctx) =>
-    void (underRoot(ctx)
-      ? undefined
-      : await prepareGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name], (work) => withNodeForInstalls(ctx, work))),
+  prepare(ctx) {
+    if (!underRoot(ctx))
+      prepareGlobalCli(ctx, CODEX, ctx.inputs.pins.npm[CODEX.name], (work) => withNodeForInstalls(ctx, work));
+  },
   inventory: (ctx) => globalCliInventory(ctx, CODEX),
 } satisfies Stage<GlobalCliPlan>;

@@ -11,6 +11,7 @@ import { run } from "../lib/machine/exec.ts";
 import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/machine/files.ts";
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import type { Stage } from "../lib/core/stage.ts";
+import { JobKind } from "../lib/core/background.ts";
 import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
@@ -18,6 +19,7 @@ import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary
 // `latest` and two boxes built weeks apart differed (docs/devvm.md stage 7).
 const BINARY = `${BIN_DIR}/kubelogin`;
 const LINK: Resource = { kind: "symlink", path: `${BIN_DIR}/kubectl-oidc_login`, target: BINARY };
+const DOWNLOAD = new JobKind<void>((what) => `the download of ${what}`);
 
 function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256: string } {
   const { version, asset, sha256, binarySha256 } = ctx.inputs.pins.kubelogin;
@@ -81,9 +83,15 @@ export default {
     }
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
-  async prepare(ctx) {
-    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256)
-      await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
+  prepare(ctx) {
+    // Into the download cache, where apply's download finds it.
+    ctx.background?.job(DOWNLOAD, "kubelogin").start(
+      async () => {
+        if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256)
+          await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
+      },
+      { log: ctx.log },
+    );
   },
   async inventory(ctx) {
     return {

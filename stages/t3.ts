@@ -117,9 +117,8 @@ export default {
     return [...backups, ...changes];
   },
   // npm installs it into a staging folder while apt runs; apply moves it into place.
-  prepare: async (ctx) =>
-    void (underRoot(ctx)
-      ? undefined
-      : await prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work))),
+  prepare(ctx) {
+    if (!underRoot(ctx)) prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work));
+  },
   inventory: (ctx) => globalCliInventory(ctx, T3),
 } satisfies Stage<T3Plan>;

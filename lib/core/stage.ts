@@ -43,9 +43,12 @@ export interface Stage<P = unknown> {
    * earlier stages (apt's work): downloads into the cache, installs into a
    * staging folder (ctx.background, lib/core/background.ts). It changes nothing
    * live: apply takes the work over and makes it live; errors surface there.
+   * It only starts jobs, at once (it returns nothing, so it cannot await): every
+   * job has started when the runner seals the build's background after the
+   * preparations, whatever their order.
    * Its lines are labelled with the stage's name (`[node] ...`) while another stage runs.
    */
-  prepare?(ctx: BuildContext): Promise<void>;
+  prepare?(ctx: BuildContext): undefined;
 }
 
 export type Outcome = "changed" | "unchanged" | "pending" | "skipped" | "failed" | "not-run";

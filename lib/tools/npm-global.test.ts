@@ -384,16 +384,13 @@ describe("installGlobalCli", () => {
     const pin = { version: "0.169.0", integrity: INTEGRITY };
     const withNode = (work: (tree: string) => Promise<unknown>) =>
       work(path.join(root.dir, `/opt/devvm/node/${NODE}`)) as never;
-    const prepared = (background: Background) =>
-      background.peek(`npm install ${CODEX.name}@${pin.version}`)!.catch(() => {});
 
     it("stages the install at nice 19 with nothing live; the stage's apply takes it, runs no second npm, and says it done", async () => {
       const background = new Background();
       const lines: string[] = [];
       const ctx = { ...root.ctx, background, log: { info: (m: string) => lines.push(m), debug: () => {} } };
       vi.stubEnv("FAKE_NPM_NICE_LOG", path.join(root.dir, "nice.log"));
-      prepareGlobalCli(ctx, CODEX, pin, withNode);
-      await prepared(background);
+      await prepareGlobalCli(ctx, CODEX, pin, withNode)!.prepared();
       expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
       expect(versionsOf(CODEX.name)).toEqual([`.staging-0.169.0-${process.pid}`]);
       expect(readFileSync(path.join(root.dir, "nice.log"), "utf8").trim()).toBe("19");
@@ -414,8 +411,7 @@ describe("installGlobalCli", () => {
 
     it("removes a staged install that no apply took (its stage did not run) when the build ends", async () => {
       const background = new Background();
-      prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode);
-      await prepared(background);
+      await prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode)!.prepared();
       await background.settle(root.ctx.log);
       expect(versionsOf(CODEX.name)).toEqual([]);
       expect(existsSync(path.join(root.dir, BIN_DIR, "codex"))).toBe(false);
@@ -424,8 +420,7 @@ describe("installGlobalCli", () => {
     it("prepares nothing when the pinned version is active", async () => {
       await checkThenInstall(root.ctx, CODEX, pin);
       const background = new Background();
-      prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode);
-      await prepared(background);
+      await prepareGlobalCli({ ...root.ctx, background }, CODEX, pin, withNode)!.prepared();
       expect(installs()).toHaveLength(1);
     });
 
@@ -433,8 +428,7 @@ describe("installGlobalCli", () => {
       const background = new Background();
       const ctx = { ...root.ctx, background };
       const tampered = { ...pin, integrity: OTHER_INTEGRITY };
-      prepareGlobalCli(ctx, CODEX, tampered, withNode);
-      await prepared(background);
+      await prepareGlobalCli(ctx, CODEX, tampered, withNode)!.prepared();
       await expect(checkThenInstall(ctx, CODEX, tampered)).rejects.toThrow(
         `pins.json has integrity ${OTHER_INTEGRITY}, the registry serves ${INTEGRITY}`,
       );

@@ -22,7 +22,7 @@ import { BIN_DIR, NODE_IN_TREE, NPM_CLI_IN_TREE, NPM_CLI_ROOT, nodeBinary, nodeT
 import { versionInfo } from "../sources/registry.ts";
 import type { Pending } from "../core/stage.ts";
 import { LEFTOVERS, removeLeftovers } from "../machine/leftovers.ts";
-import { takeOrRun } from "../core/background.ts";
+import { JobKind, takeOrRun, type Job } from "../core/background.ts";
 import { formatDuration } from "../core/progress.ts";
 
 export interface GlobalCli {
@@ -157,7 +157,7 @@ export async function installGlobalCli(
   if (before?.prefix !== prefix) {
     // A complete prefix of this version (the rollback target) is reused as it is.
     if (await needsInstall(ctx, cli, pin)) {
-      const staged = await takeOrRun(ctx.background, installJob(cli, pin), ctx.log, () =>
+      const staged = await takeOrRun(installJob(ctx, cli, pin), ctx.log, () =>
         stageInstall(ctx, cli, pin, installedNodeTree(ctx)),
       );
       // Done in the background: said here, under the stage's own name.
@@ -177,8 +177,10 @@ export async function installGlobalCli(
   return [...changes, ...(await pruneVersions(ctx, cli, [prefix, before?.prefix]))];
 }
 
-/** The background job that installs a CLI's version into its staging folder (lib/core/background.ts). */
-const installJob = (cli: GlobalCli, pin: NpmPin) => `npm install ${cli.name}@${pin.version}`;
+/** The background job that installs a CLI's version into its staging folder (or null: nothing to install). */
+const NPM_INSTALL = new JobKind<Staged | null>((spec) => `npm install ${spec}`);
+const installJob = (ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Job<Staged | null> | undefined =>
+  ctx.background?.job(NPM_INSTALL, `${cli.name}@${pin.version}`);
 
 /** Neither active nor complete in its prefix (the rollback target is reused as it is). */
 async function needsInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Promise<boolean> {
@@ -194,17 +196,16 @@ let npmQueue: Promise<unknown> = Promise.resolve();
  * Starts installing the pinned version into its staging folder in the
  * background, when it will be needed, with the Node `withNode` gives (the
  * node stage's staged tree while it is not yet in place): the CLI's apply
- * then only moves it into place. Call it before any await in the stage's
- * prepare, so that the node stage waits for it before moving its tree.
+ * then only moves it into place. Returns the job, when there is a background.
  */
 export function prepareGlobalCli(
   ctx: BuildContext,
   cli: GlobalCli,
   pin: NpmPin,
   withNode: (work: (treeDir: string) => Promise<Staged | null>) => Promise<Staged | null>,
-): Promise<unknown> | undefined {
-  return ctx.background?.start(
-    installJob(cli, pin),
+): Job<Staged | null> | undefined {
+  const job = installJob(ctx, cli, pin);
+  job?.start(
     () =>
       withNode(async (treeDir) => {
         if (!(await needsInstall(ctx, cli, pin))) return null;
@@ -212,8 +213,12 @@ export function prepareGlobalCli(
         npmQueue = turn.catch(() => {});
         return turn;
       }),
-    async (staged) => void (staged && (await fs.rm(staged.dir, { recursive: true, force: true }))),
+    {
+      log: ctx.log,
+      discard: async (staged) => void (staged && (await fs.rm(staged.dir, { recursive: true, force: true }))),
+    },
   );
+  return job;
 }
 
 /** Guards the pins: the registry must serve the pinned integrity for this version, or nothing is installed. */
