@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Accounts } from "./lib/machine/accounts.ts";
 import { EXIT, parseCli, USAGE } from "./lib/cli/args.ts";
 import type { BuildContext } from "./lib/core/context.ts";
+import { BuildSession } from "./lib/core/build-session.ts";
 import { certificateFiles } from "./lib/sources/download.ts";
 import { signalChildren } from "./lib/machine/children.ts";
 import { BugError, InputError, LockHeldError, UserError } from "./lib/core/errors.ts";
@@ -59,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cli.command === "lock") {
     trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
     const { changes, unresolved } = await lock(
-      { settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache") },
+      { settings, log, cacheDir: settings.cacheDir ?? path.join(outputDir, "cache"), session: new BuildSession() },
       inputs,
       { pinsFile: path.join(inputsDir, "pins.json"), updates: cli.update },
     );
@@ -82,7 +83,15 @@ export async function main(argv: string[]): Promise<number> {
       settings,
       { underRoot: false, canSkip: false },
     );
-    const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log });
+    const record = await buildImage({
+      repoDir,
+      inputsDir,
+      inputs,
+      outputDir,
+      settings,
+      log,
+      session: new BuildSession(),
+    });
     say(
       `image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`,
     );
@@ -112,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
     inputsDir,
     accounts: new Accounts(root),
     cacheDir: settings.cacheDir ?? path.join(outputDir, "cache"),
+    session: new BuildSession(),
     cleanups: [],
     log,
   };

@@ -83,7 +83,7 @@ const BUNDLE_PATH = path.join(BUILDER_DIR, BUNDLE);
 
 async function checkBundle(ctx: BuildContext): Promise<Change[]> {
   if (await installedBundleIsCurrent(ctx, BUNDLE_PATH)) return checkAttributes(ctx, BUNDLE_PATH, 0o644);
-  const want = await builderBundle(ctx.repoDir);
+  const want = await builderBundle(ctx.session, ctx.repoDir);
   const have = await fs.readFile(hostPath(ctx, BUNDLE_PATH)).catch(() => null);
   if (!have)
     return [
@@ -107,7 +107,7 @@ async function checkBundle(ctx: BuildContext): Promise<Change[]> {
 /** Makes the bundle's changes that checkBundle found. */
 async function applyBundle(ctx: BuildContext, changes: Change[]): Promise<Change[]> {
   if (changes.some((c) => c.kind === "create" || c.kind === "content")) {
-    const bundle = await builderBundle(ctx.repoDir);
+    const bundle = await builderBundle(ctx.session, ctx.repoDir);
     await writeFileAtomic(hostPath(ctx, BUNDLE_PATH), bundle.content, { mode: 0o644, uid: 0, gid: 0 });
     await recordBundle(ctx, bundle);
   } else if (changes.length > 0) await fixAttributes(ctx, BUNDLE_PATH, 0o644);

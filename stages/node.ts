@@ -34,6 +34,7 @@ function links(ctx: BuildContext): Resource[] {
 async function nodeVersionIn(ctx: BuildContext, version: string): Promise<string | null> {
   const binary = hostPath(ctx, nodeBinary(version));
   const reported = whileUnchanged(
+    ctx,
     binary,
     async () => (await run(ctx, binary, ["--version"]).catch(() => null))?.stdout.trim().replace(/^v/, "") ?? null,
   );

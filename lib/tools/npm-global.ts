@@ -23,6 +23,7 @@ import { versionInfo } from "../sources/registry.ts";
 import type { Pending } from "../core/stage.ts";
 import { LEFTOVERS, removeLeftovers } from "../machine/leftovers.ts";
 import { JobKind, takeOrRun, type Job } from "../core/background.ts";
+import { SessionSlot } from "../core/build-session.ts";
 import { formatDuration } from "../core/progress.ts";
 
 export interface GlobalCli {
@@ -190,7 +191,7 @@ async function needsInstall(ctx: BuildContext, cli: GlobalCli, pin: NpmPin): Pro
 }
 
 // One npm install at a time in the background: they share npm's cache, and apt has the disk.
-let npmQueue: Promise<unknown> = Promise.resolve();
+const NPM_QUEUE = new SessionSlot(() => ({ last: Promise.resolve() as Promise<unknown> }));
 
 /**
  * Starts installing the pinned version into its staging folder in the
@@ -209,8 +210,9 @@ export function prepareGlobalCli(
     () =>
       withNode(async (treeDir) => {
         if (!(await needsInstall(ctx, cli, pin))) return null;
-        const turn = npmQueue.then(() => stageInstall(ctx, cli, pin, treeDir, { background: true }));
-        npmQueue = turn.catch(() => {});
+        const queue = ctx.session.get(NPM_QUEUE);
+        const turn = queue.last.then(() => stageInstall(ctx, cli, pin, treeDir, { background: true }));
+        queue.last = turn.catch(() => {});
         return turn;
       }),
     {

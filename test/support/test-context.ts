@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Accounts } from "../../lib/machine/accounts.ts";
+import { BuildSession } from "../../lib/core/build-session.ts";
 import type { BuildContext } from "../../lib/core/context.ts";
 import { isSkip, type Stage } from "../../lib/core/stage.ts";
 import type { Inputs } from "../../lib/inputs/index.ts";
@@ -27,6 +28,7 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
     accounts: new Accounts(dir),
     cacheDir: path.join(dir, ".cache"),
     inputsDir: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../.."),
+    session: new BuildSession(),
     cleanups: [],
     log: { info: () => {}, debug: () => {} },
     ...overrides,

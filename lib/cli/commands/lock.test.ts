@@ -1,3 +1,4 @@
+import { BuildSession } from "../../core/build-session.ts";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { closedPort } from "../../../test/support/test-context.ts";
 import { tmpdir } from "node:os";
@@ -39,6 +40,7 @@ describe("lock, for kubectl", () => {
       settings: readSettings({ DEVVM_KUBERNETES_RELEASES_URL: releases.url }),
       cacheDir,
       log: { info: () => {}, debug: () => {} },
+      session: new BuildSession(),
     };
     return { releases, ctx, [Symbol.dispose]: () => rmSync(cacheDir, { recursive: true, force: true }) };
   }
@@ -113,6 +115,7 @@ function lockContext(env: Record<string, string>, dir: string) {
       settings: readSettings(env),
       cacheDir: path.join(dir, "cache"),
       log: { info: (line: string) => logged.push(line), debug: () => {} },
+      session: new BuildSession(),
     },
     logged,
   };

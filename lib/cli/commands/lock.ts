@@ -28,7 +28,7 @@ import {
 
 export const UPDATABLE = ["node", "npm", "claude-code", "codex", "t3", "kubelogin"] as const;
 type Updatable = (typeof UPDATABLE)[number];
-type LockContext = Pick<BuildContext, "settings" | "log" | "cacheDir">;
+type LockContext = Pick<BuildContext, "settings" | "log" | "cacheDir" | "session">;
 
 export interface LockRequest {
   pinsFile: string;
