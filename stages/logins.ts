@@ -126,10 +126,11 @@ export default {
     const changes = changesOf(plan, await checkResources(ctx, plan.resources));
     return { changes, managed: managedBy(mirrors), plan };
   },
-  async apply(ctx, { plan }) {
+  async apply(ctx, { plan, changes }) {
     // Recorded first: a build that stops after the env files change still restarts them.
     await addPendingRestarts(ctx, plan.restarts);
     for (const user of plan.joinCodex) await run(ctx, "usermod", ["-a", "-G", CODEX_GROUP, user]);
-    return changesOf(plan, await applyResources(ctx, plan.resources));
+    await applyResources(ctx, plan.resources);
+    return changes;
   },
 } satisfies Stage<LoginPlan>;
