@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tar from "tar";
+import { BuildSession } from "../lib/core/build-session.ts";
 import { sourceDateEpoch, walk, writeReleaseTree } from "../lib/release/release-tree.ts";
 import { builderIdentity } from "../lib/output/report.ts";
 
@@ -21,7 +22,7 @@ export async function makeRelease(outputDir: string): Promise<{ file: string; sh
   const top = `devvm-${version}`;
   const staging = mkdtempSync(path.join(tmpdir(), "devvm-release-"));
   try {
-    await writeReleaseTree(REPO, path.join(staging, top));
+    await writeReleaseTree(new BuildSession(), REPO, path.join(staging, top));
     const entries = [top, ...walk(staging, top)];
     mkdirSync(outputDir, { recursive: true });
     const file = path.join(outputDir, `devvm-${version}-${commit.slice(0, 12)}.tar.gz`);

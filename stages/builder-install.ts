@@ -83,7 +83,7 @@ const BUNDLE_PATH = path.join(BUILDER_DIR, BUNDLE);
 
 async function checkBundle(ctx: BuildContext): Promise<Change[]> {
   if (await installedBundleIsCurrent(ctx, BUNDLE_PATH)) return checkAttributes(ctx, BUNDLE_PATH, 0o644);
-  const want = await builderBundle(ctx.repoDir);
+  const want = await builderBundle(ctx.session, ctx.repoDir);
   const have = await fs.readFile(hostPath(ctx, BUNDLE_PATH)).catch(() => null);
   if (!have)
     return [
@@ -104,10 +104,10 @@ async function checkBundle(ctx: BuildContext): Promise<Change[]> {
   return checkAttributes(ctx, BUNDLE_PATH, 0o644);
 }
 
-async function applyBundle(ctx: BuildContext): Promise<Change[]> {
-  const changes = await checkBundle(ctx);
+/** Makes the bundle's changes that checkBundle found. */
+async function applyBundle(ctx: BuildContext, changes: Change[]): Promise<Change[]> {
   if (changes.some((c) => c.kind === "create" || c.kind === "content")) {
-    const bundle = await builderBundle(ctx.repoDir);
+    const bundle = await builderBundle(ctx.session, ctx.repoDir);
     await writeFileAtomic(hostPath(ctx, BUNDLE_PATH), bundle.content, { mode: 0o644, uid: 0, gid: 0 });
     await recordBundle(ctx, bundle);
   } else if (changes.length > 0) await fixAttributes(ctx, BUNDLE_PATH, 0o644);
@@ -129,16 +129,16 @@ export default {
   description: `Installs the builder (bundle, files/, inputs) at ${BUILDER_DIR} for the timers, run by /usr/local/bin/node`,
   async check(ctx) {
     const wanted = await resources(ctx);
-    const removals = leftovers(ctx, wanted).map((p): Change => ({ kind: "action", description: `remove ${p}` }));
-    const changes: Change[] = [...(await checkResources(ctx, wanted)), ...(await checkBundle(ctx)), ...removals];
-    return { changes, managed: [...managedBy(wanted), { path: BUNDLE_PATH }] };
-  },
-  async apply(ctx) {
-    const wanted = await resources(ctx);
     const removed = leftovers(ctx, wanted);
+    const removals = removed.map((p): Change => ({ kind: "action", description: `remove ${p}` }));
+    const bundle = await checkBundle(ctx);
+    const changes: Change[] = [...(await checkResources(ctx, wanted)), ...bundle, ...removals];
+    return { changes, managed: [...managedBy(wanted), { path: BUNDLE_PATH }], plan: { wanted, removed, bundle } };
+  },
+  async apply(ctx, { plan: { wanted, removed, bundle } }) {
     // Deepest first, so a folder is empty when its turn comes.
     for (const p of [...removed].reverse()) await fs.rm(hostPath(ctx, p), { recursive: true, force: true });
-    const changes = [...(await applyResources(ctx, wanted)), ...(await applyBundle(ctx))];
+    const changes = [...(await applyResources(ctx, wanted)), ...(await applyBundle(ctx, bundle))];
     return [...removed.map((p): Change => ({ kind: "action", description: `remove ${p}` })), ...changes];
   },
-} satisfies Stage;
+} satisfies Stage<{ wanted: Resource[]; removed: string[]; bundle: Change[] }>;

@@ -33,13 +33,15 @@ export default {
   async check(ctx) {
     if (ctx.settings.extraCaCerts.length === 0)
       return { skip: "no extra CA certificates configured (DEVVM_EXTRA_CA_CERTS)" };
-    return planResources(ctx, resources(ctx));
+    // The certificates as check read them: apply writes those, not a second reading.
+    const planned = resources(ctx);
+    return { ...(await planResources(ctx, planned)), plan: planned };
   },
-  async apply(ctx) {
-    const changes = await applyResources(ctx, resources(ctx));
+  async apply(ctx, { plan }) {
+    const changes = await applyResources(ctx, plan);
     if (underRoot(ctx))
       ctx.log.info("update-ca-certificates skipped: it updates the machine's own store, not one under --root");
     else if (changes.length > 0) await run(ctx, "update-ca-certificates", []);
     return changes;
   },
-} satisfies Stage;
+} satisfies Stage<Resource[]>;

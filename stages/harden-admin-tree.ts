@@ -14,7 +14,8 @@ export default {
   async check(ctx) {
     if (!(await lstatOrNull(hostPath(ctx, ctx.settings.adminCodeDir))))
       return { skip: `${ctx.settings.adminCodeDir} does not exist here` };
-    return planResources(ctx, resources(ctx));
+    const planned = resources(ctx);
+    return { ...(await planResources(ctx, planned)), plan: planned };
   },
-  apply: async (ctx) => applyResources(ctx, resources(ctx)),
-} satisfies Stage;
+  apply: async (ctx, { plan }) => applyResources(ctx, plan),
+} satisfies Stage<Resource[]>;

@@ -122,7 +122,9 @@ export default {
     return { changes: instanceChanges(planned), managed: [] };
   },
   async apply(ctx) {
-    // Planned again: the instances may have changed since check; what it would log, check has said already.
+    // Looked at again on purpose, not check's plan: a restart must find the
+    // instance idle now (an agent session may have started since check), and
+    // the instances may have changed meanwhile; check has logged what it found.
     const p = await planInstances({ ...ctx, log: { ...ctx.log, info: () => {} } }, ctx.inputs.roster);
     if (p.enable.length > 0) await systemctl(ctx, ["enable", ...p.enable]);
     if (p.disable.length > 0) await systemctl(ctx, ["disable", ...p.disable]);

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { UserError } from "../lib/core/errors.ts";
 import { loadInputs } from "../lib/inputs/index.ts";
 import { readSettings } from "../lib/inputs/settings.ts";
-import { makeTestRoot } from "../test/support/test-context.ts";
+import { checkThenApply, makeTestRoot } from "../test/support/test-context.ts";
 import { kubectlReleaseFiles, makeKubectl, makeTamperedKubectl } from "../test/support/fixtures/kubectl.ts";
 import { startArtifactStandIn } from "../test/support/stand-ins/artifacts.ts";
 import stage from "./kubectl.ts";
@@ -32,7 +32,7 @@ describe("kubectl", () => {
     expect("changes" in pending && pending.changes).toEqual([
       { kind: "package", name: "kubectl", from: null, to: version },
     ]);
-    await stage.apply(root.ctx);
+    await checkThenApply(stage, root.ctx);
     const binary = path.join(root.dir, "usr/local/bin/kubectl");
     expect(readFileSync(binary).equals(good.binary)).toBe(true);
     expect(statSync(binary).mode & 0o7777).toBe(0o755);
@@ -40,7 +40,7 @@ describe("kubectl", () => {
     expect(await stage.inventory(root.ctx)).toEqual({ kubectl: version });
     releases.clearRequests();
     expect(await stage.check(root.ctx)).toMatchObject({ changes: [] });
-    expect(await stage.apply(root.ctx)).toEqual([]);
+    expect(await checkThenApply(stage, root.ctx)).toEqual([]);
     expect(releases.requests()).toEqual([]);
   });
 
@@ -48,10 +48,10 @@ describe("kubectl", () => {
     const { releases, root } = await setup((v) => makeKubectl(v).binary);
     await using _ = releases;
     using __ = root;
-    await stage.apply(root.ctx);
+    await checkThenApply(stage, root.ctx);
     chmodSync(path.join(root.dir, "usr/local/bin/kubectl"), 0o700);
     releases.clearRequests();
-    expect(await stage.apply(root.ctx)).toEqual([
+    expect(await checkThenApply(stage, root.ctx)).toEqual([
       { kind: "mode", path: "/usr/local/bin/kubectl", from: "0700", to: "0755" },
     ]);
     expect(statSync(path.join(root.dir, "usr/local/bin/kubectl")).mode & 0o7777).toBe(0o755);
@@ -62,7 +62,7 @@ describe("kubectl", () => {
     const { version, good, releases, root } = await setup((v) => makeTamperedKubectl(v).binary);
     await using _ = releases;
     using __ = root;
-    const error = await stage.apply(root.ctx).then(
+    const error = await checkThenApply(stage, root.ctx).then(
       () => undefined,
       (e: Error) => e,
     );

@@ -6,6 +6,7 @@ import { LOCK_COMMAND, UserError } from "../lib/core/errors.ts";
 import { applyResources, fixAttributes, writeFileAtomic } from "../lib/machine/files.ts";
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import type { Stage } from "../lib/core/stage.ts";
+import { JobKind } from "../lib/core/background.ts";
 import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
 
 // The Kubernetes CLI from the release downloads at a pinned version checked
@@ -13,6 +14,7 @@ import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary
 // and without kubectl the OIDC plugin and every kubeconfig are useless
 // (docs/devvm.md stage 7).
 const BINARY = `${BIN_DIR}/kubectl`;
+const DOWNLOAD = new JobKind<void>((what) => `the download of ${what}`);
 
 function pinned(ctx: BuildContext): { url: string; sha256: string } {
   const { version, sha256 } = ctx.inputs.pins.kubectl;
@@ -41,8 +43,7 @@ export default {
   async check(ctx) {
     return { changes: await binaryChanges(ctx), managed: [{ path: BINARY }] };
   },
-  async apply(ctx) {
-    const changes = await binaryChanges(ctx);
+  async apply(ctx, { changes }) {
     if (changes.some((c) => c.kind === "package")) {
       const { url, sha256 } = pinned(ctx);
       // The cache holds only files that matched their pin; its name is the hash.
@@ -54,9 +55,16 @@ export default {
     }
     return changes;
   },
-  async prepare(ctx) {
-    const { url, sha256 } = pinned(ctx);
-    if ((await installedSha256(ctx, BINARY)) !== sha256) await download(ctx, url, { sha256, of: "kubectl's binary" });
+  prepare(ctx) {
+    // Into the download cache, where apply's download finds it.
+    ctx.background?.job(DOWNLOAD, "kubectl").start(
+      async () => {
+        const { url, sha256 } = pinned(ctx);
+        if ((await installedSha256(ctx, BINARY)) !== sha256)
+          await download(ctx, url, { sha256, of: "kubectl's binary" });
+      },
+      { log: ctx.log },
+    );
   },
   async inventory(ctx) {
     return {

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadInputs } from "../lib/inputs/index.ts";
 import { readSettings } from "../lib/inputs/settings.ts";
-import { makeTestRoot } from "../test/support/test-context.ts";
+import { checkThenApply, makeTestRoot } from "../test/support/test-context.ts";
 import {
   kubeloginReleaseFiles,
   makeKubeloginZip,
@@ -37,7 +37,7 @@ describe("kubelogin", () => {
       from: null,
       to: "v1.36.2",
     });
-    await stage.apply(root.ctx);
+    await checkThenApply(stage, root.ctx);
     const binary = path.join(root.dir, "usr/local/bin/kubelogin");
     expect(readFileSync(binary).equals(good.binary)).toBe(true);
     expect(statSync(binary).mode & 0o7777).toBe(0o755);
@@ -53,7 +53,7 @@ describe("kubelogin", () => {
     const { good, releases, root } = await setup(tampered.zip);
     await using _ = releases;
     using __ = root;
-    const error = await stage.apply(root.ctx).then(
+    const error = await checkThenApply(stage, root.ctx).then(
       () => undefined,
       (e: Error) => e,
     );

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath } from "../lib/core/context.ts";
 import { download } from "../lib/sources/download.ts";
@@ -10,6 +11,7 @@ import { run } from "../lib/machine/exec.ts";
 import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Resource } from "../lib/machine/files.ts";
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import type { Stage } from "../lib/core/stage.ts";
+import { JobKind } from "../lib/core/background.ts";
 import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
@@ -17,6 +19,7 @@ import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary
 // `latest` and two boxes built weeks apart differed (docs/devvm.md stage 7).
 const BINARY = `${BIN_DIR}/kubelogin`;
 const LINK: Resource = { kind: "symlink", path: `${BIN_DIR}/kubectl-oidc_login`, target: BINARY };
+const DOWNLOAD = new JobKind<void>((what) => `the download of ${what}`);
 
 function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256: string } {
   const { version, asset, sha256, binarySha256 } = ctx.inputs.pins.kubelogin;
@@ -64,13 +67,14 @@ export default {
     "Installs kubelogin (int128, the kubectl OIDC plugin) at its pinned release, verified by sha256, with the kubectl-oidc_login link",
   pins: ["kubelogin.sha256", "kubelogin.binarySha256"],
   async check(ctx) {
+    const binary = await binaryChanges(ctx);
     return {
-      changes: [...(await binaryChanges(ctx)), ...(await checkResources(ctx, [LINK]))],
+      changes: [...binary, ...(await checkResources(ctx, [LINK]))],
       managed: [{ path: BINARY }, { path: LINK.path }],
+      plan: { binary },
     };
   },
-  async apply(ctx) {
-    const changes = await binaryChanges(ctx);
+  async apply(ctx, { plan: { binary: changes } }) {
     if (changes.some((c) => c.kind === "package")) {
       const binary = await pinnedBinary(ctx);
       await applyResources(ctx, [{ kind: "dir", path: BIN_DIR, mode: 0o755 }]);
@@ -80,9 +84,15 @@ export default {
     }
     return [...changes, ...(await applyResources(ctx, [LINK]))];
   },
-  async prepare(ctx) {
-    if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256)
-      await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
+  prepare(ctx) {
+    // Into the download cache, where apply's download finds it.
+    ctx.background?.job(DOWNLOAD, "kubelogin").start(
+      async () => {
+        if ((await installedSha256(ctx, BINARY)) !== pinned(ctx).binarySha256)
+          await download(ctx, pinned(ctx).url, { sha256: pinned(ctx).sha256, of: "kubelogin's zip" });
+      },
+      { log: ctx.log },
+    );
   },
   async inventory(ctx) {
     return {
@@ -92,4 +102,4 @@ export default {
           : "absent or not the pinned build",
     };
   },
-} satisfies Stage;
+} satisfies Stage<{ binary: Change[] }>;

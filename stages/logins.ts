@@ -123,15 +123,14 @@ export default {
     const plan = await planLogins(ctx);
     // Only the mirrors are kept by this stage; the rest is made once and is the user's (the env files are users').
     const mirrors = plan.resources.filter((r) => r.kind === "file" && !r.secret);
-    return { changes: changesOf(plan, await checkResources(ctx, plan.resources)), managed: managedBy(mirrors) };
+    const changes = changesOf(plan, await checkResources(ctx, plan.resources));
+    return { changes, managed: managedBy(mirrors), plan };
   },
-  async apply(ctx) {
-    const plan = await planLogins(ctx);
-    const fileChanges = await checkResources(ctx, plan.resources);
+  async apply(ctx, { plan, changes }) {
     // Recorded first: a build that stops after the env files change still restarts them.
     await addPendingRestarts(ctx, plan.restarts);
     for (const user of plan.joinCodex) await run(ctx, "usermod", ["-a", "-G", CODEX_GROUP, user]);
     await applyResources(ctx, plan.resources);
-    return changesOf(plan, fileChanges);
+    return changes;
   },
-} satisfies Stage;
+} satisfies Stage<LoginPlan>;

@@ -79,6 +79,9 @@ function tokenKind(text: string): string | undefined {
 export default {
   name: "managed-settings",
   description: "Writes the org's enforced Claude Code settings to /etc/claude-code/managed-settings.json",
-  check: async (ctx) => planResources(ctx, resources(ctx)),
-  apply: async (ctx) => applyResources(ctx, resources(ctx)),
-} satisfies Stage;
+  async check(ctx) {
+    const planned = resources(ctx);
+    return { ...(await planResources(ctx, planned)), plan: planned };
+  },
+  apply: async (ctx, { plan }) => applyResources(ctx, plan),
+} satisfies Stage<Resource[]>;

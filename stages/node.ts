@@ -14,7 +14,7 @@ import { BIN_DIR, NODE_BIN, NODE_ROOT, nodeBinary, nodeTree } from "../lib/machi
 import { registryUrl, tarballUrl } from "../lib/sources/registry.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { whileUnchanged } from "../lib/machine/unchanged-file-memo.ts";
-import { takeOrRun } from "../lib/core/background.ts";
+import { JobKind, takeOrRun, type Job } from "../lib/core/background.ts";
 
 // The distro's nodejs is too old: claude-code needs Node >= 22, t3 22.16 or
 // newer (docs/devvm.md stage 3). A pinned tree per version; links select one.
@@ -34,6 +34,7 @@ function links(ctx: BuildContext): Resource[] {
 async function nodeVersionIn(ctx: BuildContext, version: string): Promise<string | null> {
   const binary = hostPath(ctx, nodeBinary(version));
   const reported = whileUnchanged(
+    ctx,
     binary,
     async () => (await run(ctx, binary, ["--version"]).catch(() => null))?.stdout.trim().replace(/^v/, "") ?? null,
   );
@@ -96,8 +97,10 @@ function fetchArchives(ctx: BuildContext): Promise<string[]> {
   );
 }
 
-/** The background job that stages a version's tree (lib/core/background.ts). */
-const treeJob = (version: string) => `node ${version}`;
+/** The background job that stages the pinned version's tree (its staging folder, or null: nothing to stage). */
+const NODE_TREE = new JobKind<string | null>((version) => `node ${version}`);
+const treeJob = (ctx: BuildContext): Job<string | null> | undefined =>
+  ctx.background?.job(NODE_TREE, ctx.inputs.pins.node.version);
 
 /** Unpacks Node and npm into a staging tree beside the final one; its host path. Nothing live changes. */
 async function stageTree(ctx: BuildContext): Promise<string> {
@@ -127,10 +130,10 @@ async function stageTree(ctx: BuildContext): Promise<string> {
 /** Moves the staged tree (prepared in the background, else now) into place. */
 async function installTree(ctx: BuildContext): Promise<void> {
   const { version } = ctx.inputs.pins.node;
-  const staging = await takeOrRun(ctx.background, treeJob(version), ctx.log, () => stageTree(ctx));
+  const staging = await takeOrRun(treeJob(ctx), ctx.log, () => stageTree(ctx));
   try {
     // npm installs of the CLIs' stages may be running this tree from where it is staged.
-    await ctx.background?.unused(treeJob(version));
+    await treeJob(ctx)?.unused();
     await rm(hostPath(ctx, nodeTree(version)), { recursive: true, force: true });
     await rename(staging, hostPath(ctx, nodeTree(version)));
   } catch (error) {
@@ -150,12 +153,11 @@ async function installTree(ctx: BuildContext): Promise<void> {
  * for the node stage.
  */
 export function withNodeForInstalls<T>(ctx: BuildContext, work: (treeDir: string) => Promise<T>): Promise<T> {
-  const key = treeJob(ctx.inputs.pins.node.version);
+  const job = treeJob(ctx);
   const installed = hostPath(ctx, nodeTree(ctx.inputs.pins.node.version));
-  const staged = ctx.background?.peek<string | null>(key);
-  // Nothing staged (no change, or the staging failed: the node stage says why): the installed tree.
-  const running = (async () => work((await staged?.catch(() => null)) ?? installed))();
-  return ctx.background?.use(key, running) ?? running;
+  // Nothing staged (the node stage did not prepare, found no change, or failed: it says why): the installed tree.
+  const running = (async () => work((await job?.prepared()) ?? installed))();
+  return job?.use(running) ?? running;
 }
 
 export default {
@@ -166,26 +168,25 @@ export default {
     "node.npm.integrity",
   ],
   async check(ctx) {
+    const tree = await treeChanges(ctx);
     return {
-      changes: [...(await treeChanges(ctx)), ...(await checkResources(ctx, links(ctx)))],
+      changes: [...tree, ...(await checkResources(ctx, links(ctx)))],
       managed: managedBy(links(ctx)),
+      plan: { tree },
     };
   },
-  async apply(ctx) {
-    const changes = await treeChanges(ctx);
-    if (changes.length > 0) await installTree(ctx);
-    return [...changes, ...(await applyResources(ctx, links(ctx)))];
+  async apply(ctx, { plan: { tree } }) {
+    if (tree.length > 0) await installTree(ctx);
+    return [...tree, ...(await applyResources(ctx, links(ctx)))];
   },
-  async prepare(ctx) {
-    // Started before the first await: the CLIs' preparations, started next, find it (withNodeForInstalls).
-    await ctx.background?.start(
-      treeJob(ctx.inputs.pins.node.version),
-      async () => ((await treeChanges(ctx)).length > 0 ? stageTree(ctx) : null),
-      async (staging) => void (staging && (await rm(staging, { recursive: true, force: true }))),
-    );
+  prepare(ctx) {
+    treeJob(ctx)?.start(async () => ((await treeChanges(ctx)).length > 0 ? stageTree(ctx) : null), {
+      log: ctx.log,
+      discard: async (staging) => void (staging && (await rm(staging, { recursive: true, force: true }))),
+    });
   },
   async inventory(ctx) {
     const { version } = ctx.inputs.pins.node;
     return { node: (await nodeVersionIn(ctx, version)) ?? "absent", npm: npmVersionIn(ctx, version) ?? "absent" };
   },
-} satisfies Stage;
+} satisfies Stage<{ tree: Change[] }>;

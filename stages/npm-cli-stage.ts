@@ -15,6 +15,7 @@ import {
   prepareGlobalCli,
   UNDER_ROOT_REASON,
   type GlobalCli,
+  type GlobalCliPlan,
 } from "../lib/tools/npm-global.ts";
 import { withNodeForInstalls } from "./node.ts";
 
@@ -31,7 +32,7 @@ export interface NpmCliSpec {
   allowScripts?: string[];
 }
 
-export function npmCliStage(spec: NpmCliSpec): Stage {
+export function npmCliStage(spec: NpmCliSpec) {
   const cli: GlobalCli = {
     name: spec.package,
     bins: spec.bins,
@@ -44,11 +45,11 @@ export function npmCliStage(spec: NpmCliSpec): Stage {
     // It skips itself under --root, where it needs no pin either.
     pins: (where) => (where.underRoot ? [] : [`npm.${cli.name}.integrity`]),
     check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkGlobalCli(ctx, cli, pin(ctx))),
-    apply: async (ctx) => installGlobalCli(ctx, cli, pin(ctx)),
+    apply: async (ctx, { plan }) => installGlobalCli(ctx, cli, pin(ctx), plan),
     // npm installs it into a staging folder while apt runs; apply moves it into place.
-    async prepare(ctx) {
-      if (!underRoot(ctx)) await prepareGlobalCli(ctx, cli, pin(ctx), (work) => withNodeForInstalls(ctx, work));
+    prepare(ctx) {
+      if (!underRoot(ctx)) prepareGlobalCli(ctx, cli, pin(ctx), (work) => withNodeForInstalls(ctx, work));
     },
     inventory: (ctx) => globalCliInventory(ctx, cli),
-  };
+  } satisfies Stage<GlobalCliPlan>;
 }

@@ -82,10 +82,10 @@ export default {
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "cutting a user needs the machine's own accounts and services, not --root" };
     const p = await planOffboarding(ctx);
-    return { changes: [...changesOf(p), ...(await checkResource(ctx, p.record))], managed: [{ path: p.record.path }] };
+    const changes = [...changesOf(p), ...(await checkResource(ctx, p.record))];
+    return { changes, managed: [{ path: p.record.path }], plan: p };
   },
-  async apply(ctx) {
-    const p = await planOffboarding(ctx);
+  async apply(ctx, { plan: p }) {
     if (p.stop.length > 0) await systemctl(ctx, ["stop", ...p.stop]);
     if (p.disable.length > 0) await systemctl(ctx, ["disable", ...p.disable]);
     // -L: the password; --expiredate 1: the account, which ends key-based and su logins too.
@@ -97,4 +97,4 @@ export default {
     }
     return [...changesOf(p), ...(await applyResources(ctx, [p.record]))];
   },
-} satisfies Stage;
+} satisfies Stage<OffboardPlan>;

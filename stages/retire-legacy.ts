@@ -217,13 +217,12 @@ export default {
   async check(ctx) {
     const legacy = await findLegacy(ctx);
     warnAboutNpmT3(ctx, legacy.npmT3);
-    return { changes: plannedChanges(ctx, legacy), managed: [] };
+    return { changes: plannedChanges(ctx, legacy), managed: [], plan: legacy };
   },
-  async apply(ctx) {
-    const legacy = await findLegacy(ctx);
+  async apply(ctx, { plan: legacy }) {
     await retireUnits(ctx, legacy.units);
     for (const program of legacy.programs.keys()) await fs.rm(hostPath(ctx, program), { force: true });
     await retireNpmT3(ctx, legacy.npmT3);
     return plannedChanges(ctx, legacy);
   },
-} satisfies Stage;
+} satisfies Stage<Legacy>;

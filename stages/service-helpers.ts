@@ -94,9 +94,9 @@ export default {
     else if (dispatch.build)
       changes.push({ kind: "action", description: `build ${DISPATCH_BIN} from ${sourceOf(ctx)}` });
     else changes.push(...dispatch.changes);
-    return { changes, managed: [...managedBy(scripts(ctx)), { path: DISPATCH_BIN }] };
+    return { changes, managed: [...managedBy(scripts(ctx)), { path: DISPATCH_BIN }], plan: dispatch };
   },
-  async apply(ctx) {
+  async apply(ctx, { plan: dispatch }) {
     const changes: Change[] = [];
     if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT)) {
       // No home, no login shell: a service account only.
@@ -116,7 +116,6 @@ export default {
       changes.push({ kind: "action", description: `create system account ${DISPATCH_ACCOUNT}` });
     }
     changes.push(...(await applyResources(ctx, scripts(ctx))));
-    const dispatch = await planDispatch(ctx);
     if ("build" in dispatch && dispatch.build) {
       await buildDispatch(ctx);
       // Done by the units stage; recorded so that a build failing before then still restarts it next time.
@@ -128,4 +127,4 @@ export default {
     }
     return changes;
   },
-} satisfies Stage;
+} satisfies Stage<DispatchPlan>;

@@ -30,6 +30,9 @@ function isDirectory(file: string): boolean {
 export default {
   name: "skel",
   description: "Sets up /etc/skel: the start-claude.sh launcher, .tmux.conf and links into the shared Claude config",
-  check: async (ctx) => planResources(ctx, resources(ctx)),
-  apply: async (ctx) => applyResources(ctx, resources(ctx)),
-} satisfies Stage;
+  async check(ctx) {
+    const planned = resources(ctx);
+    return { ...(await planResources(ctx, planned)), plan: planned };
+  },
+  apply: async (ctx, { plan }) => applyResources(ctx, plan),
+} satisfies Stage<Resource[]>;

@@ -42,6 +42,9 @@ function resources(ctx: BuildContext): Resource[] {
 export default {
   name: "sudoers",
   description: `Lets t3-dispatch run only /usr/local/bin/t3-mint as root (${path.basename(DROP_IN)} in /etc/sudoers.d, checked by visudo first)`,
-  check: async (ctx) => planResources(ctx, resources(ctx)),
-  apply: async (ctx) => applyResources(ctx, resources(ctx)),
-} satisfies Stage;
+  async check(ctx) {
+    const planned = resources(ctx);
+    return { ...(await planResources(ctx, planned)), plan: planned };
+  },
+  apply: async (ctx, { plan }) => applyResources(ctx, plan),
+} satisfies Stage<Resource[]>;

@@ -21,7 +21,7 @@ import { makeTestRoot, type TestRoot } from "../test/support/test-context.ts";
 import claudeCode from "./claude-code.ts";
 import codex from "./codex.ts";
 import type { Stage } from "../lib/core/stage.ts";
-import t3Stage from "./t3.ts";
+import t3Stage, { checkT3 } from "./t3.ts";
 
 const NODE = "22.23.3";
 const INTEGRITY = `sha512-${"A".repeat(86)}==`;
@@ -97,7 +97,7 @@ describe("the t3 stage", () => {
     const info: string[] = [];
     Object.assign(root.ctx.log, { info: (m: string) => info.push(m) });
     pin("0.0.26");
-    expect(await t3.apply(root.ctx, { changes: [], managed: [] })).toEqual([
+    expect(await t3.apply(root.ctx, await checkT3(root.ctx))).toEqual([
       { kind: "package", name: "t3", from: null, to: "0.0.26" },
     ]);
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
@@ -112,9 +112,9 @@ describe("the t3 stage", () => {
 
   it("keeps the version before when the new one fails its health check, naming the check and what it saw", async () => {
     pin("0.0.26");
-    await t3.apply(root.ctx, { changes: [], managed: [] });
+    await t3.apply(root.ctx, await checkT3(root.ctx));
     pin("0.0.27");
-    const error = (await t3.apply(root.ctx, { changes: [], managed: [] }).catch((e: unknown) => e)) as Error & {
+    const error = (await t3.apply(root.ctx, await checkT3(root.ctx)).catch((e: unknown) => e)) as Error & {
       hint?: string;
     };
     expect(error.message).toBe(
@@ -132,7 +132,6 @@ describe("the t3 stage", () => {
       existsSync(path.join(root.dir, "backups.log"))
         ? readFileSync(path.join(root.dir, "backups.log"), "utf8").trim().split("\n")
         : [];
-    const none = { changes: [], managed: [] };
 
     beforeEach(() => {
       // Three accounts; alice and bob have a t3 database, carol has none.
@@ -156,12 +155,12 @@ describe("the t3 stage", () => {
 
     it("copies every t3 database while the version before is still the one linked, only when the version changes", async () => {
       pin("0.0.26");
-      await t3.apply(root.ctx, none);
+      await t3.apply(root.ctx, await checkT3(root.ctx));
       // A first install migrates nothing: no copies.
       expect(backupsLog()).toEqual([]);
 
       pin("0.0.28");
-      expect(await t3.apply(root.ctx, none)).toEqual([
+      expect(await t3.apply(root.ctx, await checkT3(root.ctx))).toEqual([
         {
           kind: "action",
           description: "copy alice's t3 state to /var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite",
@@ -179,16 +178,16 @@ describe("the t3 stage", () => {
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
 
       // The version stays: nothing to copy.
-      expect(await t3.apply(root.ctx, none)).toEqual([]);
+      expect(await t3.apply(root.ctx, await checkT3(root.ctx))).toEqual([]);
       expect(backupsLog()).toHaveLength(2);
     });
 
     it("keeps the version before when a copy fails, after trying every user, and names the user; the next build switches", async () => {
       pin("0.0.26");
-      await t3.apply(root.ctx, none);
+      await t3.apply(root.ctx, await checkT3(root.ctx));
       pin("0.0.28");
       vi.stubEnv("FAKE_BACKUP_FAIL", "alice");
-      const error = await t3.apply(root.ctx, none).catch((e: unknown) => e);
+      const error = await t3.apply(root.ctx, await checkT3(root.ctx)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UserError);
       expect((error as Error).message).toBe(
         "the t3 state of alice could not be copied before t3 0.0.28, so t3 0.0.26 stays active:\n" +
@@ -203,7 +202,7 @@ describe("the t3 stage", () => {
       expect(readdirSync(path.join(root.dir, "opt/devvm/npm/t3")).sort()).toEqual(["0.0.26", "0.0.28"]);
 
       vi.stubEnv("FAKE_BACKUP_FAIL", "nobody");
-      await t3.apply(root.ctx, none);
+      await t3.apply(root.ctx, await checkT3(root.ctx));
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
       expect(
         backupsLog()

@@ -13,6 +13,7 @@ import {
   pinnedNodeEnv,
   UNDER_ROOT_REASON,
   type GlobalCli,
+  type GlobalCliPlan,
 } from "../lib/tools/npm-global.ts";
 import type { Pending, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
@@ -64,13 +65,21 @@ async function versionBefore(ctx: BuildContext): Promise<string | null> {
   }
 }
 
+/** What check found for apply: the CLI's plan, and the t3 that users' databases last saw. */
+interface T3Plan {
+  cli: GlobalCliPlan;
+  before: string | null;
+}
+
 /** The version change, and the copies of every t3 database it needs first (so --plan shows them). */
-async function checkT3(ctx: BuildContext): Promise<Pending> {
+export async function checkT3(ctx: BuildContext): Promise<Pending<T3Plan>> {
   const pin = ctx.inputs.pins.npm.t3;
-  const pending = await checkGlobalCli(ctx, T3, pin);
-  if (!pending.changes.some((c) => c.kind === "package")) return pending;
+  const { changes, managed, plan } = await checkGlobalCli(ctx, T3, pin);
+  // Only a version change needs it (the health check's message, the backups).
+  if (!changes.some((c) => c.kind === "package")) return { changes, managed, plan: { cli: plan, before: null } };
   const before = await versionBefore(ctx);
-  return { ...pending, changes: [...prebumpBackups(ctx, before, pin.version).map(describeBackup), ...pending.changes] };
+  const backups = prebumpBackups(ctx, before, pin.version).map(describeBackup);
+  return { changes: [...backups, ...changes], managed, plan: { cli: plan, before } };
 }
 
 /**
@@ -97,11 +106,10 @@ export default {
     "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
   pins: (where) => (where.underRoot ? [] : ["npm.t3.integrity"]),
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkT3(ctx)),
-  apply: async (ctx) => {
+  apply: async (ctx, { plan: { cli, before } }) => {
     const pin = ctx.inputs.pins.npm.t3;
-    const before = await versionBefore(ctx);
     const backups: Change[] = [];
-    const changes = await installGlobalCli(ctx, T3, pin, {
+    const changes = await installGlobalCli(ctx, T3, pin, cli, {
       verify: (prefix) => assertHealthy(ctx, prefix, pin.version, before),
       // Healthy, not yet active: the last moment before anything can run it.
       beforeSwitch: async () => void backups.push(...(await backUpBeforeVersionChange(ctx, before, pin.version))),
@@ -110,9 +118,8 @@ export default {
     return [...backups, ...changes];
   },
   // npm installs it into a staging folder while apt runs; apply moves it into place.
-  prepare: async (ctx) =>
-    void (underRoot(ctx)
-      ? undefined
-      : await prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work))),
+  prepare(ctx) {
+    if (!underRoot(ctx)) prepareGlobalCli(ctx, T3, ctx.inputs.pins.npm.t3, (work) => withNodeForInstalls(ctx, work));
+  },
   inventory: (ctx) => globalCliInventory(ctx, T3),
-} satisfies Stage;
+} satisfies Stage<T3Plan>;

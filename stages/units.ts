@@ -178,11 +178,9 @@ export default {
       ...state.toStart.map((u): Change => ({ kind: "action", description: `start ${u}` })),
       ...state.toRestart.map((u): Change => ({ kind: "action", description: `restart ${u}` })),
     ];
-    return { changes, managed: managedBy(files) };
+    return { changes, managed: managedBy(files), plan: { files, state } };
   },
-  async apply(ctx) {
-    const files = unitFiles(ctx);
-    const state = await unitState(ctx, files);
+  async apply(ctx, { plan: { files, state } }) {
     if (state.changed.length > 0) {
       // verify, like systemd, looks for the programs on this machine; under --root they are the image's (and t3 is skipped there).
       if (!underRoot(ctx)) for (const warning of requireUnitPrograms(files, isExecutable)) ctx.log.info(warning);
@@ -221,4 +219,4 @@ export default {
     );
     return changes;
   },
-} satisfies Stage;
+} satisfies Stage<{ files: FileResource[]; state: UnitState }>;

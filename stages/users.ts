@@ -11,6 +11,8 @@ import { addPendingRestarts } from "../lib/machine/systemd.ts";
 import { BUILDER_DIR } from "../lib/machine/layout.ts";
 import { checkTiers } from "../lib/users/tier-check.ts";
 
+type UsersPlan = Awaited<ReturnType<typeof planUsers>>;
+
 async function planUsers(ctx: BuildContext) {
   const roster = ctx.inputs.roster;
   const table = plan.readAccountTable(ctx);
@@ -64,11 +66,9 @@ export default {
     await checkTiers(ctx, ctx.inputs.roster);
     warnIfReconcileDiffers(ctx);
     const planned = await planUsers(ctx);
-    return { changes: planned.changes, managed: managedBy(planned.files) };
+    return { changes: planned.changes, managed: managedBy(planned.files), plan: planned };
   },
-  async apply(ctx) {
-    // Planned again (as units does); the tiers were checked by check.
-    const { steps, files, envChanged, legacyPorts, changes } = await planUsers(ctx);
+  async apply(ctx, { plan: { steps, files, envChanged, legacyPorts, changes } }) {
     for (const step of steps) await plan.applyAccountStep(ctx, step);
     if (steps.length > 0) ctx.accounts.reload();
     // Recorded before the env files change: a build that stops after this still restarts them.
@@ -80,4 +80,4 @@ export default {
     if (legacyPorts) await fs.rm(hostPath(ctx, plan.LEGACY_PORTS_FILE), { force: true });
     return changes;
   },
-} satisfies Stage;
+} satisfies Stage<UsersPlan>;

@@ -1,10 +1,11 @@
 import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { underRoot, warn } from "../lib/core/context.ts";
-import { BugError, UserError } from "../lib/core/errors.ts";
+import { UserError } from "../lib/core/errors.ts";
 import { run } from "../lib/machine/exec.ts";
 import { applyResources, checkResource, managedBy, type Resource } from "../lib/machine/files.ts";
-import type { Check, Stage } from "../lib/core/stage.ts";
+import type { Stage } from "../lib/core/stage.ts";
+import type { Secret } from "../lib/core/secret.ts";
 import { readKvSecret, vaultToken } from "../lib/sources/vault-kv.ts";
 
 export const KV = { mount: "secret", path: "workstation" } as const;
@@ -22,15 +23,31 @@ const FOLDERS: Resource[] = [
   { kind: "dir", path: "/opt/codex-shared", group: CODEX_GROUP, mode: 0o2770 },
 ];
 
+/**
+ * What check read from Vault, for apply: one read per build, so the two
+ * cannot differ. The values stay Secrets (printed as [secret]) until a file's
+ * content is made of them (resourcesOf).
+ */
 interface Plan {
-  resources: Resource[];
+  fields: ReadonlyMap<string, Secret>;
   createGroup: boolean;
 }
-// What check read from Vault, for apply: one read per build, so the two cannot differ.
-const plans = new WeakMap<BuildContext, Plan>();
+
+/** The folders, and a file for each field Vault has. */
+function resourcesOf(plan: Plan): Resource[] {
+  const files: Resource[] = TARGETS.filter((t) => plan.fields.has(t.field)).map((t) => ({
+    kind: "file",
+    path: t.path,
+    group: t.group,
+    mode: t.mode,
+    content: plan.fields.get(t.field)!.reveal(),
+    secret: true,
+  }));
+  return [...FOLDERS, ...files];
+}
 
 /** A source that is not there is a warning that leaves staged files as they are; --strict makes it an error. */
-function unavailable(ctx: BuildContext, message: string): Check {
+function unavailable(ctx: BuildContext, message: string): { skip: string } {
   if (ctx.strict)
     throw new UserError(
       message,
@@ -43,7 +60,7 @@ async function planChanges(ctx: BuildContext, plan: Plan): Promise<Change[]> {
   const changes: Change[] = plan.createGroup
     ? [{ kind: "action", description: `create system group ${CODEX_GROUP}` }]
     : [];
-  for (const resource of plan.resources) {
+  for (const resource of resourcesOf(plan)) {
     if (!plan.createGroup || !("group" in resource) || resource.group !== CODEX_GROUP)
       changes.push(...(await checkResource(ctx, resource)));
     // Not resolvable before the group exists: shown as what it will be.
@@ -68,24 +85,12 @@ export default {
       if (ctx.strict) throw new UserError(message, "add the field in Vault; without --strict this is a warning");
       warn(ctx, `${message}; ${missing.map((t) => t.path).join(", ")} left as it was`);
     }
-    const files: Resource[] = TARGETS.filter((t) => read.fields.has(t.field)).map((t) => ({
-      kind: "file",
-      path: t.path,
-      group: t.group,
-      mode: t.mode,
-      content: read.fields.get(t.field)!.reveal(),
-      secret: true,
-    }));
-    const resources = [...FOLDERS, ...files];
-    const plan = { resources, createGroup: !ctx.accounts.hasGroup(CODEX_GROUP) };
-    plans.set(ctx, plan);
+    const plan = { fields: read.fields, createGroup: !ctx.accounts.hasGroup(CODEX_GROUP) };
     // Every target is managed, a missing field's too: the manifest shows what is there.
-    const managed = [...managedBy(resources), ...missing.map((t) => ({ path: t.path, secret: true }))];
-    return { changes: await planChanges(ctx, plan), managed };
+    const managed = [...managedBy(resourcesOf(plan)), ...missing.map((t) => ({ path: t.path, secret: true }))];
+    return { changes: await planChanges(ctx, plan), managed, plan };
   },
-  async apply(ctx) {
-    const plan = plans.get(ctx);
-    if (!plan) throw new BugError("vault-tokens: apply ran without check");
+  async apply(ctx, { plan }) {
     const changes: Change[] = [];
     if (plan.createGroup) {
       await run(ctx, "groupadd", [...(underRoot(ctx) ? ["--root", ctx.root] : []), "--system", CODEX_GROUP]);
@@ -94,6 +99,6 @@ export default {
     }
     // Each file is written 0600 and given its owner and mode before it is renamed
     // into place (writeFileAtomic): restrictive from the moment it exists.
-    return [...changes, ...(await applyResources(ctx, plan.resources))];
+    return [...changes, ...(await applyResources(ctx, resourcesOf(plan)))];
   },
-} satisfies Stage;
+} satisfies Stage<Plan>;

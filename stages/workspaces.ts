@@ -7,7 +7,6 @@ import { applyResources, checkResources, type Resource } from "../lib/machine/fi
 import { readAccountTable } from "../lib/users/roster-accounts.ts";
 import { inspectForWriting, unlessUnsafe } from "../lib/machine/safe-path.ts";
 import type { Check, Stage } from "../lib/core/stage.ts";
-import { BugError } from "../lib/core/errors.ts";
 import { applyStep, describeStep, planWorkspace, type WorkspaceStep } from "../lib/users/workspace/clones.ts";
 import type { Person } from "../lib/users/workspace/git.ts";
 import { readAdminCluster, userKubeconfig } from "../lib/users/workspace/kubeconfig.ts";
@@ -15,12 +14,11 @@ import { orgSources, type OrgSources } from "../lib/users/workspace/org-sources.
 
 const GIT_PATHS = ["/usr/bin/git", "/usr/local/bin/git"];
 
+/** What check planned (after its fetches), for apply: the network is asked once per build. */
 interface Plan {
   steps: WorkspaceStep[];
   kubeconfigs: Resource[];
 }
-// What check planned (after its fetches), for apply: the network is asked once per build.
-const plans = new WeakMap<BuildContext, Plan>();
 
 /** The non-admins who work here now: the admin's tree is never touched, a parked user is left as they are. */
 function people(ctx: BuildContext): Person[] {
@@ -69,7 +67,7 @@ export default {
   firstBoot: "the users' clones and kubeconfigs are theirs, made on the machine",
   description:
     "Gives each non-admin their code (locked infra clone, forgejo remote, guarded fast-forward, workspace repos with their own token) and an OIDC kubeconfig",
-  async check(ctx): Promise<Check> {
+  async check(ctx): Promise<Check<Plan>> {
     if (underRoot(ctx)) return { skip: "clones are made as each user, on the machine itself, not under --root" };
     // On a fresh box under --plan, apt has not installed it yet.
     if (!GIT_PATHS.some((p) => existsSync(p))) return { skip: "git is not installed (stage apt installs it)" };
@@ -83,15 +81,13 @@ export default {
         ...((await unlessUnsafe(ctx, () => planWorkspace(planning, person, ctx.inputs.roster[person.name]!))) ?? []),
       );
     const plan = { steps, kubeconfigs: await kubeconfigs(ctx, sources, who) };
-    plans.set(ctx, plan);
     // A kubeconfig written once is the user's: not managed (nor in the manifest) after that.
-    return { changes: [...steps.map(describeStep), ...(await checkResources(ctx, plan.kubeconfigs))], managed: [] };
+    const changes = [...steps.map(describeStep), ...(await checkResources(ctx, plan.kubeconfigs))];
+    return { changes, managed: [], plan };
   },
-  async apply(ctx) {
-    const plan = plans.get(ctx);
-    if (!plan) throw new BugError("workspaces: apply ran without check");
+  async apply(ctx, { plan }) {
     const changes: Change[] = [];
     for (const step of plan.steps) changes.push(...((await unlessUnsafe(ctx, () => applyStep(ctx, step))) ?? []));
     return [...changes, ...(await applyResources(ctx, plan.kubeconfigs))];
   },
-} satisfies Stage;
+} satisfies Stage<Plan>;

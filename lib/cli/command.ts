@@ -1,6 +1,7 @@
 // What a command of build.ts is, and what each one is handed: the inputs
 // and settings, read once, after the check for root.
 import path from "node:path";
+import { BuildSession } from "../core/build-session.ts";
 import type { Logger } from "../core/context.ts";
 import { loadInputs, type Inputs } from "../inputs/index.ts";
 import { readSettings, type Settings } from "../inputs/settings.ts";
@@ -31,6 +32,8 @@ export interface CommandContext {
   settings: Settings;
   inputs: Inputs;
   log: Logger;
+  /** The state of this one run (caches, queues): one per command, never shared by two builds. */
+  session: BuildSession;
 }
 
 export async function openCommand(command: Command, cli: CliOptions, repoDir: string): Promise<CommandContext> {
@@ -54,5 +57,6 @@ export async function openCommand(command: Command, cli: CliOptions, repoDir: st
     settings,
     inputs,
     log: { info: (m) => say(`      ${m}`), debug: (m) => void (cli.debug && say(`      ${m}`)) },
+    session: new BuildSession(),
   };
 }

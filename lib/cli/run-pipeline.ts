@@ -41,6 +41,7 @@ export async function runPipeline(
     cacheDir: c.cacheDir,
     cleanups: [],
     log: c.log,
+    session: c.session,
   };
   const builder = builderIdentity(c.repoDir);
   say(

@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Accounts } from "../machine/accounts.ts";
 import type { Background } from "./background.ts";
+import type { BuildSession } from "./build-session.ts";
 import type { Inputs } from "../inputs/index.ts";
 import type { Settings } from "../inputs/settings.ts";
 
@@ -31,6 +32,8 @@ export interface BuildContext {
   readonly cacheDir: string;
   /** User and group names of the managed machine. */
   readonly accounts: Accounts;
+  /** What this build remembers while it runs (caches, work in flight): made by the command that runs it. */
+  readonly session: BuildSession;
   /** Run when the build ends, whatever its outcome (e.g. releasing the lock). */
   readonly cleanups: Array<() => void | Promise<void>>;
   /** What stages prepare while earlier ones run (the runner's, for a build); without it, all work is done in apply. */

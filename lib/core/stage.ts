@@ -3,11 +3,15 @@ import type { BuildContext } from "./context.ts";
 import type { Managed } from "../machine/files.ts";
 import type { Settings } from "../inputs/settings.ts";
 
-/** What a stage's check found: the changes to make and the paths it manages. */
-export interface Pending {
-  changes: Change[];
-  managed: Managed[];
-}
+/**
+ * What a stage's check found: the changes to make, the paths it manages and
+ * its plan (`P`, what apply needs to make the changes: what it read from
+ * Vault, the steps it planned). The runner hands exactly this to the same
+ * stage's apply. A stage without a plan of its own leaves `plan` out.
+ */
+export type Pending<P = unknown> = { changes: Change[]; managed: Managed[] } & (undefined extends P
+  ? { plan?: P }
+  : { plan: P });
 
 /**
  * A value the stage needs from pins.json that pins.json may lack until
@@ -17,9 +21,14 @@ export interface Pending {
 export type PinNeed = string | { key: string; note: string };
 
 /** A stage may decide it does not apply here, and say why. */
-export type Check = Pending | { skip: string };
+export type Check<P = unknown> = Pending<P> | { skip: string };
 
-export interface Stage {
+/**
+ * A stage whose check plans `P` for its apply. `Stage` alone is any stage
+ * (the runner's list): a stage object declared `satisfies Stage<Plan>` fits
+ * it, as a method's parameter is checked both ways.
+ */
+export interface Stage<P = unknown> {
   /** The file's name: stages/skel.ts is "skel". */
   name: string;
   /** One line, printed by --list. */
@@ -38,9 +47,9 @@ export interface Stage {
    * the settings or on --root (a stage that skips itself there needs nothing).
    */
   pins?: readonly PinNeed[] | ((where: { settings: Settings; underRoot: boolean }) => readonly PinNeed[]);
-  check(ctx: BuildContext): Promise<Check>;
-  /** Makes the changes check found; returns what it changed. */
-  apply(ctx: BuildContext, pending: Pending): Promise<Change[]>;
+  check(ctx: BuildContext): Promise<Check<P>>;
+  /** Makes the changes check found, with its plan (the runner passes check's result); returns what it changed. */
+  apply(ctx: BuildContext, pending: Pending<P>): Promise<Change[]>;
   /** Versions of what the stage installs ("apt:git" -> "1:2.39.5-0+deb12u2"), for the manifest. */
   inventory?(ctx: BuildContext): Promise<Record<string, string>>;
   /**
@@ -48,9 +57,12 @@ export interface Stage {
    * earlier stages (apt's work): downloads into the cache, installs into a
    * staging folder (ctx.background, lib/core/background.ts). It changes nothing
    * live: apply takes the work over and makes it live; errors surface there.
+   * It only starts jobs, at once (it returns nothing, so it cannot await): every
+   * job has started when the runner seals the build's background after the
+   * preparations, whatever their order.
    * Its lines are labelled with the stage's name (`[node] ...`) while another stage runs.
    */
-  prepare?(ctx: BuildContext): Promise<void>;
+  prepare?(ctx: BuildContext): undefined;
 }
 
 export type Outcome = "changed" | "unchanged" | "pending" | "skipped" | "failed" | "not-run";
@@ -76,6 +88,6 @@ export type StageResult =
     }
   | { name: string; outcome: "not-run" };
 
-export function isSkip(check: Check): check is { skip: string } {
+export function isSkip<P>(check: Check<P>): check is { skip: string } {
   return "skip" in check;
 }

@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
+import type { BuildSession } from "../core/build-session.ts";
 import type { Logger } from "../core/context.ts";
 import { UserError } from "../core/errors.ts";
 import { run } from "../machine/exec.ts";
@@ -49,6 +50,8 @@ export interface ImageOptions {
   outputDir: string;
   settings: Settings;
   log: Logger;
+  /** The image command's session (lib/core/build-session.ts). */
+  session: BuildSession;
 }
 
 export interface ImageRecord {
@@ -140,7 +143,7 @@ interface InnerBuild {
  */
 async function prepareBuild(options: ImageOptions, root: string, epoch: number): Promise<InnerBuild> {
   const builderDir = path.join(WORK_IN_ROOT, "builder");
-  await writeReleaseTree(options.repoDir, path.join(root, builderDir));
+  await writeReleaseTree(options.session, options.repoDir, path.join(root, builderDir));
   for (const name of ["roster.yaml", "packages.txt", "pins.json"])
     await fs.copyFile(path.join(options.inputsDir, name), path.join(root, builderDir, name));
   const settings = settingsEnvironment(options.settings);

@@ -22,6 +22,9 @@ interface ProcessInfo {
   command: string;
 }
 
+// Process-wide on purpose, not a build's: the signal handler that passes
+// Ctrl-C or systemctl stop on to the groups (build.ts) has no build to ask,
+// and every command run anywhere in the process (exec.ts) is tracked here.
 let recordFile: string | undefined;
 const live = new Map<number, Group>();
 

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { SessionSlot, type BuildSession } from "../core/build-session.ts";
 import type { BuildContext } from "../core/context.ts";
 import { hostPath } from "../core/context.ts";
 import { writeFileAtomic } from "../machine/files.ts";
@@ -27,10 +28,11 @@ export const BUNDLE_RECORD = `${STATE_DIR}/builder-bundle.json`;
 const SELF = fileURLToPath(import.meta.url);
 // A variable, so that esbuild leaves this import out of the bundle it makes.
 const ESBUILD = "esbuild";
-const made = new Map<string, Promise<Bundle>>();
+const MADE = new SessionSlot(() => new Map<string, Promise<Bundle>>());
 
 /** The bundle: this very file when the builder runs bundled, else made from the sources (once a build). */
-export function builderBundle(repoDir: string): Promise<Bundle> {
+export function builderBundle(session: BuildSession, repoDir: string): Promise<Bundle> {
+  const made = session.get(MADE);
   let bundle = made.get(repoDir);
   if (!bundle) made.set(repoDir, (bundle = makeBundle(repoDir)));
   return bundle;

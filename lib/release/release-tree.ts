@@ -5,6 +5,7 @@
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { $ } from "zx";
+import type { BuildSession } from "../core/build-session.ts";
 import { builderBundle } from "./builder-bundle.ts";
 import { UserError } from "../core/errors.ts";
 import { builderIdentity } from "../output/report.ts";
@@ -59,12 +60,12 @@ export async function sourceDateEpoch(repoDir: string): Promise<number> {
 }
 
 /** Writes the release tree of the builder at repoDir into target (a new folder); modes normalised, times left to the caller. */
-export async function writeReleaseTree(repoDir: string, target: string): Promise<void> {
+export async function writeReleaseTree(session: BuildSession, repoDir: string, target: string): Promise<void> {
   mkdirSync(path.join(target, "dist"), { recursive: true });
   for (const entry of CONTENT)
     if (existsSync(path.join(repoDir, entry)))
       cpSync(path.join(repoDir, entry), path.join(target, entry), { recursive: true });
-  writeFileSync(path.join(target, "dist/devvm.mjs"), (await builderBundle(repoDir)).content);
+  writeFileSync(path.join(target, "dist/devvm.mjs"), (await builderBundle(session, repoDir)).content);
   writeFileSync(path.join(target, "BUILDER_COMMIT"), `${builderIdentity(repoDir).commit}\n`);
   writeFileSync(path.join(target, EPOCH_FILE), `${await sourceDateEpoch(repoDir)}\n`);
   chmodSync(target, 0o755);

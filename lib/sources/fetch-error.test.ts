@@ -1,3 +1,4 @@
+import { BuildSession } from "../core/build-session.ts";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -134,6 +135,7 @@ describe("a download from a server whose certificate is not trusted (a TLS-inspe
     }),
     cacheDir: mkdtempSync(path.join(dir, "cache-")),
     log: { info: () => {}, debug: () => {} },
+    session: new BuildSession(),
   });
 
   it("fails at once, naming DEVVM_EXTRA_CA_CERTS, instead of retrying", async () => {

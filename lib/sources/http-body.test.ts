@@ -2,6 +2,7 @@
 // too much: an endless body stops at the limit with a clear error (the
 // connection closed, so the server stops too), an announced size over the
 // limit is refused before reading; and the registry's readers use it.
+import { BuildSession } from "../core/build-session.ts";
 import { fetch } from "undici";
 import { describe, expect, it } from "vitest";
 import { sendEndless, startHostileServer } from "../../test/support/stand-ins/hostile-server.ts";
@@ -68,6 +69,7 @@ describe("the registry's readers", () => {
   const context = (url: string) => ({
     settings: readSettings({ DEVVM_NPM_REGISTRY: url }),
     log: { info: () => {}, debug: () => {} },
+    session: new BuildSession(),
   });
 
   it("stops an endless version record at the record limit", async () => {

@@ -4,6 +4,7 @@
 // read bounded (http-body.ts) and within a deadline; its requests carry no
 // credentials, so a redirect cannot take one elsewhere.
 import { fetch, type Response } from "undici";
+import { SessionSlot } from "../core/build-session.ts";
 import type { BuildContext } from "../core/context.ts";
 import { agentFor } from "./download.ts";
 import { UserError } from "../core/errors.ts";
@@ -11,19 +12,21 @@ import { fetchError } from "./fetch-error.ts";
 import { readText, type BodyLimit } from "./http-body.ts";
 import { run } from "../machine/exec.ts";
 
-let resolved: Promise<string> | undefined;
+// npm's answer, asked once per build.
+const RESOLVED = new SessionSlot(() => ({ registry: undefined as Promise<string> | undefined }));
 
-export function registryUrl(ctx: Pick<BuildContext, "settings" | "log">): Promise<string> {
+export function registryUrl(ctx: Pick<BuildContext, "settings" | "log" | "session">): Promise<string> {
   if (ctx.settings.npmRegistry) return Promise.resolve(ctx.settings.npmRegistry);
   const fromEnv = process.env.npm_config_registry;
   if (fromEnv) return Promise.resolve(fromEnv.replace(/\/+$/, ""));
-  resolved ??= run(ctx, "npm", ["config", "get", "registry"]).then(
+  const resolved = ctx.session.get(RESOLVED);
+  resolved.registry ??= run(ctx, "npm", ["config", "get", "registry"]).then(
     (r) => r.stdout.trim().replace(/\/+$/, ""),
     () => {
       throw new UserError("no npm registry is configured", "set DEVVM_NPM_REGISTRY to the registry's URL");
     },
   );
-  return resolved;
+  return resolved.registry;
 }
 
 /** Where a registry keeps a version's tarball: <registry>/<name>/-/<basename>-<version>.tgz. */
@@ -50,7 +53,7 @@ export interface VersionInfo {
 
 /** The registry's record of one version (its packument entry): a few kB, read up to BODY_LIMITS.record. */
 export async function versionInfo(
-  ctx: Pick<BuildContext, "settings" | "log">,
+  ctx: Pick<BuildContext, "settings" | "log" | "session">,
   name: string,
   version: string,
 ): Promise<VersionInfo> {
@@ -116,7 +119,10 @@ export function parseJson(text: string): unknown {
 }
 
 /** The registry's `latest` dist-tag of a package. */
-export async function latestVersion(ctx: Pick<BuildContext, "settings" | "log">, name: string): Promise<string> {
+export async function latestVersion(
+  ctx: Pick<BuildContext, "settings" | "log" | "session">,
+  name: string,
+): Promise<string> {
   const { version } = await versionInfo(ctx, name, "latest");
   if (typeof version !== "string")
     throw new UserError(`the registry's latest ${name} names no version`, "name the version: --update NAME@VERSION");

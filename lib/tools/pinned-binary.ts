@@ -16,10 +16,13 @@ export interface PinnedBinary {
   sha256: string;
 }
 
-export async function installedSha256(ctx: Pick<BuildContext, "root">, machinePath: string): Promise<string | null> {
+export async function installedSha256(
+  ctx: Pick<BuildContext, "root" | "session">,
+  machinePath: string,
+): Promise<string | null> {
   const file = hostPath(ctx, machinePath);
   return (
-    (await whileUnchanged(file, async () =>
+    (await whileUnchanged(ctx, file, async () =>
       createHash("sha256")
         .update(await readFile(file))
         .digest("hex"),

@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Accounts } from "../../lib/machine/accounts.ts";
+import { BuildSession } from "../../lib/core/build-session.ts";
 import type { BuildContext } from "../../lib/core/context.ts";
+import { isSkip, type Stage } from "../../lib/core/stage.ts";
 import type { Inputs } from "../../lib/inputs/index.ts";
 import { readSettings } from "../../lib/inputs/settings.ts";
 
@@ -26,6 +28,7 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
     accounts: new Accounts(dir),
     cacheDir: path.join(dir, ".cache"),
     inputsDir: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../.."),
+    session: new BuildSession(),
     cleanups: [],
     log: { info: () => {}, debug: () => {} },
     ...overrides,
@@ -42,6 +45,13 @@ export function makeTestRootWithAccounts(overrides: Partial<BuildContext> = {}):
   writeFileSync(path.join(root.dir, "etc/shadow"), "root:*:19000:0:99999:7:::\n");
   writeFileSync(path.join(root.dir, "etc/gshadow"), "root:*::\n");
   return root;
+}
+
+/** A stage's check, then its apply with what check found (plan included), as the runner does. */
+export async function checkThenApply<P>(stage: Stage<P>, ctx: BuildContext) {
+  const check = await stage.check(ctx);
+  if (isSkip(check)) throw new Error(`${stage.name} skipped: ${check.skip}`);
+  return stage.apply(ctx, check);
 }
 
 /** A port on 127.0.0.1 that nothing listens on. */

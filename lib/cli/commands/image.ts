@@ -7,10 +7,10 @@ import type { Command } from "../command.ts";
 import { say, writeStdout } from "../terminal.ts";
 
 export const imageCommand: Command = {
-  async run({ cli, repoDir, inputsDir, inputs, outputDir, settings, log }) {
+  async run({ cli, repoDir, inputsDir, inputs, outputDir, settings, log, session }) {
     // The build inside needs every hash: said now, not after debootstrap.
     requireCompletePins(stages, inputs, settings, { underRoot: false, canSkip: false });
-    const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log });
+    const record = await buildImage({ repoDir, inputsDir, inputs, outputDir, settings, log, session });
     say(
       `image: ${path.join(outputDir, record.archive.file)}\n  ${record.archive.size} bytes, sha256 ${record.archive.sha256}\n  record: ${path.join(outputDir, "devvm-image.json")}`,
     );

@@ -1,3 +1,4 @@
+import { BuildSession } from "../../core/build-session.ts";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { closedPort } from "../../../test/support/test-context.ts";
 import { tmpdir } from "node:os";
@@ -40,6 +41,7 @@ describe("lock, for kubectl", () => {
       settings: readSettings({ DEVVM_KUBERNETES_RELEASES_URL: releases.url }),
       cacheDir,
       log: { info: () => {}, debug: () => {} },
+      session: new BuildSession(),
     };
     return { releases, ctx, [Symbol.dispose]: () => rmSync(cacheDir, { recursive: true, force: true }) };
   }
@@ -114,6 +116,7 @@ function refreshContext(env: Record<string, string>, dir: string) {
       settings: readSettings(env),
       cacheDir: path.join(dir, "cache"),
       log: { info: (line: string) => logged.push(line), debug: () => {} },
+      session: new BuildSession(),
     },
     logged,
   };

@@ -24,9 +24,9 @@ import {
 
 export const lockCommand: Command = {
   forLock: true,
-  async run({ cli, settings, log, cacheDir, inputs, inputsDir, outputDir }) {
+  async run({ cli, settings, log, cacheDir, inputs, inputsDir, outputDir, session }) {
     trustExtraCaCertsInChildren(settings.extraCaCerts, outputDir);
-    const { changes, unresolved } = await refreshPins({ settings, log, cacheDir }, inputs, {
+    const { changes, unresolved } = await refreshPins({ settings, log, cacheDir, session }, inputs, {
       pinsFile: path.join(inputsDir, "pins.json"),
       updates: cli.update,
     });

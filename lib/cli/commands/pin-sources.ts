@@ -23,7 +23,7 @@ import {
   versionInfo,
 } from "../../sources/registry.ts";
 
-export type RefreshContext = Pick<BuildContext, "settings" | "log" | "cacheDir">;
+export type RefreshContext = Pick<BuildContext, "settings" | "log" | "cacheDir" | "session">;
 
 /** An entry of pins.json the refresh could not resolve, and why. */
 export interface Unresolved {
