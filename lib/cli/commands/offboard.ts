@@ -13,7 +13,8 @@ import { run } from "../../machine/exec.ts";
 import { applyResources } from "../../machine/files.ts";
 import { appliedRosterFile, readAppliedRoster } from "../../users/applied-roster.ts";
 import { removeTree } from "../../machine/safe-path.ts";
-import { envFile, readAccountTable } from "../../users/roster-accounts.ts";
+import { readAccountTable } from "../../machine/accounts.ts";
+import { envFile } from "../../users/roster-accounts.ts";
 import type { Stage } from "../../core/stage.ts";
 
 export const OFFBOARD_ARCHIVES = "/var/backups/devvm-offboarded";
