@@ -87,7 +87,7 @@ export function openFolderAsGiven(realPath: string): SafeDir {
  * must not be a hard link to one elsewhere (reading it would read that).
  */
 export function entryIn(ctx: Ctx, dir: SafeDir, name: string): Stats | null {
-  const stats = lstatOrNull(dir.at(name));
+  const stats = lstatSyncOrNull(dir.at(name));
   if (!stats || dir.treeOwner === undefined) return stats;
   const here = path.posix.join(dir.machinePath, name);
   if (stats.uid !== 0 && stats.uid !== dir.treeOwner)
@@ -179,7 +179,7 @@ export function typeName(stats: Stats): string {
 }
 
 /** lstat, or null when nothing is there. */
-export function lstatOrNull(file: string): Stats | null {
+export function lstatSyncOrNull(file: string): Stats | null {
   try {
     return lstatSync(file);
   } catch (error) {

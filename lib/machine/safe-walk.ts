@@ -18,7 +18,7 @@ import type { BuildContext } from "../core/context.ts";
 import { UserError } from "../core/errors.ts";
 import {
   FOLDER,
-  lstatOrNull,
+  lstatSyncOrNull,
   makeFolderIn,
   openFolderAsGiven,
   SafeDir,
@@ -49,7 +49,7 @@ export function walkTo(ctx: Ctx, machineDir: string, options: { create?: boolean
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       const here = `/${names.slice(0, i + 1).join("/")}`;
-      let stats = lstatOrNull(dir.at(name));
+      let stats = lstatSyncOrNull(dir.at(name));
       if (!stats && !options.create)
         return { dir, missing: names.slice(i).map((_, k) => `/${names.slice(0, i + k + 1).join("/")}`) };
       if (!stats) stats = makeFolder(dir, name);
