@@ -9,7 +9,8 @@ import { applyResources, checkResources, managedBy, type Resource } from "../lib
 import { repoFile } from "../lib/inputs/repo-files.ts";
 import { inspect, inspectForWriting, readUserFile, unlessUnsafe } from "../lib/machine/safe-path.ts";
 import { Secret } from "../lib/core/secret.ts";
-import { envFile, groupsOf, readAccountTable } from "../lib/users/roster-accounts.ts";
+import { groupsOf, readAccountTable } from "../lib/machine/accounts.ts";
+import { envFile } from "../lib/users/roster-accounts.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { addPendingRestarts, t3ServeInstance } from "../lib/machine/systemd.ts";
 import { CODEX_GROUP, TARGETS } from "./vault-tokens.ts";

@@ -5,14 +5,8 @@ import { describe, expect, it } from "vitest";
 import type { BuildContext } from "../lib/core/context.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
 import { RosterFileSchema, type Roster } from "../lib/inputs/roster.ts";
-import {
-  allocatePorts,
-  dispatchContent,
-  planAccounts,
-  readAccountTable,
-  ttydMapContent,
-  type AccountTable,
-} from "../lib/users/roster-accounts.ts";
+import { readAccountTable, type AccountTable } from "../lib/machine/accounts.ts";
+import { allocatePorts, dispatchContent, planAccounts, ttydMapContent } from "../lib/users/roster-accounts.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { makeTestRoot } from "../test/support/test-context.ts";
 import usersStage from "./users.ts";

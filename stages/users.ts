@@ -5,6 +5,7 @@ import { action, type Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath, warn } from "../lib/core/context.ts";
 import { applyResources, checkResources, managedBy } from "../lib/machine/files.ts";
+import { readAccountTable } from "../lib/machine/accounts.ts";
 import * as plan from "../lib/users/roster-accounts.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { addPendingRestarts } from "../lib/machine/systemd.ts";
@@ -15,7 +16,7 @@ type UsersPlan = Awaited<ReturnType<typeof planUsers>>;
 
 async function planUsers(ctx: BuildContext) {
   const roster = ctx.inputs.roster;
-  const table = plan.readAccountTable(ctx);
+  const table = readAccountTable(ctx);
   const steps = plan.planAccounts(roster, table);
   const env = plan.readEnvFiles(ctx);
   const ports = plan.allocatePorts(env.ports, Object.keys(roster));

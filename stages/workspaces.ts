@@ -4,7 +4,7 @@ import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath, underRoot, warn } from "../lib/core/context.ts";
 import { applyResources, checkResources, type Resource } from "../lib/machine/files.ts";
-import { readAccountTable } from "../lib/users/roster-accounts.ts";
+import { readAccountTable } from "../lib/machine/accounts.ts";
 import { inspectForWriting, unlessUnsafe } from "../lib/machine/safe-path.ts";
 import type { Check, Stage } from "../lib/core/stage.ts";
 import { applyStep, describeStep, planWorkspace, type WorkspaceStep } from "../lib/users/workspace/clones.ts";

@@ -4,9 +4,8 @@
 // t3-dispatch) a login shell's groups, sudo for an admin. Known names are
 // refused when the roster is parsed; the target machine's own system
 // accounts and groups once its root is known (checkMachineAccounts).
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
 import type { InputProblem } from "../core/errors.ts";
+import { accountFilePath, readIds, type AccountFile } from "../machine/accounts.ts";
 
 const DEBIAN_BASE = "a Debian system account";
 const RESERVED = new Map<string, string>([
@@ -64,8 +63,8 @@ export function checkMachineAccounts(
   users: readonly string[],
   lineOfUser: (user: string) => number | undefined,
 ): InputProblem[] {
-  const passwd = readTable(path.join(root, "etc/passwd"));
-  const group = readTable(path.join(root, "etc/group"));
+  const passwd = idsIn(root, "passwd");
+  const group = idsIn(root, "group");
   const problems: InputProblem[] = [];
   for (const user of users) {
     const uid = passwd.ids.get(user);
@@ -81,17 +80,12 @@ export function checkMachineAccounts(
   return problems;
 }
 
-function readTable(file: string): { file: string; ids: Map<string, number> } {
-  const ids = new Map<string, number>();
-  let text = "";
+function idsIn(root: string, file: AccountFile): { file: string; ids: Map<string, number> } {
+  let ids = new Map<string, number>();
   try {
-    text = existsSync(file) ? readFileSync(file, "utf8") : "";
+    ids = new Map(readIds(root, file).map(({ name, id }) => [name, id]));
   } catch {
     // Unreadable: nothing known about the machine's accounts; the static list still holds.
   }
-  for (const line of text.split("\n")) {
-    const [name, , id] = line.split(":");
-    if (name && id !== undefined && /^\d+$/.test(id)) ids.set(name, Number(id));
-  }
-  return { file, ids };
+  return { file: accountFilePath(root, file), ids };
 }

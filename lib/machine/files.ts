@@ -1,25 +1,16 @@
 // File primitives shared by every stage. A resource says what a path must
 // be; checkResource says what would change, applyResource makes it so. A
-// path that already matches is never written (its mtime stays).
-import { randomBytes } from "node:crypto";
-import { constants, promises as fs, readdirSync, readlinkSync, rmSync, type Stats } from "node:fs";
-import path from "node:path";
+// path that already matches is never written (its mtime stays); what is
+// written lands whole (atomic-write.ts).
+import { promises as fs, type Stats } from "node:fs";
 import { createTwoFilesPatch } from "diff";
 import type { Change } from "../core/change.ts";
 import { formatMode } from "../core/change.ts";
 import type { BuildContext } from "../core/context.ts";
-import {
-  entryIn,
-  makeFolderIn,
-  openFolderAsGiven,
-  openParent,
-  readEntry,
-  refuseLink,
-  setOwnerAndMode,
-  typeName,
-  unlessUnsafe,
-  type SafeDir,
-} from "./safe-path.ts";
+import { entryIn, makeFolderIn, setOwnerAndMode, typeName } from "./safe-dir.ts";
+import { look, unlessUnsafe } from "./safe-path.ts";
+import { openParent } from "./safe-walk.ts";
+import { replaceSymlinkIn, writeFileIn } from "./atomic-write.ts";
 import type { Pending } from "../core/stage.ts";
 
 interface Ownership {
@@ -148,42 +139,9 @@ export async function applyResource(ctx: BuildContext, resource: Resource): Prom
 }
 
 // ---- checks -------------------------------------------------------------
-// Every path is reached through lib/machine/safe-path.ts's walk: a link a user
+// Every path is reached through lib/machine/safe-walk.ts's walk: a link a user
 // planted on the way (or, in their tree, in place of the entry) is named
 // (UnsafePathError), never followed.
-
-export interface Found {
-  /** null when absent. */
-  stats: Stats | null;
-  /** The folders above it that do not exist, outermost first. */
-  missing: string[];
-  /** A regular file's content, when asked. */
-  content: Buffer | null;
-  /** A link's target. */
-  target: string | null;
-}
-
-/**
- * What is at a resource's path, never following it. Where the builder keeps a
- * file or folder in a user's tree (refuseLink), a link there is the user's:
- * named, not replaced.
- */
-export function look(
-  ctx: Pick<BuildContext, "root" | "accounts">,
-  machinePath: string,
-  options: { read?: boolean; refuseLink?: boolean } = {},
-): Found {
-  const { dir, missing, name } = openParent(ctx, machinePath);
-  using _ = dir;
-  if (missing.length > 0) return { stats: null, missing, content: null, target: null };
-  const stats = options.refuseLink ? refuseLink(ctx, dir, name, entryIn(ctx, dir, name)) : entryIn(ctx, dir, name);
-  return {
-    stats,
-    missing: [],
-    content: options.read && stats?.isFile() ? readEntry(dir, name) : null,
-    target: stats?.isSymbolicLink() ? readlinkSync(dir.at(name)) : null,
-  };
-}
 
 async function checkFile(ctx: BuildContext, want: FileResource): Promise<Change[]> {
   const { stats, missing, content: current } = look(ctx, want.path, { read: true, refuseLink: true });
@@ -289,95 +247,6 @@ function isText(content: Buffer): boolean {
   return !content.includes(0) && Buffer.from(content.toString("utf8"), "utf8").equals(content);
 }
 
-// ---- writers ------------------------------------------------------------
-
-export interface AtomicWriteOptions {
-  mode: number;
-  uid: number;
-  gid: number;
-  validate?: ((temporaryFile: string) => Promise<void>) | undefined;
-}
-
-const TEMP_MARK = ".devvm-tmp-";
-
-/** writeFileIn for a file by its real path, its folder trusted as given (the builder's own output, a binary in /usr/local/bin). */
-export async function writeFileAtomic(
-  file: string,
-  content: string | Buffer,
-  options: AtomicWriteOptions,
-): Promise<void> {
-  using dir = openFolderAsGiven(path.dirname(file));
-  await writeFileIn(dir, path.basename(file), content, options);
-}
-
-/**
- * Writes NAME in a walked folder so that a reader (or a crash) sees the old
- * content or the new, never half of it: a temporary file in the same folder,
- * created 0600 (never through a name planted there: O_EXCL), given its owner
- * and mode, synced, validated, then renamed over the live name.
- */
-export async function writeFileIn(
-  dir: SafeDir,
-  name: string,
-  content: string | Buffer,
-  options: AtomicWriteOptions,
-): Promise<void> {
-  removeStaleTemporaries(dir, name);
-  // The leading dot keeps the temporary out of include dirs such as /etc/sudoers.d.
-  const temporary = `.${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
-  const handle = await fs.open(
-    dir.at(temporary),
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
-  try {
-    try {
-      await handle.writeFile(content);
-      await handle.chown(options.uid, options.gid);
-      await handle.chmod(options.mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    if (options.validate) await options.validate(dir.at(temporary));
-    await fs.rename(dir.at(temporary), dir.at(name));
-  } catch (error) {
-    await fs.rm(dir.at(temporary), { force: true });
-    throw error;
-  }
-  dir.sync();
-}
-
-/** Leftovers of a build that was killed between writing and renaming (their names are removed, never followed). */
-function removeStaleTemporaries(dir: SafeDir, name: string): void {
-  const prefix = `.${name}${TEMP_MARK}`;
-  for (const entry of readdirSync(dir.at())) if (entry.startsWith(prefix)) rmSync(dir.at(entry), { force: true });
-}
-
-/** Points a symlink at a target by renaming a new link over the old one. */
-export async function replaceSymlink(link: string, target: string): Promise<void> {
-  using dir = openFolderAsGiven(path.dirname(link));
-  await replaceSymlinkIn(dir, path.basename(link), target, undefined);
-}
-
-async function replaceSymlinkIn(
-  dir: SafeDir,
-  name: string,
-  target: string,
-  owner: { uid: number; gid: number } | undefined,
-): Promise<void> {
-  const temporary = `${name}${TEMP_MARK}${process.pid}-${randomBytes(4).toString("hex")}`;
-  await fs.symlink(target, dir.at(temporary));
-  try {
-    // A link in a user's home is theirs, like the rest of it.
-    if (owner) await fs.lchown(dir.at(temporary), owner.uid, owner.gid);
-    await fs.rename(dir.at(temporary), dir.at(name));
-  } catch (error) {
-    await fs.rm(dir.at(temporary), { force: true });
-    throw error;
-  }
-}
-
 // ---- helpers ------------------------------------------------------------
 
 function ids(ctx: BuildContext, own: Ownership): { uid: number; gid: number } {
@@ -393,4 +262,5 @@ export async function lstatOrNull(file: string): Promise<Stats | null> {
   }
 }
 
-export { typeName };
+// The writers have a file of their own; the stages reach them here, with the resources.
+export { replaceSymlink, writeFileAtomic } from "./atomic-write.ts";

@@ -20,7 +20,8 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { BuildContext } from "../core/context.ts";
 import { applyResources, planResources, type Resource } from "./files.ts";
-import { inspect, moveEntry, readUserFile, removeTree, UnsafePathError, walkTo } from "./safe-path.ts";
+import { inspect, moveEntry, readUserFile, removeTree, UnsafePathError } from "./safe-path.ts";
+import { walkTo } from "./safe-walk.ts";
 import { makeTestRootWithAccounts, type TestRoot } from "../../test/support/test-context.ts";
 
 const ALICE = 4201;

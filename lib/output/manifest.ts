@@ -4,8 +4,8 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import type { BuildContext } from "../core/context.ts";
 import { formatMode } from "../core/change.ts";
-import { look, typeName, type Found, type Managed } from "../machine/files.ts";
-import { UnsafePathError } from "../machine/safe-path.ts";
+import type { Managed } from "../machine/files.ts";
+import { look, typeName, UnsafePathError, type Found } from "../machine/safe-path.ts";
 
 export const MANIFEST_VERSION = 2;
 

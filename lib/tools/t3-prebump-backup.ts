@@ -16,7 +16,7 @@ import type { BuildContext } from "../core/context.ts";
 import { hostPath } from "../core/context.ts";
 import { tail, UserError } from "../core/errors.ts";
 import { run } from "../machine/exec.ts";
-import { readAccountTable } from "../users/roster-accounts.ts";
+import { readAccountTable } from "../machine/accounts.ts";
 
 export const T3_BACKUP_DIR = "/var/backups/t3-state";
 const STATE = ".t3/userdata/state.sqlite";

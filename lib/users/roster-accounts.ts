@@ -15,6 +15,7 @@ import { envValue, setEnvValue } from "../machine/env-file.ts";
 import { lstatOrNull, type Resource } from "../machine/files.ts";
 import { OS_USER, type Roster, type RosterUser } from "../inputs/roster.ts";
 import { STATE_DIR } from "../machine/layout.ts";
+import { groupsOf, type AccountTable } from "../machine/accounts.ts";
 
 export const TIER_GROUPS: Record<RosterUser["tier"], string> = {
   admin: "devvm-admin",
@@ -24,38 +25,6 @@ export const TIER_GROUPS: Record<RosterUser["tier"], string> = {
 export const ADMIN_GROUPS = ["sudo", "docker", "code-shared"] as const;
 /** Groups that come with a package; the builder never creates them. */
 const PACKAGE_GROUPS = new Set(["sudo"]);
-
-/** The machine's accounts as /etc/passwd and /etc/group give them. */
-export interface AccountTable {
-  users: Map<string, { gid: number; home: string }>;
-  groups: Map<string, { gid: number; members: string[] }>;
-}
-
-export function readAccountTable(ctx: Pick<BuildContext, "root">): AccountTable {
-  const rows = (file: string) =>
-    (existsSync(hostPath(ctx, file)) ? readFileSync(hostPath(ctx, file), "utf8") : "")
-      .split("\n")
-      .filter((line) => line.trim() && !line.startsWith("#"))
-      .map((line) => line.split(":"));
-  const users = new Map(
-    rows("/etc/passwd").map(([name, , , gid, , home]) => [name!, { gid: Number(gid), home: home ?? "" }]),
-  );
-  const groups = new Map(
-    rows("/etc/group").map(([name, , gid, members]) => [
-      name!,
-      { gid: Number(gid), members: (members ?? "").split(",").filter(Boolean) },
-    ]),
-  );
-  return { users, groups };
-}
-
-/** Groups a user is in: the primary one and every group listing the user. */
-export function groupsOf(table: AccountTable, user: string): Set<string> {
-  const primary = table.users.get(user)?.gid;
-  return new Set(
-    [...table.groups].filter(([, g]) => g.gid === primary || g.members.includes(user)).map(([name]) => name),
-  );
-}
 
 export function wantedGroups(user: RosterUser): string[] {
   return [TIER_GROUPS[user.tier], ...(user.tier === "admin" ? ADMIN_GROUPS : [])];

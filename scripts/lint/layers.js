@@ -7,8 +7,8 @@ import path from "node:path";
 
 export const LAYERS = [
   "core",
-  "inputs",
   "machine",
+  "inputs",
   "sources",
   "output",
   "tools",

@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { readSettings } from "../../inputs/settings.ts";
-import { makeTestRoot } from "../../../test/support/test-context.ts";
+import { makeTestRoot, type TestRoot } from "../../../test/support/test-context.ts";
 import { userKubeconfig } from "./kubeconfig.ts";
 import { orgSources, withoutCredentials } from "./org-sources.ts";
 
@@ -13,14 +13,19 @@ const GIT_CONFIG = `[remote "origin"]
 \turl = https://wizard:pat-secret@forgejo.example.invalid/org/infra.git
 `;
 
+/** Writes a file of the test root, its folders made. */
+function put(root: TestRoot, machinePath: string, text: string): void {
+  mkdirSync(path.dirname(path.join(root.dir, machinePath)), { recursive: true });
+  writeFileSync(path.join(root.dir, machinePath), text);
+}
+
 describe("the org's sources", () => {
   it("default to the admin's checkout and kubeconfig, without the admin's credentials", () => {
     using root = makeTestRoot();
-    mkdirSync(path.join(root.dir, "home/wizard/code/infra/.git"), { recursive: true });
-    writeFileSync(path.join(root.dir, "home/wizard/code/infra/.git/config"), GIT_CONFIG);
-    mkdirSync(path.join(root.dir, "home/wizard/.kube"), { recursive: true });
-    writeFileSync(
-      path.join(root.dir, "home/wizard/.kube/config"),
+    put(root, "home/wizard/code/infra/.git/config", GIT_CONFIG);
+    put(
+      root,
+      "home/wizard/.kube/config",
       "users:\n- name: a\n  user:\n    exec:\n      args: [oidc-login, get-token, --oidc-issuer-url=https://sso.example.invalid/o/k8s/]\n",
     );
     expect(orgSources(root.ctx)).toEqual({
@@ -87,9 +92,9 @@ describe("the org's sources", () => {
 
   it("a ssh:// forgejo remote keeps its user in the repos' base", () => {
     using root = makeTestRoot();
-    mkdirSync(path.join(root.dir, "home/wizard/code/.git"), { recursive: true });
-    writeFileSync(
-      path.join(root.dir, "home/wizard/code/.git/config"),
+    put(
+      root,
+      "home/wizard/code/.git/config",
       '[remote "forgejo"]\n\turl = ssh://git@forgejo.example.invalid:2222/org/infra.git\n',
     );
     expect(orgSources(root.ctx)).toMatchObject({
