@@ -5,11 +5,15 @@ import { BODY_LIMITS, MiB } from "../lib/sources/http-body.ts";
 import { redactSecrets, Secret } from "../lib/core/secret.ts";
 import { readKvSecret } from "../lib/sources/vault-kv.ts";
 import { readSettings } from "../lib/inputs/settings.ts";
+import { BuildSession } from "../lib/core/build-session.ts";
 import { closedPort, makeTestRootWithAccounts } from "../test/support/test-context.ts";
 import { sendEndless, startHostileServer } from "../test/support/stand-ins/hostile-server.ts";
 import { startVaultStandIn } from "../test/support/stand-ins/vault.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import vaultTokensStage from "./vault-tokens.ts";
+
+/** What a Vault read needs of a build: its settings (no extra CA) and a session of its own. */
+const http = () => ({ settings: readSettings({}), session: new BuildSession() });
 
 const vaultTokens: Stage = vaultTokensStage;
 
@@ -162,9 +166,9 @@ describe("vault-tokens against a hostile Vault", () => {
         .end(JSON.stringify({ data: { data: { claude_oauth_token: OAUTH } } }));
     });
     const read = await readKvSecret(
+      http(),
       { address: `${vault.url}/standby`, mount: "secret", path: "workstation" },
       new Secret(TOKEN),
-      [],
     );
     expect(read.ok && read.fields.get("claude_oauth_token")?.reveal()).toBe(OAUTH);
     expect(vault.requests.map((r) => [r.url, r.headers["x-vault-token"] === TOKEN])).toEqual([
@@ -202,9 +206,9 @@ describe("vault-tokens against a hostile Vault", () => {
   it("never sends a token that is not a header value, whoever made it", async () => {
     await using vault = await startHostileServer((_, response) => response.end("{}"));
     const read = await readKvSecret(
+      http(),
       { address: vault.url, mount: "secret", path: "workstation" },
       new Secret("hvs.bad\rtoken-value"),
-      [],
     );
     expect(read).toEqual({
       ok: false,

@@ -76,7 +76,7 @@ export default {
   async check(ctx) {
     const found = await vaultToken(ctx);
     if (!found.ok) return unavailable(ctx, found.message);
-    const read = await readKvSecret({ address: ctx.settings.vaultAddr, ...KV }, found.token, ctx.settings.extraCaCerts);
+    const read = await readKvSecret(ctx, { address: ctx.settings.vaultAddr, ...KV }, found.token);
     if (!read.ok) return unavailable(ctx, read.message);
     const missing = TARGETS.filter((t) => !read.fields.has(t.field));
     if (missing.length > 0) {

@@ -157,9 +157,9 @@ describe("a download from a server whose certificate is not trusted (a TLS-inspe
       hint: expect.stringContaining("DEVVM_EXTRA_CA_CERTS"),
     });
     const vault = await readKvSecret(
+      context(),
       { address: url, mount: "secret", path: "workstation" },
       new Secret("hvs.test"),
-      [],
     );
     expect(vault).toMatchObject({
       ok: false,
@@ -173,7 +173,7 @@ describe("a download from a server whose certificate is not trusted (a TLS-inspe
     expect(readFileSync(await download(ctx, `${url}/artifact`, { sha256: SHA256 })).equals(BODY)).toBe(true);
     expect((await versionInfo(ctx, "t3", "0.0.26")).version).toBe("0.0.26");
     expect(
-      await readKvSecret({ address: url, mount: "secret", path: "workstation" }, new Secret("hvs.test"), [certificate]),
+      await readKvSecret(ctx, { address: url, mount: "secret", path: "workstation" }, new Secret("hvs.test")),
     ).toMatchObject({ ok: true });
   });
 });

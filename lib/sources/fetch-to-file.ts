@@ -7,6 +7,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { rootCertificates } from "node:tls";
 import { Agent, fetch } from "undici";
+import { SessionSlot } from "../core/build-session.ts";
 import type { BuildContext } from "../core/context.ts";
 import { UserError } from "../core/errors.ts";
 import { formatBytes, formatDuration, progressIntervals } from "../core/progress.ts";
@@ -21,7 +22,7 @@ class HttpStatusError extends Error {}
  * BodyTooLargeError with the partial file removed by the caller.
  */
 export async function fetchToFile(
-  ctx: Pick<BuildContext, "log" | "settings" | "background">,
+  ctx: Pick<BuildContext, "log" | "settings" | "background" | "session">,
   url: string,
   file: string,
   limit: Pick<BodyLimit, "bytes" | "of">,
@@ -30,7 +31,7 @@ export async function fetchToFile(
   const signal = ctx.background?.signal;
   // No headers of the builder's own: nothing that could carry a credential to whatever host a redirect names.
   const response = await fetch(url, {
-    dispatcher: agentFor(ctx.settings.extraCaCerts),
+    dispatcher: agentFor(ctx),
     redirect: "follow",
     ...(signal ? { signal } : {}),
   }).catch((error: unknown) => {
@@ -85,13 +86,14 @@ export async function fetchToFile(
   return { sha256: sha256.digest("hex"), sha512: sha512.digest("hex") };
 }
 
-// Connection pools, one per set of extra CA files: the process's HTTP client,
-// like its sockets, not a build's state (no answer of a build is kept in
-// them); Vault's reads, which have no build context, share them.
-const agents = new Map<string, Agent>();
+// Connection pools, one per set of extra CA files, for one build: the CA
+// files are read when the build first connects, not once per process.
+const AGENTS = new SessionSlot(() => new Map<string, Agent>());
 
-/** An undici agent trusting the system's roots plus the configured extra CA certificates. */
-export function agentFor(extraCaCerts: string[]): Agent {
+/** An undici agent trusting the system's roots plus the build's extra CA certificates (DEVVM_EXTRA_CA_CERTS). */
+export function agentFor(ctx: Pick<BuildContext, "settings" | "session">): Agent {
+  const { extraCaCerts } = ctx.settings;
+  const agents = ctx.session.get(AGENTS);
   const key = extraCaCerts.join(":");
   let agent = agents.get(key);
   if (!agent) {

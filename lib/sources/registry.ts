@@ -86,12 +86,12 @@ const METADATA_DEADLINE_MS = 120_000;
 
 /** GET url for metadata: no credentials, one deadline for the answer and its body. */
 export function getMetadata(
-  ctx: Pick<BuildContext, "settings">,
+  ctx: Pick<BuildContext, "settings" | "session">,
   url: string,
   headers: Record<string, string> = {},
 ): Promise<Response> {
   return fetch(url, {
-    dispatcher: agentFor(ctx.settings.extraCaCerts),
+    dispatcher: agentFor(ctx),
     headers,
     signal: AbortSignal.timeout(METADATA_DEADLINE_MS),
   }).catch((error: unknown) => {

@@ -38,9 +38,9 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 3;
 
 export async function readKvSecret(
+  ctx: Pick<BuildContext, "settings" | "session">,
   location: KvLocation,
   token: Secret,
-  extraCaCerts: string[],
   timeoutMs = 10_000,
 ): Promise<KvReadResult> {
   const where = `${location.mount}/${location.path} at ${location.address}`;
@@ -60,7 +60,7 @@ export async function readKvSecret(
     try {
       response = await fetch(url, {
         headers: { "X-Vault-Token": token.reveal(), Accept: "application/json" },
-        dispatcher: agentFor(extraCaCerts),
+        dispatcher: agentFor(ctx),
         signal,
         // Followed below, so the token never goes to another origin.
         redirect: "manual",

@@ -63,9 +63,9 @@ async function readK8sUsers(ctx: BuildContext, where: string): Promise<K8sUsers 
   const found = await vaultToken(ctx);
   if (!found.ok) return skipped(found.message);
   const read = await readKvSecret(
+    ctx,
     { address: ctx.settings.vaultAddr, mount: PLATFORM.mount, path: PLATFORM.path },
     found.token,
-    ctx.settings.extraCaCerts,
   );
   if (!read.ok) return skipped(read.message);
   const field = read.fields.get(PLATFORM.field);
