@@ -13,7 +13,6 @@ import { $ } from "zx";
 import { readArchive, type ArchiveEntry } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
 import { startDevvm, type DevvmContainer } from "./support/harness/devvm-container.ts";
-import { holdFixedPorts, type FixedPorts } from "./support/harness/fixed-ports.ts";
 import { buildImageOnHost, type ImageRun } from "./support/harness/image-on-host.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, type StandInSources } from "./support/stand-ins/sources.ts";
@@ -46,8 +45,6 @@ describe("build.ts image", () => {
   let record: ImageRecord;
   let entries: Map<string, ArchiveEntry>;
   let vm: DevvmContainer | undefined;
-  // Held only while the image runs as a container: the build on the host runs beside the other boxes.
-  let ports: FixedPorts | undefined;
 
   beforeAll(async () => {
     sources = await startStandInSources();
@@ -64,7 +61,6 @@ describe("build.ts image", () => {
   });
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
-    await ports?.release();
     await $({ nothrow: true, quiet: true })`docker image rm -f ${IMAGE_TAG}`;
     if (output) await fs.rm(output, { recursive: true, force: true });
     await vault?.[Symbol.asyncDispose]();
@@ -125,7 +121,6 @@ describe("build.ts image", () => {
   it("boots as a container: the first boot stages Vault's tokens and starts every service; t3-dispatch signs a roster user in to their instance; a plan changes nothing", async () => {
     await $`docker import --change ${'CMD ["/sbin/init"]'} --change ${"ENV container=docker"} ${path.join(output, "out", record.archive.file)} ${IMAGE_TAG}`.quiet();
     const firstBoot = `VAULT_ADDR=${vault.address}\nVAULT_TOKEN=${TOKEN}\n`;
-    ports = await holdFixedPorts("test/image.test.ts");
     vm = await startDevvm({
       image: IMAGE_TAG,
       bootTimeoutMs: 5 * 60_000,
