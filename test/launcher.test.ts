@@ -1,13 +1,14 @@
 // The launcher and tmux setup that /etc/skel gives every new user, proven by
-// running them on a booted Debian 12 (tmux 3.3a): a user made from skel after
-// the builder's skel stage, inside tmux, with a stand-in claude that records
+// running them on a built devvm (tmux 3.3a): a user the builder made from
+// skel, inside tmux, with a stand-in claude that records
 // how it was called. The launcher's clones: one clean master behind its
 // remote, one with an uncommitted change, one on another branch and one whose
 // remote accepts the connection and never answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer, ExecResult } from "./support/harness/devvm-container.ts";
-import { buildIn, startFreshVm } from "./support/harness/build-in-vm.ts";
+import { buildIn } from "./support/harness/build-in-vm.ts";
+import { startBuiltBox } from "./support/harness/built-box.ts";
 import {
   CALLS,
   CLAUDE_STAND_IN,
@@ -75,16 +76,18 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
   let before: Record<string, string>;
 
   beforeAll(async () => {
-    vm = await startFreshVm();
-    await sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux git zsh >/dev/null");
+    // A built devvm: tmux, git and zsh installed, and alice made from /etc/skel by the users stage, with zsh.
+    vm = await startBuiltBox();
+    // Its timers would run builds and tmux-persist of their own amid the test's.
+    await sh("systemctl stop devvm-reconcile.timer devvm-t3-pin.timer tmux-persist-save.timer");
     const skel = await buildIn(vm, {}, "--stage", "skel");
     expect(skel.exitCode, skel.log).toBe(0);
-    await sh("useradd -m -s /bin/zsh alice");
+    // The stand-in in claude's place: the link to the real one goes first.
     await vm.exec(
       [
         "sh",
         "-c",
-        `printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`,
+        `rm /usr/local/bin/claude && printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`,
       ],
       { check: true, env: { CLAUDE: CLAUDE_STAND_IN } },
     );
