@@ -6,63 +6,32 @@
 // fixtures/t3-dispatch, built from the admin's checkout, the default
 // source). Checked from outside: files, units, HTTP answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 import { ADMIN_KUBECONFIG } from "./support/fixtures/kubeconfig.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
-
-const INPUTS = "/opt/devvm-inputs";
-const TOKEN = "hvs.adoption-stand-in-token";
-const SHARED_OAUTH = "sk-ant-oat01-shared-adoption";
-const ALICE_ENV =
-  "# provisioned by t3-provision-users\nT3_PORT=3774\nCLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-alice-own-7f3a\nLANG=C.UTF-8\n";
-const ENV_FILES = { wizard: "T3_PORT=3773\n", alice: ALICE_ENV, bob: "T3_PORT=3775\n" };
-const USERS = {
-  wizard: { authentik_user: "merlin", k8s_user: "wizard-admin", tier: "admin" },
-  alice: { authentik_user: "alice.moreau", k8s_user: "amoreau", tier: "power-user" },
-  bob: { authentik_user: "bkowalski", k8s_user: "bob-k", tier: "namespace-owner", namespaces: ["payments"] },
-};
-const K8S_USERS = { amoreau: { role: "power-user" }, "bob-k": { role: "namespace-owner" } };
-const OLD = ["t3-provision-users", "t3-autoupdate", "t3-backup-state"];
-const DISPATCH = "http://127.0.0.1:3780/";
-// What an admin runs after editing the roster: the reconcile's stages, and the installed copy of the inputs it reads.
-const RECONCILE = "builder-install,users,offboarding,logins,instances";
-
-/** What the old scripts left: accounts, homes and a clone, env files, their units and timers running, a global npm t3. */
-const OLD_BOX = `set -e
-for u in wizard alice bob; do useradd -m -s /bin/bash "$u"; done
-mkdir -p /home/wizard/code/.git /home/wizard/code/scripts
-cp -r ${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch /home/wizard/code/scripts/t3-dispatch
-echo 'decrypted' > /home/wizard/code/secrets.env
-chown -R wizard:wizard /home/wizard
-mkdir -p /home/alice/code/.git /home/alice/.claude /home/alice/.local/bin
-echo 'ref: refs/heads/master' > /home/alice/code/.git/HEAD
-echo 'my notes' > /home/alice/code/notes.md
-echo '{"theme":"dark"}' > /home/alice/.claude/settings.json
-chown -R alice:alice /home/alice
-install -d -m 0755 /etc/t3-serve
-${Object.entries(ENV_FILES)
-  .map(([user, text]) => `printf '%b' '${text.replace(/\n/g, "\\n")}' > /etc/t3-serve/${user}.env`)
-  .join("\n")}
-chmod 0600 /etc/t3-serve/*.env
-for n in ${OLD.join(" ")}; do
-  printf '#!/bin/sh\\ntrue\\n' > /usr/local/bin/$n.sh && chmod 0755 /usr/local/bin/$n.sh
-  printf '[Unit]\\nDescription=old %s\\n[Service]\\nType=oneshot\\nExecStart=/usr/local/bin/%s.sh\\n' $n $n > /etc/systemd/system/$n.service
-  printf '[Unit]\\nDescription=old %s timer\\n[Timer]\\nOnCalendar=hourly\\n[Install]\\nWantedBy=timers.target\\n' $n > /etc/systemd/system/$n.timer
-done
-systemctl daemon-reload
-systemctl enable --now ${OLD.map((n) => `${n}.timer`).join(" ")}
-mkdir -p /usr/lib/node_modules/t3/bin
-printf '#!/bin/sh\\necho t3 v0.0.25\\n' > /usr/lib/node_modules/t3/bin/t3.js && chmod 0755 /usr/lib/node_modules/t3/bin/t3.js
-printf '{"name":"t3","version":"0.0.25"}\\n' > /usr/lib/node_modules/t3/package.json
-runuser -u alice -- sh -c 'mkdir -p /home/alice/.t3/userdata && sqlite3 /home/alice/.t3/userdata/state.sqlite "create table t(x); insert into t values (25);"'
-ln -s ../lib/node_modules/t3/bin/t3.js /usr/bin/t3
-`;
-
-const DAVE = { authentik_user: "dave.d", k8s_user: "ddavis", tier: "power-user" };
-const rosterYaml = (users: Record<string, Record<string, unknown>>) => JSON.stringify({ users }, null, 2);
+import {
+  DAVE,
+  ENV_FILES,
+  INPUTS,
+  K8S_USERS,
+  OLD,
+  OLD_BOX,
+  RECONCILE,
+  rosterYaml,
+  SHARED_OAUTH,
+  TOKEN,
+  USERS,
+  HOMES,
+  DAVES_FILES,
+  OUTSIDE_HOMES,
+  ALICES_OUTSIDE_HOMES,
+  PLANT_LINKS_AS_ALICE,
+  PLANTED_LINKS_NAMED,
+  signIn,
+  VAULT_SECRETS,
+} from "./support/harness/adoption-box.ts";
 
 describe("adopting the live devvm", () => {
   let sources: StandInSources;
@@ -81,25 +50,11 @@ describe("adopting the live devvm", () => {
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
   const writeRoster = (users: Record<string, Record<string, unknown>>) =>
     vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], { check: true, env: { R: rosterYaml(users) } });
-  // Every path under /home with mode, owner, size and content hash, but what the build gives: the
-  // instances' own state (~/.t3) and the shared Codex login (~/.codex, stage logins).
-  const homes = () =>
-    sh(
-      "find /home \\( -name .t3 -o -name .codex \\) -prune -o -printf '%p %M %u %g %s\\n' | sort; find /home \\( -name .t3 -o -name .codex \\) -prune -o -type f -exec sha256sum {} + | sort",
-    );
-  const signIn = (authentikUser: string, cookie?: string) =>
-    fetch(DISPATCH, {
-      headers: { "X-authentik-username": authentikUser, ...(cookie ? { cookie } : {}) },
-      redirect: "manual",
-      signal: AbortSignal.timeout(30_000),
-    });
+  const homes = () => sh(HOMES);
 
   beforeAll(async () => {
     sources = await startStandInSources();
-    vault = await startVaultStandIn(TOKEN, {
-      "secret/workstation": { claude_oauth_token: SHARED_OAUTH, codex_shared_auth_json: '{"tokens":{}}\n' },
-      "secret/platform": { k8s_users: JSON.stringify(K8S_USERS) },
-    });
+    vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
     vm = await startFreshVm();
     // The old box had sqlite3 (its backup used it); here it makes a user's t3 database.
     await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", { check: true });
@@ -287,41 +242,16 @@ describe("adopting the live devvm", () => {
     const settled = await build("--stage", `${RECONCILE},workspaces`);
     expect(settled.exitCode, settled.log).toBe(0);
     expect(await vm.stat("/home/alice/.kube/config")).toMatchObject({ type: "file", owner: "alice" });
-    const daves = () =>
-      sh(
-        "find /home/dave/.kube /home/dave/.codex -printf '%p %M %u %l\\n' | sort; sha256sum /home/dave/.kube/config /home/dave/.codex/AGENTS.md",
-      );
+    const daves = () => sh(DAVES_FILES);
     const daveBefore = await daves();
     expect(daveBefore).toContain("/home/dave/.kube/config -rw------- dave");
 
     // alice, as herself, on the box just built: her ~/.kube pointed at root's, her ~/.codex at a folder under /etc.
     await vm.exec("install -d -m 0700 /root/.kube", { check: true });
-    await vm.exec(
-      [
-        "runuser",
-        "-u",
-        "alice",
-        "--",
-        "sh",
-        "-c",
-        "cd && rm -rf .kube .codex && ln -s /root/.kube .kube && ln -s /etc/sudoers.d .codex",
-      ],
-      { check: true },
-    );
-    const links = [
-      "alice: /home/alice/.kube is a link to /root/.kube: not followed",
-      "alice: /home/alice/.codex is a link to /etc/sudoers.d: not followed",
-    ];
-    // Everything under /etc, /root, /usr and /var/lib with owner, mode and content, but systemd's own state (timer stamps).
-    const outside = () =>
-      sh(
-        "find /etc /root /usr /var/lib -xdev -path /var/lib/systemd -prune -o -printf '%p %M %u %g %s %l\\n' | sort; find /etc /root /usr /var/lib -xdev -path /var/lib/systemd -prune -o -type f -exec sha256sum {} + | sort",
-      );
-    // What alice owns outside the homes: her t3 database copies (/var/backups/t3-state/alice, hers by design) and her own temporary files.
-    const alices = () =>
-      sh(
-        "find / -xdev \\( -path /home -o -path /tmp -o -path /var/tmp -o -path /var/backups/t3-state/alice \\) -prune -o -user alice -print | sort",
-      );
+    await vm.exec(PLANT_LINKS_AS_ALICE, { check: true });
+    const links = PLANTED_LINKS_NAMED;
+    const outside = () => sh(OUTSIDE_HOMES);
+    const alices = () => sh(ALICES_OUTSIDE_HOMES);
     const before = await outside();
     expect(await alices()).toBe("");
 

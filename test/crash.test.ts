@@ -9,11 +9,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
 import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./support/harness/build-in-vm.ts";
+import { BUILT_BOX_INPUTS, offerBuiltBox } from "./support/harness/built-box.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 
-const INPUTS = "/opt/devvm-inputs";
+const INPUTS = BUILT_BOX_INPUTS;
 const CRASH_LOG = "/tmp/crash-build.log";
 // golang-1.19-src alone unpacks some 10,000 files: dpkg works long enough to be caught at it.
 const PURGE_GO = "apt-get purge -y -q golang-go golang-1.19-go golang-1.19-src golang-src >/dev/null";
@@ -145,6 +146,8 @@ describe("a build killed at any moment", () => {
     const clean = await build();
     expect(clean.exitCode, clean.log).toBe(0);
     reference = await manifestIn(vm);
+    // The same build as the built box's: it serves the tests that start from one too.
+    await offerBuiltBox(vm);
   });
   afterAll(async () => {
     process.stderr.write(`kill points:\n${outcomes.map((o) => `  ${o}`).join("\n")}\n`);

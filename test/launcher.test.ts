@@ -1,62 +1,27 @@
 // The launcher and tmux setup that /etc/skel gives every new user, proven by
-// running them on a booted Debian 12 (tmux 3.3a): a user made from skel after
-// the builder's skel stage, inside tmux, with a stand-in claude that records
+// running them on a built devvm (tmux 3.3a): a user the builder made from
+// skel, inside tmux, with a stand-in claude that records
 // how it was called. The launcher's clones: one clean master behind its
 // remote, one with an uncommitted change, one on another branch and one whose
 // remote accepts the connection and never answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer, ExecResult } from "./support/harness/devvm-container.ts";
-import { buildIn, startFreshVm } from "./support/harness/build-in-vm.ts";
-
-// Written by both the test (root) and the stand-in (alice).
-const STAND_IN_DIR = "/tmp/claude-stand-in";
-const CALLS = `${STAND_IN_DIR}/calls.log`;
-// While this file exists the stand-in keeps running, as a session would.
-const HOLD = `${STAND_IN_DIR}/hold`;
-const EXIT_CODE = `${STAND_IN_DIR}/exit-code`;
-// It runs as "claude" in argv[0]: what tmux shows as the pane's command.
-const CLAUDE_STAND_IN = `#!/bin/bash
-# Stand-in for Claude Code: records when, where and how it was called, runs
-# while ${HOLD} exists, then exits with the code in ${EXIT_CODE}.
-[ -n "\${CLAUDE_STAND_IN:-}" ] || CLAUDE_STAND_IN=1 exec -a claude /bin/bash "$0" "$@"
-printf '%s\\t%s\\t%s\\n' "$(date +%s.%N)" "$PWD" "$*" >> ${CALLS}
-echo "stand-in claude is running"
-while [ -e ${HOLD} ]; do sleep 0.1; done
-exit "$(cat ${EXIT_CODE} 2>/dev/null || echo 0)"
-`;
-// A remote that takes the connection and never answers: a fetch from it
-// hangs until the launcher's cap. It listens on a free port (the container
-// shares the host's network) and logs each connection.
-const SILENT_REMOTE = `
-const net = require("node:net");
-const fs = require("node:fs");
-const server = net.createServer((socket) => { fs.appendFileSync("/tmp/silent-remote/connections", "connection\\n"); socket.on("error", () => {}); });
-server.listen(0, "127.0.0.1", () => fs.writeFileSync("/tmp/silent-remote/port", String(server.address().port)));
-`;
-const FETCH_CAP_MS = 10_000;
-
-/** alice's clones under ~/code (workspace layout), each with a bare "remote" in ~/remotes. */
-const REPOS = ["clean", "dirty", "branch", "offline"] as const;
-const setUpRepos = (silentPort: string) => `set -e
-cd ~
-git config --global user.name Alice && git config --global user.email alice@example.org && git config --global init.defaultBranch master
-mkdir -p code remotes
-for r in ${REPOS.join(" ")}; do
-  git init -q --bare remotes/$r.git
-  git clone -q remotes/$r.git code/$r 2>/dev/null
-  (cd code/$r && echo one > a && echo one > b && git add a b && git commit -qm one && git push -q -u origin master 2>/dev/null)
-done
-# Each remote but the offline one moves a commit ahead. It touches a only, so
-# git alone would fast-forward the dirty clone: only the launcher's guard stops it.
-for r in clean dirty branch; do
-  git clone -q remotes/$r.git /tmp/ahead-$r
-  (cd /tmp/ahead-$r && echo two >> a && git commit -qam two && git push -q 2>/dev/null)
-done
-echo mine >> code/dirty/b
-git -C code/branch checkout -qb feature
-git -C code/offline remote set-url origin http://127.0.0.1:${silentPort}/offline.git
-`;
+import { buildIn } from "./support/harness/build-in-vm.ts";
+import { startBuiltBox } from "./support/harness/built-box.ts";
+import {
+  CALLS,
+  CLAUDE_STAND_IN,
+  EXIT_CODE,
+  FETCH_CAP_MS,
+  hex,
+  HOLD,
+  REPOS,
+  setUpRepos,
+  SILENT_REMOTE,
+  STAND_IN_DIR,
+  waitFor,
+} from "./support/harness/launcher-scene.ts";
 
 interface Call {
   at: number;
@@ -111,16 +76,18 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
   let before: Record<string, string>;
 
   beforeAll(async () => {
-    vm = await startFreshVm();
-    await sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux git zsh >/dev/null");
+    // A built devvm: tmux, git and zsh installed, and alice made from /etc/skel by the users stage, with zsh.
+    vm = await startBuiltBox();
+    // Its timers would run builds and tmux-persist of their own amid the test's.
+    await sh("systemctl stop devvm-reconcile.timer devvm-t3-pin.timer tmux-persist-save.timer");
     const skel = await buildIn(vm, {}, "--stage", "skel");
     expect(skel.exitCode, skel.log).toBe(0);
-    await sh("useradd -m -s /bin/zsh alice");
+    // The stand-in in claude's place: the link to the real one goes first.
     await vm.exec(
       [
         "sh",
         "-c",
-        `printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`,
+        `rm /usr/local/bin/claude && printf %s "$CLAUDE" > /usr/local/bin/claude && chmod 755 /usr/local/bin/claude && install -d -m 0777 ${STAND_IN_DIR} /tmp/silent-remote`,
       ],
       { check: true, env: { CLAUDE: CLAUDE_STAND_IN } },
     );
@@ -308,26 +275,3 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     expect(await panes()).toHaveLength(3);
   });
 });
-
-/** Polls until probe gives something other than undefined or false; a timeout shows what `scene` says. */
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  timeoutMs = 20_000,
-  scene?: () => Promise<string>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${scene ? `; the screen:\n${await scene()}` : ""}`,
-      );
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-function hex(text: string): string {
-  return [...Buffer.from(text)].map((byte) => byte.toString(16).padStart(2, "0")).join(" ");
-}

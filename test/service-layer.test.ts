@@ -3,29 +3,24 @@
 // drop-in (and a malformed one refused), the units really running, and a
 // rerun that changes and restarts nothing. Checked from outside the builder.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Report } from "../lib/output/report.ts";
 import { settingVariables } from "../lib/inputs/settings.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { startFreshVm } from "./support/harness/build-in-vm.ts";
+import {
+  AUTH_JSON,
+  buildStages,
+  type Build,
+  OAUTH,
+  prepareBox,
+  SECRETS,
+  STAGES,
+  START_SAMPLER,
+  SUDOERS_SOURCE,
+  TOKEN,
+  VAULT_SECRETS,
+} from "./support/harness/service-layer-box.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
-
-const STAGES = "vault-tokens,service-helpers,sudoers,builder-install,units";
-const TOKEN = "hvs.service-layer-stand-in-token-7d1e";
-const OAUTH = "sk-ant-oat01-service-layer-oauth-c0ffee";
-const CODEX = "codex-access-service-layer-beef42";
-const AUTH_JSON = `{"tokens":{"access_token":"${CODEX}"}}\n`;
-const SECRETS = [TOKEN, OAUTH, CODEX];
-const SUDOERS_SOURCE = `${PROJECT_DIR_IN_CONTAINER}/files/service/sudoers-t3-autopair`;
-// What earlier stages install (node, t3), here as stand-ins: t3 says who ran it with what.
-const T3_STAND_IN = `#!/bin/sh\nprintf '{"credential":"stand-in","uid":%s,"args":"%s"}\\n' "$(id -u)" "$*"\n`;
-
-interface Build {
-  exitCode: number;
-  log: string;
-  stdout: string;
-  report: Report;
-}
 
 describe("the service layer on a booted Debian 12", () => {
   let vm: DevvmContainer;
@@ -38,57 +33,17 @@ describe("the service layer on a booted Debian 12", () => {
     [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch`,
   });
 
-  async function build(stages: string, extraEnv: Record<string, string> = env(), ...args: string[]): Promise<Build> {
-    const started = Date.now();
-    const run = await vm.exec(
-      [NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", "--stage", stages, ...args],
-      { workingDir: PROJECT_DIR_IN_CONTAINER, env: extraEnv },
-    );
-    process.stderr.write(
-      `build --stage ${stages} ${args.join(" ")}: exit ${run.exitCode} in ${Date.now() - started} ms\n${run.stderr}`,
-    );
-    return { exitCode: run.exitCode, log: run.stderr, stdout: run.stdout, report: JSON.parse(run.stdout) as Report };
-  }
+  const build = (stages: string, extraEnv: Record<string, string> = env(), ...args: string[]) =>
+    buildStages(vm, stages, extraEnv, ...args);
   const outcomes = (b: Build) => Object.fromEntries(b.report.stages.map((s) => [s.name, s.outcome]));
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
 
   beforeAll(async () => {
-    vault = await startVaultStandIn(TOKEN, {
-      "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON },
-    });
+    vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
     vm = await startFreshVm();
-    const t0 = Date.now();
-    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo golang-go sqlite3", {
-      check: true,
-    });
-    process.stderr.write(`apt-get install sudo golang-go sqlite3: ${Date.now() - t0} ms\n`);
-    await vm.exec(
-      [
-        "sh",
-        "-c",
-        `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`,
-      ],
-      { check: true, env: { T3: T3_STAND_IN } },
-    );
-    // A mapped user with t3 state, and an unmapped one.
-    await vm.exec(
-      // t3-dispatch exits at start without its map, which the users stage writes (not run here).
-      "useradd -m alice && useradd -m bob && echo 'alice.moreau=alice' > /etc/ttyd-user-map && " +
-        `install -d -m 0755 /etc/t3-serve && echo '{"alice.moreau":{"os_user":"alice","port":38123}}' > /etc/t3-serve/dispatch.json && ` +
-        "runuser -u alice -- sh -c 'mkdir -p ~/.t3/userdata && sqlite3 ~/.t3/userdata/state.sqlite \"create table t(x); insert into t values (42);\"'",
-      { check: true },
-    );
-    // A persistent timer with a stamp this old would fire at once when started (docs/devvm.md lesson).
-    await vm.exec(
-      "mkdir -p /var/lib/systemd/timers && touch -d '3 days ago' /var/lib/systemd/timers/stamp-devvm-t3-pin.timer",
-      { check: true },
-    );
+    await prepareBox(vm);
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
-    await vm.exec([
-      "bash",
-      "-c",
-      'nohup bash -c \'declare -A seen; while [ ! -e /tmp/stop-sampler ]; do for f in /proc/[0-9]*/cmdline; do mapfile -d "" a < "$f" 2>/dev/null || continue; l="${a[*]}"; [ -n "$l" ] && [ -z "${seen[$l]}" ] && seen[$l]=1 && echo "$l" >> /tmp/cmdlines; done; sleep 0.01; done\' >/dev/null 2>&1 &',
-    ]);
+    await vm.exec(START_SAMPLER);
     first = await build(STAGES);
     await vm.exec("touch /tmp/stop-sampler; sleep 0.3");
     sampled = await vm.readFile("/tmp/cmdlines");

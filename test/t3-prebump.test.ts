@@ -1,4 +1,4 @@
-// Backups around a t3 version change on a booted Debian 12 (docs/devvm.md stages
+// Backups around a t3 version change on a built devvm (docs/devvm.md stages
 // 5 and 12): before a new t3 can reach any instance, every user's
 // ~/.t3/userdata/state.sqlite is copied, as that user, to
 // /var/backups/t3-state/USER/state-prebump-FROM-TO.sqlite, and a copy that
@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pins } from "../lib/inputs/pins.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
-import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { buildIn, type BuildRun } from "./support/harness/build-in-vm.ts";
+import { startBuiltBox } from "./support/harness/built-box.ts";
 import { PROJECT_PINS, writeInputs } from "./support/stand-ins/sources.ts";
 import { T3_HEALTHY, T3_HEALTHY_NEXT } from "./support/fixtures/t3/publish.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./support/stand-ins/registry.ts";
@@ -31,7 +32,7 @@ const PROGRAM = `${PROJECT_DIR_IN_CONTAINER}/files/service/t3-state-backup`;
 const database = (user: string) => `/home/${user}/.t3/userdata/state.sqlite`;
 const prebump = (user: string) => `${BACKUPS}/${user}/${PREBUMP}`;
 
-describe("t3 state backups on a booted Debian 12", () => {
+describe("t3 state backups on a built devvm", () => {
   let registry: RegistryStandIn;
   let vm: DevvmContainer;
   let env: Record<string, string>;
@@ -71,16 +72,11 @@ describe("t3 state backups on a booted Debian 12", () => {
   };
 
   beforeAll(async () => {
-    [registry, vm] = await Promise.all([startRegistryStandIn(), startFreshVm()]);
+    // A built devvm (sqlite3, node, t3 at the first version, the units), its roster's users running.
+    [registry, vm] = await Promise.all([startRegistryStandIn(), startBuiltBox()]);
     env = { DEVVM_NPM_REGISTRY: registry.url };
-    const t0 = Date.now();
-    // What the apt stage installs for the backups; the unit template is what the units stage installs.
-    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", { check: true });
-    await vm.exec(
-      `install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`,
-      { check: true },
-    );
-    process.stderr.write(`apt-get install sqlite3 and the t3-serve@ template: ${Date.now() - t0} ms\n`);
+    // Its timers would run builds of their own, with the roster and pins it was built with, amid this test's.
+    await vm.exec("systemctl stop devvm-reconcile.timer devvm-t3-pin.timer", { check: true });
     const first = await build(
       await inputsWith("/opt/devvm-inputs/t3-0.0.26", {
         version: T3_HEALTHY,

@@ -1,0 +1,99 @@
+// The live devvm as the old scripts left it, for test/adoption.test.ts: its
+// accounts, homes, env files, units and global npm t3, made by a script
+// rather than by running those scripts, and the roster and cluster users
+// the adoption build is given.
+import { PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+
+export const INPUTS = "/opt/devvm-inputs";
+export const TOKEN = "hvs.adoption-stand-in-token";
+export const SHARED_OAUTH = "sk-ant-oat01-shared-adoption";
+const ALICE_ENV =
+  "# provisioned by t3-provision-users\nT3_PORT=3774\nCLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-alice-own-7f3a\nLANG=C.UTF-8\n";
+export const ENV_FILES = { wizard: "T3_PORT=3773\n", alice: ALICE_ENV, bob: "T3_PORT=3775\n" };
+export const USERS = {
+  wizard: { authentik_user: "merlin", k8s_user: "wizard-admin", tier: "admin" },
+  alice: { authentik_user: "alice.moreau", k8s_user: "amoreau", tier: "power-user" },
+  bob: { authentik_user: "bkowalski", k8s_user: "bob-k", tier: "namespace-owner", namespaces: ["payments"] },
+};
+export const K8S_USERS = { amoreau: { role: "power-user" }, "bob-k": { role: "namespace-owner" } };
+export const OLD = ["t3-provision-users", "t3-autoupdate", "t3-backup-state"];
+const DISPATCH = "http://127.0.0.1:3780/";
+// What an admin runs after editing the roster: the reconcile's stages, and the installed copy of the inputs it reads.
+export const RECONCILE = "builder-install,users,offboarding,logins,instances";
+
+/** What the old scripts left: accounts, homes and a clone, env files, their units and timers running, a global npm t3. */
+export const OLD_BOX = `set -e
+for u in wizard alice bob; do useradd -m -s /bin/bash "$u"; done
+mkdir -p /home/wizard/code/.git /home/wizard/code/scripts
+cp -r ${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch /home/wizard/code/scripts/t3-dispatch
+echo 'decrypted' > /home/wizard/code/secrets.env
+chown -R wizard:wizard /home/wizard
+mkdir -p /home/alice/code/.git /home/alice/.claude /home/alice/.local/bin
+echo 'ref: refs/heads/master' > /home/alice/code/.git/HEAD
+echo 'my notes' > /home/alice/code/notes.md
+echo '{"theme":"dark"}' > /home/alice/.claude/settings.json
+chown -R alice:alice /home/alice
+install -d -m 0755 /etc/t3-serve
+${Object.entries(ENV_FILES)
+  .map(([user, text]) => `printf '%b' '${text.replace(/\n/g, "\\n")}' > /etc/t3-serve/${user}.env`)
+  .join("\n")}
+chmod 0600 /etc/t3-serve/*.env
+for n in ${OLD.join(" ")}; do
+  printf '#!/bin/sh\\ntrue\\n' > /usr/local/bin/$n.sh && chmod 0755 /usr/local/bin/$n.sh
+  printf '[Unit]\\nDescription=old %s\\n[Service]\\nType=oneshot\\nExecStart=/usr/local/bin/%s.sh\\n' $n $n > /etc/systemd/system/$n.service
+  printf '[Unit]\\nDescription=old %s timer\\n[Timer]\\nOnCalendar=hourly\\n[Install]\\nWantedBy=timers.target\\n' $n > /etc/systemd/system/$n.timer
+done
+systemctl daemon-reload
+systemctl enable --now ${OLD.map((n) => `${n}.timer`).join(" ")}
+mkdir -p /usr/lib/node_modules/t3/bin
+printf '#!/bin/sh\\necho t3 v0.0.25\\n' > /usr/lib/node_modules/t3/bin/t3.js && chmod 0755 /usr/lib/node_modules/t3/bin/t3.js
+printf '{"name":"t3","version":"0.0.25"}\\n' > /usr/lib/node_modules/t3/package.json
+runuser -u alice -- sh -c 'mkdir -p /home/alice/.t3/userdata && sqlite3 /home/alice/.t3/userdata/state.sqlite "create table t(x); insert into t values (25);"'
+ln -s ../lib/node_modules/t3/bin/t3.js /usr/bin/t3
+`;
+
+export const DAVE = { authentik_user: "dave.d", k8s_user: "ddavis", tier: "power-user" };
+export const rosterYaml = (users: Record<string, Record<string, unknown>>) => JSON.stringify({ users }, null, 2);
+
+// Every path under /home with mode, owner, size and content hash, but what the build gives: the
+// instances' own state (~/.t3) and the shared Codex login (~/.codex, stage logins).
+export const HOMES =
+  "find /home \\( -name .t3 -o -name .codex \\) -prune -o -printf '%p %M %u %g %s\\n' | sort; find /home \\( -name .t3 -o -name .codex \\) -prune -o -type f -exec sha256sum {} + | sort";
+export const DAVES_FILES =
+  "find /home/dave/.kube /home/dave/.codex -printf '%p %M %u %l\\n' | sort; sha256sum /home/dave/.kube/config /home/dave/.codex/AGENTS.md";
+// Everything under /etc, /root, /usr and /var/lib with owner, mode and content, but systemd's own state (timer stamps).
+export const OUTSIDE_HOMES =
+  "find /etc /root /usr /var/lib -xdev -path /var/lib/systemd -prune -o -printf '%p %M %u %g %s %l\\n' | sort; find /etc /root /usr /var/lib -xdev -path /var/lib/systemd -prune -o -type f -exec sha256sum {} + | sort";
+// What alice owns outside the homes: her t3 database copies (/var/backups/t3-state/alice, hers by design) and her own temporary files.
+export const ALICES_OUTSIDE_HOMES =
+  "find / -xdev \\( -path /home -o -path /tmp -o -path /var/tmp -o -path /var/backups/t3-state/alice \\) -prune -o -user alice -print | sort";
+
+/** A request to t3-dispatch as authentik's proxy makes it, for that user. */
+export const signIn = (authentikUser: string, cookie?: string) =>
+  fetch(DISPATCH, {
+    headers: { "X-authentik-username": authentikUser, ...(cookie ? { cookie } : {}) },
+    redirect: "manual",
+    signal: AbortSignal.timeout(30_000),
+  });
+
+/** What Vault holds on the live box: the shared logins, and the cluster's users with their roles. */
+export const VAULT_SECRETS = {
+  "secret/workstation": { claude_oauth_token: SHARED_OAUTH, codex_shared_auth_json: '{"tokens":{}}\n' },
+  "secret/platform": { k8s_users: JSON.stringify(K8S_USERS) },
+};
+
+/** alice, as herself: her ~/.kube a link to root's, her ~/.codex a link to a folder under /etc. */
+export const PLANT_LINKS_AS_ALICE = [
+  "runuser",
+  "-u",
+  "alice",
+  "--",
+  "sh",
+  "-c",
+  "cd && rm -rf .kube .codex && ln -s /root/.kube .kube && ln -s /etc/sudoers.d .codex",
+];
+/** How a build names those links, following neither. */
+export const PLANTED_LINKS_NAMED = [
+  "alice: /home/alice/.kube is a link to /root/.kube: not followed",
+  "alice: /home/alice/.codex is a link to /etc/sudoers.d: not followed",
+];

@@ -1,0 +1,140 @@
+// The built box: a devvm built from scratch by this checkout's code (the
+// whole pipeline, in a fresh VM, against the stand-in sources), committed as
+// a docker image, so that a test about one part of a built devvm starts from
+// one instead of building its own. Booting it is a reboot of that devvm:
+// systemd starts its instances, t3-dispatch and timers again.
+//
+//   await using vm = await startBuiltBox();
+//
+// The image's tag is the hash of everything the build was made from: the
+// tracked files the build reads (inputs, lib, stages, files, build.ts, the
+// lock), the stand-ins and fixtures that decide the pins and what is served,
+// this harness, the base image's tag and the Node that runs the builder. A
+// tag that docker has is reused; any other is built, once, by the first
+// test that asks (or taken from the crash test's clean build, which is the
+// same build: offerBuiltBox). Old tags stay until removed:
+//   docker image rm $(docker image ls -q devvm-built)
+//
+// The stand-ins a test starts listen on other ports than the build's did:
+// the box's settings (/opt/devvm/builder/settings.env) name those, so a
+// build that fetches must be given the test's own (as every build here is).
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { $ } from "zx";
+import { baseImageTag } from "./base-image.ts";
+import { buildIn, PROJECT_DIR } from "./build-in-vm.ts";
+import { startFreshVm } from "./build-in-vm.ts";
+import { PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+import { startDevvm, type DevvmContainer } from "./devvm-container.ts";
+import { builderIdentity } from "../../../lib/output/report.ts";
+import { startStandInSources, writeInputs } from "../stand-ins/sources.ts";
+
+/** Where the built box's inputs are: the project's roster and packages, the stand-ins' pins. */
+export const BUILT_BOX_INPUTS = "/opt/devvm-inputs";
+
+const IMAGE_NAME = "devvm-built";
+// Bump when how the box is made changes in a way the files below do not show.
+const RECIPE_VERSION = 1;
+const FROM = [
+  "build.ts",
+  "bootstrap.sh",
+  "package.json",
+  "package-lock.json",
+  "tsconfig.json",
+  "packages.txt",
+  "pins.json",
+  "roster.yaml",
+  "lib",
+  "stages",
+  "files",
+  "test/support/stand-ins",
+  "test/support/fixtures",
+  "test/support/harness/base-image.ts",
+  "test/support/harness/build-in-vm.ts",
+  "test/support/harness/copy-project.ts",
+  "test/support/harness/built-box.ts",
+];
+
+/** devvm-built:HASH, the hash of what the box is built from. */
+export async function builtBoxTag(): Promise<string> {
+  const listed = await $({ cwd: PROJECT_DIR, quiet: true })`git ls-files -z -- ${FROM}`;
+  const hash = createHash("sha256").update(
+    JSON.stringify({ RECIPE_VERSION, base: baseImageTag(), node: process.version }),
+  );
+  // The working tree's files, as startFreshVm copies them: a local run tests what is edited.
+  for (const file of listed.stdout.split("\0").filter(Boolean).sort()) {
+    const full = path.join(PROJECT_DIR, file);
+    hash
+      .update(`${file}\0`)
+      .update(existsSync(full) ? readFileSync(full) : "(deleted)")
+      .update("\0");
+  }
+  return `${IMAGE_NAME}:${hash.digest("hex").slice(0, 12)}`;
+}
+
+let ensuring: Promise<string> | undefined;
+
+/** The built box's image, built and committed first when docker does not have it. */
+export function builtBoxImage(): Promise<string> {
+  ensuring ??= ensureBuiltBox().catch((error: unknown) => {
+    ensuring = undefined;
+    throw error;
+  });
+  return ensuring;
+}
+
+async function ensureBuiltBox(): Promise<string> {
+  const tag = await builtBoxTag();
+  if (await imageExists(tag)) return tag;
+  const started = Date.now();
+  await using sources = await startStandInSources();
+  await using vm = await startFreshVm();
+  await writeInputs(vm, BUILT_BOX_INPUTS, sources.pins);
+  const run = await buildIn(vm, sources.env, "--inputs", BUILT_BOX_INPUTS);
+  if (run.exitCode !== 0)
+    throw new Error(`the built box's build from scratch failed (exit ${run.exitCode}):\n${run.log}`);
+  await commit(vm, tag);
+  process.stderr.write(`built box: built and committed ${tag} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  return tag;
+}
+
+/**
+ * The crash test's clean build is the built box's build (a fresh VM, the
+ * same inputs and settings, this checkout's code): committed as the built
+ * box when docker has none for this checkout, so one build serves both.
+ */
+export async function offerBuiltBox(vm: DevvmContainer): Promise<void> {
+  const tag = await builtBoxTag();
+  if (await imageExists(tag)) return;
+  const started = Date.now();
+  await commit(vm, tag);
+  process.stderr.write(`built box: committed ${tag} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+}
+
+/**
+ * A booted built box: every stage applied, the roster's users with their
+ * instances running, output/ holding the build's manifest. The checkout's
+ * code at /opt/devvm-src is the code it was built with (the tag says so).
+ */
+export async function startBuiltBox(): Promise<DevvmContainer> {
+  const vm = await startDevvm({ image: await builtBoxImage() });
+  try {
+    // The same code, but maybe another commit of it: the report names this one.
+    const { commit: current } = builderIdentity(PROJECT_DIR);
+    await vm.exec(["sh", "-c", `echo ${current} > ${PROJECT_DIR_IN_CONTAINER}/BUILDER_COMMIT`], { check: true });
+    return vm;
+  } catch (error) {
+    await vm[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
+async function commit(vm: DevvmContainer, tag: string): Promise<void> {
+  // docker commit pauses the box while it copies: no half-written file goes in.
+  await $({ quiet: true })`docker commit --message ${"devvm built box: a from-scratch build"} ${vm.id} ${tag}`;
+}
+
+async function imageExists(tag: string): Promise<boolean> {
+  return (await $({ nothrow: true, quiet: true })`docker image inspect ${tag}`).exitCode === 0;
+}
