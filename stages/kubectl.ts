@@ -7,7 +7,12 @@ import { applyResources, fixAttributes, writeFileAtomic } from "../lib/machine/f
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { JobKind } from "../lib/core/background.ts";
-import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
+import {
+  installedSha256,
+  pinnedBinaryChanges,
+  pinnedBinaryInventory,
+  type PinnedBinary,
+} from "../lib/tools/pinned-binary.ts";
 
 // The Kubernetes CLI from the release downloads at a pinned version checked
 // by sha256, never apt's: Debian 12's kubernetes-client is 1.20, far too old,
@@ -27,13 +32,12 @@ function pinned(ctx: BuildContext): { url: string; sha256: string } {
   return { url: `${ctx.settings.kubernetesReleasesUrl}/${version}/bin/linux/amd64/kubectl`, sha256 };
 }
 
-const binaryChanges = (ctx: BuildContext) =>
-  pinnedBinaryChanges(ctx, {
-    path: BINARY,
-    name: "kubectl",
-    version: ctx.inputs.pins.kubectl.version,
-    sha256: pinned(ctx).sha256,
-  });
+const binary = (ctx: BuildContext): PinnedBinary => ({
+  path: BINARY,
+  name: "kubectl",
+  version: ctx.inputs.pins.kubectl.version,
+  sha256: pinned(ctx).sha256,
+});
 
 export default {
   name: "kubectl",
@@ -41,7 +45,7 @@ export default {
     "Installs kubectl (the Kubernetes CLI) at its pinned release from the Kubernetes downloads, verified by sha256",
   pins: ["kubectl.sha256"],
   async check(ctx) {
-    return { changes: await binaryChanges(ctx), managed: [{ path: BINARY }] };
+    return { changes: await pinnedBinaryChanges(ctx, binary(ctx)), managed: [{ path: BINARY }] };
   },
   async apply(ctx, { changes }) {
     if (changes.some((c) => c.kind === "package")) {
@@ -66,12 +70,5 @@ export default {
       { log: ctx.log },
     );
   },
-  async inventory(ctx) {
-    return {
-      kubectl:
-        (await installedSha256(ctx, BINARY)) === pinned(ctx).sha256
-          ? ctx.inputs.pins.kubectl.version
-          : "absent or not the pinned build",
-    };
-  },
+  inventory: (ctx) => pinnedBinaryInventory(ctx, binary(ctx)),
 } satisfies Stage;

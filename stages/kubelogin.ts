@@ -12,7 +12,12 @@ import { applyResources, checkResources, fixAttributes, writeFileAtomic, type Re
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { JobKind } from "../lib/core/background.ts";
-import { installedSha256, pinnedBinaryChanges } from "../lib/tools/pinned-binary.ts";
+import {
+  installedSha256,
+  pinnedBinaryChanges,
+  pinnedBinaryInventory,
+  type PinnedBinary,
+} from "../lib/tools/pinned-binary.ts";
 
 // The kubectl OIDC plugin (int128/kubelogin), never apt's Azure tool of the
 // same name, at a pinned release checked by sha256: it once followed
@@ -32,13 +37,13 @@ function pinned(ctx: BuildContext): { url: string; sha256: string; binarySha256:
   return { url: `${ctx.settings.releasesUrl}/${version}/${asset}`, sha256, binarySha256 };
 }
 
-const binaryChanges = (ctx: BuildContext) =>
-  pinnedBinaryChanges(ctx, {
-    path: BINARY,
-    name: "kubelogin",
-    version: ctx.inputs.pins.kubelogin.version,
-    sha256: pinned(ctx).binarySha256,
-  });
+const binary = (ctx: BuildContext): PinnedBinary => ({
+  path: BINARY,
+  name: "kubelogin",
+  version: ctx.inputs.pins.kubelogin.version,
+  sha256: pinned(ctx).binarySha256,
+});
+const binaryChanges = (ctx: BuildContext) => pinnedBinaryChanges(ctx, binary(ctx));
 
 /** Downloads (or takes from the cache) the pinned zip and returns the binary in it, verified. */
 async function pinnedBinary(ctx: BuildContext): Promise<Buffer> {
@@ -94,12 +99,5 @@ export default {
       { log: ctx.log },
     );
   },
-  async inventory(ctx) {
-    return {
-      kubelogin:
-        (await installedSha256(ctx, BINARY)) === pinned(ctx).binarySha256
-          ? ctx.inputs.pins.kubelogin.version
-          : "absent or not the pinned build",
-    };
-  },
+  inventory: (ctx) => pinnedBinaryInventory(ctx, binary(ctx)),
 } satisfies Stage<{ binary: Change[] }>;

@@ -30,6 +30,15 @@ export async function installedSha256(
   );
 }
 
+/** The manifest's line for it: its version when the installed file is the pinned build. */
+export async function pinnedBinaryInventory(
+  ctx: Pick<BuildContext, "root" | "session">,
+  binary: PinnedBinary,
+): Promise<Record<string, string>> {
+  const pinnedBuild = (await installedSha256(ctx, binary.path)) === binary.sha256;
+  return { [binary.name]: pinnedBuild ? binary.version : "absent or not the pinned build" };
+}
+
 /** A package change when the file is not the pinned build; else its mode and owner drift. */
 export async function pinnedBinaryChanges(ctx: BuildContext, binary: PinnedBinary): Promise<Change[]> {
   const current = await installedSha256(ctx, binary.path);
