@@ -7,6 +7,7 @@
 // source). Checked from outside: files, units, HTTP answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { runTmuxSaveOnce } from "./support/harness/box-timers.ts";
 import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 import { ADMIN_KUBECONFIG } from "./support/fixtures/kubeconfig.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
@@ -252,6 +253,8 @@ describe("adopting the live devvm", () => {
     const links = PLANTED_LINKS_NAMED;
     const outside = () => sh(OUTSIDE_HOMES);
     const alices = () => sh(ALICES_OUTSIDE_HOMES);
+    // The box's own 5-minute tmux save makes /var/lib/tmux-persist on its first run: run now, not when the clock says.
+    await runTmuxSaveOnce(vm);
     const before = await outside();
     expect(await alices()).toBe("");
 

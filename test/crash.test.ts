@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
 import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./support/harness/build-in-vm.ts";
+import { waitForBootReconcile } from "./support/harness/box-timers.ts";
 import { BUILT_BOX_INPUTS, offerBuiltBox } from "./support/harness/built-box.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
@@ -146,6 +147,9 @@ describe("a build killed at any moment", () => {
     const clean = await build();
     expect(clean.exitCode, clean.log).toBe(0);
     reference = await manifestIn(vm);
+    // The box's reconcile runs 2 minutes after boot, near the clean build's end: done before the rounds start,
+    // it cannot take a round's lock over at a moment the clock chooses.
+    await waitForBootReconcile(vm);
     // The same build as the built box's: it serves the tests that start from one too.
     await offerBuiltBox(vm);
   });
