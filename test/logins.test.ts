@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENTS_HEADER } from "../stages/logins.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { installInstanceLayer } from "./support/harness/instance-layer.ts";
 import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 
@@ -57,18 +58,7 @@ describe("logins and offboarding on a booted Debian 12", () => {
     });
     vm = await startFreshVm();
     await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo", { check: true });
-    await vm.exec(
-      [
-        "sh",
-        "-c",
-        `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`,
-      ],
-      { check: true, env: { T3: T3_STAND_IN } },
-    );
-    await vm.exec(
-      `install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`,
-      { check: true },
-    );
+    await installInstanceLayer(vm, T3_STAND_IN);
     await vm.exec(
       `mkdir ${INPUTS} && cp ${PROJECT_DIR_IN_CONTAINER}/packages.txt ${PROJECT_DIR_IN_CONTAINER}/pins.json ${INPUTS}/`,
       { check: true },

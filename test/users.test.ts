@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
+import { installInstanceLayer } from "./support/harness/instance-layer.ts";
 import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 
 const INPUTS = "/tmp/inputs";
@@ -59,19 +60,7 @@ describe("users on a booted Debian 12", () => {
 
   beforeAll(async () => {
     vm = await startFreshVm();
-    await vm.exec(
-      [
-        "sh",
-        "-c",
-        `ln -s ${NODE_IN_CONTAINER} /usr/local/bin/node && printf %s "$T3" > /usr/local/bin/t3 && chmod 755 /usr/local/bin/t3`,
-      ],
-      { check: true, env: { T3: T3_STAND_IN } },
-    );
-    // What the units stage installs.
-    await vm.exec(
-      `install -m 0644 ${PROJECT_DIR_IN_CONTAINER}/files/service/units/t3-serve@.service /etc/systemd/system/ && systemctl daemon-reload`,
-      { check: true },
-    );
+    await installInstanceLayer(vm, T3_STAND_IN);
     // An existing user with a group of its own; the admin's restored home holds a single clone.
     await vm.exec(
       "groupadd extra && useradd -m -s /bin/bash -G extra alice && chmod 0751 /home/alice && mkdir /home/wizard/code/.git && echo infra > /home/wizard/code/README",
