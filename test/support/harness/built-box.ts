@@ -130,6 +130,30 @@ export async function startBuiltBox(): Promise<DevvmContainer> {
   }
 }
 
+/**
+ * A file of the built box as its build left it, read from the image without
+ * booting it (nothing of it runs or listens): its manifest, its settings.
+ */
+export async function builtBoxFile(file: string): Promise<string> {
+  const image = await builtBoxImage();
+  return (await $({ quiet: true })`docker run --rm --network none --entrypoint cat ${image} ${file}`).stdout;
+}
+
+/**
+ * Where the built box's build found the stand-ins (its installed settings):
+ * a test that compares its own build with the built box's starts its
+ * stand-ins there, so that both builds were given the same settings.
+ */
+export async function builtBoxStandInPorts(): Promise<{ registry: number; releases: number }> {
+  const settings = await builtBoxFile("/opt/devvm/builder/settings.env");
+  const port = (name: string) => {
+    const url = new RegExp(`^${name}="([^"]*)"$`, "m").exec(settings)?.[1];
+    if (!url) throw new Error(`the built box's settings.env has no ${name}:\n${settings}`);
+    return Number(new URL(url).port);
+  };
+  return { registry: port("DEVVM_NPM_REGISTRY"), releases: port("DEVVM_RELEASES_URL") };
+}
+
 async function commit(vm: DevvmContainer, tag: string): Promise<void> {
   // docker commit pauses the box while it copies: no half-written file goes in.
   await $({ quiet: true })`docker commit --message ${"devvm built box: a from-scratch build"} ${vm.id} ${tag}`;

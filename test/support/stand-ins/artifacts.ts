@@ -19,8 +19,8 @@ export interface ArtifactStandIn extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-/** `files` maps URL paths (with the leading slash, no query) to their bytes. */
-export async function startArtifactStandIn(files: Record<string, Buffer>): Promise<ArtifactStandIn> {
+/** `files` maps URL paths (with the leading slash, no query) to their bytes; `port` 0 is a free one. */
+export async function startArtifactStandIn(files: Record<string, Buffer>, port = 0): Promise<ArtifactStandIn> {
   const log = createRequestLog();
   const server = http.createServer((req, res) => {
     const entry = log.record(req.method, req.url);
@@ -33,7 +33,7 @@ export async function startArtifactStandIn(files: Record<string, Buffer>): Promi
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body!.length });
     res.end(req.method === "HEAD" ? undefined : body);
   });
-  server.listen(0, "127.0.0.1");
+  server.listen(port, "127.0.0.1");
   await once(server, "listening");
   const stop = async () => {
     if (!server.listening) return;

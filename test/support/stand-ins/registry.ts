@@ -49,6 +49,8 @@ export interface RegistryStandIn extends AsyncDisposable {
 export interface RegistryStandInOptions {
   /** t3 versions to publish; default test/support/fixtures/t3's 0.0.26, 0.0.27 and 0.0.28. */
   t3Versions?: T3FixtureVersion[];
+  /** Where to listen on 127.0.0.1; default a free port. */
+  port?: number;
 }
 
 const START_TIMEOUT_MS = 60_000;
@@ -82,7 +84,7 @@ export async function startRegistryStandIn(options: RegistryStandInOptions = {})
 
   try {
     await waitUntilAnswering(socketPath, child, () => output);
-    proxy = await startLoggingProxy(socketPath, log);
+    proxy = await startLoggingProxy(socketPath, log, options.port);
     const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     const npmrc = path.join(dir, "npmrc");
     const token = await createPublisher(socketPath);
@@ -190,7 +192,7 @@ async function integrityOf(socketPath: string, name: string, version: string): P
   return integrity;
 }
 
-function startLoggingProxy(socketPath: string, log: RequestLog): Promise<http.Server> {
+function startLoggingProxy(socketPath: string, log: RequestLog, port = 0): Promise<http.Server> {
   const agent = new http.Agent({ keepAlive: true });
   const server = http.createServer((req, res) => {
     const entry = log.record(req.method, req.url);
@@ -214,7 +216,7 @@ function startLoggingProxy(socketPath: string, log: RequestLog): Promise<http.Se
   server.on("close", () => agent.destroy());
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve(server));
+    server.listen(port, "127.0.0.1", () => resolve(server));
   });
 }
 

@@ -33,14 +33,24 @@ export interface StandInSources extends AsyncDisposable {
   clearRequests(): void;
 }
 
-export async function startStandInSources(): Promise<StandInSources> {
+/**
+ * `ports`: where the registry and the release server listen (a test that
+ * compares with a box built against stand-ins before gives their ports, so
+ * that both builds are given the same settings); default free ones.
+ */
+export async function startStandInSources(
+  ports: { registry?: number; releases?: number } = {},
+): Promise<StandInSources> {
   const kubelogin = await makeKubeloginZip();
   const kubectl = makeKubectl(PROJECT_PINS.kubectl.version);
   const releaseFiles = {
     ...kubeloginReleaseFiles(kubelogin.zip),
     ...kubectlReleaseFiles(PROJECT_PINS.kubectl.version, kubectl.binary),
   };
-  const [registry, releases] = await Promise.all([startRegistryStandIn(), startArtifactStandIn(releaseFiles)]);
+  const [registry, releases] = await Promise.all([
+    startRegistryStandIn({ port: ports.registry }),
+    startArtifactStandIn(releaseFiles, ports.releases),
+  ]);
   const pins = structuredClone(PROJECT_PINS);
   pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
   pins.kubelogin = { ...pins.kubelogin, sha256: kubelogin.zipSha256, binarySha256: kubelogin.binarySha256 };
