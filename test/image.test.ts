@@ -5,7 +5,6 @@
 // `npm run repro` shows it (nightly), as it takes two image builds.
 import { createHash } from "node:crypto";
 import { createReadStream, promises as fs } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { createGunzip } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,13 +12,9 @@ import { $ } from "zx";
 import { readArchive, type ArchiveEntry } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
 import { startDevvm, type DevvmContainer } from "./support/harness/devvm-container.ts";
-import { buildImageOnHost, type ImageRun } from "./support/harness/image-on-host.ts";
-import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
-import { startStandInSources, type StandInSources } from "./support/stand-ins/sources.ts";
-
-const TOKEN = "s.image-test-vault-token";
-const OAUTH = "sk-ant-oat01-image-test-shared-oauth";
-const AUTH_JSON = '{"tokens":{"id_token":"image-test-codex-login"}}\n';
+import { imageBuild, OAUTH, TOKEN, type ImageBuild } from "./support/harness/image-build.ts";
+import type { ImageRun } from "./support/harness/image-on-host.ts";
+import type { VaultStandIn } from "./support/stand-ins/vault.ts";
 const DISPATCH = "http://127.0.0.1:3780/";
 const IMAGE_TAG = `devvm-image-test:${process.pid}`;
 
@@ -38,33 +33,34 @@ async function archiveContains(file: string, needles: string[]): Promise<string[
 }
 
 describe("build.ts image", () => {
-  let sources: StandInSources;
+  let image: ImageBuild | undefined;
   let vault: VaultStandIn;
   let output: string;
   let built: ImageRun;
   let record: ImageRecord;
   let entries: Map<string, ArchiveEntry>;
+  let imported: Promise<unknown> | undefined;
   let vm: DevvmContainer | undefined;
 
   beforeAll(async () => {
-    sources = await startStandInSources();
-    vault = await startVaultStandIn(TOKEN, {
-      "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON },
-    });
-    output = await fs.mkdtemp(path.join(tmpdir(), "devvm-image-test-"));
-    // Vault's address and token are there, as on an admin's shell: the image build must not read them.
-    built = await buildImageOnHost(sources, output, { env: { VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN } });
+    // Started beside the light tests when they run before this file (vitest.config.ts), here otherwise.
+    image = await imageBuild();
+    ({ vault, output, built } = image);
     if (built.exitCode === 0) {
       record = JSON.parse(await fs.readFile(path.join(output, "out/devvm-image.json"), "utf8")) as ImageRecord;
-      entries = await readArchive(path.join(output, "out", record.archive.file));
+      const archive = path.join(output, "out", record.archive.file);
+      // Docker reads the archive on its own cores while this process reads it: the boot test awaits it.
+      imported =
+        $`docker import --change ${'CMD ["/sbin/init"]'} --change ${"ENV container=docker"} ${archive} ${IMAGE_TAG}`.quiet();
+      imported.catch(() => {});
+      entries = await readArchive(archive);
     }
   });
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
+    await imported?.catch(() => {});
     await $({ nothrow: true, quiet: true })`docker image rm -f ${IMAGE_TAG}`;
-    if (output) await fs.rm(output, { recursive: true, force: true });
-    await vault?.[Symbol.asyncDispose]();
-    await sources?.[Symbol.asyncDispose]();
+    await image?.[Symbol.asyncDispose]();
   });
 
   it("writes the archive and beside it its record: sha256, size, the manifest's sha256, the commit and the inputs' hashes", async () => {
@@ -119,7 +115,7 @@ describe("build.ts image", () => {
   });
 
   it("boots as a container: the first boot stages Vault's tokens and starts every service; t3-dispatch signs a roster user in to their instance; a plan changes nothing", async () => {
-    await $`docker import --change ${'CMD ["/sbin/init"]'} --change ${"ENV container=docker"} ${path.join(output, "out", record.archive.file)} ${IMAGE_TAG}`.quiet();
+    await imported;
     const firstBoot = `VAULT_ADDR=${vault.address}\nVAULT_TOKEN=${TOKEN}\n`;
     vm = await startDevvm({
       image: IMAGE_TAG,
