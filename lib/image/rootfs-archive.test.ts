@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   chownSync,
   existsSync,
@@ -13,13 +14,16 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { gunzipSync } from "node:zlib";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { diffArchives, formatArchiveDifferences, readArchive } from "./compare-archives.ts";
 import { NORMALISATIONS, normaliseRoot } from "./normalise.ts";
+import { GZIP_BLOCK_BYTES } from "./parallel-gzip.ts";
 import { writeRootfsArchive } from "./rootfs-archive.ts";
 
 const EPOCH = 1_780_000_000;
 const isRoot = process.getuid?.() === 0;
+const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 
 describe("writeRootfsArchive", () => {
   let dir: string;
@@ -108,6 +112,19 @@ describe("writeRootfsArchive", () => {
     expect(formatArchiveDifferences(differences)).toMatch(
       /^ {2}\.\/etc\/hostname: content [0-9a-f]{12}… → [0-9a-f]{12}…$/,
     );
+  });
+
+  it("writes a tree larger than one gzip block as several members, which readArchive and tar read whole", async () => {
+    const root = makeRoot("a", "forward", 1_000_000);
+    const big = Buffer.alloc(GZIP_BLOCK_BYTES + 100_000, "usr/share/doc/devvm\n");
+    big.write("the end\n", big.length - 8);
+    writeFileSync(path.join(root, "usr/big"), big);
+    const { file } = await writeRootfsArchive(root, path.join(dir, "a.tar.gz"), EPOCH);
+    expect(gunzipSync(readFileSync(file)).length).toBeGreaterThan(GZIP_BLOCK_BYTES); // so more than one member
+    const entries = await readArchive(file);
+    expect(entries.get("./usr/big")).toMatchObject({ size: big.length, sha256: sha256(big) });
+    expect(entries.get("./usr/bin/tool")).toMatchObject({ sha256: sha256(Buffer.from("#!/bin/sh\necho tool\n")) });
+    expect(execFileSync("tar", ["-xzOf", file, "./usr/big"], { maxBuffer: 64 * 1024 * 1024 }).equals(big)).toBe(true);
   });
 
   it("names a mode, an owner, a link target and a missing entry", async () => {

@@ -7,8 +7,12 @@
 //     are the image's own, in its /etc/passwd);
 //   - inodes: a hard link points at the first path of its inode, in that
 //     order; no device, inode or link-count fields;
-//   - gzip: Node's zlib writes no name and a zero time in its header
-//     (level 6, gzip's default).
+//   - gzip: one member per 16 MiB of tar, each with no name and a zero
+//     time in its header (level 6, gzip's default), compressed on every
+//     core (parallel-gzip.ts). One zlib stream used one core, 65 s of the
+//     build for a 2.4 GB root; on this host's 2 cores the members halved
+//     it (670 MB of /usr/lib: 26 s, now 13 s) for 0.01 % more bytes. The
+//     block size is fixed: the core count never changes the bytes.
 // Headers are the tar package's (ustar, with a pax header for long paths).
 // Device nodes, sockets and FIFOs are left out: a container or an
 // unprivileged LXC guest cannot create device nodes, and systemd makes /dev.
@@ -17,8 +21,8 @@ import { createReadStream, createWriteStream, promises as fs, type Stats } from 
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGzip } from "node:zlib";
 import { Header, Pax } from "tar";
+import { parallelGzip } from "./parallel-gzip.ts";
 
 export interface RootfsArchive {
   file: string;
@@ -60,7 +64,7 @@ export async function writeRootfsArchive(
     // gzip's default level: 9 took three times as long here for an archive 0.4 % smaller.
     await pipeline(
       Readable.from(tarStream(entries, mtime, (n) => (read += n))),
-      createGzip({ level: 6 }),
+      parallelGzip({ level: 6 }),
       createWriteStream(partial, { mode: 0o644 }),
     );
     const sha256 = await sha256Of(partial);
