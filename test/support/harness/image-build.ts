@@ -27,7 +27,7 @@ export interface ImageBuild extends AsyncDisposable {
 
 let building: Promise<ImageBuild> | undefined;
 
-/** The run's image build: started on the first call, the same promise after. */
+/** The run's image build: started on the first call, the same promise after (even once disposed). */
 export function imageBuild(): Promise<ImageBuild> {
   if (!building) {
     building = start();
@@ -44,8 +44,8 @@ async function start(): Promise<ImageBuild> {
     "secret/workstation": { claude_oauth_token: OAUTH, codex_shared_auth_json: AUTH_JSON },
   });
   const output = await fs.mkdtemp(path.join(tmpdir(), "devvm-image-test-"));
+  // Once per run: disposed, it stays the run's build, so no later file starts another.
   const dispose = async () => {
-    building = undefined;
     await fs.rm(output, { recursive: true, force: true });
     await vault[Symbol.asyncDispose]();
     await sources[Symbol.asyncDispose]();
