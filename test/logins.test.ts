@@ -7,7 +7,7 @@
 // by name.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENTS_HEADER } from "../stages/logins.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
+import { BUILDER_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { installInstanceLayer } from "./support/harness/instance-layer.ts";
 import { buildIn, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
@@ -178,7 +178,7 @@ describe("logins and offboarding on a booted Debian 12", () => {
 
   it("offboards a cut user only when named: --plan lists it, a user still in the roster is refused", async () => {
     const offboard = (...args: string[]) =>
-      vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "offboard", ...args, "--inputs", INPUTS], {
+      vm.exec([...BUILDER_IN_CONTAINER, "offboard", ...args, "--inputs", INPUTS], {
         workingDir: PROJECT_DIR_IN_CONTAINER,
       });
     const refused = await offboard("alice");

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settingVariables } from "../lib/inputs/settings.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
-import { startFreshVm } from "./support/harness/build-in-vm.ts";
+import { startPackagesBox } from "./support/harness/built-box.ts";
 import {
   AUTH_JSON,
   buildStages,
@@ -40,7 +40,8 @@ describe("the service layer on a booted Debian 12", () => {
 
   beforeAll(async () => {
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
-    vm = await startFreshVm();
+    // What the apt stage leaves (sudo, go, sqlite3 among the packages), then what prepareBox adds.
+    vm = await startPackagesBox();
     await prepareBox(vm);
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
     await vm.exec(START_SAMPLER);
@@ -104,7 +105,7 @@ describe("the service layer on a booted Debian 12", () => {
       expect(sampled).not.toContain(secret);
     }
     // The sampler did see the build and its children (the short-lived ones, visudo or systemctl, it may miss).
-    expect(sampled).toMatch(/build.ts --json --stage/);
+    expect(sampled).toMatch(/devvm\.mjs --json --stage/);
     expect(sampled).toMatch(/go build -trimpath/);
     process.stderr.write(`${sampled.split("\n").length} distinct command lines sampled during the build\n`);
     const manifest = await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/manifest.json`);

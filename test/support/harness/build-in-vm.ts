@@ -11,7 +11,7 @@ import { EXIT } from "../../../lib/cli/args.ts";
 import type { Manifest } from "../../../lib/output/manifest.ts";
 import { builderIdentity, type Report } from "../../../lib/output/report.ts";
 import { makeRelease } from "../../../scripts/release.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+import { BUILDER_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
 import { startDevvm, type DevvmContainer } from "./devvm-container.ts";
 
 export const PROJECT_DIR = fileURLToPath(new URL("../../..", import.meta.url));
@@ -93,10 +93,10 @@ async function prepareAdminTree(vm: DevvmContainer): Promise<void> {
 /** Settings for a build, e.g. the stand-ins' addresses (DEVVM_NPM_REGISTRY, DEVVM_RELEASES_URL). */
 export type BuildEnv = Record<string, string>;
 
-/** Runs the builder's sources with the host's Node (startFreshVm("project")), as root. */
+/** Runs the checkout's builder (its bundle) with the host's Node (startFreshVm("project")), as root. */
 export async function buildIn(vm: DevvmContainer, env: BuildEnv, ...args: string[]): Promise<BuildRun> {
   return retryWhileLocked(args, async () => {
-    const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", ...args], {
+    const run = await vm.exec([...BUILDER_IN_CONTAINER, "--json", ...args], {
       workingDir: PROJECT_DIR_IN_CONTAINER,
       env,
     });

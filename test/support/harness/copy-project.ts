@@ -4,15 +4,36 @@
 // The runtime goes to its own prefix, not /usr/local/bin: the builder
 // installs the devvm's own Node 22 there, and a test must see that install
 // happen rather than find the test's node already in place.
+//
+// The builder runs there as the timers and the release run it: the esbuild
+// bundle of these sources (made once a test run, as `npm run bundle` makes
+// it), not the sources through tsx. Measured in a box: a no-op plan 0.4 s
+// and 0.4 CPU-seconds bundled, 1.2 s and 1.5 CPU-seconds through tsx; the
+// container tests start some 110 builds.
 import { spawn } from "node:child_process";
 import { basename, dirname } from "node:path";
 import type { StartedTestContainer } from "testcontainers";
+import { BuildSession } from "../../../lib/core/build-session.ts";
+import { builderBundle } from "../../../lib/release/builder-bundle.ts";
 
 export const PROJECT_DIR_IN_CONTAINER = "/opt/devvm-src";
 export const NODE_IN_CONTAINER = "/opt/devvm-runtime/bin/node";
+/** The checkout's builder, bundled, in the box. */
+export const BUNDLE_IN_CONTAINER = `${PROJECT_DIR_IN_CONTAINER}/dist/devvm.mjs`;
+/** How a test starts the builder in a box: the copied Node and the bundle; the arguments follow. */
+export const BUILDER_IN_CONTAINER = [NODE_IN_CONTAINER, BUNDLE_IN_CONTAINER];
 
-// Not part of what the builder needs: history, earlier build output, a host-built bundle.
+// Not part of what the builder needs: history, earlier build output, a host-built bundle (maybe stale: a fresh one goes in).
 const EXCLUDED = ["./.git", "./output", "./dist"];
+
+const bundles = new Map<string, Promise<Buffer>>();
+
+/** The bundle of projectDir's sources, made once per test run. */
+function bundleOf(projectDir: string): Promise<Buffer> {
+  let bundle = bundles.get(projectDir);
+  if (!bundle) bundles.set(projectDir, (bundle = builderBundle(new BuildSession(), projectDir).then((b) => b.content)));
+  return bundle;
+}
 
 export async function copyProject(container: StartedTestContainer, projectDir: string): Promise<void> {
   // Docker extracts an archive only into a folder that already exists.
@@ -31,6 +52,9 @@ export async function copyProject(container: StartedTestContainer, projectDir: s
     dirname(process.execPath),
     "--transform=s|.*|node|",
     basename(process.execPath),
+  ]);
+  await container.copyContentToContainer([
+    { content: await bundleOf(projectDir), target: BUNDLE_IN_CONTAINER, mode: 0o644 },
   ]);
 }
 

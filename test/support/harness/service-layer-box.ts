@@ -1,7 +1,7 @@
 // What test/service-layer.test.ts gives its box: the secrets in the Vault
 // stand-in, a t3 stand-in, the users, and a sampler of command lines.
 import type { Report } from "../../../lib/output/report.ts";
-import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
 import type { DevvmContainer } from "./devvm-container.ts";
 
 export const STAGES = "vault-tokens,service-helpers,sudoers,builder-install,units";
@@ -47,7 +47,7 @@ export async function buildStages(
   ...args: string[]
 ): Promise<Build> {
   const started = Date.now();
-  const run = await vm.exec([NODE_IN_CONTAINER, "--import", "tsx", "build.ts", "--json", "--stage", stages, ...args], {
+  const run = await vm.exec([...BUILDER_IN_CONTAINER, "--json", "--stage", stages, ...args], {
     workingDir: PROJECT_DIR_IN_CONTAINER,
     env,
   });
@@ -57,13 +57,14 @@ export async function buildStages(
   return { exitCode: run.exitCode, log: run.stderr, stdout: run.stdout, report: JSON.parse(run.stdout) as Report };
 }
 
-/** What earlier stages would have left, as the stages under test need it: sudo, go and sqlite3, node and a t3 stand-in, the users. */
+/**
+ * What earlier stages would have left, as the stages under test need it, on
+ * the packages box (sudo, go and sqlite3 from the apt stage): node and a t3
+ * stand-in, the users.
+ */
 export async function prepareBox(vm: DevvmContainer): Promise<void> {
-  const t0 = Date.now();
-  await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo golang-go sqlite3", {
-    check: true,
-  });
-  process.stderr.write(`apt-get install sudo golang-go sqlite3: ${Date.now() - t0} ms\n`);
+  // The apt stage's packages these stages use: there on the packages box, said plainly if not.
+  await vm.exec("dpkg-query -W sudo golang-go sqlite3", { check: true });
   await vm.exec(
     [
       "sh",
