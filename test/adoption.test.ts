@@ -8,8 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { runTmuxSaveOnce } from "./support/harness/box-timers.ts";
-import { buildIn, nonIdempotentStages, type BuildRun } from "./support/harness/build-in-vm.ts";
-import { startPackagesBox } from "./support/harness/built-box.ts";
+import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 import { ADMIN_KUBECONFIG } from "./support/fixtures/kubeconfig.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
@@ -57,9 +56,9 @@ describe("adopting the live devvm", () => {
   beforeAll(async () => {
     sources = await startStandInSources();
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
-    // The old scripts installed the packages with apt, as the apt stage does: sqlite3 among them (their
-    // backup used it; here it makes a user's t3 database).
-    vm = await startPackagesBox();
+    vm = await startFreshVm();
+    // The old box had sqlite3 (its backup used it); here it makes a user's t3 database.
+    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", { check: true });
     await writeInputs(vm, INPUTS, sources.pins);
     await writeRoster(USERS);
     await vm.exec(OLD_BOX, { check: true });

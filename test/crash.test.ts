@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
 import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./support/harness/build-in-vm.ts";
 import { waitForBootReconcile } from "./support/harness/box-timers.ts";
-import { BUILT_BOX_INPUTS, offerBuiltBox, offerPackagesBox } from "./support/harness/built-box.ts";
+import { BUILT_BOX_INPUTS, offerBuiltBox } from "./support/harness/built-box.ts";
 import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
@@ -144,11 +144,6 @@ describe("a build killed at any moment", () => {
     sources = await startStandInSources();
     vm = await startFreshVm();
     await writeInputs(vm, INPUTS, sources.pins);
-    // The built box's build, in its two steps (test/support/harness/built-box.ts): the apt stage, committed
-    // as the packages box, then the whole pipeline.
-    const packages = await build("--stage", "apt");
-    expect(packages.exitCode, packages.log).toBe(0);
-    await offerPackagesBox(vm);
     const clean = await build();
     expect(clean.exitCode, clean.log).toBe(0);
     reference = await manifestIn(vm);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settingVariables } from "../lib/inputs/settings.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
-import { startPackagesBox } from "./support/harness/built-box.ts";
+import { startFreshVm } from "./support/harness/build-in-vm.ts";
 import {
   AUTH_JSON,
   buildStages,
@@ -40,8 +40,7 @@ describe("the service layer on a booted Debian 12", () => {
 
   beforeAll(async () => {
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
-    // What the apt stage leaves (sudo, go, sqlite3 among the packages), then what prepareBox adds.
-    vm = await startPackagesBox();
+    vm = await startFreshVm();
     await prepareBox(vm);
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
     await vm.exec(START_SAMPLER);

@@ -6,23 +6,14 @@
 //
 //   await using vm = await startBuiltBox();
 //
-// The build runs in two steps, the apt stage and then the whole pipeline,
-// and the box is committed after each: after the first it is the packages
-// box, a fresh VM with every package of packages.txt at its pin as the apt
-// stage leaves it (startPackagesBox), for the tests whose box needs the
-// packages but not the rest (the live box the adoption test takes over had
-// its packages from the old scripts; the service layer's stages run on what
-// the apt stage leaves). The manifest of the two steps is the one a single
-// build writes: the from-scratch test compares them.
-//
-// The images' tag is the hash of everything the build was made from: the
+// The image's tag is the hash of everything the build was made from: the
 // tracked files the build reads (inputs, lib, stages, files, build.ts, the
 // lock), the stand-ins and fixtures that decide the pins and what is served,
 // this harness, the base image's tag and the Node that runs the builder. A
 // tag that docker has is reused; any other is built, once, by the first
 // test that asks (or taken from the crash test's clean build, which is the
-// same build: offerPackagesBox, offerBuiltBox). Old tags stay until removed:
-//   docker image rm $(docker image ls -q devvm-built) $(docker image ls -q devvm-packages)
+// same build: offerBuiltBox). Old tags stay until removed:
+//   docker image rm $(docker image ls -q devvm-built)
 //
 // The stand-ins a test starts listen on other ports than the build's did:
 // the box's settings (/opt/devvm/builder/settings.env) name those, so a
@@ -43,9 +34,8 @@ import { startStandInSources, writeInputs } from "../stand-ins/sources.ts";
 export const BUILT_BOX_INPUTS = "/opt/devvm-inputs";
 
 const IMAGE_NAME = "devvm-built";
-const PACKAGES_IMAGE_NAME = "devvm-packages";
 // Bump when how the box is made changes in a way the files below do not show.
-const RECIPE_VERSION = 2;
+const RECIPE_VERSION = 1;
 const FROM = [
   "build.ts",
   "bootstrap.sh",
@@ -68,15 +58,6 @@ const FROM = [
 
 /** devvm-built:HASH, the hash of what the box is built from. */
 export async function builtBoxTag(): Promise<string> {
-  return `${IMAGE_NAME}:${await recipeHash()}`;
-}
-
-/** devvm-packages:HASH: the same build, after its apt stage. */
-export async function packagesBoxTag(): Promise<string> {
-  return `${PACKAGES_IMAGE_NAME}:${await recipeHash()}`;
-}
-
-async function recipeHash(): Promise<string> {
   const listed = await $({ cwd: PROJECT_DIR, quiet: true })`git ls-files -z -- ${FROM}`;
   const hash = createHash("sha256").update(
     JSON.stringify({ RECIPE_VERSION, base: baseImageTag(), node: process.version }),
@@ -89,7 +70,7 @@ async function recipeHash(): Promise<string> {
       .update(existsSync(full) ? readFileSync(full) : "(deleted)")
       .update("\0");
   }
-  return hash.digest("hex").slice(0, 12);
+  return `${IMAGE_NAME}:${hash.digest("hex").slice(0, 12)}`;
 }
 
 let ensuring: Promise<string> | undefined;
@@ -103,46 +84,19 @@ export function builtBoxImage(): Promise<string> {
   return ensuring;
 }
 
-/** The packages box's image, built and committed first (with the built box) when docker does not have it. */
-export async function packagesBoxImage(): Promise<string> {
-  const tag = await packagesBoxTag();
-  if (!(await imageExists(tag))) await builtBoxImage();
-  return tag;
-}
-
 async function ensureBuiltBox(): Promise<string> {
-  const [tag, packagesTag] = [await builtBoxTag(), await packagesBoxTag()];
-  if ((await imageExists(tag)) && (await imageExists(packagesTag))) return tag;
+  const tag = await builtBoxTag();
+  if (await imageExists(tag)) return tag;
   const started = Date.now();
   await using sources = await startStandInSources();
   await using vm = await startFreshVm();
   await writeInputs(vm, BUILT_BOX_INPUTS, sources.pins);
-  for (const [step, args] of [
-    ["apt stage", ["--stage", "apt"]],
-    ["whole pipeline", []],
-  ] as const) {
-    const run = await buildIn(vm, sources.env, "--inputs", BUILT_BOX_INPUTS, ...args);
-    if (run.exitCode !== 0)
-      throw new Error(`the built box's build from scratch (${step}) failed (exit ${run.exitCode}):\n${run.log}`);
-    if (args.length > 0) await offerPackagesBox(vm);
-  }
+  const run = await buildIn(vm, sources.env, "--inputs", BUILT_BOX_INPUTS);
+  if (run.exitCode !== 0)
+    throw new Error(`the built box's build from scratch failed (exit ${run.exitCode}):\n${run.log}`);
   await commit(vm, tag);
   process.stderr.write(`built box: built and committed ${tag} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   return tag;
-}
-
-/**
- * The crash test's clean build is the built box's build (a fresh VM, the
- * same inputs and settings, this checkout's code, the apt stage first):
- * committed as the packages box after its apt stage when docker has none
- * for this checkout, so one build serves all.
- */
-export async function offerPackagesBox(vm: DevvmContainer): Promise<void> {
-  const tag = await packagesBoxTag();
-  if (await imageExists(tag)) return;
-  const started = Date.now();
-  await commit(vm, tag, "devvm packages box: a fresh VM after the apt stage");
-  process.stderr.write(`packages box: committed ${tag} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
 }
 
 /**
@@ -164,19 +118,7 @@ export async function offerBuiltBox(vm: DevvmContainer): Promise<void> {
  * code at /opt/devvm-src is the code it was built with (the tag says so).
  */
 export async function startBuiltBox(): Promise<DevvmContainer> {
-  return startFrom(await builtBoxImage());
-}
-
-/**
- * A booted fresh VM (startFreshVm's, with this checkout's code at
- * /opt/devvm-src) on which the apt stage has run and nothing else.
- */
-export async function startPackagesBox(): Promise<DevvmContainer> {
-  return startFrom(await packagesBoxImage());
-}
-
-async function startFrom(image: string): Promise<DevvmContainer> {
-  const vm = await startDevvm({ image });
+  const vm = await startDevvm({ image: await builtBoxImage() });
   try {
     // The same code, but maybe another commit of it: the report names this one.
     const { commit: current } = builderIdentity(PROJECT_DIR);
@@ -212,13 +154,9 @@ export async function builtBoxStandInPorts(): Promise<{ registry: number; releas
   return { registry: port("DEVVM_NPM_REGISTRY"), releases: port("DEVVM_RELEASES_URL") };
 }
 
-async function commit(
-  vm: DevvmContainer,
-  tag: string,
-  message = "devvm built box: a from-scratch build",
-): Promise<void> {
+async function commit(vm: DevvmContainer, tag: string): Promise<void> {
   // docker commit pauses the box while it copies: no half-written file goes in.
-  await $({ quiet: true })`docker commit --message ${message} ${vm.id} ${tag}`;
+  await $({ quiet: true })`docker commit --message ${"devvm built box: a from-scratch build"} ${vm.id} ${tag}`;
 }
 
 async function imageExists(tag: string): Promise<boolean> {

@@ -57,14 +57,13 @@ export async function buildStages(
   return { exitCode: run.exitCode, log: run.stderr, stdout: run.stdout, report: JSON.parse(run.stdout) as Report };
 }
 
-/**
- * What earlier stages would have left, as the stages under test need it, on
- * the packages box (sudo, go and sqlite3 from the apt stage): node and a t3
- * stand-in, the users.
- */
+/** What earlier stages would have left, as the stages under test need it: sudo, go and sqlite3, node and a t3 stand-in, the users. */
 export async function prepareBox(vm: DevvmContainer): Promise<void> {
-  // The apt stage's packages these stages use: there on the packages box, said plainly if not.
-  await vm.exec("dpkg-query -W sudo golang-go sqlite3", { check: true });
+  const t0 = Date.now();
+  await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo golang-go sqlite3", {
+    check: true,
+  });
+  process.stderr.write(`apt-get install sudo golang-go sqlite3: ${Date.now() - t0} ms\n`);
   await vm.exec(
     [
       "sh",
