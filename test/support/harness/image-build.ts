@@ -21,8 +21,6 @@ export interface ImageBuild extends AsyncDisposable {
   /** The folder the build wrote into (its out/ holds the archive and its record). */
   output: string;
   built: ImageRun;
-  /** Seconds from the start of the build to its end. */
-  seconds: number;
 }
 
 let building: Promise<ImageBuild> | undefined;
@@ -56,9 +54,8 @@ async function start(): Promise<ImageBuild> {
       env: { VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN },
       label: "image build",
     });
-    const seconds = (Date.now() - started) / 1000;
-    process.stderr.write(`image build: exit ${built.exitCode} in ${seconds.toFixed(0)} s\n`);
-    return { sources, vault, output, built, seconds, [Symbol.asyncDispose]: dispose };
+    process.stderr.write(`image build: exit ${built.exitCode} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+    return { sources, vault, output, built, [Symbol.asyncDispose]: dispose };
   } catch (error) {
     await dispose();
     throw error;
