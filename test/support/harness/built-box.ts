@@ -9,10 +9,13 @@
 // The image's tag is the hash of everything the build was made from: the
 // tracked files the build reads (inputs, lib, stages, files, build.ts, the
 // lock), the stand-ins and fixtures that decide the pins and what is served,
-// this harness, the base image's tag and the Node that runs the builder. A
+// this harness, the base image's tag, the Node that runs the builder and the
+// commit (the box's /opt/devvm/builder/BUILDER_COMMIT is in its manifest,
+// which the from-scratch test compares byte for byte). A
 // tag that docker has is reused; any other is built, once, by the first
 // test that asks (or taken from the crash test's clean build, which is the
-// same build: offerBuiltBox). Old tags stay until removed:
+// same build: offerBuiltBox). A new tag replaces the older ones (3.6 GB
+// each); one a container still uses stays until removed:
 //   docker image rm $(docker image ls -q devvm-built)
 //
 // The stand-ins a test starts listen on other ports than the build's did:
@@ -25,7 +28,6 @@ import { $ } from "zx";
 import { baseImageTag } from "./base-image.ts";
 import { buildIn, PROJECT_DIR } from "./build-in-vm.ts";
 import { startFreshVm } from "./build-in-vm.ts";
-import { PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
 import { startDevvm, type DevvmContainer } from "./devvm-container.ts";
 import { builderIdentity } from "../../../lib/output/report.ts";
 import { startStandInSources, writeInputs } from "../stand-ins/sources.ts";
@@ -60,7 +62,12 @@ const FROM = [
 export async function builtBoxTag(): Promise<string> {
   const listed = await $({ cwd: PROJECT_DIR, quiet: true })`git ls-files -z -- ${FROM}`;
   const hash = createHash("sha256").update(
-    JSON.stringify({ RECIPE_VERSION, base: baseImageTag(), node: process.version }),
+    JSON.stringify({
+      RECIPE_VERSION,
+      base: baseImageTag(),
+      node: process.version,
+      commit: builderIdentity(PROJECT_DIR).commit,
+    }),
   );
   // The working tree's files, as startFreshVm copies them: a local run tests what is edited.
   for (const file of listed.stdout.split("\0").filter(Boolean).sort()) {
@@ -118,16 +125,7 @@ export async function offerBuiltBox(vm: DevvmContainer): Promise<void> {
  * code at /opt/devvm-src is the code it was built with (the tag says so).
  */
 export async function startBuiltBox(): Promise<DevvmContainer> {
-  const vm = await startDevvm({ image: await builtBoxImage() });
-  try {
-    // The same code, but maybe another commit of it: the report names this one.
-    const { commit: current } = builderIdentity(PROJECT_DIR);
-    await vm.exec(["sh", "-c", `echo ${current} > ${PROJECT_DIR_IN_CONTAINER}/BUILDER_COMMIT`], { check: true });
-    return vm;
-  } catch (error) {
-    await vm[Symbol.asyncDispose]();
-    throw error;
-  }
+  return startDevvm({ image: await builtBoxImage() });
 }
 
 /**
@@ -157,6 +155,10 @@ export async function builtBoxStandInPorts(): Promise<{ registry: number; releas
 async function commit(vm: DevvmContainer, tag: string): Promise<void> {
   // docker commit pauses the box while it copies: no half-written file goes in.
   await $({ quiet: true })`docker commit --message ${"devvm built box: a from-scratch build"} ${vm.id} ${tag}`;
+  const listed = await $({ quiet: true })`docker image ls --format {{.Repository}}:{{.Tag}} ${IMAGE_NAME}`;
+  const older = listed.stdout.split("\n").filter((t) => t && t !== tag);
+  // An image a container still runs is refused by docker, and kept.
+  if (older.length > 0) await $({ nothrow: true, quiet: true })`docker image rm ${older}`;
 }
 
 async function imageExists(tag: string): Promise<boolean> {
