@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { sendEndless, startHostileServer } from "../../test/support/stand-ins/hostile-server.ts";
 import { Background } from "../core/background.ts";
@@ -188,5 +189,19 @@ describe("a download from a hostile server", () => {
       for (const credential of ["authorization", "proxy-authorization", "cookie", "x-vault-token"])
         expect(headers).not.toHaveProperty(credential);
     }
+  });
+
+  it("asks for the bytes as stored, so a registry does not gzip an archive on the fly", async () => {
+    // A server that compresses when the request allows it, as Verdaccio does.
+    await using server = await startHostileServer((_, response, self) => {
+      const accepted = String(self.requests.at(-1)?.headers["accept-encoding"] ?? "");
+      if (!/gzip/.test(accepted)) return response.end(BODY);
+      response.writeHead(200, { "content-encoding": "gzip" }).end(gzipSync(BODY));
+    });
+    const { root } = testRoot();
+    using _ = root;
+    const file = await download(root.ctx, `${server.url}/node-linux-x64.tgz`, { sha256: SHA256 });
+    expect(readFileSync(file).equals(BODY)).toBe(true);
+    expect(server.requests.map((r) => r.headers["accept-encoding"])).toEqual(["identity"]);
   });
 });

@@ -29,9 +29,12 @@ export async function fetchToFile(
 ): Promise<{ sha256: string; sha512: string }> {
   // A download prepared in the background ends with the build (lib/core/background.ts).
   const signal = ctx.background?.signal;
-  // No headers of the builder's own: nothing that could carry a credential to whatever host a redirect names.
+  // No credential of the builder's goes out: nothing to carry to whatever host a redirect names. The one
+  // header asks for the bytes as stored: an artifact is an archive already, and a registry that gzips it
+  // on the fly (Verdaccio does, when asked as fetch asks by default) took 20 s instead of 0.4 s for Node.
   const response = await fetch(url, {
     dispatcher: agentFor(ctx),
+    headers: { "accept-encoding": "identity" },
     redirect: "follow",
     ...(signal ? { signal } : {}),
   }).catch((error: unknown) => {
