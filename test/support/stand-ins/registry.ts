@@ -19,6 +19,7 @@
 // Requests are logged by a small proxy in front of Verdaccio: it takes the
 // public port and forwards to Verdaccio on a unix socket in the temp dir,
 // so the log holds exactly what reached the stand-in, in arrival order.
+// It serves tarballs uncompressed, as the real registry does.
 // integrityOf goes to the socket directly and is not logged.
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -196,16 +197,16 @@ function startLoggingProxy(socketPath: string, log: RequestLog, port = 0): Promi
   const agent = new http.Agent({ keepAlive: true });
   const server = http.createServer((req, res) => {
     const entry = log.record(req.method, req.url);
-    // Headers pass unchanged: Verdaccio writes tarball URLs from the Host
-    // header, which names this proxy.
-    const forward = http.request(
-      { socketPath, agent, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        entry.status = answer.statusCode;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        pipeline(answer, res).catch(() => res.destroy());
-      },
-    );
+    // Headers pass as they came (Verdaccio writes tarball URLs from the Host header, which names this
+    // proxy), but for a tarball's Accept-Encoding: the real registry serves a tarball as stored, while
+    // Verdaccio gzips it on the fly when the client accepts gzip (npm does), seconds of CPU per package.
+    const headers = { ...req.headers };
+    if (req.url?.includes("/-/")) delete headers["accept-encoding"];
+    const forward = http.request({ socketPath, agent, method: req.method, path: req.url, headers }, (answer) => {
+      entry.status = answer.statusCode;
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      pipeline(answer, res).catch(() => res.destroy());
+    });
     forward.on("error", (error) => {
       entry.status = 502;
       if (res.headersSent) return res.destroy();
