@@ -147,11 +147,12 @@ describe("a build killed at any moment", () => {
     const clean = await build();
     expect(clean.exitCode, clean.log).toBe(0);
     reference = await manifestIn(vm);
+    // The same build as the built box's: it serves the tests that start from one too. Committed first: the
+    // commit (half a minute) pauses the box, and the clock runs on towards the reconcile below meanwhile.
+    await offerBuiltBox(vm);
     // The box's reconcile runs 2 minutes after boot, near the clean build's end: done before the rounds start,
     // it cannot take a round's lock over at a moment the clock chooses.
     await waitForBootReconcile(vm);
-    // The same build as the built box's: it serves the tests that start from one too.
-    await offerBuiltBox(vm);
   });
   afterAll(async () => {
     process.stderr.write(`kill points:\n${outcomes.map((o) => `  ${o}`).join("\n")}\n`);
