@@ -35,9 +35,8 @@ const BESIDE_IMAGE_BUILD = [
  *      build serves both;
  *   2. those tests and the other light ones, while the image test's build
  *      runs on the host beside them (test/support/harness/image-build.ts,
- *      started by the crash test once its clean build is committed, so it
- *      also has the core the crash rounds leave; only when the image test
- *      is in the run);
+ *      started by test/support/harness/slow-setup.ts once the crash test is
+ *      done, and only when the image test is in the run);
  *   3. the image test, which boots what was built;
  *   4. the rest, which build in their box.
  */

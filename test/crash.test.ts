@@ -11,7 +11,6 @@ import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts
 import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./support/harness/build-in-vm.ts";
 import { waitForBootReconcile } from "./support/harness/box-timers.ts";
 import { BUILT_BOX_INPUTS, offerBuiltBox } from "./support/harness/built-box.ts";
-import { startImageBuildBeside } from "./support/harness/image-build.ts";
 import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
@@ -151,8 +150,6 @@ describe("a build killed at any moment", () => {
     // The same build as the built box's: it serves the tests that start from one too. Committed first: the
     // commit (half a minute) pauses the box, and the clock runs on towards the reconcile below meanwhile.
     await offerBuiltBox(vm);
-    // The rounds leave a core to spare, as did the wait below: the image test's build takes it.
-    startImageBuildBeside();
     // The box's reconcile runs 2 minutes after boot, near the clean build's end: done before the rounds start,
     // it cannot take a round's lock over at a moment the clock chooses.
     await waitForBootReconcile(vm);

@@ -1,15 +1,12 @@
 // The image test's build (`build.ts image` on this host, with the stand-in
 // sources and a Vault stand-in whose address and token are in its
-// environment), made once per run and kept as a promise: started early
-// when the image test is in the run (by the crash test once its clean build
-// is committed, else by slow-setup.ts at the first file after it), so that
-// it runs beside the crash test's rounds and the light container tests
-// instead of alone, and awaited by the image test
+// environment), made once per run and kept as a promise: started early by
+// slow-setup.ts when the image test is in the run, so that it runs beside
+// the light container tests instead of alone, and awaited by the image test
 // (which starts it itself when nothing did). The image test disposes it.
 import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { inject } from "vitest";
 import { buildImageOnHost, type ImageRun } from "./image-on-host.ts";
 import { startStandInSources, type StandInSources } from "../stand-ins/sources.ts";
 import { startVaultStandIn, type VaultStandIn } from "../stand-ins/vault.ts";
@@ -26,22 +23,7 @@ export interface ImageBuild extends AsyncDisposable {
   built: ImageRun;
 }
 
-declare module "vitest" {
-  export interface ProvidedContext {
-    devvmImageBuildBeside: boolean;
-  }
-}
-
 let building: Promise<ImageBuild> | undefined;
-
-/**
- * Starts the run's image build now when it is to run beside other tests
- * (the sequencer provides devvmImageBuildBeside when the image test comes
- * after other files); else the image test starts it itself.
- */
-export function startImageBuildBeside(): void {
-  if (inject("devvmImageBuildBeside")) void imageBuild();
-}
 
 /** The run's image build: started on the first call, the same promise after (even once disposed). */
 export function imageBuild(): Promise<ImageBuild> {
