@@ -38,8 +38,8 @@ export const RELEASE_DIR_IN_CONTAINER = `/root/devvm-${builderIdentity(PROJECT_D
 export const CLONE_DIR_IN_CONTAINER = "/root/devvm";
 
 /**
- * A booted fresh VM, ready for builds. "project": this repository and the
- * host's Node copied in, for tests that run the builder's sources. "release":
+ * A booted fresh VM, ready for builds. "project": this repository (without
+ * node_modules) with the builder's bundle, and the host's Node, copied in. "release":
  * only the release archive, unpacked as the README says: no Node, npm or
  * node_modules, so the build starts from bootstrap.sh. "clone": only the
  * repository's tracked files, as a clone has them (no bundle, no

@@ -23,8 +23,9 @@ export const BUNDLE_IN_CONTAINER = `${PROJECT_DIR_IN_CONTAINER}/dist/devvm.mjs`;
 /** How a test starts the builder in a box: the copied Node and the bundle; the arguments follow. */
 export const BUILDER_IN_CONTAINER = [NODE_IN_CONTAINER, BUNDLE_IN_CONTAINER];
 
-// Not part of what the builder needs: history, earlier build output, a host-built bundle (maybe stale: a fresh one goes in).
-const EXCLUDED = ["./.git", "./output", "./dist"];
+// Not part of what the builder needs: history, earlier build output, a host-built bundle (maybe stale: a fresh one
+// goes in), and node_modules (the bundle holds what it uses: 156 MB and 9,600 files less to copy into every box).
+const EXCLUDED = ["./.git", "./output", "./dist", "./node_modules"];
 
 const bundles = new Map<string, Promise<Buffer>>();
 
