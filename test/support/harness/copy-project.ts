@@ -27,14 +27,8 @@ export const BUILDER_IN_CONTAINER = [NODE_IN_CONTAINER, BUNDLE_IN_CONTAINER];
 // goes in), and node_modules (the bundle holds what it uses: 156 MB and 9,600 files less to copy into every box).
 const EXCLUDED = ["./.git", "./output", "./dist", "./node_modules"];
 
-const bundles = new Map<string, Promise<Buffer>>();
-
-/** The bundle of projectDir's sources, made once per test run. */
-function bundleOf(projectDir: string): Promise<Buffer> {
-  let bundle = bundles.get(projectDir);
-  if (!bundle) bundles.set(projectDir, (bundle = builderBundle(new BuildSession(), projectDir).then((b) => b.content)));
-  return bundle;
-}
+// One session for the test run: builderBundle makes the bundle of a folder once per session.
+const session = new BuildSession();
 
 export async function copyProject(container: StartedTestContainer, projectDir: string): Promise<void> {
   // Docker extracts an archive only into a folder that already exists.
@@ -55,7 +49,7 @@ export async function copyProject(container: StartedTestContainer, projectDir: s
     basename(process.execPath),
   ]);
   await container.copyContentToContainer([
-    { content: await bundleOf(projectDir), target: BUNDLE_IN_CONTAINER, mode: 0o644 },
+    { content: (await builderBundle(session, projectDir)).content, target: BUNDLE_IN_CONTAINER, mode: 0o644 },
   ]);
 }
 
