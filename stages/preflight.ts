@@ -1,4 +1,3 @@
-import { existsSync, readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -10,6 +9,7 @@ import { sweepPartials } from "../lib/sources/download.ts";
 import { NODE_ROOT, NPM_CLI_ROOT } from "../lib/machine/layout.ts";
 import { LEFTOVERS, removeLeftovers } from "../lib/machine/leftovers.ts";
 import { takeBuildLock } from "../lib/core/build-lock.ts";
+import { machineRelease } from "../lib/machine/releases.ts";
 import type { Stage } from "../lib/core/stage.ts";
 
 /** The build lock: one build at a time (lib/core/build-lock.ts). */
@@ -32,11 +32,13 @@ export function requireRoot(uid: number | undefined): void {
 
 export default {
   name: "preflight",
-  description: "Refuses to build unless root on Debian 12; takes the one-build-at-a-time lock",
+  description:
+    "Refuses to build unless root on a supported release (Debian 13, Ubuntu 24.04, Debian 12); takes the one-build-at-a-time lock",
   always: true,
   async check(ctx) {
     requireRoot(process.getuid?.());
-    requireDebian12(ctx);
+    // An image root has its own os-release; a bare --root folder is built by this host.
+    machineRelease(hostPath(ctx, "/"));
     // --plan under --root writes nothing, not even a build lock file in that root;
     // on the machine itself it takes the build lock, so it never reads a build's half-written state.
     if (ctx.planOnly && underRoot(ctx)) return { changes: [], managed: [] };
@@ -70,23 +72,4 @@ async function removeHalfMade(ctx: BuildContext): Promise<void> {
   for (const cli of await readdir(cliRoot).catch(() => [] as string[]))
     await removeLeftovers(ctx, path.join(cliRoot, cli), LEFTOVERS.npmStaging);
   await sweepPartials(ctx);
-}
-
-function requireDebian12(ctx: BuildContext): void {
-  // An image root has its own os-release; a bare --root folder is built by this host.
-  const own = hostPath(ctx, "/etc/os-release");
-  const file = existsSync(own) ? own : "/etc/os-release";
-  const fields = Object.fromEntries(
-    readFileSync(file, "utf8")
-      .split("\n")
-      .map((line) => /^([A-Z_]+)=("?)(.*)\2$/.exec(line))
-      .filter((m) => m !== null)
-      .map((m) => [m[1], m[3]]),
-  );
-  if (fields.ID !== "debian" || fields.VERSION_ID !== "12") {
-    throw new UserError(
-      `this is ${fields.PRETTY_NAME ?? "an unknown system"} (${file}); the devvm is Debian 12 (bookworm)`,
-      "run the builder on a Debian 12 machine",
-    );
-  }
 }
