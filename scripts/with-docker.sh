@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs a command with what the container tests need: Debian's docker.io and
-# debootstrap installed, and dockerd running. Starts dockerd only if none
+# Runs a command with what the container tests need: Debian's docker.io,
+# debootstrap and mmdebstrap installed, and dockerd running. Starts dockerd only if none
 # answers, and stops the one it started when the command ends.
 set -euo pipefail
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# mmdebstrap makes the Ubuntu base images: Debian 12's debootstrap has no noble script.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 # unzip: the kubelogin stage's own tool (a devvm has it from packages.txt), run by its tests here.
 command -v unzip >/dev/null || need+=(unzip)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 // `build.ts image`: the devvm as a root file system archive, the same bytes
 // on every run from the same commit, inputs and sources (issue 14). In order:
-//   1. a Debian 12 base made here with debootstrap (lib/image/debian-base.ts);
+//   1. a Debian 12 base made here with debootstrap (lib/image/release-base.ts);
 //   2. the builder's release tree put into it, and `./bootstrap.sh
 //      --for-image` run there, chrooted, in a mount namespace of its own (so
 //      no mount outlives it, even after a kill): every stage that needs no
@@ -28,11 +28,13 @@ import { sourceDateEpoch, writeReleaseTree } from "../release/release-tree.ts";
 import { builderIdentity } from "../output/report.ts";
 import { certificateFiles } from "../sources/download.ts";
 import { dispatchSource, settingsEnvironment, settingVariables, type Settings } from "../inputs/settings.ts";
-import { debianBase, debootstrapBase } from "./debian-base.ts";
+import { releaseByKey } from "../machine/releases.ts";
+import { makeReleaseBase, releaseBase, type ReleaseBase } from "./release-base.ts";
 import { normaliseRoot } from "./normalise.ts";
 import { writeRootfsArchive } from "./rootfs-archive.ts";
 
-export const IMAGE_RECORD_VERSION = 1;
+// 2: `base` is the recipe of the release's base (release-base.ts).
+export const IMAGE_RECORD_VERSION = 2;
 /** Where the image build keeps what it needs inside the root; /var/tmp is emptied before the archive is written. */
 const WORK_IN_ROOT = "/var/tmp/devvm-image";
 /** Extra CA certificates stay in the image at this path: its builder's settings name them for the first boot and the timers. */
@@ -42,6 +44,7 @@ const FIRST_BOOT_ENV_DIR = "etc/devvm";
 const WORK_PREFIX = ".image-work-";
 const WORK_PATTERN = /^\.image-work-(\d+)-/;
 const CHILDREN_FILE = "children.json";
+const IMAGE_RELEASE = releaseByKey("debian-12")!;
 
 export interface ImageOptions {
   repoDir: string;
@@ -63,7 +66,7 @@ export interface ImageRecord {
   sourceDateEpoch: number;
   /** sha256 of roster.yaml, packages.txt and pins.json. */
   inputs: Record<string, string>;
-  base: typeof debianBase;
+  base: ReleaseBase;
 }
 
 export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
@@ -79,7 +82,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
     const epoch = await sourceDateEpoch(options.repoDir);
     log.info(`SOURCE_DATE_EPOCH ${epoch} (${new Date(epoch * 1000).toISOString()})`);
     await fs.mkdir(root);
-    await debootstrapBase(root, log);
+    await makeReleaseBase({ log, settings: options.settings, session: options.session }, IMAGE_RELEASE, root);
     const inner = await prepareBuild(options, root, epoch);
     await buildInside(root, inner, log);
     const manifest = await fs.readFile(path.join(root, WORK_IN_ROOT, "output/manifest.json"));
@@ -101,7 +104,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
       builder: builderIdentity(options.repoDir),
       sourceDateEpoch: epoch,
       inputs: options.inputs.hashes,
-      base: debianBase,
+      base: releaseBase(IMAGE_RELEASE),
     };
     const owner = { mode: 0o644, uid: 0, gid: 0 };
     await writeFileAtomic(path.join(outputDir, "devvm-image.manifest.json"), manifest, owner);
@@ -147,7 +150,10 @@ async function prepareBuild(options: ImageOptions, root: string, epoch: number):
   for (const name of ["roster.yaml", "packages.txt", "pins.json"])
     await fs.copyFile(path.join(options.inputsDir, name), path.join(root, builderDir, name));
   const settings = settingsEnvironment(options.settings);
-  delete settings[settingVariables.cacheDir];
+  // The host's cache is no path in the root; the Ubuntu archives are the base's alone (the build inside
+  // installs from the apt sources the base wrote).
+  for (const setting of ["cacheDir", "ubuntuMirror", "ubuntuSecurityMirror"] as const)
+    delete settings[settingVariables[setting]];
   const cas = options.settings.extraCaCerts.flatMap(certificateFiles);
   if (cas.length > 0) {
     await fs.mkdir(path.join(root, CA_IN_ROOT), { recursive: true });

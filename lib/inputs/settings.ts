@@ -45,6 +45,16 @@ const SettingsSchema = z.object({
   releasesUrl: httpBase.default("https://github.com/int128/kubelogin/releases/download"),
   /** Base of the Kubernetes release downloads (kubectl): <base>/<version>/bin/linux/amd64/kubectl. */
   kubernetesReleasesUrl: httpBase.default("https://dl.k8s.io/release"),
+  /**
+   * The Ubuntu archive, and its security archive, that an Ubuntu release's
+   * base (an image's, a test box's) is made from and that its apt sources
+   * name; default Ubuntu's own (UBUNTU_ARCHIVES in lib/image/release-base.ts),
+   * as a fresh Ubuntu has them. Unset, they stay out of the box's settings:
+   * only a base reads them. Bases. (A Debian base uses the host's Debian
+   * mirror: lib/image/host-mirror.ts.)
+   */
+  ubuntuMirror: httpBase.optional(),
+  ubuntuSecurityMirror: httpBase.optional(),
   /** Extra CA certificates (files or folders of .crt, `:`-separated) for a TLS-inspecting proxy. */
   extraCaCerts: z
     .string()
@@ -109,6 +119,8 @@ export const settingVariables: Record<keyof Settings, string> = {
   nodeDistUrl: "DEVVM_NODE_DIST_URL",
   releasesUrl: "DEVVM_RELEASES_URL",
   kubernetesReleasesUrl: "DEVVM_KUBERNETES_RELEASES_URL",
+  ubuntuMirror: "DEVVM_UBUNTU_MIRROR",
+  ubuntuSecurityMirror: "DEVVM_UBUNTU_SECURITY_MIRROR",
   extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
   cacheDir: "DEVVM_CACHE_DIR",
   adminHome: "DEVVM_ADMIN_HOME",

@@ -1,56 +1,82 @@
-// The local base image the container tests boot: what a fresh Debian 12 VM
-// has before the builder runs, and nothing the builder itself installs
-// (no ca-certificates, curl, git, ...), so a test proves the builder brings
-// everything it needs. There is no registry here, so the image is built
-// locally with debootstrap and `docker import`, and reused while the recipe
-// is unchanged.
+// The local base images the container tests boot, one per release: what a
+// fresh VM of that release has before the builder runs, and nothing the
+// builder itself installs (no ca-certificates, curl, git, ...), so a test
+// proves the builder brings everything it needs. There is no registry here,
+// so each is made locally (lib/image/release-base.ts: debootstrap, or
+// mmdebstrap for Ubuntu) and imported with `docker import`, and reused while
+// its recipe is unchanged.
 //
-//   npx tsx test/support/harness/base-image.ts    builds the image if missing, prints its tag
+//   npx tsx test/support/harness/base-image.ts [KEY]    builds KEY's image (default TEST_RELEASE) if missing, prints its tag
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { $ } from "zx";
-import { debianBase, debootstrapBase } from "../../../lib/image/debian-base.ts";
+import { BuildSession } from "../../../lib/core/build-session.ts";
+import { readSettings } from "../../../lib/inputs/settings.ts";
+import { RELEASES, releaseByKey, type Release } from "../../../lib/machine/releases.ts";
+import { makeReleaseBase, releaseBase } from "../../../lib/image/release-base.ts";
 
-/** Everything that decides the image's content; its hash is the image's tag. */
-export const baseImageRecipe = {
-  // Bump when the build steps below change in a way the data does not show.
-  version: 3,
-  ...debianBase,
-  // `docker import` settings: boot systemd and tell it that it runs in a
-  // container. (Docker 20.10's import rejects STOPSIGNAL, so `docker stop`
-  // cannot halt systemd cleanly; the tests kill their containers anyway.)
-  // With the flags startDevvm uses, this boots with no failed unit.
-  imageChanges: ['CMD ["/sbin/init"]', "ENV container=docker"],
-};
+/** The release the container tests boot unless a test names another. */
+export const TEST_RELEASE = "debian-12";
+
+/** Everything that decides the image's content; its hash is in the image's tag. */
+export function baseImageRecipe(key: string = TEST_RELEASE) {
+  return {
+    // Bump when the build steps below change in a way the data does not show.
+    version: 4,
+    ...releaseBase(release(key)),
+    imageChanges: IMAGE_CHANGES,
+  };
+}
+
+// `docker import` settings: boot systemd and tell it that it runs in a
+// container. (Docker 20.10's import rejects STOPSIGNAL, so `docker stop`
+// cannot halt systemd cleanly; the tests kill their containers anyway.)
+// With the flags startDevvm uses, each release boots with no failed unit.
+const IMAGE_CHANGES = ['CMD ["/sbin/init"]', "ENV container=docker"];
 
 const IMAGE_NAME = "devvm-base";
 
-export function baseImageTag(): string {
-  const hash = createHash("sha256").update(JSON.stringify(baseImageRecipe)).digest("hex");
-  return `${IMAGE_NAME}:${hash.slice(0, 12)}`;
+/** devvm-base:KEY-HASH, HASH of the release's recipe. */
+export function baseImageTag(key: string = TEST_RELEASE): string {
+  const hash = createHash("sha256")
+    .update(JSON.stringify(baseImageRecipe(key)))
+    .digest("hex");
+  return `${IMAGE_NAME}:${key}-${hash.slice(0, 12)}`;
 }
 
-let ensuring: Promise<string> | undefined;
-
-/** The base image's tag, building the image first when docker does not have it. */
-export function ensureBaseImage(): Promise<string> {
-  ensuring ??= ensureBaseImageOnce().catch((error: unknown) => {
-    ensuring = undefined;
-    throw error;
-  });
-  return ensuring;
+function release(key: string): Release {
+  const found = releaseByKey(key);
+  if (!found) throw new Error(`no release "${key}"; the releases are ${RELEASES.map((r) => r.key).join(", ")}`);
+  return found;
 }
 
-async function ensureBaseImageOnce(): Promise<string> {
-  const tag = baseImageTag();
+/** Per release: concurrent calls for one release share one build. */
+const ensuring = new Map<string, Promise<string>>();
+
+/** The base image's tag for the release `key`, building the image first when docker does not have it. */
+export function ensureBaseImage(key: string = TEST_RELEASE): Promise<string> {
+  let pending = ensuring.get(key);
+  if (!pending) {
+    pending = ensureBaseImageOnce(release(key)).catch((error: unknown) => {
+      ensuring.delete(key);
+      throw error;
+    });
+    ensuring.set(key, pending);
+  }
+  return pending;
+}
+
+async function ensureBaseImageOnce(of: Release): Promise<string> {
+  const tag = baseImageTag(of.key);
   if ((await $({ nothrow: true, quiet: true })`docker image inspect ${tag}`).exitCode === 0) return tag;
   const started = Date.now();
   const rootfs = await mkdtemp(join(tmpdir(), "devvm-base-"));
   try {
-    await debootstrapBase(rootfs, { info: progress, debug: () => {} });
+    const ctx = { log: { info: progress, debug: () => {} }, settings: readSettings(), session: new BuildSession() };
+    await makeReleaseBase(ctx, of, rootfs);
     await prepareForContainer(rootfs);
     await importRootfs(rootfs, tag);
   } finally {
@@ -75,12 +101,12 @@ async function prepareForContainer(rootfs: string): Promise<void> {
 async function importRootfs(rootfs: string, tag: string): Promise<void> {
   progress(`docker import ${tag}`);
   const started = Date.now();
-  const changes = baseImageRecipe.imageChanges.flatMap((change) => ["--change", change]);
+  const changes = IMAGE_CHANGES.flatMap((change) => ["--change", change]);
   await $`tar --numeric-owner -C ${rootfs} -c . | docker import ${changes} - ${tag}`.quiet();
   progress(`import done in ${seconds(started)}`);
 }
 
-/** Removes the temporary root, first unmounting whatever a failed debootstrap left mounted in it. */
+/** Removes the temporary root, first unmounting whatever a failed debootstrap or mmdebstrap left mounted in it. */
 async function removeRootfs(rootfs: string): Promise<void> {
   const mounts = (await readFile("/proc/mounts", "utf8"))
     .split("\n")
@@ -101,5 +127,5 @@ function seconds(since: number): string {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  console.log(await ensureBaseImage());
+  console.log(await ensureBaseImage(process.argv[2]));
 }
