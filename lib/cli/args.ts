@@ -1,6 +1,8 @@
 // Command-line parsing for build.ts. Usage errors are user errors (exit 2).
 import { parseArgs } from "node:util";
 import { UserError } from "../core/errors.ts";
+import { DEFAULT_IMAGE_RELEASE } from "../image/build-image.ts";
+import { RELEASES, releaseByKey } from "../machine/releases.ts";
 
 import { EXIT } from "./exit-code.ts";
 
@@ -10,7 +12,7 @@ export { EXIT };
 export const USAGE = `Usage: build.ts [options]
        build.ts lock [--update NAME[@VERSION]]...
        build.ts offboard USER [--plan]
-       build.ts image [--inputs DIR] [--output DIR]
+       build.ts image [--release KEY] [--inputs DIR] [--output DIR]
 
 Builds this machine into the devvm: runs every stage in pipeline order, as root.
 \`lock\` refreshes pins.json from what the sources offer now (apt candidates,
@@ -21,8 +23,9 @@ pins.json only when every entry resolved, else names each one and why.
 roster.yaml, login locked), then deletes the account; only when named.
 \`image\` makes the devvm as a root file system archive, the same bytes on every
 run from the same commit and inputs (output/devvm-image.tar.gz and its record
-devvm-image.json): a Debian 12 base made with debootstrap, every stage run
-inside it that needs no booted machine; the rest runs on its first boot.
+devvm-image.json): a base of the release made here (debootstrap, or
+mmdebstrap for Ubuntu), every stage run inside it that needs no booted
+machine; the rest runs on its first boot.
 
 Options:
   --list             print the stages in order with their descriptions
@@ -36,6 +39,8 @@ Options:
                      (default: the builder's own folder)
   --output DIR       write report.json and manifest.json to DIR
                      (default: output/ in the builder's folder)
+  --release KEY      image only: the image's release, one of
+                     ${RELEASES.map((r) => r.key).join(", ")} (default: ${DEFAULT_IMAGE_RELEASE})
   --for-image        build an image's root (what \`image\` runs inside it): the
                      stages that need the booted machine are skipped
   --strict           make warnings errors (e.g. Vault unreachable, a missing secret field)
@@ -66,6 +71,8 @@ export interface CliOptions {
   root?: string;
   inputs?: string;
   output?: string;
+  /** image: the key of the image's release (lib/machine/releases.ts), known and defaulted. */
+  release?: string;
 }
 
 export function parseCli(argv: string[]): CliOptions {
@@ -90,6 +97,7 @@ export function parseCli(argv: string[]): CliOptions {
         root: { type: "string" },
         inputs: { type: "string" },
         output: { type: "string" },
+        release: { type: "string" },
         update: { type: "string", multiple: true },
       },
     }));
@@ -112,7 +120,15 @@ export function parseCli(argv: string[]): CliOptions {
   if (command === "image" && buildOnly.length > 0)
     throw new UserError(
       `image builds the whole pipeline into its own root: --${buildOnly.join(", --")} do not apply`,
-      "build.ts image [--inputs DIR] [--output DIR]",
+      "build.ts image [--release KEY] [--inputs DIR] [--output DIR]",
+    );
+  if (values.release !== undefined && command !== "image")
+    throw new UserError("--release goes with the image command", "build.ts image --release KEY");
+  const release = command === "image" ? (values.release ?? DEFAULT_IMAGE_RELEASE) : undefined;
+  if (release !== undefined && !releaseByKey(release))
+    throw new UserError(
+      `unknown release "${release}"`,
+      `the releases are ${RELEASES.map((r) => r.key).join(", ")}: build.ts image --release KEY`,
     );
   if (values.update && command !== "lock")
     throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
@@ -138,5 +154,6 @@ export function parseCli(argv: string[]): CliOptions {
     ...(values.root !== undefined ? { root: values.root } : {}),
     ...(values.inputs !== undefined ? { inputs: values.inputs } : {}),
     ...(values.output !== undefined ? { output: values.output } : {}),
+    ...(release !== undefined ? { release } : {}),
   };
 }

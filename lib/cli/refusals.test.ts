@@ -110,6 +110,14 @@ describe("build.ts refuses, before any stage", () => {
     }
   });
 
+  it("image refuses a release it does not support, naming those it does, exit 2", () => {
+    const run = build("image", "--release", "debian-11", "--output", output);
+    expect(run.code, run.stderr).toBe(EXIT.badInput);
+    expect(run.stderr).toContain('unknown release "debian-11"');
+    expect(run.stderr).toContain("debian-13, ubuntu-24.04, debian-12");
+    expect(readdirSync(output)).toEqual([]);
+  });
+
   it("refuses a VAULT_ADDR without a scheme as a settings error, exit 2", () => {
     const { code, stderr } = buildWith(
       { env: { VAULT_ADDR: "vault.example:8200" } },

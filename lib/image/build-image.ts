@@ -1,6 +1,7 @@
 // `build.ts image`: the devvm as a root file system archive, the same bytes
 // on every run from the same commit, inputs and sources (issue 14). In order:
-//   1. a Debian 12 base made here with debootstrap (lib/image/release-base.ts);
+//   1. the release's base made here (lib/image/release-base.ts): Debian's
+//      with debootstrap, Ubuntu's with mmdebstrap;
 //   2. the builder's release tree put into it, and `./bootstrap.sh
 //      --for-image` run there, chrooted, in a mount namespace of its own (so
 //      no mount outlives it, even after a kill): every stage that needs no
@@ -28,13 +29,15 @@ import { sourceDateEpoch, writeReleaseTree } from "../release/release-tree.ts";
 import { builderIdentity } from "../output/report.ts";
 import { certificateFiles } from "../sources/download.ts";
 import { dispatchSource, settingsEnvironment, settingVariables, type Settings } from "../inputs/settings.ts";
-import { releaseByKey } from "../machine/releases.ts";
+import type { Release } from "../machine/releases.ts";
 import { makeReleaseBase, releaseBase, type ReleaseBase } from "./release-base.ts";
 import { normaliseRoot } from "./normalise.ts";
 import { writeRootfsArchive } from "./rootfs-archive.ts";
 
-// 2: `base` is the recipe of the release's base (release-base.ts).
+// 2: the record names its release, and `base` is that release's recipe (release-base.ts).
 export const IMAGE_RECORD_VERSION = 2;
+/** The release of an image unless `--release` names another: a new box is Debian 13 (docs/devvm.md "Releases"). */
+export const DEFAULT_IMAGE_RELEASE = "debian-13";
 /** Where the image build keeps what it needs inside the root; /var/tmp is emptied before the archive is written. */
 const WORK_IN_ROOT = "/var/tmp/devvm-image";
 /** Extra CA certificates stay in the image at this path: its builder's settings name them for the first boot and the timers. */
@@ -44,12 +47,13 @@ const FIRST_BOOT_ENV_DIR = "etc/devvm";
 const WORK_PREFIX = ".image-work-";
 const WORK_PATTERN = /^\.image-work-(\d+)-/;
 const CHILDREN_FILE = "children.json";
-const IMAGE_RELEASE = releaseByKey("debian-12")!;
 
 export interface ImageOptions {
   repoDir: string;
   inputsDir: string;
   inputs: Inputs;
+  /** The image's release: its base, and the apt pins the build inside takes. */
+  release: Release;
   outputDir: string;
   settings: Settings;
   log: Logger;
@@ -66,6 +70,8 @@ export interface ImageRecord {
   sourceDateEpoch: number;
   /** sha256 of roster.yaml, packages.txt and pins.json. */
   inputs: Record<string, string>;
+  /** The release's key (lib/machine/releases.ts). */
+  release: string;
   base: ReleaseBase;
 }
 
@@ -82,7 +88,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
     const epoch = await sourceDateEpoch(options.repoDir);
     log.info(`SOURCE_DATE_EPOCH ${epoch} (${new Date(epoch * 1000).toISOString()})`);
     await fs.mkdir(root);
-    await makeReleaseBase({ log, settings: options.settings, session: options.session }, IMAGE_RELEASE, root);
+    await makeReleaseBase({ log, settings: options.settings, session: options.session }, options.release, root);
     const inner = await prepareBuild(options, root, epoch);
     await buildInside(root, inner, log);
     const manifest = await fs.readFile(path.join(root, WORK_IN_ROOT, "output/manifest.json"));
@@ -104,7 +110,8 @@ export async function buildImage(options: ImageOptions): Promise<ImageRecord> {
       builder: builderIdentity(options.repoDir),
       sourceDateEpoch: epoch,
       inputs: options.inputs.hashes,
-      base: releaseBase(IMAGE_RELEASE),
+      release: options.release.key,
+      base: releaseBase(options.release),
     };
     const owner = { mode: 0o644, uid: 0, gid: 0 };
     await writeFileAtomic(path.join(outputDir, "devvm-image.manifest.json"), manifest, owner);

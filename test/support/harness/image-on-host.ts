@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { settingVariables } from "../../../lib/inputs/settings.ts";
+import { TEST_RELEASE } from "./base-image.ts";
 import { PROJECT_DIR } from "./build-in-vm.ts";
 import type { StandInSources } from "../stand-ins/sources.ts";
 
@@ -43,7 +44,9 @@ export async function buildImageOnHost(
     [settingVariables.t3DispatchSource]: path.join(PROJECT_DIR, "test/support/fixtures/t3-dispatch"),
     ...options.env,
   };
-  const child = spawn("npx", ["tsx", "build.ts", "image", "--inputs", inputs, "--output", outDir], {
+  // The test boxes' release: the image test checks the release the other container tests boot.
+  const args = ["--release", TEST_RELEASE, "--inputs", inputs, "--output", outDir];
+  const child = spawn("npx", ["tsx", "build.ts", "image", ...args], {
     cwd: PROJECT_DIR,
     env,
     stdio: ["ignore", "ignore", "pipe"],
