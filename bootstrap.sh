@@ -1,5 +1,6 @@
 #!/bin/bash
-# The one command on a bare Debian 12 machine (no Node, npm or node_modules):
+# The one command on a bare machine of a supported release (Debian 13,
+# Ubuntu 24.04 or Debian 12; no Node, npm or node_modules):
 #
 #   ./bootstrap.sh [build.ts options]      as root, in a release archive or a clone
 #
@@ -45,11 +46,18 @@ cache=${DEVVM_CACHE_DIR:-$output/cache}
 [ -r "$pins" ] || die "$pins is missing" "run bootstrap.sh from the project's folder, or pass --inputs DIR"
 
 # --- 1. the fetch tools, at their pins ---------------------------------------
+# apt versions differ per release: pins.json holds a block per release, keyed
+# ID-VERSION_ID of /etc/os-release (lib/machine/releases.ts names them).
+release=$(. /etc/os-release && printf '%s-%s' "${ID:-}" "${VERSION_ID:-}")
 # jq is not there yet: the apt pins are read with sed from pins.json, which
 # `build.ts lock` writes one "package": "version" pair per line.
 apt_pin() {
-  sed -n "/^  \"apt\": {/,/^  }/s/^    \"$1\": \"\\([^\"]*\\)\",\\{0,1\\}\$/\\1/p" "$pins"
+  sed -n "/^  \"apt\": {/,/^  }/{/^    \"$release\": {/,/^    }/s/^      \"$1\": \"\\([^\"]*\\)\",\\{0,1\\}\$/\\1/p}" "$pins"
 }
+if ! grep -q "^    \"$release\": {" "$pins" && [ -z "$lock" ]; then
+  known=$(sed -n '/^  "apt": {/,/^  }/s/^    "\([^"]*\)": {$/\1/p' "$pins" | paste -sd, - | sed 's/,/, /g')
+  die "$pins has no apt pins for this machine's release ($release; from /etc/os-release); it has: ${known:-none}" "run \`./bootstrap.sh lock\` on a $release machine, or \`npm run lock:release -- $release\` where docker runs (docs/cli.md)"
+fi
 wanted=()
 for package in curl ca-certificates jq; do
   version=$(apt_pin "$package")

@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { UserError } from "../lib/core/errors.ts";
 import type { Inputs } from "../lib/inputs/index.ts";
+import { releaseByKey } from "../lib/machine/releases.ts";
 import { makeTestRoot, type TestRoot } from "../test/support/test-context.ts";
 import stage, { installedVersions } from "./apt.ts";
 
@@ -81,7 +82,10 @@ describe("apt apply", () => {
 
   function setUp(): void {
     root = makeTestRoot({
-      inputs: { packages: [{ name: "git", line: 1 }], pins: { apt: { git: GIT } } } as unknown as Inputs,
+      inputs: {
+        packages: [{ name: "git", line: 1 }],
+        pins: { apt: { "debian-13": { git: GIT } } },
+      } as unknown as Inputs,
     });
     mkdirSync(fake(""));
     for (const [name, script] of Object.entries(FAKES)) {
@@ -203,5 +207,64 @@ describe("apt apply", () => {
       "apt: setting up 1 of 1 packages (git)",
       expect.stringMatching(/^apt-get install: done in \d+\.\d s$/),
     ]);
+  });
+
+  it("refuses a release pins.json has no apt pins for, naming it and how to record them", async () => {
+    setUp();
+    Object.assign(root.ctx, { release: releaseByKey("ubuntu-24.04") });
+    const error = await failureOf();
+    expect(error.message).toBe(
+      "pins.json has no apt pins for Ubuntu 24.04 LTS (noble) (apt.ubuntu-24.04): this machine's release",
+    );
+    expect(error.hint).toMatch(
+      /build\.ts lock.* on a Ubuntu 24\.04 LTS \(noble\) machine, or `npm run lock:release -- ubuntu-24\.04`/,
+    );
+    expect(aptGetCalls()).toEqual([]);
+  });
+
+  it("on Debian 12, adds bookworm-backports for Go only, from the machine's own archive, before apt-get update", async () => {
+    setUp();
+    Object.assign(root.ctx, {
+      release: releaseByKey("debian-12"),
+      inputs: { ...root.ctx.inputs, pins: { apt: { "debian-12": { git: GIT } } } },
+    });
+    mkdirSync(path.join(root.dir, "etc/apt/sources.list.d"), { recursive: true });
+    mkdirSync(path.join(root.dir, "etc/apt/preferences.d"), { recursive: true });
+    writeFileSync(
+      path.join(root.dir, "etc/apt/sources.list.d/debian.sources"),
+      "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n",
+    );
+    mirror({ code: 0 }, `       git | ${GIT} | http://mirror.example/debian bookworm/main amd64 Packages\n`);
+    const changes = await apply();
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        { kind: "package", name: "git", from: null, to: GIT },
+        expect.objectContaining({ kind: "create", path: "/etc/apt/sources.list.d/devvm-bookworm-backports.sources" }),
+        expect.objectContaining({ kind: "create", path: "/etc/apt/preferences.d/devvm-bookworm-backports" }),
+      ]),
+    );
+    expect(readFileSync(path.join(root.dir, "etc/apt/sources.list.d/devvm-bookworm-backports.sources"), "utf8")).toBe(
+      "# Written by the devvm builder (apt stage): t3-dispatch needs Go 1.22 or newer; bookworm's own golang-go is 1.19.\n" +
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm-backports\nComponents: main\n" +
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+    );
+    const preference = readFileSync(path.join(root.dir, "etc/apt/preferences.d/devvm-bookworm-backports"), "utf8");
+    expect(preference).toMatch(
+      /^Package: \/\^golang-\(go\|src\|doc\|any\|.*\$\/\nPin: release n=bookworm-backports\nPin-Priority: 500\n$/m,
+    );
+    expect(aptGetCalls()[0]).toBe("update -q");
+  });
+
+  it("says which file lacks the release's archive when no apt source serves it", async () => {
+    setUp();
+    Object.assign(root.ctx, {
+      release: releaseByKey("debian-12"),
+      inputs: { ...root.ctx.inputs, pins: { apt: { "debian-12": { git: GIT } } } },
+    });
+    const error = await failureOf();
+    expect(error.message).toBe(
+      "no apt source in /etc/apt/sources.list or /etc/apt/sources.list.d/ serves bookworm, so bookworm-backports has no archive to come from",
+    );
+    expect(aptGetCalls()).toEqual([]);
   });
 });

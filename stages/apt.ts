@@ -1,11 +1,15 @@
 import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
-import { underRoot, warn } from "../lib/core/context.ts";
+import { hostPath, underRoot, warn } from "../lib/core/context.ts";
 import { AptProgress } from "../lib/machine/apt-progress.ts";
 import { APT_ENV, updatePackageLists } from "../lib/machine/apt-update.ts";
 import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/core/errors.ts";
 import { DPKG_OPTIONS, dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/machine/dpkg.ts";
 import { run } from "../lib/machine/exec.ts";
+import { extraSuiteFiles, readAptSources } from "../lib/machine/apt-sources.ts";
+import { applyResources, checkResources, managedBy, type FileResource } from "../lib/machine/files.ts";
+import type { Release } from "../lib/machine/releases.ts";
+import type { AptPins, Pins } from "../lib/inputs/pins.ts";
 import type { Stage } from "../lib/core/stage.ts";
 
 const LOCK_HINT = `run ${LOCK_COMMAND} to refresh pins.json from what the mirror offers now`;
@@ -25,9 +29,27 @@ export async function installedVersions(ctx: BuildContext, names: string[]): Pro
   return versions;
 }
 
+/** This machine's release and its block of apt pins; a release pins.json has no block for is refused, naming the fix. */
+export function releasePins(ctx: BuildContext): { release: Release; pins: AptPins } {
+  const release = ctx.release;
+  const pins = ctx.inputs.pins.apt[release.key as keyof Pins["apt"]];
+  if (!pins)
+    throw new UserError(
+      `pins.json has no apt pins for ${release.name} (apt.${release.key}): this machine's release`,
+      `run ${LOCK_COMMAND} on a ${release.name} machine, or \`npm run lock:release -- ${release.key}\` here (docs/cli.md "lock")`,
+    );
+  return { release, pins };
+}
+
 /** Every package of packages.txt has its pin: loadInputs refuses inputs where they disagree. */
 function pinnedVersions(ctx: BuildContext): Map<string, string> {
-  return new Map(ctx.inputs.packages.map((p) => [p.name, ctx.inputs.pins.apt[p.name]!]));
+  const { pins } = releasePins(ctx);
+  return new Map(ctx.inputs.packages.map((p) => [p.name, pins[p.name]!]));
+}
+
+/** The files of the release's extra suite (bookworm's backports for Go), read against the machine's own sources. */
+function extraSuite(ctx: BuildContext): FileResource[] {
+  return extraSuiteFiles(releasePins(ctx).release, readAptSources(hostPath(ctx, "/")));
 }
 
 async function pendingPackages(ctx: BuildContext): Promise<Change[]> {
@@ -125,9 +147,16 @@ export default {
     const repair: Change[] = broken
       ? [{ kind: "action", description: `repair the interrupted dpkg (dpkg --configure -a)` }]
       : [];
-    return { changes: [...repair, ...(await pendingPackages(ctx))], managed: [] };
+    const suite = extraSuite(ctx);
+    return {
+      changes: [...repair, ...(await checkResources(ctx, suite)), ...(await pendingPackages(ctx))],
+      managed: managedBy(suite),
+    };
   },
   async apply(ctx, pending) {
+    // Before any apt-get: the packages pinned from the extra suite are found there only.
+    const suiteChanges = await applyResources(ctx, extraSuite(ctx));
+    const done = () => [...pending.changes.filter((c) => c.kind === "action" || c.kind === "package"), ...suiteChanges];
     // A build killed during dpkg's work leaves it interrupted: apt-get refuses everything until it is repaired.
     const journal = dpkgJournalLeft();
     // check asked dpkg --audit already: asked again only for a repair it found, for the reason to print.
@@ -142,13 +171,13 @@ export default {
         // said, not made the reason the build stops: before check asked dpkg --audit, such a build went on.
         if (!(error instanceof UserError) || pending.changes.some((c) => c.kind === "package")) throw error;
         warn(ctx, `${error.message}\nhint: ${error.hint}`);
-        return [];
+        return suiteChanges;
       }
     }
     // A repair may have finished installing some of them.
     const pendingNow = repaired ? await pendingPackages(ctx) : pending.changes;
     const wanted = pendingNow.flatMap((c) => (c.kind === "package" ? [{ name: c.name, to: c.to }] : []));
-    if (wanted.length === 0) return pending.changes;
+    if (wanted.length === 0) return done();
     await waitForDpkgLock(ctx);
     // Only now is the network needed: a rerun with everything in place makes no request.
     ctx.log.info(`${wanted.length} package(s) of packages.txt to install: apt-get update first`);
@@ -159,7 +188,7 @@ export default {
       throw new UserError(
         `apt-get finished but ${left.map((c) => (c.kind === "package" ? c.name : "")).join(", ")} is not at its pin`,
       );
-    return pending.changes;
+    return done();
   },
   async inventory(ctx) {
     // Every installed package, dependencies included: they are not pinned, so

@@ -10,6 +10,7 @@ import type { Stage } from "../core/stage.ts";
 import { requireCompletePins } from "../inputs/required-pins.ts";
 import { writeFileAtomic } from "../machine/files.ts";
 import { Accounts } from "../machine/accounts.ts";
+import { machineRelease } from "../machine/releases.ts";
 import { buildManifest, readManifest } from "../output/manifest.ts";
 import { builderIdentity, REPORT_VERSION, type Report } from "../output/report.ts";
 import { BUILD_LOCK_PATH } from "../../stages/preflight.ts";
@@ -32,6 +33,8 @@ export async function runPipeline(
     root,
     inputs,
     settings,
+    // An unsupported release is refused here, before any stage, with the message preflight would give.
+    release: machineRelease(root),
     planOnly: cli.plan,
     strict: cli.strict,
     forImage: cli.forImage,

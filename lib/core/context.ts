@@ -4,6 +4,7 @@ import type { Background } from "./background.ts";
 import type { BuildSession } from "./build-session.ts";
 import type { Inputs } from "../inputs/index.ts";
 import type { Settings } from "../inputs/settings.ts";
+import type { Release } from "../machine/releases.ts";
 
 /** Lines a stage may print; the runner indents them under the stage's line. */
 export interface Logger {
@@ -17,6 +18,8 @@ export interface BuildContext {
   readonly root: string;
   readonly inputs: Inputs;
   readonly settings: Settings;
+  /** The managed machine's release (lib/machine/releases.ts), read from its os-release when the build starts. */
+  readonly release: Release;
   /** True under --plan: checks only, nothing is changed. */
   readonly planOnly: boolean;
   /** --for-image: the build makes an image's root; stages marked firstBoot are skipped. */

@@ -35,7 +35,7 @@ export function selectStages(all: readonly Stage[], selection: Selection): Stage
     if (all.find((s) => s.name === name)?.always)
       throw new UserError(
         `stage ${name} cannot be skipped`,
-        "it guards every build (root, Debian 12, one build at a time)",
+        "it guards every build (root, a supported release, one build at a time)",
       );
   }
   return all.filter((stage, index) => {

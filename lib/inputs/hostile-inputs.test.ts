@@ -3,6 +3,7 @@
 // cases and what concerns every input are here; pins.json's and
 // packages.txt's in hostile-pins.test.ts, random mutations in
 // fuzzed-inputs.test.ts.
+import type { Pins } from "./pins.ts";
 import { execFileSync } from "node:child_process";
 import { rmSync, symlinkSync } from "node:fs";
 import path from "node:path";
@@ -211,7 +212,10 @@ describe("hostile inputs", () => {
   });
 
   it("accepts what is unusual but valid: a BOM, CRLF lines, tab-indented JSON, a package named constructor", async () => {
-    const pins = JSON.parse(pinsText.replace('"apt": {', '"apt": {\n    "constructor": "1.0-1",')) as unknown;
+    const pins = JSON.parse(pinsText) as Pins;
+    const releases = Object.keys(pins.apt) as Array<keyof Pins["apt"]>;
+    for (const key of releases) pins.apt[key] = { constructor: "1.0-1", ...pins.apt[key] };
+    const release = releases[0]!;
     const dir = inputsWith({
       "roster.yaml": `\ufeff${COMMITTED["roster.yaml"].toString("utf8").replaceAll("\n", "\r\n")}`,
       "pins.json": JSON.stringify(pins, null, "\t"),
@@ -219,10 +223,11 @@ describe("hostile inputs", () => {
     });
     const inputs = await loadInputs(dir);
     expect(Object.keys(inputs.roster)).toEqual(["wizard", "alice", "bob"]);
-    expect(inputs.pins.apt.constructor).toBe("1.0-1");
+    expect(inputs.pins.apt[release]!.constructor).toBe("1.0-1");
     // A lookup of a name the file does not hold finds nothing, whatever the name.
     expect(inputs.roster.constructor).toBeUndefined();
-    expect(inputs.pins.apt.hasOwnProperty).toBeUndefined();
+    expect(inputs.pins.apt[release]!.hasOwnProperty).toBeUndefined();
+    expect((inputs.pins.apt as Record<string, unknown>).hasOwnProperty).toBeUndefined();
   });
 
   it("refuses an input that is not a regular file (a FIFO, a link to /dev/zero) at once, without waiting or reading it", async () => {
@@ -254,12 +259,14 @@ describe("hostile inputs", () => {
   it("lets lock, and only lock, find packages.txt and pins.json apart", async () => {
     const replace = {
       "packages.txt": `${COMMITTED["packages.txt"]}htop\n`,
-      "pins.json": pinsText.replace('"apt": {', '"apt": {\n    "gone": "1.0",'),
+      "pins.json": pinsText.replace(/("apt": \{\n {4}"[a-z0-9.-]+": \{)/, '$1\n      "gone": "1.0",'),
     };
     const problems = await problemsOf(replace);
+    const releases = Object.keys((JSON.parse(pinsText) as Pins).apt);
+    // Each release's block is checked: htop is missing from every one, gone is in the first only.
     expect(problems.map((p) => p.message)).toEqual([
-      expect.stringContaining("htop has no apt pin"),
-      expect.stringContaining("apt.gone is pinned but not in packages.txt"),
+      ...releases.map((release) => expect.stringContaining(`htop has no apt pin for ${release} in pins.json`)),
+      `apt.${releases[0]}.gone is pinned but not in packages.txt; remove the pin or run \`build.ts lock\``,
     ]);
     await expect(loadInputs(inputsWith(replace), { forLock: true })).resolves.toBeDefined();
   });

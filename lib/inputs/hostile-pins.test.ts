@@ -17,7 +17,9 @@ const pinsWithGit = (version: string) => pinsText.replace(/"git": "[^"]*"/, `"gi
 const lineOfText = (needle: string) => pinsText.split("\n").findIndex((l) => l.includes(needle)) + 1;
 const gitLine = lineOfText('"git":');
 /** The line of an entry put first in pins.json's apt map. */
-const firstAptLine = lineOfText('"apt": {') + 1;
+const firstAptLine = lineOfText('"apt": {') + 2;
+/** pins.json with a line put first in its first release's apt pins. */
+const withFirstAptLine = (line: string) => pinsText.replace(/("apt": \{\n {4}"[a-z0-9.-]+": \{)/, `$1\n      ${line}`);
 
 const CASES: HostileCase[] = [
   [
@@ -54,15 +56,15 @@ const CASES: HostileCase[] = [
   ["pins.json with a bare key", { "pins.json": "{\n  node: 1\n}" }, "pins.json:2", /column 3: a key without quotes/],
   [
     "pins.json with a duplicate key",
-    { "pins.json": pinsText.replace('"apt": {', '"apt": {\n    "git": "1.0",') },
+    { "pins.json": withFirstAptLine('"git": "1.0",') },
     `pins.json:${gitLine + 1}`,
-    /apt\.git: appears twice in one object/,
+    /apt\.[a-z0-9.-]+\.git: appears twice in one object/,
   ],
   [
     "pins.json with a __proto__ key",
-    { "pins.json": pinsText.replace('"apt": {', '"apt": {\n    "__proto__": {},') },
+    { "pins.json": withFirstAptLine('"__proto__": {},') },
     `pins.json:${firstAptLine}`,
-    /apt\.__proto__: "__proto__" is refused as a key/,
+    /apt\.[a-z0-9.-]+\.__proto__: "__proto__" is refused as a key/,
   ],
   [
     "pins.json written as YAML",
@@ -87,7 +89,7 @@ const CASES: HostileCase[] = [
     "an apt version 1:",
     { "pins.json": pinsWithGit("1:") },
     `pins.json:${gitLine}`,
-    /apt\.git: "1:" is not an exact Debian version: the epoch 1: must be followed by an upstream version that starts with a digit/,
+    /apt\.[a-z0-9.-]+\.git: "1:" is not an exact Debian version: the epoch 1: must be followed by an upstream version that starts with a digit/,
   ],
   [
     "an apt version with an empty revision",
@@ -109,15 +111,15 @@ const CASES: HostileCase[] = [
   ],
   [
     "an apt pin for a name that is no Debian package",
-    { "pins.json": pinsText.replace('"apt": {', '"apt": {\n    "Git Tools": "1.0",') },
+    { "pins.json": withFirstAptLine('"Git Tools": "1.0",') },
     `pins.json:${firstAptLine}`,
-    /apt\.Git Tools: expected a Debian package name/,
+    /apt\.[a-z0-9.-]+\.Git Tools: expected a Debian package name/,
   ],
   [
     "a package without an apt pin",
     { "packages.txt": `${COMMITTED["packages.txt"]}htop\n` },
     `packages.txt:${COMMITTED["packages.txt"].toString().split("\n").length}`,
-    /htop has no apt pin in pins\.json; run `build\.ts lock`/,
+    /htop has no apt pin for [a-z0-9.-]+ in pins\.json; run `build\.ts lock`/,
   ],
 ];
 

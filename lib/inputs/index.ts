@@ -6,9 +6,10 @@ import { InputError, type InputProblem } from "../core/errors.ts";
 import { decodeInput, readInputFile } from "./input-text.ts";
 import { parseLocated } from "./located.ts";
 import { parsePackages, type AptPackage } from "./packages.ts";
-import { PinsSchema, type Pins } from "./pins.ts";
+import { PinsSchema, type AptPins, type Pins } from "./pins.ts";
 import { RosterFileSchema, type Roster } from "./roster.ts";
 import { checkMachineAccounts } from "./system-accounts.ts";
+import { releaseByKey } from "../machine/releases.ts";
 
 export const INPUT_FILES = ["packages.txt", "pins.json", "roster.yaml"] as const;
 
@@ -62,15 +63,25 @@ export async function loadInputs(dir: string, options: LoadOptions = {}): Promis
   if (problems.length > 0 || !pins.data || !roster.data) throw new InputError(capPerFile(problems));
 
   // No prototype: a lookup by any name finds only what the file holds.
-  const apt = Object.assign(Object.create(null) as Pins["apt"], pins.data.apt);
+  const apt = Object.assign(
+    Object.create(null) as Pins["apt"],
+    Object.fromEntries(
+      Object.entries(pins.data.apt).map(([release, aptPins]) => [
+        release,
+        Object.assign(Object.create(null) as AptPins, aptPins),
+      ]),
+    ),
+  );
   const users = Object.assign(Object.create(null) as Roster, roster.data.users);
   return { packages: packages.packages, pins: { ...pins.data, apt }, roster: users, hashes };
 }
 
 /**
- * packages.txt and pins.json agree, in every mode but lock (which makes them
- * agree): a package without a pin, or a pin without a package, stops the
- * build before any stage, --plan and --stage too.
+ * packages.txt and each release's block of pins.json agree, in every mode
+ * but lock (which makes them agree): a package without a pin, or a pin
+ * without a package, stops the build before any stage, --plan and --stage
+ * too. A release without a block is the apt stage's to refuse, on that
+ * release only: pins.json may hold fewer releases than are supported.
  */
 function crossCheckApt(
   packages: AptPackage[],
@@ -78,21 +89,23 @@ function crossCheckApt(
   lineOfKey: (path: PropertyKey[]) => number | undefined,
 ): InputProblem[] {
   const listed = new Set(packages.map((p) => p.name));
-  const unpinned = packages
-    .filter((p) => !Object.hasOwn(pins.apt, p.name))
-    .map((p) => ({
-      file: "packages.txt",
-      line: p.line,
-      message: `${p.name} has no apt pin in pins.json; run \`build.ts lock\` to record the mirror's version`,
-    }));
-  const leftover = Object.keys(pins.apt)
-    .filter((name) => !listed.has(name))
-    .map((name) => ({
-      file: "pins.json",
-      line: lineOfKey(["apt", name]),
-      message: `apt.${name} is pinned but not in packages.txt; remove the pin or run \`build.ts lock\``,
-    }));
-  return [...unpinned, ...leftover];
+  return Object.entries(pins.apt).flatMap(([release, aptPins = {}]) => {
+    const unpinned = packages
+      .filter((p) => !Object.hasOwn(aptPins, p.name))
+      .map((p) => ({
+        file: "packages.txt",
+        line: p.line,
+        message: `${p.name} has no apt pin for ${release} in pins.json; run \`build.ts lock\` on a ${releaseByKey(release)?.name ?? release} machine to record its mirror's version`,
+      }));
+    const leftover = Object.keys(aptPins)
+      .filter((name) => !listed.has(name))
+      .map((name) => ({
+        file: "pins.json",
+        line: lineOfKey(["apt", release, name]),
+        message: `apt.${release}.${name} is pinned but not in packages.txt; remove the pin or run \`build.ts lock\``,
+      }));
+    return [...unpinned, ...leftover];
+  });
 }
 
 /** A mangled file can have a problem on every line: the first few of each file, and how many more. */

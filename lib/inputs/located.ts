@@ -1,6 +1,6 @@
 // Parses an input (pins.json as strict JSON, anything else as YAML) and
 // validates it with a zod schema, turning every problem into file:line: message.
-import { ZodArray, ZodDefault, ZodNullable, ZodObject, ZodOptional, ZodRecord, type z } from "zod";
+import { ZodArray, ZodDefault, ZodEnum, ZodNullable, ZodObject, ZodOptional, ZodRecord, type z } from "zod";
 import type { InputProblem } from "../core/errors.ts";
 import { readJsonTree } from "./json-tree.ts";
 import { lineIndex, type SourceNode } from "./source-tree.ts";
@@ -67,7 +67,10 @@ function objectAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[]
     else if (current instanceof ZodArray) current = unwrap(current.element as z.ZodType);
     else return undefined;
   }
-  return current instanceof ZodObject ? Object.keys(current.shape) : undefined;
+  if (current instanceof ZodObject) return Object.keys(current.shape);
+  // A record keyed by an enum (pins.json's apt, by release) allows the enum's values.
+  if (current instanceof ZodRecord && current.keyType instanceof ZodEnum) return current.keyType.options.map(String);
+  return undefined;
 }
 
 function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {

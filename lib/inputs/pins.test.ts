@@ -76,10 +76,15 @@ describe("pins.json", () => {
     expect(problems[0]?.message).toContain("64 lower-case hex digits");
   });
 
-  it("refuses unknown keys and non-Debian apt versions", () => {
-    const { problems } = parse(withValue(/"apt": \{/, '"extra": 1, "apt": { "aaa": "*",'));
-    expect(problems.map((p) => p.message)).toEqual([
-      expect.stringContaining("exact Debian version"),
+  it("refuses unknown keys, unknown releases and non-Debian apt versions", () => {
+    const text = withValue(/"apt": \{/, '"extra": 1, "apt": { "debian-11": {},').replace(
+      /"git": "[^"]*"/,
+      '"git": "*"',
+    );
+    const { problems } = parse(text);
+    expect(problems.map((p) => p.message).sort()).toEqual([
+      "apt.debian-11: unknown key; expected one of: debian-13, ubuntu-24.04, debian-12",
+      expect.stringMatching(/^apt\.debian-13\.git: "\*" is not an exact Debian version/),
       expect.stringContaining("extra: unknown key"),
     ]);
   });

@@ -2,6 +2,7 @@
 // anything they cover is installed. `build.ts lock` writes it.
 import semver from "semver";
 import { z } from "zod";
+import { RELEASES } from "../machine/releases.ts";
 import { DEBIAN_PACKAGE } from "./packages.ts";
 
 const FLOATING = new Set(["latest", "nightly", "next", "canary", "beta", "stable", "*", "x"]);
@@ -111,9 +112,19 @@ export const PinsSchema = z.strictObject({
     /** Of the kubectl binary as released (dl.k8s.io publishes it beside it as kubectl.sha256). */
     sha256: sha256.optional(),
   }),
+  // apt versions differ per release: one block of pins per supported release (lib/machine/releases.ts).
   apt: z
-    .record(z.string().regex(DEBIAN_PACKAGE, "expected a Debian package name (as in packages.txt)"), debianVersion)
+    .partialRecord(
+      z.enum(
+        RELEASES.map((r) => r.key),
+        { error: `expected a supported release: ${RELEASES.map((r) => r.key).join(", ")}` },
+      ),
+      z.record(z.string().regex(DEBIAN_PACKAGE, "expected a Debian package name (as in packages.txt)"), debianVersion),
+    )
     .default({}),
 });
+
+/** One release's apt pins: package name -> exact version. */
+export type AptPins = Record<string, string>;
 
 export type Pins = z.infer<typeof PinsSchema>;

@@ -16,7 +16,7 @@ const onMachine = { underRoot: false };
 /** Complete pins (every hash there), changed by `edit`. */
 function inputs(edit: (pins: Pins) => void = () => {}, packages = [{ name: "git", line: 3 }]): Inputs {
   const pins = structuredClone(COMMITTED);
-  pins.apt = { git: "1:2.39.5-0+deb12u3" };
+  pins.apt = { "debian-12": { git: "1:2.39.5-0+deb12u3" } };
   pins.node.sha256 = "0".repeat(64);
   pins.npm.t3.integrity = pins.npm["@openai/codex"].integrity;
   pins.kubelogin = { ...pins.kubelogin, sha256: "1".repeat(64), binarySha256: "2".repeat(64) };

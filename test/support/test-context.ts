@@ -1,4 +1,5 @@
 // A BuildContext over a temporary root, for unit tests beside the code.
+import { releaseByKey } from "../../lib/machine/releases.ts";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -22,6 +23,8 @@ export function makeTestRoot(overrides: Partial<BuildContext> = {}): TestRoot {
     root: dir,
     inputs: {} as Inputs,
     settings: readSettings({}),
+    // A release without an extra apt suite: a test's apt stage never writes into this host's /etc/apt.
+    release: releaseByKey("debian-13")!,
     planOnly: false,
     strict: false,
     repoDir: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../.."),

@@ -256,16 +256,17 @@ describe("lock, honest about what it could not resolve", () => {
 
     it("says apt-get update could not fetch, instead of blaming packages.txt or pinning stale candidates", async () => {
       using files = pinsInputs(
-        completePins((pins) => (pins.apt = { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" })),
+        completePins((pins) => (pins.apt = { "debian-12": { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" } })),
       );
       files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
       mirrorDown(files.dir);
+      const root = machineRoot(files.dir, BOOKWORM);
       await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
       const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
-      const { unresolved } = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [] });
+      const { unresolved } = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [], root });
       expect(unresolved).toEqual([
         {
-          entry: "apt",
+          entry: "apt.debian-12",
           reason: expect.stringMatching(
             /^apt-get update could not fetch the package lists:\nW: Failed to fetch http:\/\/deb\.debian\.org\/debian\/dists\/bookworm\/InRelease/,
           ),
@@ -275,4 +276,63 @@ describe("lock, honest about what it could not resolve", () => {
       expect(readFileSync(files.pinsFile, "utf8")).toBe(files.text);
     });
   });
+
+  it("refreshes only this machine's release, keeping the others' pins as they were, after adding bookworm's backports as the apt stage does", async () => {
+    const noble = { git: "1:2.43.0-1ubuntu7.3", "fd-find": "9.0.0-1" };
+    using files = pinsInputs(
+      completePins(
+        (pins) =>
+          (pins.apt = { "ubuntu-24.04": noble, "debian-12": { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" } }),
+      ),
+    );
+    files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
+    const bin = path.join(files.dir, "bin");
+    mkdirSync(bin);
+    const fakes = {
+      "apt-get": "#!/bin/sh\nexit 0\n",
+      "apt-cache": `#!/bin/sh\nprintf 'git:\\n  Installed: (none)\\n  Candidate: 1:2.39.5-0+deb12u3\\nfd-find:\\n  Installed: (none)\\n  Candidate: 8.6.0-3\\n'\n`,
+    };
+    for (const [name, script] of Object.entries(fakes)) {
+      writeFileSync(path.join(bin, name), script);
+      chmodSync(path.join(bin, name), 0o755);
+    }
+    vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    try {
+      const root = machineRoot(files.dir, BOOKWORM);
+      await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
+      const { ctx, logged } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+      const result = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [], root });
+      expect(result).toEqual({
+        changes: ["apt.debian-12.git: 1:2.39.5-0+deb12u2 -> 1:2.39.5-0+deb12u3"],
+        unresolved: [],
+      });
+      const written = JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins;
+      expect(Object.keys(written.apt)).toEqual(["ubuntu-24.04", "debian-12"]);
+      expect(written.apt["ubuntu-24.04"]).toEqual(noble);
+      expect(
+        readFileSync(path.join(root, "etc/apt/sources.list.d/devvm-bookworm-backports.sources"), "utf8"),
+      ).toContain("URIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n");
+      expect(readFileSync(path.join(root, "etc/apt/preferences.d/devvm-bookworm-backports"), "utf8")).toContain(
+        "Pin: release n=bookworm-backports\nPin-Priority: 500\n",
+      );
+      expect(logged).toContain(
+        "wrote /etc/apt/sources.list.d/devvm-bookworm-backports.sources, as the apt stage does on Debian 12 (bookworm)",
+      );
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
 });
+
+const BOOKWORM =
+  'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n';
+
+/** A machine root under dir with this os-release and a fresh bookworm's sources.list: lock writes there, not on this host. */
+function machineRoot(dir: string, osRelease: string): string {
+  const root = path.join(dir, "root");
+  mkdirSync(path.join(root, "etc/apt/sources.list.d"), { recursive: true });
+  mkdirSync(path.join(root, "etc/apt/preferences.d"), { recursive: true });
+  writeFileSync(path.join(root, "etc/os-release"), osRelease);
+  writeFileSync(path.join(root, "etc/apt/sources.list"), "deb http://deb.debian.org/debian bookworm main\n");
+  return root;
+}

@@ -8,6 +8,7 @@ import { UserError } from "../../core/errors.ts";
 import { writeFileAtomic } from "../../machine/files.ts";
 import type { Inputs } from "../../inputs/index.ts";
 import { PinsSchema, type Pins } from "../../inputs/pins.ts";
+import { machineRelease, RELEASES } from "../../machine/releases.ts";
 import { latestVersion, versionInfo } from "../../sources/registry.ts";
 import type { Command } from "../command.ts";
 import { trustExtraCaCertsInChildren } from "../extra-ca-certs.ts";
@@ -49,6 +50,8 @@ type Updatable = (typeof UPDATABLE)[number];
 export interface RefreshRequest {
   pinsFile: string;
   updates: string[];
+  /** The machine whose release and apt sources the apt pins are read from: "/" unless a test says otherwise. */
+  root?: string;
 }
 
 export function parseUpdates(updates: string[]): Map<Updatable, string | undefined> {
@@ -107,14 +110,22 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
       return { version, integrity };
     });
 
+  // Only this machine's release: the others are refreshed on machines (or containers) of theirs.
+  const root = request.root ?? "/";
+  const release = await attempt("apt", undefined, () => Promise.resolve(machineRelease(root)));
+  const oldApt = release ? (old.apt[release.key as keyof Pins["apt"]] ?? {}) : {};
   // The sources are independent: asked at once, so an unreachable one costs one timeout, not one per entry.
   const [apt, node, npm, claudeCode, codex, t3, kubelogin, kubectl] = await Promise.all([
-    aptCandidates(
-      ctx,
-      inputs.packages.map((p) => p.name),
-      old.apt,
-      unresolved,
-    ),
+    release
+      ? aptCandidates(
+          ctx,
+          { root, release },
+          inputs.packages.map((p) => p.name),
+          oldApt,
+          unresolved,
+          notes,
+        )
+      : oldApt,
     nodePin(ctx, old.node, updates.has("node") ? { to: updates.get("node") } : undefined, attempt),
     npmPin("node.npm", "npm", "npm", old.node.npm),
     npmPin(
@@ -130,7 +141,7 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
   ]);
   const pins = ordered({
     ...old,
-    apt,
+    apt: release ? { ...old.apt, [release.key]: apt } : old.apt,
     node: { ...node, npm },
     npm: {
       "@anthropic-ai/claude-code": claudeCode,
@@ -191,7 +202,13 @@ function ordered(pins: Pins): Pins {
     },
     kubelogin,
     kubectl: { version: kubectl.version, ...(kubectl.sha256 ? { sha256: kubectl.sha256 } : {}) },
-    apt: Object.fromEntries(Object.entries(apt).sort(([a], [b]) => (a < b ? -1 : 1))),
+    // Releases in the order of lib/machine/releases.ts, packages by name.
+    apt: Object.fromEntries(
+      RELEASES.flatMap(({ key }) => {
+        const block = apt[key as keyof Pins["apt"]];
+        return block ? [[key, Object.fromEntries(Object.entries(block).sort(([a], [b]) => (a < b ? -1 : 1)))]] : [];
+      }),
+    ),
   } as Pins;
 }
 

@@ -10,6 +10,9 @@ import semver from "semver";
 import type { BuildContext } from "../../core/context.ts";
 import { APT_ENV, updatePackageLists } from "../../machine/apt-update.ts";
 import { downloadUnpinned } from "../../sources/download.ts";
+import { extraSuiteFiles, readAptSources } from "../../machine/apt-sources.ts";
+import { writeFileAtomic } from "../../machine/files.ts";
+import type { Release } from "../../machine/releases.ts";
 import { tail, UserError } from "../../core/errors.ts";
 import { run } from "../../machine/exec.ts";
 import { TransientFetchError } from "../../sources/fetch-error.ts";
@@ -86,22 +89,36 @@ export async function nodePin(
   return { version, ...(sha256 ? { sha256 } : {}), ...(integrity ? { integrity } : {}) };
 }
 
-/** The mirror's candidate of each package; a failed `apt-get update` or a package without one is unresolved. */
+/**
+ * The mirror's candidate of each package, on this machine's release; a failed
+ * `apt-get update` or a package without one is unresolved. The release's
+ * extra suite (bookworm's backports) is added first, as the apt stage adds
+ * it, so the candidates are the versions a build there installs.
+ */
 export async function aptCandidates(
   ctx: RefreshContext,
+  machine: { root: string; release: Release },
   names: string[],
   current: Record<string, string>,
   unresolved: Unresolved[],
+  notes: string[],
 ): Promise<Record<string, string>> {
   if (names.length === 0) return {};
   const hint = "check the apt sources (/etc/apt/sources.list*) and that the mirror is reachable";
+  const entry = `apt.${machine.release.key}`;
   let policy;
   try {
+    for (const file of extraSuiteFiles(machine.release, readAptSources(machine.root))) {
+      const at = path.join(machine.root, file.path);
+      if ((await readFile(at, "utf8").catch(() => null)) === file.content) continue;
+      await writeFileAtomic(at, file.content, { mode: file.mode, uid: 0, gid: 0 });
+      notes.push(`wrote ${file.path}, as the apt stage does on ${machine.release.name}`);
+    }
     const problems = await updatePackageLists(ctx);
     // The lists left are an earlier update's (or none): their candidates are not what the mirror offers now.
     if (problems) {
       unresolved.push({
-        entry: "apt",
+        entry,
         reason: `apt-get update could not fetch the package lists:\n${tail(problems, 8)}`,
         hint,
       });
@@ -109,7 +126,8 @@ export async function aptCandidates(
     }
     policy = await run(ctx, "apt-cache", ["policy", ...names], { env: APT_ENV });
   } catch (error) {
-    unresolved.push({ entry: "apt", reason: reasonOf(error).reason, hint });
+    const reason = reasonOf(error);
+    unresolved.push({ entry, reason: reason.reason, hint: reason.hint ?? hint });
     return current;
   }
   const candidates: Record<string, string> = {};
@@ -122,7 +140,7 @@ export async function aptCandidates(
   }
   for (const name of names.filter((n) => !candidates[n])) {
     unresolved.push({
-      entry: `apt.${name}`,
+      entry: `${entry}.${name}`,
       reason: "the mirror offers no version",
       hint: "check the names in packages.txt and the apt sources",
     });
