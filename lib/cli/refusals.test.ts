@@ -110,12 +110,24 @@ describe("build.ts refuses, before any stage", () => {
     }
   });
 
-  it("image refuses a release it does not support, naming those it does, exit 2", () => {
+  it("image refuses a release it does not support, naming those it does, and one pins.json has no apt pins for, exit 2", () => {
     const run = build("image", "--release", "debian-11", "--output", output);
     expect(run.code, run.stderr).toBe(EXIT.badInput);
     expect(run.stderr).toContain('unknown release "debian-11"');
     expect(run.stderr).toContain("debian-13, ubuntu-24.04, debian-12");
     expect(readdirSync(output)).toEqual([]);
+    const inputs = inputsDir({ pins: (pins) => void delete (pins.apt as Record<string, unknown>)["ubuntu-24.04"] });
+    try {
+      const unpinned = build("image", "--release", "ubuntu-24.04", "--inputs", inputs, "--output", output);
+      expect(unpinned.code, unpinned.stderr).toBe(EXIT.badInput);
+      expect(unpinned.stderr).toContain(
+        "pins.json has no apt pins for Ubuntu 24.04 LTS (noble) (apt.ubuntu-24.04): the image's release",
+      );
+      expect(unpinned.stderr).not.toContain("mmdebstrap");
+      expect(readdirSync(output)).toEqual([]);
+    } finally {
+      rmSync(inputs, { recursive: true, force: true });
+    }
   });
 
   it("refuses a VAULT_ADDR without a scheme as a settings error, exit 2", () => {
