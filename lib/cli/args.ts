@@ -10,7 +10,7 @@ import { EXIT } from "./exit-code.ts";
 export { EXIT };
 
 export const USAGE = `Usage: build.ts [options]
-       build.ts lock [--update NAME[@VERSION]]...
+       build.ts lock [--update NAME[@VERSION]]... | build.ts lock --apt-only
        build.ts offboard USER [--plan]
        build.ts image [--release KEY] [--inputs DIR] [--output DIR]
 
@@ -39,6 +39,9 @@ Options:
                      (default: the builder's own folder)
   --output DIR       write report.json and manifest.json to DIR
                      (default: output/ in the builder's folder)
+  --apt-only         lock only: refresh only this release's apt pins, ask no
+                     other source (what \`npm run lock:release\` runs in a
+                     container of another release)
   --release KEY      image only: the image's release, one of
                      ${RELEASES.map((r) => r.key).join(", ")} (default: ${DEFAULT_IMAGE_RELEASE})
   --for-image        build an image's root (what \`image\` runs inside it): the
@@ -58,6 +61,8 @@ export interface CliOptions {
   /** The user named by `offboard USER`. */
   user?: string;
   update: string[];
+  /** lock --apt-only: only this release's apt pins. */
+  aptOnly?: boolean;
   help: boolean;
   list: boolean;
   plan: boolean;
@@ -99,6 +104,7 @@ export function parseCli(argv: string[]): CliOptions {
         output: { type: "string" },
         release: { type: "string" },
         update: { type: "string", multiple: true },
+        "apt-only": { type: "boolean", default: false },
       },
     }));
   } catch (error) {
@@ -130,6 +136,10 @@ export function parseCli(argv: string[]): CliOptions {
       `unknown release "${release}"`,
       `the releases are ${RELEASES.map((r) => r.key).join(", ")}: build.ts image --release KEY`,
     );
+  if (values["apt-only"] && command !== "lock")
+    throw new UserError("--apt-only goes with the lock command", "build.ts lock --apt-only");
+  if (values["apt-only"] && values.update)
+    throw new UserError("--apt-only refreshes only apt pins: it moves no --update", "build.ts lock --apt-only");
   if (values.update && command !== "lock")
     throw new UserError("--update goes with the lock command", "build.ts lock --update NAME[@VERSION]");
   const list = (value: string | undefined) =>
@@ -141,6 +151,7 @@ export function parseCli(argv: string[]): CliOptions {
     command,
     ...(user !== undefined ? { user } : {}),
     update: values.update ?? [],
+    ...(values["apt-only"] ? { aptOnly: true } : {}),
     help: values.help,
     list: values.list,
     plan: values.plan,

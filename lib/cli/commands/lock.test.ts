@@ -324,6 +324,34 @@ describe("lock, honest about what it could not resolve", () => {
   });
 });
 
+describe("lock --apt-only", () => {
+  afterEach(() => vi.unstubAllEnvs());
+
+  it("refreshes only this release's apt pins and asks no other source (a registry that is down is never asked)", async () => {
+    using files = pinsInputs(completePins((pins) => (pins.apt = { "debian-12": { git: "1:2.39.5-0+deb12u2" } })));
+    files.inputs.packages.push({ name: "git", line: 1 });
+    const bin = path.join(files.dir, "bin");
+    mkdirSync(bin);
+    writeFileSync(path.join(bin, "apt-get"), "#!/bin/sh\nexit 0\n");
+    writeFileSync(path.join(bin, "apt-cache"), "#!/bin/sh\nprintf 'git:\\n  Candidate: 1:2.39.5-0+deb12u3\\n'\n");
+    for (const name of ["apt-get", "apt-cache"]) chmodSync(path.join(bin, name), 0o755);
+    vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: `http://127.0.0.1:${await closedPort()}` }, files.dir);
+    const result = await refreshPins(ctx, files.inputs, {
+      pinsFile: files.pinsFile,
+      updates: [],
+      root: machineRoot(files.dir, BOOKWORM),
+      aptOnly: true,
+    });
+    expect(result).toEqual({
+      changes: ["apt.debian-12.git: 1:2.39.5-0+deb12u2 -> 1:2.39.5-0+deb12u3"],
+      unresolved: [],
+    });
+    const written = JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins;
+    expect({ ...written, apt: {} }).toEqual({ ...files.inputs.pins, apt: {} });
+  });
+});
+
 const BOOKWORM =
   'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n';
 

@@ -30,6 +30,7 @@ export const lockCommand: Command = {
     const { changes, unresolved } = await refreshPins({ settings, log, cacheDir, session }, inputs, {
       pinsFile: path.join(inputsDir, "pins.json"),
       updates: cli.update,
+      aptOnly: cli.aptOnly ?? false,
     });
     if (unresolved.length > 0) {
       say(describeUnresolved(unresolved));
@@ -52,6 +53,8 @@ export interface RefreshRequest {
   updates: string[];
   /** The machine whose release and apt sources the apt pins are read from: "/" unless a test says otherwise. */
   root?: string;
+  /** Only this release's apt pins; every other entry is kept and no other source asked (`npm run lock:release`). */
+  aptOnly?: boolean;
 }
 
 export function parseUpdates(updates: string[]): Map<Updatable, string | undefined> {
@@ -100,6 +103,7 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
     current: { version: string; integrity?: string | undefined },
   ) =>
     attempt(entry, current, async () => {
+      if (request.aptOnly) return current;
       const version = updates.has(key) ? (updates.get(key) ?? (await latestVersion(ctx, name))) : current.version;
       const integrity = (await versionInfo(ctx, name, version)).dist.integrity;
       if (!integrity)
@@ -126,7 +130,9 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
           notes,
         )
       : oldApt,
-    nodePin(ctx, old.node, updates.has("node") ? { to: updates.get("node") } : undefined, attempt),
+    request.aptOnly
+      ? (({ npm: _, ...node }) => node)(old.node)
+      : nodePin(ctx, old.node, updates.has("node") ? { to: updates.get("node") } : undefined, attempt),
     npmPin("node.npm", "npm", "npm", old.node.npm),
     npmPin(
       "npm.@anthropic-ai/claude-code",
@@ -136,8 +142,10 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
     ),
     npmPin("npm.@openai/codex", "@openai/codex", "codex", old.npm["@openai/codex"]),
     npmPin("npm.t3", "t3", "t3", old.npm.t3),
-    attempt("kubelogin", old.kubelogin, () => kubeloginPin(ctx, old.kubelogin, updates.get("kubelogin"), notes)),
-    attempt("kubectl", old.kubectl, () => kubectlPin(ctx, old.kubectl, notes)),
+    request.aptOnly
+      ? old.kubelogin
+      : attempt("kubelogin", old.kubelogin, () => kubeloginPin(ctx, old.kubelogin, updates.get("kubelogin"), notes)),
+    request.aptOnly ? old.kubectl : attempt("kubectl", old.kubectl, () => kubectlPin(ctx, old.kubectl, notes)),
   ]);
   const pins = ordered({
     ...old,
@@ -167,6 +175,30 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
     });
   for (const note of notes) ctx.log.info(note);
   return { changes: describeChanges(old, pins), unresolved: [] };
+}
+
+/**
+ * Puts one release's apt pins, as a lock on a machine of that release found
+ * them, into pins.json, leaving every other entry as it is. What `npm run
+ * lock:release` does with a lock run in a container of that release. Returns
+ * the changed pins, as lock describes them.
+ */
+export async function replaceAptPins(
+  pinsFile: string,
+  release: string,
+  apt: Record<string, string>,
+): Promise<string[]> {
+  const before = PinsSchema.parse(JSON.parse(await readFile(pinsFile, "utf8")));
+  const after = ordered({ ...before, apt: { ...before.apt, [release]: apt } });
+  const valid = PinsSchema.safeParse(after);
+  if (!valid.success)
+    throw new UserError(
+      `the apt pins found for ${release} are not valid pins: ${valid.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
+  const text = `${JSON.stringify(after, null, 2)}\n`;
+  if (text !== (await readFile(pinsFile, "utf8")))
+    await writeFileAtomic(pinsFile, text, { mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+  return describeChanges(before, after);
 }
 
 /** The unresolved entries as build.ts prints them: one line each, then each distinct hint once. */

@@ -12,6 +12,7 @@ import type { Manifest } from "../../../lib/output/manifest.ts";
 import { builderIdentity, type Report } from "../../../lib/output/report.ts";
 import { makeRelease } from "../../../scripts/release.ts";
 import { BUILDER_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+import { ensureBaseImage, TEST_RELEASE } from "./base-image.ts";
 import { startDevvm, type DevvmContainer } from "./devvm-container.ts";
 
 export const PROJECT_DIR = fileURLToPath(new URL("../../..", import.meta.url));
@@ -43,10 +44,14 @@ export const CLONE_DIR_IN_CONTAINER = "/root/devvm";
  * only the release archive, unpacked as the README says: no Node, npm or
  * node_modules, so the build starts from bootstrap.sh. "clone": only the
  * repository's tracked files, as a clone has them (no bundle, no
- * node_modules), at CLONE_DIR_IN_CONTAINER.
+ * node_modules), at CLONE_DIR_IN_CONTAINER. A fresh VM of the test release
+ * unless another release's key is given.
  */
-export async function startFreshVm(from: "project" | "release" | "clone" = "project"): Promise<DevvmContainer> {
-  const vm = await startDevvm();
+export async function startFreshVm(
+  from: "project" | "release" | "clone" = "project",
+  release: string = TEST_RELEASE,
+): Promise<DevvmContainer> {
+  const vm = await startDevvm({ image: await ensureBaseImage(release) });
   try {
     if (from === "release") {
       const { file } = await releaseArchive();
