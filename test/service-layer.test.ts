@@ -20,17 +20,20 @@ import {
   TOKEN,
   VAULT_SECRETS,
 } from "./support/harness/service-layer-box.ts";
+import { startGoProxyStandIn, type GoProxyStandIn } from "./support/stand-ins/go-proxy.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 
 describe("the service layer on a booted Debian 12", () => {
   let vm: DevvmContainer;
   let vault: VaultStandIn;
+  let goProxy: GoProxyStandIn;
   let first: Build;
   let sampled: string;
   const env = () => ({
     VAULT_ADDR: vault.address,
     VAULT_TOKEN: TOKEN,
     [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch`,
+    [settingVariables.goProxy]: goProxy.url,
   });
 
   const build = (stages: string, extraEnv: Record<string, string> = env(), ...args: string[]) =>
@@ -40,6 +43,7 @@ describe("the service layer on a booted Debian 12", () => {
 
   beforeAll(async () => {
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
+    goProxy = await startGoProxyStandIn();
     vm = await startFreshVm();
     await prepareBox(vm);
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
@@ -51,6 +55,7 @@ describe("the service layer on a booted Debian 12", () => {
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
     await vault?.[Symbol.asyncDispose]();
+    await goProxy?.stop();
   });
 
   it("builds every stage", () => {
