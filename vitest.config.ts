@@ -23,6 +23,7 @@ const BESIDE_IMAGE_BUILD = [
   "t3-prebump.test.ts",
   "bootstrap.test.ts",
   "support/stand-ins/stand-ins.test.ts",
+  "support/stand-ins/go-proxy.test.ts",
   "support/stand-ins/git-server.test.ts",
   "support/harness/boot.test.ts",
 ].map(SLOW);

@@ -1,30 +1,44 @@
-import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSettings, settingVariables } from "../lib/inputs/settings.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { makeTestRootWithAccounts } from "../test/support/test-context.ts";
 import { readPendingRestarts } from "../lib/machine/systemd.ts";
+import { startGoProxyStandIn, type GoProxyStandIn } from "../test/support/stand-ins/go-proxy.ts";
 import serviceHelpersStage from "./service-helpers.ts";
 
 const serviceHelpers: Stage = serviceHelpersStage;
 const FIXTURE = path.resolve(import.meta.dirname, "../test/support/fixtures/t3-dispatch");
 const SOURCE = settingVariables.t3DispatchSource;
-const hasGo = spawnSync("go", ["version"]).status === 0;
+// The fixture's go.mod says go 1.22, as the real source's does.
+const goMinor = Number(/go1\.(\d+)/.exec(spawnSync("go", ["version"], { encoding: "utf8" }).stdout ?? "")?.[1] ?? 0);
+const hasGo = goMinor >= 22;
+/** The scratch folders of this process's go builds (stages/service-helpers.ts). */
+const scratchFolders = () => readdirSync(tmpdir()).filter((name) => name.startsWith(`devvm-go-${process.pid}-`));
 
 /** A test root with its own accounts, so groupadd --root works on it. */
 const rootWithAccounts = (settings: Record<string, string>, strict = false) =>
   makeTestRootWithAccounts({ settings: readSettings(settings), strict });
 
 describe("service-helpers", () => {
+  // t3-dispatch's fixture needs a module, fetched from the Go module proxy stand-in.
+  let goProxy: GoProxyStandIn;
+  beforeAll(async () => {
+    goProxy = await startGoProxyStandIn();
+  });
+  afterAll(() => goProxy?.stop());
+
   it.skipIf(!hasGo)(
     "installs the helpers, creates the account, builds t3-dispatch once and records its restart",
     { timeout: 120_000 },
     async () => {
       // A machine path: under --root, the source is in the root too.
-      using root = rootWithAccounts({ [SOURCE]: "/src/t3-dispatch" });
+      using root = rootWithAccounts({ [SOURCE]: "/src/t3-dispatch", DEVVM_GOPROXY: goProxy.url });
       cpSync(FIXTURE, path.join(root.dir, "src/t3-dispatch"), { recursive: true });
+      goProxy.clearRequests();
       const check = await serviceHelpers.check(root.ctx);
       if ("skip" in check) throw new Error(check.skip);
       await serviceHelpers.apply(root.ctx, check);
@@ -43,10 +57,40 @@ describe("service-helpers", () => {
       expect(statSync(binary).mode & 0o7777).toBe(0o755);
       expect(readFileSync(binary).subarray(1, 4).toString()).toBe("ELF");
       expect(await readPendingRestarts(root.ctx)).toEqual(["t3-dispatch.service"]);
+      expect(goProxy.requests().map((r) => `${r.path} ${r.status}`)).toContain(
+        "/example.invalid/%21org/signon/@v/v1.0.0.zip 200",
+      );
+      expect(scratchFolders()).toEqual([]);
 
       const mtime = statSync(binary).mtimeMs;
       expect(await serviceHelpers.check(root.ctx)).toMatchObject({ changes: [] });
       expect(statSync(binary).mtimeMs).toBe(mtime);
+    },
+  );
+
+  it.skipIf(!hasGo)(
+    "refuses a tampered module, naming the go.sum mismatch, and installs nothing",
+    { timeout: 120_000 },
+    async () => {
+      using root = rootWithAccounts({ [SOURCE]: "/src/t3-dispatch", DEVVM_GOPROXY: goProxy.url });
+      cpSync(FIXTURE, path.join(root.dir, "src/t3-dispatch"), { recursive: true });
+      const check = await serviceHelpers.check(root.ctx);
+      if ("skip" in check) throw new Error(check.skip);
+      goProxy.serveTampered(true);
+      try {
+        await expect(serviceHelpers.apply(root.ctx, check)).rejects.toMatchObject({
+          name: "UserError",
+          message: expect.stringMatching(
+            /^go build refused a module of .*\/src\/t3-dispatch: checksum mismatch\nverifying example.invalid\/Org\/signon@v1.0.0: checksum mismatch\n\tdownloaded: h1:.*\n\tgo.sum: +h1:.*\nSECURITY ERROR$/,
+          ),
+          hint: expect.stringContaining(`DEVVM_GOPROXY=${goProxy.url} served is not the one`),
+        });
+      } finally {
+        goProxy.serveTampered(false);
+      }
+      expect(existsSync(path.join(root.dir, "usr/local/bin/t3-dispatch"))).toBe(false);
+      expect(await readPendingRestarts(root.ctx)).toEqual([]);
+      expect(scratchFolders()).toEqual([]);
     },
   );
 

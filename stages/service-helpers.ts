@@ -6,6 +6,7 @@ import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath, underRoot, warn } from "../lib/core/context.ts";
 import { UserError } from "../lib/core/errors.ts";
 import { run } from "../lib/machine/exec.ts";
+import { goBuild } from "../lib/tools/go-build.ts";
 import {
   applyResources,
   checkAttributes,
@@ -59,21 +60,7 @@ async function buildDispatch(ctx: BuildContext): Promise<void> {
   const scratch = await fs.mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-go-")));
   try {
     const output = path.join(scratch, "t3-dispatch");
-    // A private cache and GOPATH: the build leaves nothing in root's home.
-    // CGO off: a static binary; GOTOOLCHAIN=local: never fetch another Go.
-    const env = {
-      GOCACHE: `${scratch}/cache`,
-      GOPATH: `${scratch}/gopath`,
-      HOME: scratch,
-      CGO_ENABLED: "0",
-      GOTOOLCHAIN: "local",
-      GOFLAGS: "-mod=readonly",
-    };
-    await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], {
-      cwd: hostPath(ctx, sourceOf(ctx)),
-      env,
-      timeoutMs: 10 * 60_000,
-    });
+    await goBuild(ctx, { source: hostPath(ctx, sourceOf(ctx)), output, scratch });
     await writeFileAtomic(hostPath(ctx, DISPATCH_BIN), await fs.readFile(output), { mode: 0o755, uid: 0, gid: 0 });
   } finally {
     await fs.rm(scratch, { recursive: true, force: true });

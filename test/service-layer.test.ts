@@ -20,17 +20,21 @@ import {
   TOKEN,
   VAULT_SECRETS,
 } from "./support/harness/service-layer-box.ts";
+import { startGoProxyStandIn, type GoProxyStandIn } from "./support/stand-ins/go-proxy.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 
 describe("the service layer on a booted Debian 12", () => {
   let vm: DevvmContainer;
   let vault: VaultStandIn;
+  let goProxy: GoProxyStandIn;
   let first: Build;
+  let firstGoProxyRequests: string[];
   let sampled: string;
   const env = () => ({
     VAULT_ADDR: vault.address,
     VAULT_TOKEN: TOKEN,
     [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch`,
+    [settingVariables.goProxy]: goProxy.url,
   });
 
   const build = (stages: string, extraEnv: Record<string, string> = env(), ...args: string[]) =>
@@ -40,17 +44,20 @@ describe("the service layer on a booted Debian 12", () => {
 
   beforeAll(async () => {
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
+    goProxy = await startGoProxyStandIn();
     vm = await startFreshVm();
     await prepareBox(vm);
     // Every command line of every process, sampled while the build runs (bash builtins only: no fork per sample).
     await vm.exec(START_SAMPLER);
     first = await build(STAGES);
+    firstGoProxyRequests = goProxy.requests().map((r) => `${r.method} ${r.path} ${r.status}`);
     await vm.exec("touch /tmp/stop-sampler; sleep 0.3");
     sampled = await vm.readFile("/tmp/cmdlines");
   });
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
     await vault?.[Symbol.asyncDispose]();
+    await goProxy?.stop();
   });
 
   it("builds every stage", () => {
@@ -129,6 +136,28 @@ describe("the service layer on a booted Debian 12", () => {
       });
     expect(await sh("getent passwd t3-dispatch | cut -d: -f6,7")).toBe("/nonexistent:/usr/sbin/nologin");
     expect((await vm.exec("test -e /nonexistent")).exitCode).toBe(1);
+  });
+
+  it("builds t3-dispatch with Go 1.22 or newer, its module fetched through DEVVM_GOPROXY and checked by go.sum, leaving no module cache", async () => {
+    // The module zip and go.mod, from the stand-in; never a checksum database.
+    expect(firstGoProxyRequests).toEqual(
+      expect.arrayContaining([
+        "GET /example.invalid/%21org/signon/@v/v1.0.0.mod 200",
+        "GET /example.invalid/%21org/signon/@v/v1.0.0.zip 200",
+      ]),
+    );
+    expect(firstGoProxyRequests.filter((r) => r.includes("/sumdb/"))).toEqual([]);
+    expect(await sh("ls -d /tmp/devvm-go-* /root/go /root/.cache/go-build /root/.config/go 2>/dev/null; true")).toBe(
+      "",
+    );
+    // A module cache keeps a module as <path with ! for capitals>@<version>: none anywhere but the fixture's source.
+    expect(
+      await sh(
+        `find / -xdev -path ${PROJECT_DIR_IN_CONTAINER} -prune -o -name 'signon@v1.0.0' -print 2>/dev/null; true`,
+      ),
+    ).toBe("");
+    // Last: go itself, run as root here, writes its telemetry under ~/.config/go.
+    expect(await sh("go version")).toMatch(/^go version go1\.(2[2-9]|[3-9]\d)/);
   });
 
   it("lets t3-dispatch run only t3-mint as root, and t3-mint only for a mapped user", async () => {
@@ -225,6 +254,34 @@ describe("the service layer on a booted Debian 12", () => {
     expect(second.exitCode, second.log).toBe(0);
     expect(Object.values(outcomes(second)).filter((o) => o !== "unchanged")).toEqual([]);
     expect(await sh("systemctl show -P MainPID t3-dispatch")).toBe(pid);
+  });
+
+  it("refuses a tampered module: the build fails naming go.sum's mismatch and the proxy setting, and installs nothing", async () => {
+    await vm.exec("mv /usr/local/bin/t3-dispatch /tmp/t3-dispatch.kept", { check: true });
+    goProxy.serveTampered(true);
+    let tampered: Build;
+    try {
+      tampered = await build("service-helpers");
+    } finally {
+      goProxy.serveTampered(false);
+    }
+    expect(tampered.exitCode).toBe(1);
+    const stage = tampered.report.stages.find((s) => s.name === "service-helpers");
+    expect(stage).toMatchObject({
+      outcome: "failed",
+      error: {
+        message: expect.stringMatching(
+          /^go build refused a module of \S+\/fixtures\/t3-dispatch: checksum mismatch\nverifying example.invalid\/Org\/signon@v1.0.0: checksum mismatch\n\tdownloaded: +h1:\S+\n\tgo.sum: +h1:\S+\nSECURITY ERROR$/,
+        ),
+        hint: `the module DEVVM_GOPROXY=${goProxy.url} served is not the one ${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch/go.sum records: check that proxy (and DEVVM_GOPROXY); never edit go.sum to match what it served`,
+      },
+    });
+    expect(tampered.log).toContain("SECURITY ERROR");
+    expect(tampered.log).toContain("hint: the module DEVVM_GOPROXY=");
+    expect((await vm.exec("test -e /usr/local/bin/t3-dispatch")).exitCode).toBe(1);
+    expect(await sh("ls -d /tmp/devvm-go-* 2>/dev/null; true")).toBe("");
+    expect((await vm.exec("test -e /var/lib/devvm/pending-restarts.json")).exitCode).toBe(1);
+    await vm.exec("mv /tmp/t3-dispatch.kept /usr/local/bin/t3-dispatch", { check: true });
   });
 
   it("refuses a malformed sudoers drop-in and keeps sudo working; a restart due then is done by the next build", async () => {

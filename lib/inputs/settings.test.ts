@@ -76,6 +76,31 @@ describe("the sources' addresses", () => {
   });
 });
 
+describe("DEVVM_GOPROXY", () => {
+  it("is unset by default, so go's own default applies", () => {
+    expect(readSettings({}).goProxy).toBeUndefined();
+  });
+
+  it.each([
+    "http://127.0.0.1:3000",
+    "https://goproxy.example.org/",
+    "https://a.example,https://b.example|direct",
+    "off",
+    "file:///srv/goproxy",
+  ])("takes what GOPROXY takes, as given: %s", (list) => {
+    expect(readSettings({ DEVVM_GOPROXY: list }).goProxy).toBe(list);
+  });
+
+  it.each(["goproxy.example.org", "https://a.example,,direct", "ftp://mirror.example/go", "https://a.example direct"])(
+    "refuses %s, naming the variable",
+    (list) => {
+      expect(() => readSettings({ DEVVM_GOPROXY: list })).toThrow(
+        `environment DEVVM_GOPROXY: expected a Go module proxy list as GOPROXY takes it`,
+      );
+    },
+  );
+});
+
 describe("VAULT_TOKEN", () => {
   it.each([
     ["hvs.first-part\nsecond-part", "it contains a line break"],

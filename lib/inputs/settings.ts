@@ -25,6 +25,20 @@ const httpUrl = z
   );
 const httpBase = httpUrl.transform(trimSlashes);
 const httpIdentifier = httpUrl;
+// What the go command takes as GOPROXY: proxies tried in order, separated by
+// `,` (next on a 404 or 410) or `|` (next on any error), each a URL (http,
+// https or file) or `direct` or `off`. Kept as given: go appends the paths.
+const goProxyList = z
+  .string()
+  .refine(
+    (list) =>
+      list
+        .split(/[,|]/)
+        .every(
+          (p) => p === "direct" || p === "off" || (/^(https?:\/\/[^/\s]|file:\/\/\/)/i.test(p) && URL.canParse(p)),
+        ),
+    "a Go module proxy list as GOPROXY takes it: URLs (http, https or file) or direct or off, separated by , or |, such as https://goproxy.example.org,direct",
+  );
 // What git accepts as a remote: a URL, or scp-like user@host:path.
 const gitRemote = z
   .string()
@@ -69,6 +83,11 @@ const SettingsSchema = z.object({
    * code folder (see dispatchSource).
    */
   t3DispatchSource: absolutePath.optional(),
+  /**
+   * The Go module proxy t3-dispatch's modules are fetched through (GOPROXY);
+   * default: Go's own (GOROOT/go.env). go.sum checks what it serves.
+   */
+  goProxy: goProxyList.optional(),
   /** The public infra repository, origin of each non-admin's locked clone; default: the admin's infra clone's origin. Kept as given. */
   infraRemote: gitRemote.optional(),
   /** The org's Forgejo infra repository, each clone's `forgejo` remote; default: the admin's infra clone's `forgejo` remote. Kept as given. */
@@ -130,6 +149,7 @@ export const settingVariables: Record<keyof Settings, string> = {
   oidcIssuer: "DEVVM_OIDC_ISSUER",
   adminKubeconfig: "DEVVM_ADMIN_KUBECONFIG",
   t3DispatchSource: "DEVVM_T3_DISPATCH_SOURCE",
+  goProxy: "DEVVM_GOPROXY",
   vaultAddr: "VAULT_ADDR",
   vaultToken: "VAULT_TOKEN",
 };

@@ -142,14 +142,18 @@ export async function builtBoxFile(file: string): Promise<string> {
  * a test that compares its own build with the built box's starts its
  * stand-ins there, so that both builds were given the same settings.
  */
-export async function builtBoxStandInPorts(): Promise<{ registry: number; releases: number }> {
+export async function builtBoxStandInPorts(): Promise<{ registry: number; releases: number; goProxy: number }> {
   const settings = await builtBoxFile("/opt/devvm/builder/settings.env");
   const port = (name: string) => {
     const url = new RegExp(`^${name}="([^"]*)"$`, "m").exec(settings)?.[1];
     if (!url) throw new Error(`the built box's settings.env has no ${name}:\n${settings}`);
     return Number(new URL(url).port);
   };
-  return { registry: port("DEVVM_NPM_REGISTRY"), releases: port("DEVVM_RELEASES_URL") };
+  return {
+    registry: port("DEVVM_NPM_REGISTRY"),
+    releases: port("DEVVM_RELEASES_URL"),
+    goProxy: port("DEVVM_GOPROXY"),
+  };
 }
 
 async function commit(vm: DevvmContainer, tag: string): Promise<void> {

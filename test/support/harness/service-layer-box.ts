@@ -1,6 +1,10 @@
 // What test/service-layer.test.ts gives its box: the secrets in the Vault
 // stand-in, a t3 stand-in, the users, and a sampler of command lines.
+import type { Pins } from "../../../lib/inputs/pins.ts";
+import { extraSuiteFiles, parseOneLineSources, SOURCES_LIST } from "../../../lib/machine/apt-sources.ts";
+import { parseOsRelease, RELEASES } from "../../../lib/machine/releases.ts";
 import type { Report } from "../../../lib/output/report.ts";
+import { PROJECT_PINS } from "../stand-ins/sources.ts";
 import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
 import type { DevvmContainer } from "./devvm-container.ts";
 
@@ -57,13 +61,32 @@ export async function buildStages(
   return { exitCode: run.exitCode, log: run.stderr, stdout: run.stdout, report: JSON.parse(run.stdout) as Report };
 }
 
+/**
+ * golang-go as the apt stage leaves it on the box's release, at its pin:
+ * from the release's extra suite where it has one (on Debian 12, Go 1.23
+ * from bookworm-backports: t3-dispatch needs Go 1.22, bookworm's own is
+ * 1.19), through the stage's own source and preference files.
+ */
+async function goAsTheAptStageLeavesIt(vm: DevvmContainer): Promise<string> {
+  const fields = parseOsRelease(await vm.readFile("/etc/os-release"));
+  const release = RELEASES.find((r) => r.id === fields.ID && r.versionId === fields.VERSION_ID);
+  if (!release) throw new Error(`the box runs ${fields.PRETTY_NAME}, not a release the devvm supports`);
+  const sources = parseOneLineSources(await vm.readFile(SOURCES_LIST), SOURCES_LIST);
+  for (const file of extraSuiteFiles(release, sources)) {
+    const encoded = Buffer.from(file.content).toString("base64");
+    await vm.exec(`echo ${encoded} | base64 -d > ${file.path}`, { check: true });
+  }
+  return `golang-go=${PROJECT_PINS.apt[release.key as keyof Pins["apt"]]!["golang-go"]}`;
+}
+
 /** What earlier stages would have left, as the stages under test need it: sudo, go and sqlite3, node and a t3 stand-in, the users. */
 export async function prepareBox(vm: DevvmContainer): Promise<void> {
   const t0 = Date.now();
-  await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo golang-go sqlite3", {
+  const go = await goAsTheAptStageLeavesIt(vm);
+  await vm.exec(`apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo ${go} sqlite3`, {
     check: true,
   });
-  process.stderr.write(`apt-get install sudo golang-go sqlite3: ${Date.now() - t0} ms\n`);
+  process.stderr.write(`apt-get install sudo ${go} sqlite3: ${Date.now() - t0} ms\n`);
   await vm.exec(
     [
       "sh",

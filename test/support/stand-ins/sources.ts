@@ -1,10 +1,12 @@
 // The sources a devvm build downloads from, as local stand-ins for the ones
 // this machine cannot reach: the registry stand-in (Verdaccio with the t3
-// fixtures, proxying the real registry for everything else) and the release
-// stand-in (kubelogin's fixture zip and the kubectl stand-in). The builder is
-// pointed at them only through its settings (DEVVM_NPM_REGISTRY,
-// DEVVM_RELEASES_URL, DEVVM_KUBERNETES_RELEASES_URL) and the pins of the
-// fixtures' own bytes; its code paths are the ones a real build takes.
+// fixtures, proxying the real registry for everything else), the release
+// stand-in (kubelogin's fixture zip and the kubectl stand-in) and the Go
+// module proxy stand-in (the modules t3-dispatch's source needs). The
+// builder is pointed at them only through its settings (DEVVM_NPM_REGISTRY,
+// DEVVM_RELEASES_URL, DEVVM_KUBERNETES_RELEASES_URL, DEVVM_GOPROXY) and the
+// pins of the fixtures' own bytes (the go.sum of t3-dispatch's fixture);
+// its code paths are the ones a real build takes.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Pins } from "../../../lib/inputs/pins.ts";
@@ -15,6 +17,7 @@ import { kubectlReleaseFiles, makeKubectl, type KubectlBinary } from "../fixture
 import { kubeloginReleaseFiles, makeKubeloginZip, type KubeloginZip } from "../fixtures/kubelogin.ts";
 import { T3_HEALTHY } from "../fixtures/t3/publish.ts";
 import { startArtifactStandIn, type ArtifactStandIn } from "./artifacts.ts";
+import { startGoProxyStandIn, type GoProxyStandIn } from "./go-proxy.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./registry.ts";
 
 export const PROJECT_PINS = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins.json"), "utf8")) as Pins;
@@ -22,24 +25,25 @@ export const PROJECT_PINS = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins
 export interface StandInSources extends AsyncDisposable {
   registry: RegistryStandIn;
   releases: ArtifactStandIn;
+  goProxy: GoProxyStandIn;
   kubelogin: KubeloginZip;
   kubectl: KubectlBinary;
   /** The settings that point a build at the stand-ins. */
   env: BuildEnv;
   /** The project's pins, with the fixtures' hashes where a real source is out of reach here (t3, kubelogin, kubectl). */
   pins: Pins;
-  /** Every request either stand-in served since the last clear. */
+  /** Every request any of the stand-ins served since the last clear. */
   requests(): string[];
   clearRequests(): void;
 }
 
 /**
- * `ports`: where the registry and the release server listen (a test that
+ * `ports`: where the registry, the release server and the Go module proxy listen (a test that
  * compares with a box built against stand-ins before gives their ports, so
  * that both builds are given the same settings); default free ones.
  */
 export async function startStandInSources(
-  ports: { registry?: number; releases?: number } = {},
+  ports: { registry?: number; releases?: number; goProxy?: number } = {},
 ): Promise<StandInSources> {
   const kubelogin = await makeKubeloginZip();
   const kubectl = makeKubectl(PROJECT_PINS.kubectl.version);
@@ -47,32 +51,37 @@ export async function startStandInSources(
     ...kubeloginReleaseFiles(kubelogin.zip),
     ...kubectlReleaseFiles(PROJECT_PINS.kubectl.version, kubectl.binary),
   };
-  const [registry, releases] = await Promise.all([
+  const [registry, releases, goProxy] = await Promise.all([
     startRegistryStandIn({ port: ports.registry }),
     startArtifactStandIn(releaseFiles, ports.releases),
+    startGoProxyStandIn({ port: ports.goProxy }),
   ]);
   const pins = structuredClone(PROJECT_PINS);
   pins.npm.t3 = { version: T3_HEALTHY, integrity: await registry.integrityOf("t3", T3_HEALTHY) };
   pins.kubelogin = { ...pins.kubelogin, sha256: kubelogin.zipSha256, binarySha256: kubelogin.binarySha256 };
   pins.kubectl = { ...pins.kubectl, sha256: kubectl.sha256 };
   const stop = async () => {
-    await Promise.all([registry.stop(), releases.stop()]);
+    await Promise.all([registry.stop(), releases.stop(), goProxy.stop()]);
   };
   return {
     registry,
     releases,
+    goProxy,
     kubelogin,
     kubectl,
     env: {
       DEVVM_NPM_REGISTRY: registry.url,
       DEVVM_RELEASES_URL: releases.url,
       DEVVM_KUBERNETES_RELEASES_URL: releases.url,
+      DEVVM_GOPROXY: goProxy.url,
     },
     pins,
-    requests: () => [...registry.requests(), ...releases.requests()].map((r) => `${r.method} ${r.path}`),
+    requests: () =>
+      [...registry.requests(), ...releases.requests(), ...goProxy.requests()].map((r) => `${r.method} ${r.path}`),
     clearRequests: () => {
       registry.clearRequests();
       releases.clearRequests();
+      goProxy.clearRequests();
     },
     [Symbol.asyncDispose]: stop,
   };
