@@ -18,6 +18,7 @@
 // ratios to the floor. Then, on the last bootstrapped box, the no-op runs the
 // timers pay (the whole pipeline, `--stage t3`, `--stage users`), started as
 // their units start the builder, minus the cost of an empty `docker exec`.
+import { TEST_RELEASE } from "../test/support/harness/base-image.ts";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -43,10 +44,13 @@ const NOOP_RUNS = Number(process.env.BENCH_NOOP_RUNS ?? 7);
 if (!(RUNS >= 1 && NOOP_RUNS >= 1)) throw new Error("BENCH_RUNS and BENCH_NOOP_RUNS must be positive numbers");
 
 const pins = JSON.parse(readFileSync(path.join(PROJECT_DIR, "pins.json"), "utf8")) as Pins;
+// The boxes are the test release's; its apt pins are the floor's packages (a release with an extra suite,
+// Debian 12's backports, would need that suite's files first: the floor is timed on one without).
+const aptPins = pins.apt[TEST_RELEASE as keyof Pins["apt"]]!;
 // The builder's own apt-get arguments, without its progress plumbing.
 const FLOOR = [
   "apt-get update -q",
-  ["apt-get", ...APT_INSTALL, ...Object.entries(pins.apt).map(([name, version]) => `${name}=${version}`)].join(" "),
+  ["apt-get", ...APT_INSTALL, ...Object.entries(aptPins).map(([name, version]) => `${name}=${version}`)].join(" "),
 ].join(" && ");
 
 const median = (values: number[]) => {
@@ -200,7 +204,7 @@ const walls = { floor: [] as number[], builder: [] as number[], bootstrap: [] as
 let noOp: string[] = [];
 for (let run = 1; run <= RUNS; run++) {
   say(
-    `run ${run} of ${RUNS}: the floor (apt-get update, apt-get install of ${Object.keys(pins.apt).length} pinned packages) on a fresh box`,
+    `run ${run} of ${RUNS}: the floor (apt-get update, apt-get install of ${Object.keys(aptPins).length} pinned packages) on a fresh box`,
   );
   walls.floor.push(await floorOnce());
   say(`  floor: ${seconds(walls.floor.at(-1)!)}`);

@@ -1,10 +1,11 @@
-// bootstrap.sh on a bare Debian 12 box (the base image, the release archive
+// bootstrap.sh on a bare box of the test release (the base image, the release archive
 // unpacked, nothing else): its refusals, and Node fetched over HTTPS through
 // this machine's TLS-inspecting proxy with DEVVM_EXTRA_CA_CERTS from the
 // first request on. The full build through it is test/from-scratch.test.ts.
 //
 // The registry here is the host's own npm registry (asked of the host's npm
 // at run time, never written down): the one HTTPS source the boxes reach.
+import { TEST_RELEASE } from "./support/harness/base-image.ts";
 import { readdirSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -41,7 +42,7 @@ function bareVm(from: "release" | "clone") {
   return box;
 }
 
-describe("bootstrap.sh on a bare Debian 12 box", () => {
+describe("bootstrap.sh on a bare box of the test release", () => {
   const box = bareVm("release");
   const { bootstrap } = box;
   const installed = async (name: string) =>
@@ -68,9 +69,24 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
     expect(await installed("curl")).toBe(false);
   });
 
-  it("reports an unreachable Debian mirror as such, exit 1", async () => {
+  it("names pins.json, the machine's release and the way to lock it when pins.json has no apt pins for that release, exit 2", async () => {
     await box.vm.exec(
-      "cp -a /etc/apt/sources.list /root/sources.list.saved && echo 'deb http://127.0.0.1:9/debian bookworm main' > /etc/apt/sources.list",
+      `mkdir -p /root/norelease && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/norelease/ && sed 's/^    "${TEST_RELEASE}": {/    "debian-99": {/' pins.json > /root/norelease/pins.json`,
+      { check: true },
+    );
+    const run = await bootstrap({}, "--inputs", "/root/norelease", "--list");
+    expect(run.exitCode, run.stderr).toBe(2);
+    expect(run.stderr).toContain(
+      `bootstrap: error: /root/norelease/pins.json has no apt pins for this machine's release (${TEST_RELEASE}; from /etc/os-release); it has: `,
+    );
+    expect(run.stderr).toContain(`npm run lock:release -- ${TEST_RELEASE}`);
+    expect(await installed("curl")).toBe(false);
+  });
+
+  it("reports an unreachable Debian mirror as such, exit 1", async () => {
+    // Every source of the box moved aside (a one-line sources.list or deb822 files), one unreachable in their place.
+    await box.vm.exec(
+      "mkdir -p /root/apt-saved && cp -a /etc/apt/sources.list.d /root/apt-saved/ && { [ ! -e /etc/apt/sources.list ] || cp -a /etc/apt/sources.list /root/apt-saved/; } && rm -f /etc/apt/sources.list.d/*.sources && echo 'deb [trusted=yes] http://127.0.0.1:9/debian stable main' > /etc/apt/sources.list",
       { check: true },
     );
     try {
@@ -80,7 +96,10 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
         /^bootstrap: error: apt-get update failed: the Debian mirror is out of reach\nhint: check the network and the mirror/m,
       );
     } finally {
-      await box.vm.exec("cp -a /root/sources.list.saved /etc/apt/sources.list", { check: true });
+      await box.vm.exec(
+        "rm -rf /etc/apt/sources.list /etc/apt/sources.list.d && cp -a /root/apt-saved/. /etc/apt/ && rm -rf /root/apt-saved",
+        { check: true },
+      );
     }
   });
 
@@ -132,7 +151,7 @@ describe("bootstrap.sh on a bare Debian 12 box", () => {
     const STALE = "7.0.0-1+stale";
     beforeAll(async () => {
       await box.vm.exec(
-        `mkdir -p /root/stale && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/stale/ && sed 's/^    "curl": ".*"/    "curl": "${STALE}"/' pins.json > /root/stale/pins.json && grep -q '"curl": "${STALE}"' /root/stale/pins.json`,
+        `mkdir -p /root/stale && cd ${RELEASE_DIR_IN_CONTAINER} && cp roster.yaml packages.txt /root/stale/ && sed 's/^      "curl": ".*"/      "curl": "${STALE}"/' pins.json > /root/stale/pins.json && grep -q '"curl": "${STALE}"' /root/stale/pins.json`,
         { check: true },
       );
     });

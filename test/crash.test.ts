@@ -17,24 +17,30 @@ import { startStandInSources, writeInputs, type StandInSources } from "./support
 
 const INPUTS = BUILT_BOX_INPUTS;
 const CRASH_LOG = "/tmp/crash-build.log";
-// golang-1.19-src alone unpacks some 10,000 files: dpkg works long enough to be caught at it.
-const PURGE_GO = "apt-get purge -y -q golang-go golang-1.19-go golang-1.19-src golang-src >/dev/null";
+// The release's Go (golang-go, golang-src and the versioned golang-1.NN-go and -src they depend on):
+// golang-1.NN-src alone unpacks some 10,000 files, so dpkg works long enough to be caught at it.
+const PURGE_GO =
+  "apt-get purge -y -q golang-go golang-src $(dpkg-query -W -f='${Package} ' 'golang-1.*-go' 'golang-1.*-src') >/dev/null";
 const SLOW_DPKG = "/etc/dpkg/dpkg.cfg.d/zz-devvm-crash-test";
 // Configuring the go packages takes milliseconds, less than one look at /proc may. So a dpkg
 // hook (dpkg.cfg(5) pre-invoke, run by dpkg itself before its configure run) gives
-// golang-1.19-go, which has no postinst, one that sleeps once: dpkg holds that package
+// golang-1.NN-go, which has no postinst, one that sleeps once: dpkg holds that package
 // half-configured while it runs, and the kill comes then.
 const SLOW_HOOK = "/usr/local/sbin/devvm-crash-test-slow-configure";
-const GO_POSTINST = "/var/lib/dpkg/info/golang-1.19-go.postinst";
+const GO_POSTINST = "/var/lib/dpkg/info/golang-1.*-go.postinst";
 const SLOW_CONFIGURE = `set -e
 cat > ${SLOW_HOOK} <<'HOOK'
 #!/bin/sh
-[ "$DPKG_HOOK_ACTION" = configure ] && [ -e /var/lib/dpkg/info/golang-1.19-go.list ] && [ ! -e ${GO_POSTINST} ] || exit 0
-cat > ${GO_POSTINST} <<'POSTINST'
+[ "$DPKG_HOOK_ACTION" = configure ] || exit 0
+for list in /var/lib/dpkg/info/golang-1.*-go.list; do
+  postinst=\${list%.list}.postinst
+  [ -e "$list" ] && [ ! -e "$postinst" ] || continue
+  cat > "$postinst" <<'POSTINST'
 #!/bin/sh
 [ -e /run/devvm-crash-slept ] || { touch /run/devvm-crash-slept; sleep 30; }
 POSTINST
-chmod 755 ${GO_POSTINST}
+  chmod 755 "$postinst"
+done
 HOOK
 chmod 755 ${SLOW_HOOK}
 rm -f /run/devvm-crash-slept
@@ -79,7 +85,7 @@ const ROUNDS: Round[] = [
   {
     moment: "dpkg --configure",
     mode: "builder",
-    when: "proc:golang-1\\.19-go\\.postinst",
+    when: "proc:golang-1\\.[0-9]+-go\\.postinst",
     undo: `${PURGE_GO}\n${SLOW_CONFIGURE}`,
     // dpkg too: apt-get runs it in a session of its own unless told not to (Dpkg::Use-Pty=0).
     recovery: [/ended what a killed build left running: .*apt-get install.*dpkg/, DPKG_REPAIRED],

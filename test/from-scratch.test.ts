@@ -1,4 +1,4 @@
-// The devvm's promises, proven on a booted Debian 12: a from-scratch build of
+// The devvm's promises, proven on a booted box of the test release: a from-scratch build of
 // the whole pipeline from the bare base image with only the release archive
 // in it, by the README's one command (software from the stand-in sources:
 // their addresses as settings, their hashes in pins.json), idempotence
@@ -8,6 +8,8 @@
 // inputs and code on another fresh box, by the checkout's build.ts rather
 // than the release's bootstrap.sh) and partial reruns. Every check looks at
 // the box from outside, never at the builder's own report.
+import type { Pins } from "../lib/inputs/pins.ts";
+import { TEST_RELEASE } from "./support/harness/base-image.ts";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -34,7 +36,7 @@ const PACKAGES = parsePackages(readFileSync(path.join(PROJECT_DIR, "packages.txt
   (p) => p.name,
 );
 
-describe("a from-scratch build on a booted Debian 12", () => {
+describe("a from-scratch build on a booted box of the test release", () => {
   let sources: StandInSources;
   let vm: DevvmContainer;
   let first: BuildRun;
@@ -77,7 +79,8 @@ describe("a from-scratch build on a booted Debian 12", () => {
         .split("\n")
         .map((l) => l.split(" ")),
     );
-    expect(installed).toEqual(Object.fromEntries(PACKAGES.map((name) => [name, sources.pins.apt[name]])));
+    const pins = sources.pins.apt[TEST_RELEASE as keyof Pins["apt"]]!;
+    expect(installed).toEqual(Object.fromEntries(PACKAGES.map((name) => [name, pins[name]])));
     // apt's kubelogin (Microsoft's Azure tool) is never there.
     expect((await vm.exec("dpkg-query -W kubelogin")).exitCode).not.toBe(0);
   });

@@ -1,4 +1,4 @@
-// claude-code, t3 and codex on a booted Debian 12, from a registry stand-in
+// claude-code, t3 and codex on a booted box of the test release, from a registry stand-in
 // (Verdaccio serving the t3 fixtures, proxying the rest): installed at their
 // pins behind /usr/local/bin links, a rerun asks the registry nothing, and a
 // t3 that fails its health check (the bad nightly, 0.0.27) never replaces
@@ -6,6 +6,7 @@
 // fails its own stage, though its install was tried while apt ran, and the
 // CLI after it, already installed in the background, is not put in place.
 // Checked from outside: the commands, the links, a pairing, the folders.
+import { TEST_RELEASE } from "./support/harness/base-image.ts";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,7 +56,7 @@ let server;
 })().finally(() => server?.kill());
 `;
 
-describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
+describe("npm CLIs from a registry stand-in on a booted box of the test release", () => {
   let registry: RegistryStandIn;
   let vm: DevvmContainer;
   let env: Record<string, string>;
@@ -176,7 +177,8 @@ describe("npm CLIs from a registry stand-in on a booted Debian 12", () => {
     digest[0]! ^= 1;
     const tampered = `sha512-${digest.toString("base64")}`;
     pins.npm["@anthropic-ai/claude-code"] = { ...pins.npm["@anthropic-ai/claude-code"], integrity: tampered };
-    pins.apt = { tree: pins.apt.tree! };
+    const release = TEST_RELEASE as keyof Pins["apt"];
+    pins.apt = { [release]: { tree: pins.apt[release]!.tree! } };
     const inputs = await writeInputs(vm, "/opt/devvm-inputs/claude-tampered", pins);
     await vm.exec(`echo tree > ${inputs}/packages.txt`, { check: true });
 
