@@ -1,10 +1,13 @@
 // The launcher and tmux setup that /etc/skel gives every new user, proven by
-// running them on a built devvm (tmux 3.3a): a user the builder made from
+// running them on a built devvm of the test release: a user the builder made from
 // skel, inside tmux, with a stand-in claude that records
 // how it was called. The launcher's clones: one clean master behind its
 // remote, one with an uncommitted change, one on another branch and one whose
 // remote accepts the connection and never answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Pins } from "../lib/inputs/pins.ts";
+import { TEST_RELEASE } from "./support/harness/base-image.ts";
+import { PROJECT_PINS } from "./support/stand-ins/sources.ts";
 import { NODE_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer, ExecResult } from "./support/harness/devvm-container.ts";
 import { buildIn } from "./support/harness/build-in-vm.ts";
@@ -104,10 +107,13 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     await vm?.[Symbol.asyncDispose]();
   });
 
-  it("gets the launcher and .tmux.conf from skel, and tmux 3.3a loads the file without an error", async () => {
+  it("gets the launcher and .tmux.conf from skel, and the release's tmux loads the file without an error", async () => {
     expect(await vm.stat("/home/alice/start-claude.sh")).toMatchObject({ type: "file", mode: "0755", owner: "alice" });
     expect(await vm.stat("/home/alice/.tmux.conf")).toMatchObject({ type: "file", mode: "0644", owner: "alice" });
-    expect(await alice("tmux -V")).toBe("tmux 3.3a");
+    // The tmux of the test release's pin (3.5a-3 on Debian 13: `tmux 3.5a`).
+    expect(await alice("tmux -V")).toBe(
+      `tmux ${PROJECT_PINS.apt[TEST_RELEASE as keyof Pins["apt"]]!.tmux!.replace(/-[^-]*$/, "")}`,
+    );
     // start-server ignores errors in the file; source-file reports them.
     const load = await asAlice(
       "tmux -L check -f /dev/null new-session -d 'sleep 60' \\; source-file ~/.tmux.conf; echo \"exit $?\"; tmux -L check kill-server",

@@ -1,4 +1,4 @@
-// The shared logins and offboarding on a booted Debian 12 (systemd as PID
+// The shared logins and offboarding on a booted box of the test release (systemd as PID
 // 1), checked from outside: the Claude token that vault-tokens stages
 // reaches a non-admin's .env once (never over their own login or a token
 // they set), their instance gets it at its idle restart, no byte of it is
@@ -34,7 +34,7 @@ const args = process.argv.slice(2);
 require("node:http").createServer((q, r) => r.end("ok")).listen(Number(args[args.indexOf("--port") + 1]), "127.0.0.1");
 `;
 
-describe("logins and offboarding on a booted Debian 12", () => {
+describe("logins and offboarding on a booted box of the test release", () => {
   let vault: VaultStandIn;
   let vm: DevvmContainer;
   let withoutVault: BuildRun;

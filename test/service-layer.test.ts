@@ -1,4 +1,4 @@
-// Stages 11 and 12 on a booted Debian 12 (systemd as PID 1): secrets staged
+// Stages 11 and 12 on a booted box of the test release (systemd as PID 1): secrets staged
 // from a Vault stand-in without ever showing them, the helpers, the sudoers
 // drop-in (and a malformed one refused), the units really running, and a
 // rerun that changes and restarts nothing. Checked from outside the builder.
@@ -23,7 +23,7 @@ import {
 import { startGoProxyStandIn, type GoProxyStandIn } from "./support/stand-ins/go-proxy.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 
-describe("the service layer on a booted Debian 12", () => {
+describe("the service layer on a booted box of the test release", () => {
   let vm: DevvmContainer;
   let vault: VaultStandIn;
   let goProxy: GoProxyStandIn;

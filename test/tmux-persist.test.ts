@@ -1,4 +1,4 @@
-// tmux-persist on a booted Debian 12 (systemd as PID 1), installed by the
+// tmux-persist on a booted box of the test release (systemd as PID 1), installed by the
 // builder's stages service-helpers and units: a mapped user's tmux sessions
 // and the Claude conversation running in one of them are saved, her tmux
 // server goes away, and restore brings the sessions back in their folders
@@ -28,7 +28,7 @@ sleep infinity
 // The launcher's contract that restore relies on: its arguments go on to claude.
 const LAUNCHER = `#!/bin/sh\nexec claude "$@"\n`;
 
-describe("tmux-persist on a booted Debian 12", () => {
+describe("tmux-persist on a booted box of the test release", () => {
   let vm: DevvmContainer;
   let first: BuildRun;
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();

@@ -1,4 +1,4 @@
-// The per-user stages users and instances on a booted Debian 12 (systemd
+// The per-user stages users and instances on a booted box of the test release (systemd
 // as PID 1), checked from outside the builder: accounts and groups
 // (additive only), the ttyd map and dispatch.json, sticky ports in the env
 // files, the t3-serve@ instances really running on them, and an env change
@@ -44,7 +44,7 @@ const said = [process.env.USER, port, process.env.NODE_ENV, group, process.env.P
 require("node:http").createServer((q, r) => r.end(said)).listen(port, "127.0.0.1");
 `;
 
-describe("users on a booted Debian 12", () => {
+describe("users on a booted box of the test release", () => {
   let vm: DevvmContainer;
   let first: BuildRun;
   const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();

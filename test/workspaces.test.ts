@@ -1,4 +1,4 @@
-// Each non-admin's workspace on a booted Debian 12, against a real git
+// Each non-admin's workspace on a booted box of the test release, against a real git
 // server (the stand-in: git http-backend behind basic authentication, for
 // the org's public infra repository and its Forgejo): the locked infra
 // clone, the forgejo remote and upstream, the guarded fast-forward, the
@@ -48,7 +48,7 @@ const ROSTER = {
 };
 const ALICE_KUBECONFIG = "# alice's own\napiVersion: v1\nkind: Config\n";
 
-describe("workspaces on a booted Debian 12", () => {
+describe("workspaces on a booted box of the test release", () => {
   let git: GitStandIn;
   let vm: DevvmContainer;
   let first: BuildRun;

@@ -19,7 +19,7 @@ import { RELEASES, releaseByKey, type Release } from "../../../lib/machine/relea
 import { makeReleaseBase, releaseBase } from "../../../lib/image/release-base.ts";
 
 /** The release the container tests boot unless a test names another. */
-export const TEST_RELEASE = "debian-12";
+export const TEST_RELEASE = "debian-13";
 
 /** Everything that decides the image's content; its hash is in the image's tag. */
 export function baseImageRecipe(key: string = TEST_RELEASE) {
