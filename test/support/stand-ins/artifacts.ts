@@ -6,9 +6,8 @@
 //   await using releases = await startArtifactStandIn({ "/v1.36.2/kubelogin_linux_amd64.zip": zip });
 //   env DEVVM_RELEASES_URL = releases.url   // the builder asks <url>/v1.36.2/kubelogin_linux_amd64.zip
 //   releases.requests()                      // [{ method: "GET", path: "/v1.36.2/kubelogin_linux_amd64.zip", status: 200 }]
-import { once } from "node:events";
+import { closeServer, listenOnLoopback } from "./listen.ts";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { createRequestLog, type RequestLogEntry } from "./request-log.ts";
 
 export interface ArtifactStandIn extends AsyncDisposable {
@@ -33,17 +32,10 @@ export async function startArtifactStandIn(files: Record<string, Buffer>, port =
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body!.length });
     res.end(req.method === "HEAD" ? undefined : body);
   });
-  server.listen(port, "127.0.0.1");
-  await once(server, "listening");
-  const stop = async () => {
-    if (!server.listening) return;
-    const closed = once(server, "close");
-    server.close();
-    server.closeAllConnections();
-    await closed;
-  };
+  const url = await listenOnLoopback(server, port);
+  const stop = () => closeServer(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
     requests: () => log.entries(),
     clearRequests: () => log.clear(),
     stop,

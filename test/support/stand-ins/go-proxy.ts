@@ -14,9 +14,8 @@
 //
 //   npx tsx test/support/stand-ins/go-proxy.ts          # prints its URL
 //   GOPROXY=URL GOSUMDB=off GOFLAGS=-mod=mod go mod tidy
-import { once } from "node:events";
+import { closeServer, listenOnLoopback } from "./listen.ts";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
 import { moduleZip, readGoModuleFixtures, unescapeModulePath, type GoModuleRelease } from "../fixtures/go-modules.ts";
 import { createRequestLog, type RequestLogEntry } from "./request-log.ts";
@@ -79,17 +78,10 @@ export async function startGoProxyStandIn({ port = 0 } = {}): Promise<GoProxySta
     res.writeHead(200, { "content-type": found.type, "content-length": found.body.length });
     res.end(req.method === "HEAD" ? undefined : found.body);
   });
-  server.listen(port, "127.0.0.1");
-  await once(server, "listening");
-  const stop = async () => {
-    if (!server.listening) return;
-    const closed = once(server, "close");
-    server.close();
-    server.closeAllConnections();
-    await closed;
-  };
+  const url = await listenOnLoopback(server, port);
+  const stop = () => closeServer(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
     releases,
     serveTampered: (on) => {
       tampered = on;

@@ -21,6 +21,7 @@
 // so the log holds exactly what reached the stand-in, in arrival order.
 // It serves tarballs uncompressed, as the real registry does.
 // integrityOf goes to the socket directly and is not logged.
+import { closeServer } from "./listen.ts";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -240,13 +241,6 @@ function socketRequest(
     req.on("error", reject);
     req.end(body);
   });
-}
-
-async function closeServer(server: http.Server): Promise<void> {
-  const closed = once(server, "close");
-  server.close();
-  server.closeAllConnections();
-  await closed;
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
