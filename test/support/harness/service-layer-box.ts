@@ -71,7 +71,8 @@ async function goAsTheAptStageLeavesIt(vm: DevvmContainer): Promise<string> {
   const fields = parseOsRelease(await vm.readFile("/etc/os-release"));
   const release = RELEASES.find((r) => r.id === fields.ID && r.versionId === fields.VERSION_ID);
   if (!release) throw new Error(`the box runs ${fields.PRETTY_NAME}, not a release the devvm supports`);
-  const sources = parseOneLineSources(await vm.readFile(SOURCES_LIST), SOURCES_LIST);
+  // Only a release with an extra suite needs its files, read against the box's own sources.list (Debian 12's base has it).
+  const sources = release.extraSuite ? parseOneLineSources(await vm.readFile(SOURCES_LIST), SOURCES_LIST) : [];
   for (const file of extraSuiteFiles(release, sources)) {
     const encoded = Buffer.from(file.content).toString("base64");
     await vm.exec(`echo ${encoded} | base64 -d > ${file.path}`, { check: true });
