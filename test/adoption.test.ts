@@ -57,8 +57,6 @@ describe("adopting the live devvm", () => {
     sources = await startStandInSources();
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
     vm = await startFreshVm();
-    // The old box had sqlite3 (its backup used it); here it makes a user's t3 database.
-    await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", { check: true });
     await writeInputs(vm, INPUTS, sources.pins);
     await writeRoster(USERS);
     await vm.exec(OLD_BOX, { check: true });

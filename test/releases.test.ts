@@ -63,10 +63,6 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
       sources = await startStandInSources();
       vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
       vm = await startFreshVm("project", release.key);
-      // The old box had sqlite3 (its backup used it); here it makes a user's t3 database.
-      await vm.exec("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q sqlite3", {
-        check: true,
-      });
       await writeInputs(vm, INPUTS, sources.pins);
       await vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], {
         check: true,

@@ -48,7 +48,9 @@ systemctl enable --now ${OLD.map((n) => `${n}.timer`).join(" ")}
 mkdir -p /usr/lib/node_modules/t3/bin
 printf '#!/bin/sh\\necho t3 v0.0.25\\n' > /usr/lib/node_modules/t3/bin/t3.js && chmod 0755 /usr/lib/node_modules/t3/bin/t3.js
 printf '{"name":"t3","version":"0.0.25"}\\n' > /usr/lib/node_modules/t3/package.json
-runuser -u alice -- sh -c 'mkdir -p /home/alice/.t3/userdata && sqlite3 /home/alice/.t3/userdata/state.sqlite "create table t(x); insert into t values (25);"'
+# alice's t3 database as 0.0.25 left it: one table, one row (a fixture made with sqlite3 3.46; no sqlite3 needed here)
+install -d -o alice -g alice /home/alice/.t3 /home/alice/.t3/userdata
+install -o alice -g alice -m 0644 ${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-state-0.0.25.sqlite /home/alice/.t3/userdata/state.sqlite
 ln -s ../lib/node_modules/t3/bin/t3.js /usr/bin/t3
 `;
 
