@@ -195,7 +195,8 @@ describe("a from-scratch build on a booted box of the test release", () => {
     ]);
     // The launcher never forces a model: the managed default must win.
     const code = (await vm.readFile("/etc/skel/start-claude.sh")).split("\n").filter((l) => !/^\s*#/.test(l));
-    expect(code.join("\n")).toMatch(/^\s*claude --dangerously-skip-permissions\b/m);
+    // (In the scope of the user's manager the pane cap reaches, when tmux made none: "${scope[@]}".)
+    expect(code.join("\n")).toMatch(/^\s*(?:"\$\{scope\[@\]\}" )?claude --dangerously-skip-permissions\b/m);
     expect(code.join("\n")).not.toMatch(/--model/);
     expect((await vm.exec("bash -n /etc/skel/start-claude.sh")).exitCode).toBe(0);
   });

@@ -30,6 +30,8 @@ interface Call {
   at: number;
   cwd: string;
   args: string;
+  /** Its cgroup (the unified hierarchy's line of /proc/self/cgroup). */
+  cgroup: string;
 }
 
 describe("the launcher and tmux, as a user made from /etc/skel", () => {
@@ -64,8 +66,8 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
       .split("\n")
       .filter(Boolean)
       .map((line) => {
-        const [at, cwd, args] = line.split("\t");
-        return { at: Number(at) * 1000, cwd: cwd!, args: args ?? "" };
+        const [at, cwd, args, cgroup] = line.split("\t");
+        return { at: Number(at) * 1000, cwd: cwd!, args: args ?? "", cgroup: cgroup ?? "" };
       });
   const waitForCall = (count: number) =>
     waitFor(`claude call number ${count}`, async () => (await calls())[count - 1], FETCH_CAP_MS + 20_000);
@@ -279,5 +281,30 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
       async () => !(await alice("tmux list-windows -t work -F '#{window_id}'")).split("\n").includes(window),
     );
     expect(await panes()).toHaveLength(3);
+  });
+
+  // Last: alice's manager keeps running from here on.
+  it("starts Claude in a scope of alice's own systemd manager, where the pane cap reaches, when tmux made the pane none", async () => {
+    // Before: no manager of alice's runs, and Claude ran in the pane's cgroup, as it always did.
+    expect((await calls())[0]!.cgroup).not.toMatch(/user@/);
+    // The release's tmux cannot reach her manager without a user bus (none on this box), so it makes no
+    // scope here, as Debian 12's tmux 3.3a never does: the launcher makes one when her manager runs.
+    await sh("loginctl enable-linger alice");
+    const uid = await alice("id -u");
+    await waitFor("alice's systemd manager", async () =>
+      (await vm.exec(`test -S /run/user/${uid}/systemd/private`)).exitCode === 0 ? true : undefined,
+    );
+    await sh(`echo 0 > ${EXIT_CODE} && touch ${HOLD}`);
+    const count = (await calls()).length;
+    await alice("tmux new-window -t work");
+    const call = await waitForCall(count + 1);
+    expect(call.args).toBe("--dangerously-skip-permissions --name work");
+    expect(call.cgroup).toMatch(
+      new RegExp(`/user\\.slice/user-${uid}\\.slice/user@${uid}\\.service/.*run-[^/]+\\.scope$`),
+    );
+    // Claude is that scope's process: the unit systemd made for it runs it.
+    const unit = call.cgroup.split("/").pop()!;
+    expect(await alice(`XDG_RUNTIME_DIR=/run/user/${uid} systemctl --user show -P ActiveState ${unit}`)).toBe("active");
+    await sh(`rm -f ${HOLD}`);
   });
 });

@@ -23,6 +23,47 @@ tmux_session() {
   fi
 }
 
+# Whether this process is in a scope of the user's own systemd manager: a pane
+# tmux (3.4 and newer) moved into tmux-spawn-*.scope, or one made below.
+in_user_scope() {
+  grep -qE '/user@[0-9]+\.service/.*\.scope$' /proc/self/cgroup 2>/dev/null
+}
+
+# tmux 3.4 or newer: it starts each pane in a scope of its own, when it can
+# reach the user's manager over the user's bus.
+tmux_makes_scopes() {
+  local version
+  version=$(tmux -V 2>/dev/null) || return 1
+  version=${version#tmux }
+  [[ $version =~ ^([0-9]+)\.([0-9]+) ]] || return 1
+  ((BASH_REMATCH[1] > 3 || (BASH_REMATCH[1] == 3 && BASH_REMATCH[2] >= 4)))
+}
+
+# Claude's work runs in a systemd scope of the user's own manager, where the
+# box's per-pane memory cap and OOMPolicy=continue apply (docs/devvm.md
+# "Containment"): a runaway build in the pane is killed, the conversation
+# lives. tmux 3.4 moves a new pane into its scope a moment after the pane's
+# command starts, so this waits for it (up to 2 s) before forking Claude. A
+# tmux that makes none (Debian 12's 3.3a, built without systemd; or any tmux
+# without the user's bus) leaves the pane where it is: Claude then starts in
+# a scope of its own (systemd-run --user --scope), when the user's manager
+# runs (a login session, or lingering). Without one Claude starts as before.
+pane_scope() {
+  [ -n "${TMUX:-}" ] || return 0
+  in_user_scope && return 0
+  local runtime=${XDG_RUNTIME_DIR:-/run/user/$(id -u)}
+  if [ -S "$runtime/bus" ] && tmux_makes_scopes; then
+    for _ in $(seq 20); do
+      sleep 0.1
+      in_user_scope && return 0
+    done
+  fi
+  [ -S "$runtime/systemd/private" ] || return 0
+  # Asked once with true: a manager that refuses must not keep Claude from starting.
+  XDG_RUNTIME_DIR=$runtime systemd-run --user --scope --quiet --collect -- true 2>/dev/null || return 0
+  scope=(env "XDG_RUNTIME_DIR=$runtime" systemd-run --user --scope --quiet --collect --)
+}
+
 # The user's clones: ~/code itself (single layout) or each clone in it.
 clones() {
   if [ -e "$code/.git" ]; then
@@ -78,12 +119,14 @@ fi
 
 name=()
 [ -n "$session" ] && name=(--name "$session")
+scope=()
+pane_scope
 # Not exec: when Claude fails, the pane must keep a shell (below) rather than
 # close, or the web terminal reconnects into the same failure again and again.
 # Job control puts Claude in the terminal's foreground group of its own, so
 # tmux names the window after it rather than after this script.
 set -m
-claude --dangerously-skip-permissions "${name[@]}" "$@"
+"${scope[@]}" claude --dangerously-skip-permissions "${name[@]}" "$@"
 status=$?
 set +m
 [ "$status" -eq 0 ] && exit 0

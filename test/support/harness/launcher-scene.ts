@@ -10,10 +10,10 @@ export const HOLD = `${STAND_IN_DIR}/hold`;
 export const EXIT_CODE = `${STAND_IN_DIR}/exit-code`;
 // It runs as "claude" in argv[0]: what tmux shows as the pane's command.
 export const CLAUDE_STAND_IN = `#!/bin/bash
-# Stand-in for Claude Code: records when, where and how it was called, runs
+# Stand-in for Claude Code: records when, where, how and in which cgroup (systemd's) it was called, runs
 # while ${HOLD} exists, then exits with the code in ${EXIT_CODE}.
 [ -n "\${CLAUDE_STAND_IN:-}" ] || CLAUDE_STAND_IN=1 exec -a claude /bin/bash "$0" "$@"
-printf '%s\\t%s\\t%s\\n' "$(date +%s.%N)" "$PWD" "$*" >> ${CALLS}
+printf '%s\\t%s\\t%s\\t%s\\n' "$(date +%s.%N)" "$PWD" "$*" "$(grep -m1 '^0::' /proc/self/cgroup | cut -d: -f3)" >> ${CALLS}
 echo "stand-in claude is running"
 while [ -e ${HOLD} ]; do sleep 0.1; done
 exit "$(cat ${EXIT_CODE} 2>/dev/null || echo 0)"
