@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
 import { buildIn, manifestIn, nonIdempotentStages, startFreshVm } from "./support/harness/build-in-vm.ts";
-import { waitForBootReconcile } from "./support/harness/box-timers.ts";
+import { stopReconcileTimer } from "./support/harness/box-timers.ts";
 import { BUILT_BOX_INPUTS, offerBuiltBox } from "./support/harness/built-box.ts";
 import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
@@ -153,12 +153,11 @@ describe("a build killed at any moment", () => {
     const clean = await build();
     expect(clean.exitCode, clean.log).toBe(0);
     reference = await manifestIn(vm);
-    // The same build as the built box's: it serves the tests that start from one too. Committed first: the
-    // commit (half a minute) pauses the box, and the clock runs on towards the reconcile below meanwhile.
+    // The same build as the built box's: it serves the tests that start from one too, its timers included.
     await offerBuiltBox(vm);
-    // The box's reconcile runs 2 minutes after boot, near the clean build's end: done before the rounds start,
-    // it cannot take a round's lock over at a moment the clock chooses.
-    await waitForBootReconcile(vm);
+    // The box's reconcile runs 2 minutes after boot (then hourly): stopped before the rounds start, it cannot
+    // take a round's lock over at a moment the clock chooses. (Waiting for its boot-time run cost half a minute.)
+    await stopReconcileTimer(vm);
   });
   afterAll(async () => {
     process.stderr.write(`kill points:\n${outcomes.map((o) => `  ${o}`).join("\n")}\n`);

@@ -4,29 +4,19 @@
 import type { DevvmContainer } from "./devvm-container.ts";
 
 /**
- * Waits until the box's reconcile (devvm-reconcile.timer: 2 minutes after
- * boot, then hourly) has made its boot-time run and ended: from then on,
- * only the hour brings it back.
+ * Stops the box's reconcile timer, and waits for a run it already started to
+ * end: from then on no reconcile runs at a moment the clock chooses, without
+ * waiting for the boot-time run (2 minutes after boot) to come and go.
  */
-export async function waitForBootReconcile(vm: DevvmContainer, timeoutMs = 240_000): Promise<void> {
+export async function stopReconcileTimer(vm: DevvmContainer, timeoutMs = 120_000): Promise<void> {
+  await vm.exec("systemctl stop devvm-reconcile.timer", { check: true });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const shown = await vm.exec([
-      "systemctl",
-      "show",
-      "-p",
-      "InactiveExitTimestampMonotonic",
-      "-p",
-      "ActiveState",
-      "devvm-reconcile.service",
-    ]);
-    const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(shown.stdout)?.[1];
-    const startedAt = value("InactiveExitTimestampMonotonic");
-    const state = value("ActiveState");
-    if (startedAt !== undefined && startedAt !== "0" && (state === "inactive" || state === "failed")) return;
+    const state = (await vm.exec("systemctl show -P ActiveState devvm-reconcile.service")).stdout.trim();
+    if (state === "inactive" || state === "failed") return;
     if (Date.now() > deadline)
-      throw new Error(`devvm-reconcile.service made no boot-time run within ${timeoutMs / 1000} s: ${shown.stdout}`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+      throw new Error(`devvm-reconcile.service still ${state} ${timeoutMs / 1000} s after its timer stopped`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
 
