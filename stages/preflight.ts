@@ -9,7 +9,6 @@ import { sweepPartials } from "../lib/sources/download.ts";
 import { NODE_ROOT, NPM_CLI_ROOT } from "../lib/machine/layout.ts";
 import { LEFTOVERS, removeLeftovers } from "../lib/machine/leftovers.ts";
 import { takeBuildLock } from "../lib/core/build-lock.ts";
-import { machineRelease } from "../lib/machine/releases.ts";
 import type { Stage } from "../lib/core/stage.ts";
 
 /** The build lock: one build at a time (lib/core/build-lock.ts). */
@@ -37,8 +36,8 @@ export default {
   always: true,
   async check(ctx) {
     requireRoot(process.getuid?.());
-    // An image root has its own os-release; a bare --root folder is built by this host.
-    machineRelease(hostPath(ctx, "/"));
+    // The release was read, and an unsupported one refused, when the build's context was made
+    // (ctx.release, lib/cli/run-pipeline.ts): before any stage, this one too.
     // --plan under --root writes nothing, not even a build lock file in that root;
     // on the machine itself it takes the build lock, so it never reads a build's half-written state.
     if (ctx.planOnly && underRoot(ctx)) return { changes: [], managed: [] };

@@ -96,6 +96,12 @@ export function parseOsRelease(text: string): Record<string, string> {
   );
 }
 
+/** The supported release an /etc/os-release names, if it names one. */
+export function releaseOf(osRelease: string): Release | undefined {
+  const fields = parseOsRelease(osRelease);
+  return RELEASES.find((r) => r.id === fields.ID && r.versionId === fields.VERSION_ID);
+}
+
 /**
  * The release of the machine whose root is `root` ("/" for this one): its
  * os-release, or this host's for a bare --root folder that has none yet.
@@ -104,11 +110,11 @@ export function parseOsRelease(text: string): Record<string, string> {
 export function machineRelease(root: string): Release {
   const own = `${root.replace(/\/+$/, "")}/etc/os-release`;
   const file = existsSync(own) ? own : "/etc/os-release";
-  const fields = parseOsRelease(readFileSync(file, "utf8"));
-  const release = RELEASES.find((r) => r.id === fields.ID && r.versionId === fields.VERSION_ID);
+  const text = readFileSync(file, "utf8");
+  const release = releaseOf(text);
   if (!release)
     throw new UserError(
-      `this is ${fields.PRETTY_NAME ?? "an unknown system"} (${file}); the devvm runs on ${SUPPORTED_RELEASES}`,
+      `this is ${parseOsRelease(text).PRETTY_NAME ?? "an unknown system"} (${file}); the devvm runs on ${SUPPORTED_RELEASES}`,
       `run the builder on one of those`,
     );
   return release;

@@ -2,7 +2,7 @@
 // stand-in, a t3 stand-in, the users, and a sampler of command lines.
 import type { Pins } from "../../../lib/inputs/pins.ts";
 import { extraSuiteFiles, parseOneLineSources, SOURCES_LIST } from "../../../lib/machine/apt-sources.ts";
-import { parseOsRelease, RELEASES } from "../../../lib/machine/releases.ts";
+import { releaseOf } from "../../../lib/machine/releases.ts";
 import type { Report } from "../../../lib/output/report.ts";
 import { PROJECT_PINS } from "../stand-ins/sources.ts";
 import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
@@ -68,9 +68,9 @@ export async function buildStages(
  * 1.19), through the stage's own source and preference files.
  */
 async function goAsTheAptStageLeavesIt(vm: DevvmContainer): Promise<string> {
-  const fields = parseOsRelease(await vm.readFile("/etc/os-release"));
-  const release = RELEASES.find((r) => r.id === fields.ID && r.versionId === fields.VERSION_ID);
-  if (!release) throw new Error(`the box runs ${fields.PRETTY_NAME}, not a release the devvm supports`);
+  const osRelease = await vm.readFile("/etc/os-release");
+  const release = releaseOf(osRelease);
+  if (!release) throw new Error(`the box runs no release the devvm supports:\n${osRelease}`);
   // Only a release with an extra suite needs its files, read against the box's own sources.list (Debian 12's base has it).
   const sources = release.extraSuite ? parseOneLineSources(await vm.readFile(SOURCES_LIST), SOURCES_LIST) : [];
   for (const file of extraSuiteFiles(release, sources)) {
