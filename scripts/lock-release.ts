@@ -59,7 +59,7 @@ for (const key of keys) {
   const found = JSON.parse(await vm.readFile(`${INPUTS_IN_BOX}/pins.json`)) as Pins;
   const apt = found.apt[key as keyof Pins["apt"]];
   if (!apt) throw new Error(`the lock on ${release.name} wrote no apt.${key}`);
-  const changes = await replaceAptPins(pinsFile, key, apt);
+  const changes = await replaceAptPins(pinsFile, key, apt, found.aptSnapshot?.[key as keyof Pins["apt"]]);
   console.log(
     changes.length === 0 ? `apt.${key}: up to date` : `pins.json changed:\n${changes.map((c) => `  ${c}`).join("\n")}`,
   );

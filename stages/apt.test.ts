@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { UserError } from "../lib/core/errors.ts";
@@ -35,6 +36,8 @@ W: Some index files failed to download. They have been ignored, or old ones used
 const FAKES: Record<string, string> = {
   "apt-get": `#!/bin/bash
 echo "$*" >> "$FAKE_APT/apt-get.log"
+# The snapshot's scratch sources.list.d, as apt-get update saw it.
+[[ "$1" == -o && "$2" == Dir::Etc::SourceParts=* ]] && { [ "$3" = update ] && cp -r "\${2#*=}" "$FAKE_APT/source-parts"; shift 2; }
 case "$1" in
   update) cat "$FAKE_APT/update.stderr" >&2 2>/dev/null; exit "$(cat "$FAKE_APT/update.code")";;
   install)
@@ -46,7 +49,11 @@ case "$1" in
 esac
 `,
   "apt-cache": `#!/bin/bash
-cat "$FAKE_APT/madison"
+case "$*" in
+  *SourceParts=*madison*) cat "$FAKE_APT/madison-snapshot";;
+  *SourceParts=*show*) cat "$FAKE_APT/show";;
+  *) cat "$FAKE_APT/madison";;
+esac
 `,
   dpkg: `#!/bin/bash
 echo "$*" >> "$FAKE_APT/dpkg.log"
@@ -207,6 +214,103 @@ describe("apt apply", () => {
       "apt: setting up 1 of 1 packages (git)",
       expect.stringMatching(/^apt-get install: done in \d+\.\d s$/),
     ]);
+  });
+
+  describe("a pin the mirror no longer offers", () => {
+    const NEWER = "1:2.39.5-0+deb12u3";
+    const MIRROR = `       git | ${NEWER} | http://deb.debian.org/debian trixie/main amd64 Packages\n`;
+    const SNAPSHOT = `       git | ${NEWER} | http://deb.debian.org/debian trixie/main amd64 Packages\n       git | ${GIT} | http://snapshot.debian.org/archive/debian/20261101T000000Z trixie/main amd64 Packages\n`;
+    const withSnapshotTime = () =>
+      Object.assign(root.ctx.inputs.pins, { aptSnapshot: { "debian-13": "20261101T000000Z" } });
+    const scratchLeft = () => readdirSync(tmpdir()).filter((n) => n.startsWith(`devvm-apt-snapshot-${process.pid}-`));
+
+    it("comes from the snapshot archive at the lock's time, through a source for this run only, with the exact dependencies it needs", async () => {
+      setUp();
+      withSnapshotTime();
+      mirror({ code: 0 }, MIRROR);
+      writeFileSync(fake("madison-snapshot"), SNAPSHOT);
+      writeFileSync(
+        fake("show"),
+        `Package: git\nVersion: ${GIT}\nDepends: libc6 (>= 2.34), git-man (= ${GIT}),\n liberror-perl | perl:any (= 5.36.0-7)\n\nPackage: git\nVersion: ${NEWER}\nDepends: git-man (= ${NEWER})\n`,
+      );
+      const lines: string[] = [];
+      const changes = await apply(lines);
+      const via = "the snapshot archive at 20261101T000000Z";
+      expect(changes).toEqual([
+        { kind: "package", name: "git", from: null, to: GIT, via },
+        { kind: "package", name: "git-man", from: null, to: GIT, via: `${via}, as git ${GIT} needs it` },
+      ]);
+      expect(lines).toContain(
+        `1 pinned version(s) the mirror no longer offers (git ${GIT}): from the snapshot archive at 20261101T000000Z (http://snapshot.debian.org/archive)`,
+      );
+      const calls = aptGetCalls();
+      expect(calls).toHaveLength(3);
+      expect(calls[0]).toBe("update -q");
+      expect(calls[1]).toMatch(/^-o Dir::Etc::SourceParts=\/\S+\/devvm-apt-snapshot-\d+-\w+ update -q$/);
+      expect(calls[2]).toMatch(
+        /^-o Dir::Etc::SourceParts=\S+ install .* git=1:2\.39\.5-0\+deb12u2 git-man=1:2\.39\.5-0\+deb12u2$/,
+      );
+      // Debian's snapshot archive, both archives, checked by Debian's keys; its expired Release files accepted.
+      expect(readFileSync(fake("source-parts/zz-devvm-snapshot.sources"), "utf8")).toContain(
+        [
+          "Types: deb",
+          "URIs: http://snapshot.debian.org/archive/debian/20261101T000000Z/",
+          "Suites: trixie trixie-updates",
+          "Components: main",
+          "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg",
+          "Check-Valid-Until: no",
+          "",
+          "Types: deb",
+          "URIs: http://snapshot.debian.org/archive/debian-security/20261101T000000Z/",
+          "Suites: trixie-security",
+        ].join("\n"),
+      );
+      // Never in /etc/apt, and gone after the run.
+      expect(existsSync(path.join(root.dir, "etc/apt/sources.list.d"))).toBe(false);
+      expect(scratchLeft()).toEqual([]);
+    });
+
+    it("comes from the archive and keyring the settings name (a stand-in's), by the same path", async () => {
+      setUp();
+      withSnapshotTime();
+      Object.assign(root.ctx.settings, {
+        aptSnapshotUrl: "http://127.0.0.1:9/archive",
+        aptSnapshotKeyring: "/etc/devvm-test/stand-in.gpg",
+      });
+      mirror({ code: 0 }, MIRROR);
+      writeFileSync(fake("madison-snapshot"), SNAPSHOT);
+      writeFileSync(fake("show"), `Package: git\nVersion: ${GIT}\n`);
+      await apply();
+      const sources = readFileSync(fake("source-parts/zz-devvm-snapshot.sources"), "utf8");
+      expect(sources).toContain("URIs: http://127.0.0.1:9/archive/debian/20261101T000000Z/\n");
+      expect(sources).toContain("Signed-By: /etc/devvm-test/stand-in.gpg\n");
+    });
+
+    it("stops before installing anything when the snapshot lacks it too, naming the pin, the mirror's version and the time", async () => {
+      setUp();
+      withSnapshotTime();
+      mirror({ code: 0 }, MIRROR);
+      writeFileSync(fake("madison-snapshot"), MIRROR);
+      const error = await failureOf();
+      expect(error).toBeInstanceOf(UserError);
+      expect(error.message).toBe(
+        "1 pinned version(s) are offered neither by the mirror nor by the snapshot archive at 20261101T000000Z (http://snapshot.debian.org/archive):\n" +
+          `git: pinned ${GIT}, the mirror offers ${NEWER}; the snapshot at 20261101T000000Z does not have it either`,
+      );
+      expect(error.hint).toMatch(/lock/);
+      expect(aptGetCalls().filter((c) => / install /.test(` ${c}`))).toEqual([]);
+      expect(scratchLeft()).toEqual([]);
+    });
+
+    it("stops, saying so, when pins.json records no snapshot time for the release", async () => {
+      setUp();
+      mirror({ code: 0 }, MIRROR);
+      const error = await failureOf();
+      expect(error.message).toBe(
+        `git: pinned ${GIT}, the mirror offers ${NEWER}\npins.json records no snapshot time for Debian 13 (trixie) (aptSnapshot.debian-13), so they cannot come from the snapshot archive`,
+      );
+      expect(aptGetCalls()).toEqual(["update -q"]);
+    });
   });
 
   it("refuses a release pins.json has no apt pins for, naming it and how to record them", async () => {

@@ -7,6 +7,14 @@ import { CommandError, LOCK_COMMAND, tail, UserError } from "../lib/core/errors.
 import { DPKG_OPTIONS, dpkgAudit, dpkgJournalLeft, repairDpkg, waitForDpkgLock } from "../lib/machine/dpkg.ts";
 import { run } from "../lib/machine/exec.ts";
 import { extraSuiteFiles, readAptSources } from "../lib/machine/apt-sources.ts";
+import {
+  exactDependencies,
+  parseMadison,
+  scratchSourceParts,
+  snapshotSource,
+  type SnapshotSource,
+} from "../lib/machine/apt-snapshot.ts";
+import { settingVariables } from "../lib/inputs/settings.ts";
 import { applyResources, checkResources, managedBy, type FileResource } from "../lib/machine/files.ts";
 import type { Release } from "../lib/machine/releases.ts";
 import type { AptPins, Pins } from "../lib/inputs/pins.ts";
@@ -60,10 +68,10 @@ async function pendingPackages(ctx: BuildContext): Promise<Change[]> {
     .map(([name, version]) => ({ kind: "package", name, from: installed.get(name) ?? null, to: version }));
 }
 
-/** apt-get update; a non-zero exit is the mirror's problem, said as such. */
-async function updateLists(ctx: BuildContext): Promise<string | null> {
+/** apt-get update (with apt's `options`); a non-zero exit is the mirror's problem, said as such. */
+async function updateLists(ctx: BuildContext, options: string[] = []): Promise<string | null> {
   try {
-    return await updatePackageLists(ctx);
+    return await updatePackageLists(ctx, options);
   } catch (error) {
     if (error instanceof CommandError) throw updateFailed(error.stderr);
     throw error;
@@ -74,30 +82,128 @@ function updateFailed(stderr: string): UserError {
   return new UserError(`apt-get update failed:\n${tail(stderr, 8)}`, NETWORK_HINT);
 }
 
-/** Fails before installing anything when the mirror no longer offers a pinned version (or could not be read). */
-async function requireAvailable(
-  ctx: BuildContext,
-  wanted: Array<{ name: string; to: string }>,
-  updateProblems: string | null,
-): Promise<void> {
-  const result = await run(ctx, "apt-cache", ["madison", ...wanted.map((w) => w.name)], { env: APT_ENV });
-  const offered = new Map<string, string[]>();
-  for (const line of result.stdout.split("\n")) {
-    const [name, version] = line.split("|").map((f) => f.trim());
-    if (name && version) offered.set(name, [...(offered.get(name) ?? []), version]);
-  }
-  const unavailable = wanted.filter((w) => !offered.get(w.name)?.includes(w.to));
-  if (unavailable.length > 0 && updateProblems) throw updateFailed(updateProblems);
+/** What the configured sources offer of these packages (`apt-cache madison`), with apt's `options`. */
+async function offeredVersions(ctx: BuildContext, names: string[], options: string[] = []) {
+  const result = await run(ctx, "apt-cache", [...options, "madison", ...names], { env: APT_ENV });
+  return parseMadison(result.stdout);
+}
+
+type Wanted = { name: string; to: string };
+
+/** How the pins are installed: apt's options (the snapshot's scratch sources), and what comes from the snapshot. */
+interface InstallPlan {
+  options: string[];
+  /** Pins the mirror no longer offers, and the exact dependencies they need at their own versions. */
+  fromSnapshot: Array<Wanted & { reason?: string }>;
+  snapshot?: SnapshotSource;
+  cleanup: () => Promise<void>;
+}
+
+const listOf = (versions: string[] | undefined) => versions?.join(", ") || "no version";
+
+/**
+ * Where each pin comes from. The mirror's: nothing else is asked. A pin the
+ * mirror no longer offers: from the archive's snapshot at the time the lock
+ * recorded, through a source added for this run; when the snapshot lacks it
+ * too (or no time is recorded), the build stops before installing anything,
+ * naming each such pin, what the mirror offers and the snapshot's time.
+ */
+async function planInstall(ctx: BuildContext, wanted: Wanted[], updateProblems: string | null): Promise<InstallPlan> {
+  const offered = await offeredVersions(
+    ctx,
+    wanted.map((w) => w.name),
+  );
+  const stale = wanted.filter((w) => !offered.get(w.name)?.includes(w.to));
+  if (stale.length > 0 && updateProblems) throw updateFailed(updateProblems);
   // Lists from an earlier update still offer every pin: the install may work from them (or its cache).
   if (updateProblems) warn(ctx, `apt-get update: ${updateProblems}`);
-  if (unavailable.length > 0) {
+  const none = { options: [], fromSnapshot: [], cleanup: () => Promise.resolve() };
+  if (stale.length === 0) return none;
+
+  const { release } = releasePins(ctx);
+  const mirrorSays = (w: Wanted) => `${w.name}: pinned ${w.to}, the mirror offers ${listOf(offered.get(w.name))}`;
+  const time = ctx.inputs.pins.aptSnapshot?.[release.key as keyof Pins["apt"]];
+  if (!time)
     throw new UserError(
-      unavailable
-        .map((w) => `${w.name}: pinned ${w.to}, the mirror offers ${offered.get(w.name)?.join(", ") || "no version"}`)
-        .join("\n"),
+      `${stale.map(mirrorSays).join("\n")}\n` +
+        `pins.json records no snapshot time for ${release.name} (aptSnapshot.${release.key}), so they cannot come from the snapshot archive`,
       LOCK_HINT,
     );
+  const source = snapshotSource(release, time, ctx.settings);
+  ctx.log.info(
+    `${stale.length} pinned version(s) the mirror no longer offers (${stale.map((w) => `${w.name} ${w.to}`).join(", ")}): ` +
+      `from the snapshot archive at ${time} (${source.base})`,
+  );
+  const scratch = await scratchSourceParts(ctx, release, source);
+  try {
+    const problems = await updateLists(ctx, scratch.options);
+    const withSnapshot = await offeredVersions(
+      ctx,
+      stale.map((w) => w.name),
+      scratch.options,
+    );
+    const absent = stale.filter((w) => !withSnapshot.get(w.name)?.includes(w.to));
+    if (absent.length > 0) {
+      if (problems)
+        throw new UserError(
+          `the snapshot archive at ${time} could not be read:\n${tail(problems, 8)}`,
+          `check the network and ${settingVariables.aptSnapshotUrl} (${source.base}); its keyring is ${source.keyring} (${settingVariables.aptSnapshotKeyring})`,
+        );
+      throw new UserError(
+        `${absent.length} pinned version(s) are offered neither by the mirror nor by the snapshot archive at ${time} (${source.base}):\n` +
+          absent.map((w) => `${mirrorSays(w)}; the snapshot at ${time} does not have it either`).join("\n"),
+        `${LOCK_HINT}; or check pins.json's apt.${release.key} and aptSnapshot.${release.key}`,
+      );
+    }
+    // Every pin found: a suite the snapshot could not serve held none of them.
+    if (problems) warn(ctx, `apt-get update, with the snapshot archive at ${time}: ${problems}`);
+    const fromSnapshot: InstallPlan["fromSnapshot"] = [...stale];
+    for (const dependency of await exactDependenciesOf(ctx, stale, scratch.options)) fromSnapshot.push(dependency);
+    return { options: scratch.options, fromSnapshot, snapshot: source, cleanup: scratch.remove };
+  } catch (error) {
+    await scratch.remove();
+    throw error;
   }
+}
+
+/**
+ * The exact dependencies (`= version`) of the snapshot's packages, and of
+ * theirs, that are not installed at that version: apt-get installs a named
+ * version but keeps the candidate (the mirror's newer one) for a dependency.
+ */
+async function exactDependenciesOf(
+  ctx: BuildContext,
+  from: Wanted[],
+  options: string[],
+): Promise<Array<Wanted & { reason: string }>> {
+  const found = new Map<string, Wanted & { reason: string }>(from.map((w) => [w.name, { ...w, reason: "" }]));
+  const added: Array<Wanted & { reason: string }> = [];
+  let next = from;
+  while (next.length > 0) {
+    const shown = await Promise.all(
+      next.map((w) => run(ctx, "apt-cache", [...options, "show", `${w.name}=${w.to}`], { env: APT_ENV })),
+    );
+    const more: Wanted[] = [];
+    for (const [i, show] of shown.entries()) {
+      for (const dependency of exactDependencies(show.stdout)) {
+        if (found.has(dependency.name)) continue;
+        const entry = {
+          name: dependency.name,
+          to: dependency.version,
+          reason: `${next[i]!.name} ${next[i]!.to} needs it`,
+        };
+        found.set(dependency.name, entry);
+        more.push(entry);
+      }
+    }
+    const installed = await installedVersions(
+      ctx,
+      more.map((w) => w.name),
+    );
+    added.push(...more.filter((w) => installed.get(w.name) !== w.to).map((w) => found.get(w.name)!));
+    next = more;
+  }
+  return added;
 }
 
 /**
@@ -110,13 +216,14 @@ async function requireAvailable(
 export const APT_INSTALL = ["install", "-y", "-q", "--allow-downgrades", ...DPKG_OPTIONS];
 
 /** One apt-get install of every pin, its progress shown from apt's status fd. */
-async function installPinned(ctx: BuildContext, wanted: Array<{ name: string; to: string }>): Promise<void> {
+async function installPinned(ctx: BuildContext, wanted: Wanted[], options: string[]): Promise<void> {
   const progress = new AptProgress((line) => ctx.log.info(line));
   try {
     await run(
       ctx,
       "apt-get",
       [
+        ...options,
         ...APT_INSTALL,
         // Another package manager that took dpkg's lock since waitForDpkgLock: apt waits for it too.
         ...["-o", "DPkg::Lock::Timeout=60", "-o", "APT::Status-Fd=3"],
@@ -181,14 +288,28 @@ export default {
     await waitForDpkgLock(ctx);
     // Only now is the network needed: a rerun with everything in place makes no request.
     ctx.log.info(`${wanted.length} package(s) of packages.txt to install: apt-get update first`);
-    await requireAvailable(ctx, wanted, await updateLists(ctx));
-    await installPinned(ctx, wanted);
+    const plan = await planInstall(ctx, wanted, await updateLists(ctx));
+    try {
+      const extra = plan.fromSnapshot.filter((d) => !wanted.some((w) => w.name === d.name));
+      await installPinned(ctx, [...wanted, ...extra], plan.options);
+    } finally {
+      await plan.cleanup();
+    }
     const left = await pendingPackages(ctx);
     if (left.length > 0)
       throw new UserError(
         `apt-get finished but ${left.map((c) => (c.kind === "package" ? c.name : "")).join(", ")} is not at its pin`,
       );
-    return done();
+    if (plan.fromSnapshot.length === 0) return done();
+    // The report says which pins came from the snapshot, and what they needed from it.
+    const via = `the snapshot archive at ${plan.snapshot!.time}`;
+    const snapshotOf = new Map(plan.fromSnapshot.map((w) => [w.name, w]));
+    return [
+      ...done().map((c) => (c.kind === "package" && snapshotOf.has(c.name) ? { ...c, via } : c)),
+      ...plan.fromSnapshot
+        .filter((d) => !wanted.some((w) => w.name === d.name))
+        .map((d): Change => ({ kind: "package", name: d.name, from: null, to: d.to, via: `${via}, as ${d.reason}` })),
+    ];
   },
   async inventory(ctx) {
     // Every installed package, dependencies included: they are not pinned, so

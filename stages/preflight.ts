@@ -64,7 +64,7 @@ export default {
 
 /** After a killed build: its half-made work everywhere, not only where this build makes the same thing again. */
 async function removeHalfMade(ctx: BuildContext): Promise<void> {
-  for (const kind of [LEFTOVERS.t3Health, LEFTOVERS.unitCheck, LEFTOVERS.goBuild])
+  for (const kind of [LEFTOVERS.t3Health, LEFTOVERS.unitCheck, LEFTOVERS.goBuild, LEFTOVERS.aptSnapshot])
     await removeLeftovers(ctx, tmpdir(), kind);
   await removeLeftovers(ctx, hostPath(ctx, NODE_ROOT), LEFTOVERS.nodeTree);
   const cliRoot = hostPath(ctx, NPM_CLI_ROOT);

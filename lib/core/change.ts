@@ -7,7 +7,8 @@ export type Change =
   | { kind: "mode"; path: string; from: string; to: string }
   | { kind: "owner"; path: string; from: string; to: string }
   | { kind: "symlink"; path: string; from: string; to: string }
-  | { kind: "package"; name: string; from: string | null; to: string }
+  /** `via`: where it came from, when not the mirror (the snapshot archive at a time). */
+  | { kind: "package"; name: string; from: string | null; to: string; via?: string }
   | { kind: "action"; description: string };
 
 /** A change that is not a file's: an account, a unit, a clone. */
@@ -25,10 +26,12 @@ export function describeChange(change: Change): string {
       return `owner ${change.path}: ${change.from} -> ${change.to}`;
     case "symlink":
       return `link ${change.path}: -> ${change.from} becomes -> ${change.to}`;
-    case "package":
-      return change.from
+    case "package": {
+      const what = change.from
         ? `package ${change.name}: ${change.from} -> ${change.to}`
         : `install ${change.name} ${change.to}`;
+      return change.via ? `${what} (from ${change.via})` : what;
+    }
     case "action":
       return change.description;
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseLocated } from "./located.ts";
-import { PinsSchema } from "./pins.ts";
+import { PinsSchema, snapshotDate, snapshotTimeOf } from "./pins.ts";
 
 const real = readFileSync(new URL("../../pins.json", import.meta.url), "utf8");
 const parse = (text: string) => parseLocated(text, "pins.json", PinsSchema);
@@ -87,5 +87,33 @@ describe("pins.json", () => {
       expect.stringMatching(/^apt\.debian-13\.git: "\*" is not an exact Debian version/),
       expect.stringContaining("extra: unknown key"),
     ]);
+  });
+});
+
+describe("pins.json's snapshot times", () => {
+  const withSnapshot = (value: string, key = "debian-13") =>
+    real.replace(/\n}\n$/, `,\n  "aptSnapshot": {\n    "${key}": "${value}"\n  }\n}\n`);
+
+  it("takes a time in UTC as the snapshot archives name them, per supported release", () => {
+    expect(parse(withSnapshot("20261203T101500Z")).problems).toEqual([]);
+    expect(snapshotDate("20261203T101500Z")?.toISOString()).toBe("2026-12-03T10:15:00.000Z");
+    expect(snapshotTimeOf(new Date("2026-12-03T10:15:00.999Z"))).toBe("20261203T101500Z");
+  });
+
+  it.each(["2026-12-03T10:15:00Z", "20261203T101500", "20261131T101500Z", "20261203T241500Z", "latest"])(
+    "refuses %s, naming the line",
+    (value) => {
+      const text = withSnapshot(value);
+      const { problems } = parse(text);
+      expect(problems).toHaveLength(1);
+      expect(problems[0]!.message).toMatch(/expected a snapshot time in UTC such as 20261203T101500Z/);
+      expect(problems[0]!.line).toBe(text.split("\n").findIndex((l) => l.includes(`"${value}"`)) + 1);
+    },
+  );
+
+  it("refuses a release it does not know", () => {
+    expect(parse(withSnapshot("20261203T101500Z", "debian-11")).problems[0]!.message).toMatch(
+      /^aptSnapshot\.debian-11: unknown key; expected one of: debian-13, ubuntu-24\.04, debian-12$/,
+    );
   });
 });

@@ -122,7 +122,53 @@ export const PinsSchema = z.strictObject({
       z.record(z.string().regex(DEBIAN_PACKAGE, "expected a Debian package name (as in packages.txt)"), debianVersion),
     )
     .default({}),
+  // Per release, the time `lock` asked the mirror for those versions: a pin the mirror no longer offers is
+  // installed from the archive's snapshot at that time (docs/devvm.md "Pins stay obtainable").
+  aptSnapshot: z
+    .partialRecord(
+      z.enum(
+        RELEASES.map((r) => r.key),
+        { error: `expected a supported release: ${RELEASES.map((r) => r.key).join(", ")}` },
+      ),
+      z
+        .string()
+        .refine(
+          (time) => snapshotDate(time) !== undefined,
+          "expected a snapshot time in UTC such as 20261203T101500Z (YYYYMMDDTHHMMSSZ), as `lock` writes it",
+        ),
+    )
+    .optional(),
 });
+
+/** The time of a snapshot of the archive, as Debian's and Ubuntu's snapshot archives name them: 20261203T101500Z (UTC). */
+export const SNAPSHOT_TIME = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+
+/** The Date a snapshot time names, or undefined when it names none (20261399T…). */
+export function snapshotDate(time: string): Date | undefined {
+  const m = SNAPSHOT_TIME.exec(time);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  // Date.UTC rolls 31 November over into December: a time that names no moment is not one.
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day && hour < 24 && minute < 60 && second < 60
+    ? date
+    : undefined;
+}
+
+/** A moment as a snapshot time (seconds dropped below one). */
+export function snapshotTimeOf(date: Date): string {
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, "Z")
+    .replace(/[-:]/g, "");
+}
 
 /** One release's apt pins: package name -> exact version. */
 export type AptPins = Record<string, string>;

@@ -69,6 +69,15 @@ const SettingsSchema = z.object({
    */
   ubuntuMirror: httpBase.optional(),
   ubuntuSecurityMirror: httpBase.optional(),
+  /**
+   * The snapshot archive a pinned apt version comes from when the mirror no
+   * longer offers it, at the time pins.json's aptSnapshot records; default
+   * the release's own (lib/machine/releases.ts: Debian's snapshot archive,
+   * Ubuntu's snapshot service). Base: <base>/<archive>/<time>/.
+   */
+  aptSnapshotUrl: httpBase.optional(),
+  /** The keyring that signs that archive; default the release's archive keyring, which signs Debian's and Ubuntu's snapshots alike. */
+  aptSnapshotKeyring: absolutePath.optional(),
   /** Extra CA certificates (files or folders of .crt, `:`-separated) for a TLS-inspecting proxy. */
   extraCaCerts: z
     .string()
@@ -140,6 +149,8 @@ export const settingVariables: Record<keyof Settings, string> = {
   kubernetesReleasesUrl: "DEVVM_KUBERNETES_RELEASES_URL",
   ubuntuMirror: "DEVVM_UBUNTU_MIRROR",
   ubuntuSecurityMirror: "DEVVM_UBUNTU_SECURITY_MIRROR",
+  aptSnapshotUrl: "DEVVM_APT_SNAPSHOT_URL",
+  aptSnapshotKeyring: "DEVVM_APT_SNAPSHOT_KEYRING",
   extraCaCerts: "DEVVM_EXTRA_CA_CERTS",
   cacheDir: "DEVVM_CACHE_DIR",
   adminHome: "DEVVM_ADMIN_HOME",

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { UserError } from "../core/errors.ts";
 import type { FileResource } from "./files.ts";
-import type { Release } from "./releases.ts";
+import { archiveKeyring, type Release } from "./releases.ts";
 
 export const SOURCES_LIST = "/etc/apt/sources.list";
 export const SOURCES_DIR = "/etc/apt/sources.list.d";
@@ -97,7 +97,7 @@ export function extraSuiteFiles(release: Release, sources: AptSource[]): FileRes
       content:
         header +
         `Types: deb\nURIs: ${own.uri}\nSuites: ${extra.suite}\nComponents: main\n` +
-        `Signed-By: /usr/share/keyrings/${release.id}-archive-keyring.gpg\n`,
+        `Signed-By: ${archiveKeyring(release)}\n`,
     },
     {
       // apt gives a backports suite priority 100: only these packages are raised to the release's 500, so

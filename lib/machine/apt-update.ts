@@ -14,9 +14,12 @@ function updateProblems(stderr: string): string | null {
   return problems.length > 0 ? problems.join("\n") : null;
 }
 
-/** Runs apt-get update; returns its fetch failures (null when none). A non-zero exit throws CommandError. */
-export async function updatePackageLists(ctx: Pick<BuildContext, "log">): Promise<string | null> {
-  const { stderr } = await run(ctx, "apt-get", ["update", "-q"], {
+/** Runs apt-get update (with apt's `options`); returns its fetch failures (null when none). A non-zero exit throws CommandError. */
+export async function updatePackageLists(
+  ctx: Pick<BuildContext, "log">,
+  options: string[] = [],
+): Promise<string | null> {
+  const { stderr } = await run(ctx, "apt-get", [...options, "update", "-q"], {
     env: APT_ENV,
     heartbeat: { label: "apt-get update" },
   });

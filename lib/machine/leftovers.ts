@@ -22,6 +22,8 @@ export const LEFTOVERS = {
   t3Health: { pattern: /^devvm-t3-health-(\d+)-/, what: "base dir(s) of a t3 health check" },
   /** In /tmp (lib/machine/systemd.ts). */
   unitCheck: { pattern: /^devvm-units-(\d+)-/, what: "scratch folder(s) of a unit check" },
+  /** In /tmp (lib/machine/apt-snapshot.ts). */
+  aptSnapshot: { pattern: /^devvm-apt-snapshot-(\d+)-/, what: "scratch apt source folder(s) of a snapshot install" },
   /** In /tmp (stages/service-helpers.ts). */
   goBuild: { pattern: /^devvm-go-(\d+)-/, what: "scratch folder(s) of a t3-dispatch build" },
   /** In NODE_ROOT (stages/node.ts): .VERSION.tmp-PID-XXXXXX. */

@@ -15,6 +15,21 @@ export interface AptSuiteExtra {
   why: string;
 }
 
+/**
+ * Where a release's archive is kept as it was at any past moment: Debian's
+ * snapshot archive (`<url>/debian/<YYYYMMDDTHHMMSSZ>/`, and
+ * `debian-security` likewise), Ubuntu's snapshot service
+ * (`<url>/ubuntu/<YYYYMMDDTHHMMSSZ>/`, every pocket in one). The apt stage
+ * takes a pinned version from there when the mirror no longer offers it
+ * (lib/machine/apt-snapshot.ts).
+ */
+export interface SnapshotArchive {
+  /** The default address, DEVVM_APT_SNAPSHOT_URL's when unset. Plain http for Debian: apt checks the signatures, and no CA is needed. */
+  url: string;
+  /** Each archive under it, with the release's suites it serves. */
+  archives: Array<{ path: string; suites: string[] }>;
+}
+
 export interface Release {
   /** `${ID}-${VERSION_ID}` of /etc/os-release: the key of its apt pins in pins.json. */
   key: string;
@@ -39,7 +54,21 @@ export interface Release {
   tmuxPaneScopes: boolean;
   /** A suite beside the release's own that some packages come from, with an apt preference for only those. */
   extraSuite?: AptSuiteExtra;
+  /** Its archive's snapshots, for pins the mirror no longer offers. */
+  snapshot: SnapshotArchive;
 }
+
+/** The keyring of a release's archive keys, which sign its mirror and its snapshots alike. */
+export const archiveKeyring = (release: Release) => `/usr/share/keyrings/${release.id}-archive-keyring.gpg`;
+
+const DEBIAN_SNAPSHOTS = "http://snapshot.debian.org/archive";
+const debianSnapshot = (codename: string, extra: string[] = []): SnapshotArchive => ({
+  url: DEBIAN_SNAPSHOTS,
+  archives: [
+    { path: "debian", suites: [codename, `${codename}-updates`, ...extra] },
+    { path: "debian-security", suites: [`${codename}-security`] },
+  ],
+});
 
 export const RELEASES: readonly Release[] = [
   {
@@ -50,6 +79,7 @@ export const RELEASES: readonly Release[] = [
     codename: "trixie",
     archive: { suites: ["trixie", "trixie-updates"], securitySuite: "trixie-security", components: ["main"] },
     tmuxPaneScopes: true,
+    snapshot: debianSnapshot("trixie"),
   },
   {
     key: "ubuntu-24.04",
@@ -60,6 +90,11 @@ export const RELEASES: readonly Release[] = [
     // ripgrep, fd-find, podman, shellcheck and tree are in universe, which a fresh Ubuntu has enabled.
     archive: { suites: ["noble", "noble-updates"], securitySuite: "noble-security", components: ["main", "universe"] },
     tmuxPaneScopes: true,
+    // Ubuntu's snapshot service serves the security pocket beside the others (https, as Ubuntu documents it).
+    snapshot: {
+      url: "https://snapshot.ubuntu.com",
+      archives: [{ path: "ubuntu", suites: ["noble", "noble-updates", "noble-security"] }],
+    },
   },
   {
     key: "debian-12",
@@ -75,6 +110,7 @@ export const RELEASES: readonly Release[] = [
       packages: "/^golang-(go|src|doc|any|1\\.[0-9]+(-go|-src|-doc)?)$/",
       why: "t3-dispatch needs Go 1.22 or newer; bookworm's own golang-go is 1.19",
     },
+    snapshot: debianSnapshot("bookworm", ["bookworm-backports"]),
   },
 ];
 

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { kubectlReleaseFiles, makeKubectl } from "../../../test/support/fixtures/kubectl.ts";
 import { startArtifactStandIn } from "../../../test/support/stand-ins/artifacts.ts";
 import type { Inputs } from "../../inputs/index.ts";
-import type { Pins } from "../../inputs/pins.ts";
+import { snapshotTimeOf, type Pins } from "../../inputs/pins.ts";
 import { describeUnresolved, parseUpdates, refreshPins } from "./lock.ts";
 import { kubectlPin } from "./pin-sources.ts";
 import { readSettings } from "../../inputs/settings.ts";
@@ -282,7 +282,10 @@ describe("lock, honest about what it could not resolve", () => {
     using files = pinsInputs(
       completePins(
         (pins) =>
-          (pins.apt = { "ubuntu-24.04": noble, "debian-12": { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" } }),
+          Object.assign(pins, {
+            apt: { "ubuntu-24.04": noble, "debian-12": { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" } },
+            aptSnapshot: { "ubuntu-24.04": "20261101T000000Z", "debian-12": "20261101T000000Z" },
+          }),
       ),
     );
     files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
@@ -301,14 +304,23 @@ describe("lock, honest about what it could not resolve", () => {
       const root = machineRoot(files.dir, BOOKWORM);
       await using registry = await startArtifactStandIn(registryFiles(files.inputs.pins, ALL_THERE(files.inputs.pins)));
       const { ctx, logged } = refreshContext({ DEVVM_NPM_REGISTRY: registry.url }, files.dir);
+      const before = snapshotTimeOf(new Date());
       const result = await refreshPins(ctx, files.inputs, { pinsFile: files.pinsFile, updates: [], root });
+      const after = snapshotTimeOf(new Date());
+      const written = JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins;
+      // The moment it asked the mirror: the snapshot at that time has these versions.
+      const asked = written.aptSnapshot?.["debian-12"] ?? "";
+      expect(asked >= before && asked <= after, `${before} <= ${asked} <= ${after}`).toBe(true);
       expect(result).toEqual({
-        changes: ["apt.debian-12.git: 1:2.39.5-0+deb12u2 -> 1:2.39.5-0+deb12u3"],
+        changes: [
+          "apt.debian-12.git: 1:2.39.5-0+deb12u2 -> 1:2.39.5-0+deb12u3",
+          `aptSnapshot.debian-12: 20261101T000000Z -> ${asked}`,
+        ],
         unresolved: [],
       });
-      const written = JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins;
       expect(Object.keys(written.apt)).toEqual(["ubuntu-24.04", "debian-12"]);
       expect(written.apt["ubuntu-24.04"]).toEqual(noble);
+      expect(written.aptSnapshot?.["ubuntu-24.04"]).toBe("20261101T000000Z");
       expect(
         readFileSync(path.join(root, "etc/apt/sources.list.d/devvm-bookworm-backports.sources"), "utf8"),
       ).toContain("URIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n");
@@ -343,12 +355,44 @@ describe("lock --apt-only", () => {
       root: machineRoot(files.dir, BOOKWORM),
       aptOnly: true,
     });
+    const written = JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins;
     expect(result).toEqual({
-      changes: ["apt.debian-12.git: 1:2.39.5-0+deb12u2 -> 1:2.39.5-0+deb12u3"],
+      changes: [
+        "apt.debian-12.git: 1:2.39.5-0+deb12u2 -> 1:2.39.5-0+deb12u3",
+        `aptSnapshot.debian-12: (none) -> ${written.aptSnapshot?.["debian-12"]}`,
+      ],
       unresolved: [],
     });
-    const written = JSON.parse(readFileSync(files.pinsFile, "utf8")) as Pins;
-    expect({ ...written, apt: {} }).toEqual({ ...files.inputs.pins, apt: {} });
+    expect(written.aptSnapshot?.["debian-12"]).toMatch(/^\d{8}T\d{6}Z$/);
+    expect({ ...written, apt: {}, aptSnapshot: {} }).toEqual({ ...files.inputs.pins, apt: {}, aptSnapshot: {} });
+  });
+
+  it("keeps the recorded snapshot time when the mirror offers the same versions: nothing changes, nothing is written", async () => {
+    using files = pinsInputs(
+      completePins((pins) =>
+        Object.assign(pins, {
+          apt: { "debian-12": { git: "1:2.39.5-0+deb12u3" } },
+          aptSnapshot: { "debian-12": "20261101T000000Z" },
+        }),
+      ),
+    );
+    files.inputs.packages.push({ name: "git", line: 1 });
+    const bin = path.join(files.dir, "bin");
+    mkdirSync(bin);
+    writeFileSync(path.join(bin, "apt-get"), "#!/bin/sh\nexit 0\n");
+    writeFileSync(path.join(bin, "apt-cache"), "#!/bin/sh\nprintf 'git:\\n  Candidate: 1:2.39.5-0+deb12u3\\n'\n");
+    for (const name of ["apt-get", "apt-cache"]) chmodSync(path.join(bin, name), 0o755);
+    vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: `http://127.0.0.1:${await closedPort()}` }, files.dir);
+    const text = readFileSync(files.pinsFile, "utf8");
+    const result = await refreshPins(ctx, files.inputs, {
+      pinsFile: files.pinsFile,
+      updates: [],
+      root: machineRoot(files.dir, BOOKWORM),
+      aptOnly: true,
+    });
+    expect(result).toEqual({ changes: [], unresolved: [] });
+    expect(readFileSync(files.pinsFile, "utf8")).toBe(text);
   });
 });
 

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { UserError } from "../../core/errors.ts";
 import { writeFileAtomic } from "../../machine/files.ts";
 import type { Inputs } from "../../inputs/index.ts";
-import { PinsSchema, type Pins } from "../../inputs/pins.ts";
+import { PinsSchema, snapshotTimeOf, type Pins } from "../../inputs/pins.ts";
 import { machineRelease, RELEASES } from "../../machine/releases.ts";
 import { latestVersion, versionInfo } from "../../sources/registry.ts";
 import type { Command } from "../command.ts";
@@ -118,6 +118,7 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
   const root = request.root ?? "/";
   const release = await attempt("apt", undefined, () => Promise.resolve(machineRelease(root)));
   const oldApt = release ? (old.apt[release.key as keyof Pins["apt"]] ?? {}) : {};
+  let askedAt: Date | undefined;
   // The sources are independent: asked at once, so an unreachable one costs one timeout, not one per entry.
   const [apt, node, npm, claudeCode, codex, t3, kubelogin, kubectl] = await Promise.all([
     release
@@ -128,6 +129,7 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
           oldApt,
           unresolved,
           notes,
+          (at) => (askedAt = at),
         )
       : oldApt,
     request.aptOnly
@@ -150,6 +152,7 @@ export async function refreshPins(ctx: RefreshContext, inputs: Inputs, request: 
   const pins = ordered({
     ...old,
     apt: release ? { ...old.apt, [release.key]: apt } : old.apt,
+    aptSnapshot: release ? aptSnapshotAfter(old, release.key, apt, askedAt) : old.aptSnapshot,
     node: { ...node, npm },
     npm: {
       "@anthropic-ai/claude-code": claudeCode,
@@ -187,9 +190,14 @@ export async function replaceAptPins(
   pinsFile: string,
   release: string,
   apt: Record<string, string>,
+  snapshot: string | undefined,
 ): Promise<string[]> {
   const before = PinsSchema.parse(JSON.parse(await readFile(pinsFile, "utf8")));
-  const after = ordered({ ...before, apt: { ...before.apt, [release]: apt } });
+  const after = ordered({
+    ...before,
+    apt: { ...before.apt, [release]: apt },
+    aptSnapshot: { ...before.aptSnapshot, ...(snapshot ? { [release]: snapshot } : {}) },
+  });
   const valid = PinsSchema.safeParse(after);
   if (!valid.success)
     throw new UserError(
@@ -216,9 +224,36 @@ function t3Approval(old: Pins["npm"]["t3"], version: string, asked: boolean): { 
   return old.approved && version === old.version ? { approved: old.approved } : {};
 }
 
+/**
+ * The snapshot times after a lock of one release's apt pins: the moment the
+ * lock asked the mirror, when the pins changed or no time was recorded yet;
+ * else the recorded one, which those versions were current at too (a lock
+ * that finds nothing new changes nothing).
+ */
+function aptSnapshotAfter(
+  old: Pins,
+  key: string,
+  apt: Record<string, string>,
+  askedAt: Date | undefined,
+): Pins["aptSnapshot"] {
+  const recorded = old.aptSnapshot?.[key as keyof Pins["apt"]];
+  const same =
+    JSON.stringify(Object.entries(apt).sort()) ===
+    JSON.stringify(Object.entries(old.apt[key as keyof Pins["apt"]] ?? {}).sort());
+  if (!askedAt || (recorded && same)) return old.aptSnapshot;
+  return { ...old.aptSnapshot, [key]: snapshotTimeOf(askedAt) };
+}
+
 /** pins.json's keys in a fixed order, so the file is the same for the same pins. */
 function ordered(pins: Pins): Pins {
-  const { $comment, node, npm, kubelogin, kubectl, apt } = pins;
+  const { $comment, node, npm, kubelogin, kubectl, apt, aptSnapshot } = pins;
+  const byRelease = <T>(record: Partial<Record<string, T>> | undefined, each: (value: T) => T) =>
+    Object.fromEntries(
+      RELEASES.flatMap(({ key }) => {
+        const value = record?.[key];
+        return value === undefined ? [] : [[key, each(value)]];
+      }),
+    );
   return {
     ...($comment ? { $comment } : {}),
     node: {
@@ -235,12 +270,8 @@ function ordered(pins: Pins): Pins {
     kubelogin,
     kubectl: { version: kubectl.version, ...(kubectl.sha256 ? { sha256: kubectl.sha256 } : {}) },
     // Releases in the order of lib/machine/releases.ts, packages by name.
-    apt: Object.fromEntries(
-      RELEASES.flatMap(({ key }) => {
-        const block = apt[key as keyof Pins["apt"]];
-        return block ? [[key, Object.fromEntries(Object.entries(block).sort(([a], [b]) => (a < b ? -1 : 1)))]] : [];
-      }),
-    ),
+    apt: byRelease(apt, (block) => Object.fromEntries(Object.entries(block).sort(([a], [b]) => (a < b ? -1 : 1)))),
+    ...(aptSnapshot && Object.keys(aptSnapshot).length > 0 ? { aptSnapshot: byRelease(aptSnapshot, (t) => t) } : {}),
   } as Pins;
 }
 

@@ -102,6 +102,8 @@ export async function aptCandidates(
   current: Record<string, string>,
   unresolved: Unresolved[],
   notes: string[],
+  /** Told the moment the mirror's lists were fetched: the snapshot time the lock records. */
+  asked: (at: Date) => void = () => {},
 ): Promise<Record<string, string>> {
   if (names.length === 0) return {};
   const hint = "check the apt sources (/etc/apt/sources.list*) and that the mirror is reachable";
@@ -124,6 +126,7 @@ export async function aptCandidates(
       });
       return current;
     }
+    asked(new Date());
     policy = await run(ctx, "apt-cache", ["policy", ...names], { env: APT_ENV });
   } catch (error) {
     const reason = reasonOf(error);
