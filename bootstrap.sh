@@ -80,21 +80,24 @@ if [ ${#wanted[@]} -gt 0 ]; then
     die "apt-get update failed: the Debian mirror is out of reach" "check the network and the mirror in /etc/apt/sources.list (or sources.list.d/)" 1
   fi
   rm -f "$update_log"
-  if [ -n "$lock" ]; then
-    # The lock is how a stale pin is refreshed: a version the mirror no longer
-    # offers (Debian replaces them with each update) must not keep it from running.
-    for i in "${!wanted[@]}"; do
-      [[ ${wanted[i]} == *=* ]] || continue
-      package=${wanted[i]%%=*} version=${wanted[i]#*=}
-      apt-cache madison "$package" | cut -d'|' -f2 | tr -d ' ' | grep -xF "$version" >/dev/null && continue
+  # A version the mirror no longer offers (Debian replaces them with each update) must not keep Node from
+  # being fetched: the mirror's current one serves for that. The build's apt stage then installs the pin
+  # from the archive's snapshot at the lock's time (bash has no way to ask it); the lock records the new one.
+  for i in "${!wanted[@]}"; do
+    [[ ${wanted[i]} == *=* ]] || continue
+    package=${wanted[i]%%=*} version=${wanted[i]#*=}
+    apt-cache madison "$package" | cut -d'|' -f2 | tr -d ' ' | grep -xF "$version" >/dev/null && continue
+    if [ -n "$lock" ]; then
       say "$package: the mirror no longer offers the pinned $version; the lock installs its current version and records it"
-      wanted[i]=$package
-    done
-  fi
+    else
+      say "$package: the mirror no longer offers the pinned $version; its current version fetches Node, and the apt stage installs $version from the snapshot archive"
+    fi
+    wanted[i]=$package
+  done
   # A line per package fetched and set up, and every warning or error.
   apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${wanted[@]}" 2>&1 |
     sed -un 's/^\(Get:[0-9]* [^ ]* [^ ]* [^ ]* [^ ]*\|Setting up .*\|[EW]: .*\)$/bootstrap: apt: \1/p' >&2 ||
-    die "apt-get install ${wanted[*]} failed (its errors are above)" "the mirror may no longer offer these versions: run \`./bootstrap.sh lock\`, which refreshes the pins" 1
+    die "apt-get install ${wanted[*]} failed (its errors are above)" "check the mirror in /etc/apt/sources.list (or sources.list.d/)" 1
 fi
 
 # DEVVM_EXTRA_CA_CERTS (files, or folders of .crt, ':'-separated): trusted

@@ -1,7 +1,11 @@
 // Nightly reproducibility check, from the same commit, with the stand-in
 // sources (test/support/stand-ins), as in the tests:
-//   boxes:  two from-scratch builds on two fresh Debian 12 containers; their
-//           manifests must be the same (needs dockerd: scripts/with-docker.sh);
+//   boxes:  two from-scratch builds on two fresh containers of the test
+//           release; their manifests must be the same (needs dockerd:
+//           scripts/with-docker.sh). Before the first, the pins the mirror no
+//           longer offers are listed: a build takes them from the snapshot
+//           archive, and the admin sees the drift long before a rebuild
+//           after a disaster depends on it;
 //   images: two `build.ts image` runs on this host (as root); their archives
 //           must be the same bytes, else every differing entry is named
 //           (path, and what differs: content hash, mode, owner, size, link).
@@ -19,7 +23,11 @@ import { parseArgs } from "node:util";
 import { diffArchives, formatArchiveDifferences, readArchive } from "../lib/image/compare-archives.ts";
 import type { ImageRecord } from "../lib/image/build-image.ts";
 import { diffManifests, formatDifferences } from "../lib/output/manifest-diff.ts";
+import type { Pins } from "../lib/inputs/pins.ts";
+import { parseMadison } from "../lib/machine/apt-snapshot.ts";
+import { TEST_RELEASE } from "../test/support/harness/base-image.ts";
 import { buildIn, manifestIn, startFreshVm } from "../test/support/harness/build-in-vm.ts";
+import type { DevvmContainer } from "../test/support/harness/devvm-container.ts";
 import { buildImageOnHost } from "../test/support/harness/image-on-host.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "../test/support/stand-ins/sources.ts";
 
@@ -28,9 +36,29 @@ if (values.only && values.only !== "boxes" && values.only !== "images")
   throw new Error(`--only takes boxes or images, not ${values.only}`);
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
+/** The release's apt pins the box's mirror no longer offers, one line each, or a line saying there are none. */
+async function mirrorDrift(vm: DevvmContainer, pins: Pins): Promise<string> {
+  const block = pins.apt[TEST_RELEASE as keyof Pins["apt"]] ?? {};
+  const names = Object.keys(block);
+  const asked = await vm.exec(`apt-get update -q >/dev/null 2>&1 && apt-cache madison ${names.join(" ")}`, {
+    env: { LC_ALL: "C" },
+  });
+  if (asked.exitCode !== 0)
+    return `pins the mirror no longer offers: unknown (apt-get update failed: ${asked.stderr.trim()})`;
+  const offered = parseMadison(asked.stdout);
+  const gone = names.filter((name) => !offered.get(name)?.includes(block[name]!));
+  const time = pins.aptSnapshot?.[TEST_RELEASE as keyof Pins["apt"]] ?? "no time recorded";
+  if (gone.length === 0) return `every apt pin of ${TEST_RELEASE} is still offered by the mirror`;
+  return [
+    `${gone.length} apt pin(s) of ${TEST_RELEASE} the mirror no longer offers (a build takes them from the snapshot archive at ${time}):`,
+    ...gone.map((name) => `  ${name} ${block[name]} (the mirror: ${offered.get(name)?.join(", ") || "none"})`),
+  ].join("\n");
+}
+
 async function buildOnFreshBox(sources: StandInSources, label: string) {
   await using vm = await startFreshVm();
   await writeInputs(vm, "/opt/devvm-inputs", sources.pins);
+  if (label === "box 1") console.log(await mirrorDrift(vm, sources.pins));
   say(`${label}: building in container ${vm.id.slice(0, 12)}`);
   const run = await buildIn(vm, sources.env, "--inputs", "/opt/devvm-inputs");
   say(run.log.trimEnd().replace(/^/gm, `${label}| `));

@@ -146,8 +146,8 @@ async function planInstall(ctx: BuildContext, wanted: Wanted[], updateProblems: 
     if (absent.length > 0) {
       if (problems)
         throw new UserError(
-          `the snapshot archive at ${time} could not be read:\n${tail(problems, 8)}`,
-          `check the network and ${settingVariables.aptSnapshotUrl} (${source.base}); its keyring is ${source.keyring} (${settingVariables.aptSnapshotKeyring})`,
+          `${absent.map(mirrorSays).join("\n")}\nand the snapshot archive at ${time} (${source.base}) could not be read:\n${tail(problems, 8)}`,
+          `check the network and ${settingVariables.aptSnapshotUrl}; the snapshot's keyring is ${source.keyring} (${settingVariables.aptSnapshotKeyring})`,
         );
       throw new UserError(
         `${absent.length} pinned version(s) are offered neither by the mirror nor by the snapshot archive at ${time} (${source.base}):\n` +

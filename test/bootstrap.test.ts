@@ -156,18 +156,34 @@ describe("bootstrap.sh on a bare box of the test release", () => {
       );
     });
 
-    it("a build stops, exit 1, pointing at ./bootstrap.sh lock", async () => {
+    it("a build installs the mirror's version to fetch Node, and its apt stage asks the snapshot for the pin, naming it when it cannot", async () => {
+      // The snapshot's time as a lock records it; the snapshot archive here a port nobody listens on.
+      await box.vm.exec(
+        `sed -i 's/^}$/  ,"aptSnapshot": { "${TEST_RELEASE}": "20261101T000000Z" }\\n}/' /root/stale/pins.json`,
+        { check: true },
+      );
+      const closed = `http://127.0.0.1:${await closedPort()}`;
       const run = await bootstrap(
-        { DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca" },
+        { DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca", DEVVM_APT_SNAPSHOT_URL: closed },
         "--inputs",
         "/root/stale",
-        "--list",
+        "--stage",
+        "apt",
       );
-      expect(run.exitCode, run.stderr).toBe(1);
-      expect(run.stderr).toMatch(
-        /bootstrap: error: apt-get install curl=7\.0\.0-1\+stale failed .*\nhint: .*run `\.\/bootstrap\.sh lock`, which refreshes the pins/,
+      expect(run.stderr).toContain(
+        `bootstrap: curl: the mirror no longer offers the pinned ${STALE}; its current version fetches Node, and the apt stage installs ${STALE} from the snapshot archive`,
       );
-      expect(run.stdout).toBe("");
+      expect(await installed("curl")).toBe(true);
+      // The builder ran (bootstrap.sh fetched Node with that curl) and its apt stage stopped before installing anything.
+      const output = run.stdout + run.stderr;
+      expect(run.exitCode, output).not.toBe(0);
+      expect(output).toMatch(
+        new RegExp(
+          `curl: pinned 7\\.0\\.0-1\\+stale, the mirror offers [^\\n]+\\nand the snapshot archive at 20261101T000000Z \\(${closed.replace(/\./g, "\\.")}\\) could not be read:\\n`,
+        ),
+      );
+      expect(output).toMatch(/hint: check the network and DEVVM_APT_SNAPSHOT_URL/);
+      expect(await installed("tree")).toBe(false);
     });
 
     it("./bootstrap.sh lock installs the mirror's version instead and runs the lock, which resolves curl", async () => {

@@ -280,12 +280,11 @@ describe("lock, honest about what it could not resolve", () => {
   it("refreshes only this machine's release, keeping the others' pins as they were, after adding bookworm's backports as the apt stage does", async () => {
     const noble = { git: "1:2.43.0-1ubuntu7.3", "fd-find": "9.0.0-1" };
     using files = pinsInputs(
-      completePins(
-        (pins) =>
-          Object.assign(pins, {
-            apt: { "ubuntu-24.04": noble, "debian-12": { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" } },
-            aptSnapshot: { "ubuntu-24.04": "20261101T000000Z", "debian-12": "20261101T000000Z" },
-          }),
+      completePins((pins) =>
+        Object.assign(pins, {
+          apt: { "ubuntu-24.04": noble, "debian-12": { git: "1:2.39.5-0+deb12u2", "fd-find": "8.6.0-3" } },
+          aptSnapshot: { "ubuntu-24.04": "20261101T000000Z", "debian-12": "20261101T000000Z" },
+        }),
       ),
     );
     files.inputs.packages.push({ name: "git", line: 1 }, { name: "fd-find", line: 2 });
