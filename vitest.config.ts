@@ -24,6 +24,7 @@ const BESIDE_IMAGE_BUILD = [
   "bootstrap.test.ts",
   "support/stand-ins/stand-ins.test.ts",
   "support/stand-ins/go-proxy.test.ts",
+  "support/stand-ins/apt-archive.test.ts",
   "support/stand-ins/git-server.test.ts",
   "support/harness/boot.test.ts",
 ].map(SLOW);
