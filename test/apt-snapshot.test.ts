@@ -92,7 +92,7 @@ describe("pins the mirror no longer offers, from the snapshot archive at the loc
     // The other releases' blocks pin the probes too (their own locks would): loadInputs checks every block.
     const pins = structuredClone(sources.pins);
     for (const [key, block] of Object.entries(pins.apt))
-      if (key !== TEST_RELEASE) Object.assign(block, { "devvm-probe-one": OLD, "devvm-probe-two": OLD });
+      if (key !== TEST_RELEASE) Object.assign(block ?? {}, { "devvm-probe-one": OLD, "devvm-probe-two": OLD });
     await writePins(vm, `${DIR}/pins.json`, pins);
   });
   afterAll(async () => {
@@ -127,7 +127,7 @@ describe("pins the mirror no longer offers, from the snapshot archive at the loc
     expect(stateB > lockedAt && stateA <= lockedAt).toBe(true);
     const pins = structuredClone(locked);
     for (const [key, block] of Object.entries(pins.apt))
-      Object.assign(block, { "devvm-probe-three": key === TEST_RELEASE ? "0.9-1" : OLD });
+      Object.assign(block ?? {}, { "devvm-probe-three": key === TEST_RELEASE ? "0.9-1" : OLD });
     await vm.exec(
       `mkdir -p ${ABSENT_INPUTS} && cp ${DIR}/roster.yaml ${ABSENT_INPUTS}/ && { cat ${DIR}/packages.txt; echo devvm-probe-three; } > ${ABSENT_INPUTS}/packages.txt`,
       { check: true },

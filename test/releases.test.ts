@@ -27,6 +27,7 @@ import {
   USERS,
   VAULT_SECRETS,
 } from "./support/harness/adoption-box.ts";
+import { startAptArchiveStandIn, type AptArchiveStandIn } from "./support/stand-ins/apt-archive.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 
@@ -52,15 +53,22 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
   "taking over an old-scripts box of $name from scratch",
   (release) => {
     let sources: StandInSources;
+    let snapshot: AptArchiveStandIn;
     let vault: VaultStandIn;
     let vm: DevvmContainer;
     let first: BuildRun;
-    const env = () => ({ ...sources.env, VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN });
+    // The snapshot archive a stand-in that must never be asked: the release's mirror offers every pin.
+    const env = () => ({
+      ...sources.env,
+      VAULT_ADDR: vault.address,
+      VAULT_TOKEN: TOKEN,
+      DEVVM_APT_SNAPSHOT_URL: snapshot.snapshotUrl,
+    });
     const sh = async (command: string) => (await vm.exec(command, { check: true })).stdout.trim();
     const aptPins = () => sources.pins.apt[release.key as keyof Pins["apt"]]!;
 
     beforeAll(async () => {
-      sources = await startStandInSources();
+      [sources, snapshot] = await Promise.all([startStandInSources(), startAptArchiveStandIn()]);
       vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
       vm = await startFreshVm("project", release.key);
       await writeInputs(vm, INPUTS, sources.pins);
@@ -82,6 +90,7 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
       await vm?.[Symbol.asyncDispose]();
       await vault?.[Symbol.asyncDispose]();
       await sources?.[Symbol.asyncDispose]();
+      await snapshot?.[Symbol.asyncDispose]();
     });
 
     it("builds, on that release", async () => {
@@ -94,6 +103,9 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
       const query = await sh(`dpkg-query -W -f='\${Package} \${Version}\\n' ${names.join(" ")}`);
       expect(Object.fromEntries(query.split("\n").map((l) => l.split(" ")))).toEqual(aptPins());
       expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
+      // The mirror offered every pin: nothing was asked of the snapshot archive.
+      expect(snapshot.requests()).toEqual([]);
+      expect(first.log).not.toMatch(/snapshot/);
     });
 
     it("takes Go, and only Go, from the release's extra suite where it has one", async () => {
