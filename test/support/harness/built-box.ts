@@ -14,8 +14,8 @@
 // which the from-scratch test compares byte for byte). A
 // tag that docker has is reused; any other is built, once, by the first
 // test that asks (or taken from the crash test's clean build, which is the
-// same build: offerBuiltBox). A new tag replaces the older ones (3.6 GB
-// each); one a container still uses stays until removed:
+// same build: offerBuiltBox). A new tag replaces all but the three newest
+// others (2.7 GB each); one a container still uses stays until removed:
 //   docker image rm $(docker image ls -q devvm-built)
 //
 // The stand-ins a test starts listen on other ports than the build's did:
@@ -36,6 +36,8 @@ import { startStandInSources, writeInputs } from "../stand-ins/sources.ts";
 export const BUILT_BOX_INPUTS = "/opt/devvm-inputs";
 
 const IMAGE_NAME = "devvm-built";
+/** Built boxes of other checkouts kept beside a new one (some 2.7 GB each). */
+const KEEP_OTHERS = 3;
 // Bump when how the box is made changes in a way the files below do not show.
 const RECIPE_VERSION = 1;
 const FROM = [
@@ -162,8 +164,12 @@ async function commit(vm: DevvmContainer, tag: string): Promise<void> {
   await vm.exec("apt-get clean && rm -rf /root/.npm", { check: true });
   // docker commit pauses the box while it copies: no half-written file goes in.
   await $({ quiet: true })`docker commit --message ${"devvm built box: a from-scratch build"} ${vm.id} ${tag}`;
+  // Newest first, as docker lists them: the few newest stay, for checkouts (git worktrees) tested side by side.
   const listed = await $({ quiet: true })`docker image ls --format {{.Repository}}:{{.Tag}} ${IMAGE_NAME}`;
-  const older = listed.stdout.split("\n").filter((t) => t && t !== tag);
+  const older = listed.stdout
+    .split("\n")
+    .filter((t) => t && t !== tag)
+    .slice(KEEP_OTHERS);
   // An image a container still runs is refused by docker, and kept.
   if (older.length > 0) await $({ nothrow: true, quiet: true })`docker image rm ${older}`;
 }
