@@ -94,7 +94,7 @@ type Wanted = { name: string; to: string };
 interface InstallPlan {
   options: string[];
   /** Pins the mirror no longer offers, and the exact dependencies they need at their own versions. */
-  fromSnapshot: Array<Wanted & { reason?: string }>;
+  fromSnapshot: Array<Wanted & { reason?: string; from?: string | null }>;
   snapshot?: SnapshotSource;
   cleanup: () => Promise<void>;
 }
@@ -175,9 +175,9 @@ async function exactDependenciesOf(
   ctx: BuildContext,
   from: Wanted[],
   options: string[],
-): Promise<Array<Wanted & { reason: string }>> {
+): Promise<Array<Wanted & { reason: string; from: string | null }>> {
   const found = new Map<string, Wanted & { reason: string }>(from.map((w) => [w.name, { ...w, reason: "" }]));
-  const added: Array<Wanted & { reason: string }> = [];
+  const added: Array<Wanted & { reason: string; from: string | null }> = [];
   let next = from;
   while (next.length > 0) {
     const shown = await Promise.all(
@@ -200,7 +200,11 @@ async function exactDependenciesOf(
       ctx,
       more.map((w) => w.name),
     );
-    added.push(...more.filter((w) => installed.get(w.name) !== w.to).map((w) => found.get(w.name)!));
+    added.push(
+      ...more
+        .filter((w) => installed.get(w.name) !== w.to)
+        .map((w) => ({ ...found.get(w.name)!, from: installed.get(w.name) ?? null })),
+    );
     next = more;
   }
   return added;
@@ -308,7 +312,13 @@ export default {
       ...done().map((c) => (c.kind === "package" && snapshotOf.has(c.name) ? { ...c, via } : c)),
       ...plan.fromSnapshot
         .filter((d) => !wanted.some((w) => w.name === d.name))
-        .map((d): Change => ({ kind: "package", name: d.name, from: null, to: d.to, via: `${via}, as ${d.reason}` })),
+        .map((d): Change => ({
+          kind: "package",
+          name: d.name,
+          from: d.from ?? null,
+          to: d.to,
+          via: `${via}, as ${d.reason}`,
+        })),
     ];
   },
   async inventory(ctx) {
