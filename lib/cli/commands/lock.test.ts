@@ -339,14 +339,13 @@ describe("lock --apt-only", () => {
   afterEach(() => vi.unstubAllEnvs());
 
   it("refreshes only this release's apt pins and asks no other source (a registry that is down is never asked)", async () => {
-    using files = pinsInputs(completePins((pins) => (pins.apt = { "debian-12": { git: "1:2.39.5-0+deb12u2" } })));
+    using files = pinsInputs(
+      completePins((pins) =>
+        Object.assign(pins, { apt: { "debian-12": { git: "1:2.39.5-0+deb12u2" } }, aptSnapshot: {} }),
+      ),
+    );
     files.inputs.packages.push({ name: "git", line: 1 });
-    const bin = path.join(files.dir, "bin");
-    mkdirSync(bin);
-    writeFileSync(path.join(bin, "apt-get"), "#!/bin/sh\nexit 0\n");
-    writeFileSync(path.join(bin, "apt-cache"), "#!/bin/sh\nprintf 'git:\\n  Candidate: 1:2.39.5-0+deb12u3\\n'\n");
-    for (const name of ["apt-get", "apt-cache"]) chmodSync(path.join(bin, name), 0o755);
-    vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    offerGit(files.dir, "1:2.39.5-0+deb12u3");
     const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: `http://127.0.0.1:${await closedPort()}` }, files.dir);
     const result = await refreshPins(ctx, files.inputs, {
       pinsFile: files.pinsFile,
@@ -376,12 +375,7 @@ describe("lock --apt-only", () => {
       ),
     );
     files.inputs.packages.push({ name: "git", line: 1 });
-    const bin = path.join(files.dir, "bin");
-    mkdirSync(bin);
-    writeFileSync(path.join(bin, "apt-get"), "#!/bin/sh\nexit 0\n");
-    writeFileSync(path.join(bin, "apt-cache"), "#!/bin/sh\nprintf 'git:\\n  Candidate: 1:2.39.5-0+deb12u3\\n'\n");
-    for (const name of ["apt-get", "apt-cache"]) chmodSync(path.join(bin, name), 0o755);
-    vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+    offerGit(files.dir, "1:2.39.5-0+deb12u3");
     const { ctx } = refreshContext({ DEVVM_NPM_REGISTRY: `http://127.0.0.1:${await closedPort()}` }, files.dir);
     const text = readFileSync(files.pinsFile, "utf8");
     const result = await refreshPins(ctx, files.inputs, {
@@ -394,6 +388,16 @@ describe("lock --apt-only", () => {
     expect(readFileSync(files.pinsFile, "utf8")).toBe(text);
   });
 });
+
+/** A fake apt on PATH (apt-get update does nothing) whose only candidate is git at `version`. */
+function offerGit(dir: string, version: string): void {
+  const bin = path.join(dir, "bin");
+  mkdirSync(bin);
+  writeFileSync(path.join(bin, "apt-get"), "#!/bin/sh\nexit 0\n");
+  writeFileSync(path.join(bin, "apt-cache"), `#!/bin/sh\nprintf 'git:\\n  Candidate: ${version}\\n'\n`);
+  for (const name of ["apt-get", "apt-cache"]) chmodSync(path.join(bin, name), 0o755);
+  vi.stubEnv("PATH", `${bin}:${process.env.PATH}`);
+}
 
 const BOOKWORM =
   'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n';
