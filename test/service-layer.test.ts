@@ -7,6 +7,7 @@ import { settingVariables } from "../lib/inputs/settings.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { startFreshVm } from "./support/harness/build-in-vm.ts";
+import { GO_CACHE_IN_BOX } from "./support/harness/go-cache.ts";
 import {
   AUTH_JSON,
   buildStages,
@@ -35,6 +36,7 @@ describe("the service layer on a booted box of the test release", () => {
     VAULT_TOKEN: TOKEN,
     [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch`,
     [settingVariables.goProxy]: goProxy.url,
+    [settingVariables.goCache]: GO_CACHE_IN_BOX,
   });
 
   const build = (stages: string, extraEnv: Record<string, string> = env(), ...args: string[]) =>

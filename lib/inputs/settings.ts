@@ -97,6 +97,14 @@ const SettingsSchema = z.object({
    * default: Go's own (GOROOT/go.env). go.sum checks what it serves.
    */
   goProxy: goProxyList.optional(),
+  /**
+   * Go's build cache (GOCACHE) for t3-dispatch, kept between builds: a
+   * folder only root owns and writes. Default: none, the cache lives and
+   * dies with the build's scratch folder. Kept, a rebuild compiles only
+   * what changed (Go's standard library takes some 10 s to compile on two
+   * cores; the tests keep it between their boxes this way).
+   */
+  goCache: absolutePath.optional(),
   /** The public infra repository, origin of each non-admin's locked clone; default: the admin's infra clone's origin. Kept as given. */
   infraRemote: gitRemote.optional(),
   /** The org's Forgejo infra repository, each clone's `forgejo` remote; default: the admin's infra clone's `forgejo` remote. Kept as given. */
@@ -161,6 +169,7 @@ export const settingVariables: Record<keyof Settings, string> = {
   adminKubeconfig: "DEVVM_ADMIN_KUBECONFIG",
   t3DispatchSource: "DEVVM_T3_DISPATCH_SOURCE",
   goProxy: "DEVVM_GOPROXY",
+  goCache: "DEVVM_GO_CACHE",
   vaultAddr: "VAULT_ADDR",
   vaultToken: "VAULT_TOKEN",
 };

@@ -1,10 +1,10 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { UserError } from "../core/errors.ts";
 import { readSettings } from "../inputs/settings.ts";
 import { makeTestRoot } from "../../test/support/test-context.ts";
-import { goBuild, goBuildEnvironment, goModuleProblem } from "./go-build.ts";
+import { goBuild, goBuildEnvironment, goModuleProblem, ownBuildCache } from "./go-build.ts";
 
 // What Go 1.23 printed here, building the t3-dispatch fixture through the
 // Go module proxy stand-in: a tampered zip, and a go.sum without the module.
@@ -122,5 +122,46 @@ describe("a module go.sum refuses", () => {
         /`go build -trimpath -buildvcs=false -o \/x \.` exited with 1:\n\.\/main\.go:3:2: undefined: x/,
       );
     });
+  });
+});
+
+describe("the kept build cache (DEVVM_GO_CACHE)", () => {
+  it("is go's GOCACHE when set; everything else stays in the scratch folder", () => {
+    const env = goBuildEnvironment("/tmp/s", undefined, "/var/cache/devvm/go-build");
+    expect(env).toMatchObject({
+      GOCACHE: "/var/cache/devvm/go-build",
+      GOMODCACHE: "/tmp/s/mod",
+      GOPATH: "/tmp/s/gopath",
+    });
+  });
+
+  it("is made root's and 0700 when absent", async () => {
+    using root = makeTestRoot();
+    const dir = path.join(root.dir, "cache/go-build");
+    await ownBuildCache(dir);
+    const made = lstatSync(dir);
+    expect([made.isDirectory(), made.uid, (made.mode & 0o777).toString(8)]).toEqual([true, process.getuid!(), "700"]);
+  });
+
+  it.each([
+    ["a link", (dir: string) => symlinkSync("/tmp", dir), /is a link/],
+    ["a file", (dir: string) => writeFileSync(dir, ""), /is not a folder/],
+    [
+      "a folder others may write",
+      (dir: string) => (mkdirSync(dir), chmodSync(dir, 0o777)),
+      /writable by others \(mode 777\)/,
+    ],
+    ["a folder of another user", (dir: string) => (mkdirSync(dir), chownSync(dir, 65534, 65534)), /owned by uid 65534/],
+  ])("is refused when it is %s, naming the setting", async (_what, make, why) => {
+    using root = makeTestRoot();
+    const dir = path.join(root.dir, "go-build");
+    make(dir);
+    const error = await ownBuildCache(dir).then(
+      () => expect.fail("accepted"),
+      (e: unknown) => e as UserError,
+    );
+    expect(error).toBeInstanceOf(UserError);
+    expect(error.message).toMatch(why);
+    expect(error.message).toMatch(/^DEVVM_GO_CACHE=/);
   });
 });

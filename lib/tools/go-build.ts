@@ -3,7 +3,7 @@
 // against the source's go.sum, and everything go writes kept in a scratch
 // folder the caller removes. A module go.sum refuses stops the build with
 // go's own lines and what to do, not just go's exit code.
-import { mkdir } from "node:fs/promises";
+import { lstat, mkdir } from "node:fs/promises";
 import type { BuildContext } from "../core/context.ts";
 import { CommandError, UserError } from "../core/errors.ts";
 import { settingVariables } from "../inputs/settings.ts";
@@ -13,13 +13,20 @@ import { run } from "../machine/exec.ts";
  * The go command's environment. Set here, never inherited from root's shell
  * or a `go env -w` file, so a timer's build and a hand-run one fetch alike.
  */
-export function goBuildEnvironment(scratch: string, goProxy: string | undefined): Record<string, string | undefined> {
+export function goBuildEnvironment(
+  scratch: string,
+  goProxy: string | undefined,
+  goCache?: string,
+): Record<string, string | undefined> {
   return {
     // Caches, GOPATH, the module cache and go's own temporary files in the
     // scratch folder: the build leaves nothing in root's home or anywhere
     // else on the box, even when killed (the next build removes the folder).
+    // Only the build cache may live on (DEVVM_GO_CACHE): go writes each entry
+    // whole and keys it by the hash of all its inputs, so a kept one can only
+    // save compiling what did not change.
     HOME: scratch,
-    GOCACHE: `${scratch}/cache`,
+    GOCACHE: goCache ?? `${scratch}/cache`,
     GOPATH: `${scratch}/gopath`,
     GOMODCACHE: `${scratch}/mod`,
     GOTMPDIR: `${scratch}/tmp`,
@@ -68,16 +75,46 @@ export function goModuleProblem(stderr: string): GoModuleProblem | undefined {
   return undefined;
 }
 
-/** `go build` of the program in `source` into `output`, `scratch` holding all go writes. */
+/**
+ * The kept build cache: made root's and 0700 when absent; refused when it is
+ * anything but a folder of root's that no one else may write (compiled code
+ * from there ends up in a program root installs), or reached through a link.
+ */
+export async function ownBuildCache(dir: string): Promise<void> {
+  const variable = settingVariables.goCache;
+  let found = await lstat(dir).catch(() => undefined);
+  if (!found) {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    found = await lstat(dir);
+  }
+  const problem = found.isSymbolicLink()
+    ? "a link"
+    : !found.isDirectory()
+      ? "not a folder"
+      : found.uid !== 0
+        ? `owned by uid ${found.uid}, not root`
+        : (found.mode & 0o022) !== 0
+          ? `writable by others (mode ${(found.mode & 0o777).toString(8)})`
+          : undefined;
+  if (problem)
+    throw new UserError(
+      `${variable}=${dir} is ${problem}: go's build cache decides what t3-dispatch is compiled from`,
+      `point ${variable} at a folder only root owns and writes (e.g. /var/cache/devvm/go-build), or unset it`,
+    );
+}
+
+/** `go build` of the program in `source` into `output`, `scratch` holding all go writes but the kept build cache. */
 export async function goBuild(
   ctx: Pick<BuildContext, "log" | "settings">,
   { source, output, scratch }: { source: string; output: string; scratch: string },
 ): Promise<void> {
   await mkdir(`${scratch}/tmp`, { recursive: true });
+  const goCache = ctx.settings.goCache;
+  if (goCache) await ownBuildCache(goCache);
   try {
     await run(ctx, "go", ["build", "-trimpath", "-buildvcs=false", "-o", output, "."], {
       cwd: source,
-      env: goBuildEnvironment(scratch, ctx.settings.goProxy),
+      env: goBuildEnvironment(scratch, ctx.settings.goProxy, goCache),
       timeoutMs: 10 * 60_000,
     });
   } catch (error) {

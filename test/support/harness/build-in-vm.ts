@@ -13,6 +13,7 @@ import { builderIdentity, type Report } from "../../../lib/output/report.ts";
 import { makeRelease } from "../../../scripts/release.ts";
 import { BUILDER_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
 import { ensureBaseImage, TEST_RELEASE } from "./base-image.ts";
+import { keepGoCache, seedGoCache } from "./go-cache.ts";
 import { startDevvm, type DevvmContainer } from "./devvm-container.ts";
 
 export const PROJECT_DIR = fileURLToPath(new URL("../../..", import.meta.url));
@@ -53,6 +54,7 @@ export async function startFreshVm(
 ): Promise<DevvmContainer> {
   const vm = await startDevvm({ image: await ensureBaseImage(release) });
   try {
+    await seedGoCache(vm, release);
     if (from === "release") {
       const { file } = await releaseArchive();
       await vm.copyFile(file, `/root/${path.basename(file)}`);
@@ -105,6 +107,7 @@ export async function buildIn(vm: DevvmContainer, env: BuildEnv, ...args: string
       workingDir: PROJECT_DIR_IN_CONTAINER,
       env,
     });
+    await keepGoCache(vm);
     return { exitCode: run.exitCode, log: run.stderr, report: parseReport(run.stdout, run) };
   });
 }
@@ -124,6 +127,7 @@ export async function bootstrapIn(vm: DevvmContainer, env: BuildEnv, ...args: st
       env,
     });
     const text = plan ? run.stdout : (await vm.exec(["cat", reportFile])).stdout;
+    await keepGoCache(vm);
     return { exitCode: run.exitCode, log: run.stderr, report: parseReport(text, run) };
   });
 }

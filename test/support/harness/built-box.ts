@@ -58,6 +58,7 @@ const FROM = [
   "test/support/harness/build-in-vm.ts",
   "test/support/harness/copy-project.ts",
   "test/support/harness/built-box.ts",
+  "test/support/harness/go-cache.ts",
 ];
 
 /** devvm-built:HASH, the hash of what the box is built from. */

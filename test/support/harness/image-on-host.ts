@@ -38,9 +38,11 @@ export async function buildImageOnHost(
       await fs.copyFile(path.join(options.inputsFrom, name), path.join(inputs, name));
   }
   const outDir = path.join(dir, "out");
+  // The image builds on this host: Go's build cache kept for the test boxes is a path in them, not here.
+  const { DEVVM_GO_CACHE: _inBoxes, ...standIns } = sources.env;
   const env = {
     ...process.env,
-    ...sources.env,
+    ...standIns,
     [settingVariables.t3DispatchSource]: path.join(PROJECT_DIR, "test/support/fixtures/t3-dispatch"),
     ...options.env,
   };

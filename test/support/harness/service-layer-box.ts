@@ -6,6 +6,7 @@ import { releaseOf } from "../../../lib/machine/releases.ts";
 import type { Report } from "../../../lib/output/report.ts";
 import { PROJECT_PINS } from "../stand-ins/sources.ts";
 import { BUILDER_IN_CONTAINER, NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+import { keepGoCache } from "./go-cache.ts";
 import type { DevvmContainer } from "./devvm-container.ts";
 
 export const STAGES = "vault-tokens,service-helpers,sudoers,builder-install,units";
@@ -55,6 +56,7 @@ export async function buildStages(
     workingDir: PROJECT_DIR_IN_CONTAINER,
     env,
   });
+  await keepGoCache(vm);
   process.stderr.write(
     `build --stage ${stages} ${args.join(" ")}: exit ${run.exitCode} in ${Date.now() - started} ms\n${run.stderr}`,
   );

@@ -16,6 +16,7 @@ import type { DevvmContainer } from "../harness/devvm-container.ts";
 import { kubectlReleaseFiles, makeKubectl, type KubectlBinary } from "../fixtures/kubectl.ts";
 import { kubeloginReleaseFiles, makeKubeloginZip, type KubeloginZip } from "../fixtures/kubelogin.ts";
 import { T3_HEALTHY } from "../fixtures/t3/publish.ts";
+import { GO_CACHE_IN_BOX } from "../harness/go-cache.ts";
 import { startArtifactStandIn, type ArtifactStandIn } from "./artifacts.ts";
 import { startGoProxyStandIn, type GoProxyStandIn } from "./go-proxy.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./registry.ts";
@@ -74,6 +75,8 @@ export async function startStandInSources(
       DEVVM_RELEASES_URL: releases.url,
       DEVVM_KUBERNETES_RELEASES_URL: releases.url,
       DEVVM_GOPROXY: goProxy.url,
+      // Go's build cache, kept between the boxes of a release (test/support/harness/go-cache.ts).
+      DEVVM_GO_CACHE: GO_CACHE_IN_BOX,
     },
     pins,
     requests: () =>
