@@ -18,6 +18,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // The conversation of the old single save, and that save as the builder wrote it before the series.
 const OLD_CONVERSATION = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
 const OLD_SAVE = `# tmux-persist: session=NAME path=DIR claude=ID\nsession=old\tpath=/tmp\tclaude=${OLD_CONVERSATION}\nsession=pool.3\tpath=/tmp\tclaude=\n`;
+// bob's, of NAME DIR UUID rows, the series' own: a pool slot and a conversation that is no id are dropped.
+const OLD_POSITIONAL_SAVE = `notes\t/home/bob\t${OLD_CONVERSATION}\npool.3\t/tmp\t-\nmisc\t/tmp\tnot-an-id\n`;
 // Stands in for claude (on PATH where the claude-code stage puts it): records
 // where it runs and its arguments, and keeps running as itself (its command
 // line is what a save reads). With TRANSCRIPTS="UUID:TITLE ..." it writes
@@ -113,8 +115,9 @@ describe("tmux-persist on a booted box of the test release", () => {
         `for u in alice wizard; do runuser -u $u -- sh -c 'mkdir -p ~/code && printf %s "$LAUNCHER" > ~/start-claude.sh && chmod 755 ~/start-claude.sh'; done && ` +
         "runuser -u bob -- ln -s /etc/shadow /home/bob/start-claude.sh && " +
         // alice's old single save, from before the series.
-        `install -d -m 0700 ${STATE} && printf %s "$OLD_SAVE" > ${SAVED} && chmod 600 ${SAVED} && touch -d '2026-07-01 12:00:00 UTC' ${SAVED}`,
-      { check: true, env: { LAUNCHER: OLD_LAUNCHER, OLD_SAVE } },
+        `install -d -m 0700 ${STATE} && printf %s "$OLD_SAVE" > ${SAVED} && chmod 600 ${SAVED} && touch -d '2026-07-01 12:00:00 UTC' ${SAVED} && ` +
+        `printf %s "$OLD_POSITIONAL_SAVE" > ${STATE}/bob.tsv && touch -d '2026-06-30 08:00:00 UTC' ${STATE}/bob.tsv`,
+      { check: true, env: { LAUNCHER: OLD_LAUNCHER, OLD_SAVE, OLD_POSITIONAL_SAVE } },
     );
     first = await build();
   });
@@ -171,6 +174,14 @@ describe("tmux-persist on a booted box of the test release", () => {
       linkTarget: "snapshots/alice/20260701T120000.tsv",
     });
     expect(await rows()).toEqual([{ name: "old", dir: "/tmp", uuid: OLD_CONVERSATION }]);
+    expect(await rows(`${STATE}/bob.tsv`)).toEqual([
+      { name: "misc", dir: "/tmp", uuid: "-" },
+      { name: "notes", dir: "/home/bob", uuid: OLD_CONVERSATION },
+    ]);
+    expect(await vm.stat(`${STATE}/bob.tsv`)).toMatchObject({
+      type: "symlink",
+      linkTarget: "snapshots/bob/20260630T080000.tsv",
+    });
     expect(await vm.stat(SNAPSHOTS)).toEqual({ type: "directory", mode: "0700", owner: "root", group: "root" });
     expect(await vm.stat(`${SNAPSHOTS}/20260701T120000.tsv`)).toEqual({
       type: "file",
@@ -222,8 +233,8 @@ describe("tmux-persist on a booted box of the test release", () => {
       owner: "root",
       group: "root",
     });
-    // bob is not mapped; no one else was saved.
-    expect(await sh(`ls -A ${STATE}/snapshots`)).toBe("alice");
+    // bob is not mapped: nothing was saved of his but his migrated old save.
+    expect(await sh(`ls -A ${STATE}/snapshots/bob`)).toBe("20260630T080000.tsv");
   });
 
   it("keeps the last save byte for byte when the user has no tmux server", async () => {
