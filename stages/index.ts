@@ -14,6 +14,7 @@ import logins from "./logins.ts";
 import node from "./node.ts";
 import offboarding from "./offboarding.ts";
 import service_helpers from "./service-helpers.ts";
+import sessions from "./sessions.ts";
 import preflight from "./preflight.ts";
 import retire_legacy from "./retire-legacy.ts";
 import skel from "./skel.ts";
@@ -52,4 +53,6 @@ export const stages: readonly Stage[] = [
   instances,
   // Clones and kubeconfigs, as each user, once their accounts exist.
   workspaces,
+  // Last: the launcher in users' homes and tmux-persist's saves (the program is service-helpers'); a failure here stops nothing of the users' instances.
+  sessions,
 ];

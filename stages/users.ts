@@ -61,7 +61,7 @@ export default {
   name: "users",
   firstBoot: "accounts, ports and the sign-in map are the machine's, made from the roster there",
   description:
-    "Reconciles roster.yaml (additive only, tiers checked against the cluster): accounts and groups, sticky t3 ports in the .env files, /etc/ttyd-user-map, dispatch.json",
+    "Reconciles roster.yaml (additive only, tiers checked against the cluster): accounts and groups, sticky t3 ports in the .env files, /etc/ttyd-user-map, /etc/ttyd-admins, dispatch.json",
   async check(ctx) {
     // Before anything is planned: a tier the cluster disagrees with stops the stage with nothing changed.
     await checkTiers(ctx, ctx.inputs.roster);

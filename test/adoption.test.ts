@@ -19,6 +19,7 @@ import {
   K8S_USERS,
   OLD,
   OLD_BOX,
+  OLD_LAUNCHER,
   RECONCILE,
   rosterYaml,
   SHARED_OAUTH,
@@ -139,13 +140,21 @@ describe("adopting the live devvm", () => {
     expect((await vm.exec("test -e /var/backups/t3-state/bob")).exitCode).toBe(1);
   });
 
-  it("leaves homes and clones as they were (the admin's tree only loses o-rx), adding only the shared Codex login", async () => {
+  it("leaves homes and clones as they were (the admin's tree only loses o-rx), adding only the shared Codex login and the current launcher for non-admins", async () => {
     expect(await homes()).toBe(homesBefore.replace("/home/wizard/code drwxrwxr-x", "/home/wizard/code drwxrwx---"));
     for (const user of Object.keys(USERS))
       expect(await vm.stat(`/home/${user}/.codex/auth.json`)).toMatchObject({
         type: "symlink",
         linkTarget: "/opt/codex-shared/auth.json",
       });
+    // The old scripts' launcher: replaced for non-admins (theirs), kept for the admin.
+    const current = await vm.readFile("/etc/skel/start-claude.sh");
+    for (const user of ["alice", "bob"]) {
+      expect(await vm.readFile(`/home/${user}/start-claude.sh`)).toBe(current);
+      expect(await vm.stat(`/home/${user}/start-claude.sh`)).toMatchObject({ mode: "0755", owner: user, group: user });
+    }
+    expect(await vm.readFile("/home/wizard/start-claude.sh")).toBe(OLD_LAUNCHER);
+    expect(plan.log).toMatch(/\/home\/alice\/start-claude\.sh/);
   });
 
   it("a second build changes nothing", async () => {

@@ -26,6 +26,10 @@ import {
   waitFor,
 } from "./support/harness/launcher-scene.ts";
 
+/** How the launcher starts a new conversation in the session "work": named after it, with an id of its own. */
+const NEW_CONVERSATION =
+  /^--dangerously-skip-permissions --name work --session-id [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 interface Call {
   at: number;
   cwd: string;
@@ -130,7 +134,7 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     // clock the stand-in writes), so polling adds nothing to the measure.
     const startedAt = Number(await alice("date +%s.%N && tmux new-session -d -s work -x 100 -y 30")) * 1000;
     const call = await waitForCall(1);
-    expect(call.args).toBe("--dangerously-skip-permissions --name work");
+    expect(call.args).toMatch(NEW_CONVERSATION);
     expect(call.args).not.toMatch(/--model/);
     expect(call.cwd).toBe("/home/alice/code");
     // One silent remote costs the cap, not more (slack for a loaded host),
@@ -148,16 +152,22 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     expect(await panes()).toEqual([[expect.any(String), "0", "claude"]]);
   });
 
-  it("fast-forwards only a clean master with an upstream, and fetches everywhere", async () => {
+  it("fast-forwards the checked-out branch, whichever it is, only when clean with an upstream, and fetches everywhere", async () => {
     expect(await rev("clean", "HEAD")).toBe(await remoteMaster("clean"));
     expect(await rev("clean", "HEAD")).not.toBe(before.clean);
-    // The dirty clone and the one on another branch fetched, and stayed put.
+    // A branch other than master, with an upstream: fast-forwarded; master, not checked out, stays.
+    expect(await alice("git -C ~/code/branch symbolic-ref --short HEAD")).toBe("feature");
+    expect(await rev("branch", "feature")).toBe(await alice("git --git-dir ~/remotes/branch.git rev-parse feature"));
+    expect(await rev("branch", "feature")).not.toBe(before.branch);
+    expect(await rev("branch", "master")).toBe(before.branch);
+    expect(await rev("branch", "origin/master")).toBe(await remoteMaster("branch"));
+    // The dirty clone and the one on a branch without an upstream fetched, and stayed put.
     expect(await rev("dirty", "HEAD")).toBe(before.dirty);
     expect(await rev("dirty", "origin/master")).toBe(await remoteMaster("dirty"));
     expect(await alice("git -C ~/code/dirty status --porcelain")).toBe("M b");
-    expect(await alice("git -C ~/code/branch symbolic-ref --short HEAD")).toBe("feature");
-    expect(await rev("branch", "master")).toBe(before.branch);
-    expect(await rev("branch", "origin/master")).toBe(await remoteMaster("branch"));
+    expect(await alice("git -C ~/code/local symbolic-ref --short HEAD")).toBe("mine");
+    expect(await rev("local", "HEAD")).toBe(before.local);
+    expect(await rev("local", "origin/master")).toBe(await remoteMaster("local"));
     expect(await rev("offline", "HEAD")).toBe(before.offline);
   });
 
@@ -165,7 +175,7 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     // From here on the offline remote refuses at once, so launches are quick.
     await sh("systemctl stop silent-remote.service");
     await alice("tmux split-window -t work");
-    expect((await waitForCall(2)).args).toBe("--dangerously-skip-permissions --name work");
+    expect((await waitForCall(2)).args).toMatch(NEW_CONVERSATION);
     await waitFor(
       "two panes running claude",
       async () => (await panes()).every(([, , cmd]) => cmd === "claude") && (await panes()).length === 2,
@@ -221,7 +231,7 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     // [+] is the first three columns of the status line (the bottom row).
     await openMenu(0, 2, 30);
     await outer("send-keys -t o c");
-    expect((await waitForCall(3)).args).toBe("--dangerously-skip-permissions --name work");
+    expect((await waitForCall(3)).args).toMatch(NEW_CONVERSATION);
     expect(await windows()).toBe("1 2");
 
     // A click on the session name is not the button.
@@ -249,7 +259,7 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     // Split right: side by side with the pane it came from, running the launcher.
     await openMenu(0, 2, 30);
     await outer("send-keys -t o '|'");
-    expect((await waitForCall(4)).args).toBe("--dangerously-skip-permissions --name work");
+    expect((await waitForCall(4)).args).toMatch(NEW_CONVERSATION);
     expect(await alice("tmux list-panes -t work:1 -F '#{pane_index}'")).toBe("1\n2\n3");
 
     await openMenu(0, 2, 30);
@@ -283,6 +293,34 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     expect(await panes()).toHaveLength(3);
   });
 
+  it("gives every conversation an id of its own, and sets hasCompletedOnboarding in ~/.claude.json only when missing", async () => {
+    const ids = (await calls()).map((c) => /--session-id (\S+)$/.exec(c.args)?.[1]);
+    expect(ids.length).toBeGreaterThanOrEqual(5);
+    expect(new Set(ids).size).toBe(ids.length);
+
+    // Each state of the file, then a new window: the launcher runs before Claude (which exits at once here).
+    const config = "/home/alice/.claude.json";
+    const launchWith = async (text: string | null) => {
+      await alice(text === null ? `rm -f ${config}` : `printf %s '${text}' > ${config} && chmod 600 ${config}`);
+      const count = (await calls()).length;
+      await alice("tmux new-window -t work");
+      await waitForCall(count + 1);
+      return (await vm.exec(["cat", config])).stdout;
+    };
+    const kept = '{\n  "theme": "dark",\n  "numStartups": 3\n}';
+    expect(JSON.parse(await launchWith(kept))).toEqual({ theme: "dark", numStartups: 3, hasCompletedOnboarding: true });
+    expect(await vm.stat(config)).toMatchObject({ type: "file", mode: "0600", owner: "alice" });
+    // Set, even to false, is the user's (or Claude's) choice.
+    expect(await launchWith('{"hasCompletedOnboarding":false}')).toBe('{"hasCompletedOnboarding":false}');
+    // Corrupt or empty: left to Claude, byte for byte.
+    expect(await launchWith('{"theme": "da')).toBe('{"theme": "da');
+    expect(await launchWith("")).toBe("");
+    // Absent, with no backup to restore it from: made with the flag alone, hers.
+    expect(JSON.parse(await launchWith(null))).toEqual({ hasCompletedOnboarding: true });
+    expect(await vm.stat(config)).toMatchObject({ type: "file", mode: "0600", owner: "alice", group: "alice" });
+    expect(await alice("ls -a ~ | grep -c claude.json")).toBe("1");
+  });
+
   // Last: alice's manager keeps running from here on.
   it("starts Claude in a scope of alice's own systemd manager, where the pane cap reaches, when tmux made the pane none", async () => {
     // Before: no manager of alice's runs, and Claude ran in the pane's cgroup, as it always did.
@@ -298,7 +336,7 @@ describe("the launcher and tmux, as a user made from /etc/skel", () => {
     const count = (await calls()).length;
     await alice("tmux new-window -t work");
     const call = await waitForCall(count + 1);
-    expect(call.args).toBe("--dangerously-skip-permissions --name work");
+    expect(call.args).toMatch(NEW_CONVERSATION);
     expect(call.cgroup).toMatch(
       new RegExp(`/user\\.slice/user-${uid}\\.slice/user@${uid}\\.service/.*run-[^/]+\\.scope$`),
     );

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a Claude Code session for this user; every new tmux pane runs it
-# (see ~/.tmux.conf). Installed from /etc/skel by the devvm builder; edit it
-# in the builder's repository, not here.
+# (see ~/.tmux.conf). Installed from /etc/skel by the devvm builder, which
+# also copies the current one here whenever it changes (stage sessions; not
+# for admins): edit it in the builder's repository, not here.
 #
 # There is deliberately no --model here: the organisation's managed default
 # (/etc/claude-code/managed-settings.json) must win.
@@ -76,8 +77,9 @@ clones() {
   done
 }
 
-# Fetches every remote of one clone, then fast-forwards master only when it
-# is checked out, clean and has an upstream; anything else is left alone.
+# Fetches every remote of one clone, then fast-forwards the checked-out
+# branch, whichever it is, only when it has an upstream and the tree is
+# clean; anything else is left alone.
 freshen() {
   local repo=$1
   local shown=${repo/#"$HOME"/\~} # as ~/code/NAME, the way the user knows it
@@ -89,12 +91,66 @@ freshen() {
     timeout -k 2 "$fetch_cap" git -C "$repo" fetch --all --prune --quiet </dev/null >/dev/null 2>&1; then
     say "$shown: could not fetch (offline, or slower than ${fetch_cap}s)"
   fi
-  [ "$(git -C "$repo" symbolic-ref --quiet --short HEAD 2>/dev/null)" = master ] || return 0
-  git -C "$repo" rev-parse --verify --quiet 'master@{upstream}' >/dev/null || return 0
+  local branch
+  branch=$(git -C "$repo" symbolic-ref --quiet --short HEAD 2>/dev/null) || return 0
+  git -C "$repo" rev-parse --verify --quiet '@{upstream}' >/dev/null || return 0
   [ -z "$(git -C "$repo" status --porcelain 2>/dev/null)" ] || return 0
-  if ! git -C "$repo" merge --ff-only --quiet 'master@{upstream}' </dev/null >/dev/null 2>&1; then
-    say "$shown: master has commits its upstream does not; not fast-forwarded"
+  if ! git -C "$repo" merge --ff-only --quiet '@{upstream}' </dev/null >/dev/null 2>&1; then
+    say "$shown: $branch has commits its upstream does not; not fast-forwarded"
   fi
+}
+
+# Whether the arguments already say which conversation (restore's --resume
+# ID, or one given by hand): then no new id is made.
+names_conversation() {
+  local arg
+  for arg in "$@"; do
+    case $arg in
+    -r | -c | --resume | --resume=* | --continue | --session-id | --session-id=*) return 0 ;;
+    esac
+  done
+  return 1
+}
+
+# Claude Code asks a user through its onboarding again when
+# hasCompletedOnboarding is missing from ~/.claude.json (the live box lost
+# it once). Set only when missing, in a file that is a JSON object; an
+# empty or corrupt file is Claude's to repair, and an absent one is left to
+# Claude when it has a backup to restore from. Written whole (a temporary
+# file renamed), keeping the file's mode.
+mark_onboarded() {
+  command -v node >/dev/null 2>&1 || return 0
+  node -e '
+const fs = require("node:fs");
+const path = require("node:path");
+const file = process.argv[1];
+let text = null;
+try {
+  text = fs.readFileSync(file, "utf8");
+} catch (error) {
+  if (error.code !== "ENOENT") process.exit(0);
+}
+let config = {};
+let mode = 0o600;
+if (text === null) {
+  const backups = path.join(path.dirname(file), ".claude", "backups");
+  if (fs.existsSync(backups) && fs.readdirSync(backups).some((name) => name.startsWith(".claude.json.backup"))) process.exit(0);
+} else {
+  try {
+    config = JSON.parse(text);
+  } catch {
+    process.exit(0);
+  }
+  if (config === null || typeof config !== "object" || Array.isArray(config) || "hasCompletedOnboarding" in config)
+    process.exit(0);
+  mode = fs.statSync(file).mode & 0o777;
+}
+config.hasCompletedOnboarding = true;
+const real = text === null ? file : fs.realpathSync(file);
+const temporary = `${real}.start-claude-${process.pid}`;
+fs.writeFileSync(temporary, JSON.stringify(config, null, 2) + "\n", { mode });
+fs.renameSync(temporary, real);
+' "$HOME/.claude.json" 2>/dev/null || say "could not mark onboarding done in ~/.claude.json"
 }
 
 session=$(tmux_session)
@@ -119,6 +175,12 @@ fi
 
 name=()
 [ -n "$session" ] && name=(--name "$session")
+# Each new conversation gets its own id, so tmux-persist finds it on the
+# command line and restore reopens it, rather than guessing among
+# transcripts (several panes once resumed the same newest one).
+id=()
+names_conversation "$@" || id=(--session-id "$(cat /proc/sys/kernel/random/uuid)")
+mark_onboarded
 scope=()
 pane_scope
 # Not exec: when Claude fails, the pane must keep a shell (below) rather than
@@ -126,7 +188,7 @@ pane_scope
 # Job control puts Claude in the terminal's foreground group of its own, so
 # tmux names the window after it rather than after this script.
 set -m
-"${scope[@]}" claude --dangerously-skip-permissions "${name[@]}" "$@"
+"${scope[@]}" claude --dangerously-skip-permissions "${name[@]}" "${id[@]}" "$@"
 status=$?
 set +m
 [ "$status" -eq 0 ] && exit 0

@@ -21,9 +21,17 @@ const DISPATCH = "http://127.0.0.1:3780/";
 // What an admin runs after editing the roster: the reconcile's stages, and the installed copy of the inputs it reads.
 export const RECONCILE = "builder-install,users,offboarding,logins,instances";
 
-/** What the old scripts left: accounts, homes and a clone, env files, their units and timers running, a global npm t3. */
+/** The launcher the old scripts' skel gave every account. */
+export const OLD_LAUNCHER =
+  "#!/bin/bash\n# start-claude.sh from the old setup script\nexec claude --dangerously-skip-permissions\n";
+
+/** What the old scripts left: accounts, homes (each with the old launcher) and a clone, env files, their units and timers running, a global npm t3. */
 export const OLD_BOX = `set -e
-for u in wizard alice bob; do useradd -m -s /bin/bash "$u"; done
+for u in wizard alice bob; do
+  useradd -m -s /bin/bash "$u"
+  printf '%b' '${OLD_LAUNCHER.replace(/\n/g, "\\n")}' > /home/$u/start-claude.sh
+  chown $u:$u /home/$u/start-claude.sh && chmod 0755 /home/$u/start-claude.sh
+done
 mkdir -p /home/wizard/code/.git /home/wizard/code/scripts
 cp -r ${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch /home/wizard/code/scripts/t3-dispatch
 echo 'decrypted' > /home/wizard/code/secrets.env
@@ -58,9 +66,10 @@ export const DAVE = { authentik_user: "dave.d", k8s_user: "ddavis", tier: "power
 export const rosterYaml = (users: Record<string, Record<string, unknown>>) => JSON.stringify({ users }, null, 2);
 
 // Every path under /home with mode, owner, size and content hash, but what the build gives: the
-// instances' own state (~/.t3) and the shared Codex login (~/.codex, stage logins).
+// instances' own state (~/.t3), the shared Codex login (~/.codex, stage logins) and the launcher
+// (~/start-claude.sh, stage sessions; the test checks it on its own).
 export const HOMES =
-  "find /home \\( -name .t3 -o -name .codex \\) -prune -o -printf '%p %M %u %g %s\\n' | sort; find /home \\( -name .t3 -o -name .codex \\) -prune -o -type f -exec sha256sum {} + | sort";
+  "find /home \\( -name .t3 -o -name .codex -o -name start-claude.sh \\) -prune -o -printf '%p %M %u %g %s\\n' | sort; find /home \\( -name .t3 -o -name .codex -o -name start-claude.sh \\) -prune -o -type f -exec sha256sum {} + | sort";
 export const DAVES_FILES =
   "find /home/dave/.kube /home/dave/.codex -printf '%p %M %u %l\\n' | sort; sha256sum /home/dave/.kube/config /home/dave/.codex/AGENTS.md";
 // Everything under /etc, /root, /usr and /var/lib with owner, mode and content, but systemd's own state (timer stamps).

@@ -29,8 +29,12 @@ server.listen(0, "127.0.0.1", () => fs.writeFileSync("/tmp/silent-remote/port", 
 `;
 export const FETCH_CAP_MS = 10_000;
 
-/** alice's clones under ~/code (workspace layout), each with a bare "remote" in ~/remotes. */
-export const REPOS = ["clean", "dirty", "branch", "offline"] as const;
+/**
+ * alice's clones under ~/code (workspace layout), each with a bare "remote" in
+ * ~/remotes: a clean master, a dirty one, one on a branch with an upstream,
+ * one on a branch without, and one whose remote never answers.
+ */
+export const REPOS = ["clean", "dirty", "branch", "local", "offline"] as const;
 export const setUpRepos = (silentPort: string) => `set -e
 cd ~
 git config --global user.name Alice && git config --global user.email alice@example.org && git config --global init.defaultBranch master
@@ -40,14 +44,17 @@ for r in ${REPOS.join(" ")}; do
   git clone -q remotes/$r.git code/$r 2>/dev/null
   (cd code/$r && echo one > a && echo one > b && git add a b && git commit -qm one && git push -q -u origin master 2>/dev/null)
 done
-# Each remote but the offline one moves a commit ahead. It touches a only, so
-# git alone would fast-forward the dirty clone: only the launcher's guard stops it.
-for r in clean dirty branch; do
+git -C code/branch checkout -qb feature && git -C code/branch push -q -u origin feature 2>/dev/null
+git -C code/local checkout -qb mine
+# Each remote's master but the offline one moves a commit ahead, and branch's
+# feature too. It touches a only, so git alone would fast-forward the dirty
+# clone: only the launcher's guard stops it.
+for r in clean dirty branch local; do
   git clone -q remotes/$r.git /tmp/ahead-$r
   (cd /tmp/ahead-$r && echo two >> a && git commit -qam two && git push -q 2>/dev/null)
 done
+(cd /tmp/ahead-branch && git checkout -q feature && echo three >> a && git commit -qam three && git push -q origin feature 2>/dev/null)
 echo mine >> code/dirty/b
-git -C code/branch checkout -qb feature
 git -C code/offline remote set-url origin http://127.0.0.1:${silentPort}/offline.git
 `;
 
