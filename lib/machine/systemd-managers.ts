@@ -1,0 +1,59 @@
+// The running systemd managers a change of unit files must reach: the
+// system's, and each user's own (user@UID.service, running while the user is
+// logged in or lingers), which runs the user's tmux panes in its scopes.
+// "Already reloaded?" is systemd's own answer (NeedDaemonReload=, which
+// compares the files a loaded unit came from with those on disk now), so a
+// build killed between writing a drop-in and the reload still reloads next time.
+import type { BuildContext } from "../core/context.ts";
+import { run } from "./exec.ts";
+import { systemctl } from "./systemd.ts";
+
+export interface UserManager {
+  user: string;
+  uid: number;
+}
+
+/** The users whose own systemd manager runs now. Only asked when systemd runs this machine. */
+export async function runningUserManagers(ctx: BuildContext): Promise<UserManager[]> {
+  const listed = await systemctl(ctx, [
+    "list-units",
+    "--type=service",
+    "--state=active",
+    "--plain",
+    "--no-legend",
+    "user@*.service",
+  ]);
+  return [...listed.stdout.matchAll(/^user@(\d+)\.service\s/gm)]
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b)
+    .map((uid) => ({ uid, user: ctx.accounts.userName(uid) }));
+}
+
+/** The units of the list that exist and whose files changed since the system's manager loaded them. */
+export async function unitsNeedingReload(ctx: BuildContext, units: string[]): Promise<string[]> {
+  if (units.length === 0) return [];
+  const shown = await systemctl(ctx, ["show", "--property=NeedDaemonReload", "--value", ...units]);
+  // One value per unit, in order, the units separated by an empty line.
+  const values = shown.stdout.split(/\n\n/).map((v) => v.trim());
+  return units.filter((_, i) => values[i] === "yes");
+}
+
+/** `systemctl --user` against one user's manager, from root (systemd's user@.host transport). */
+export function userSystemctl(ctx: BuildContext, manager: UserManager, args: string[], okCodes: number[] = []) {
+  return run(ctx, "systemctl", ["--user", `--machine=${manager.user}@.host`, ...args], { okCodes });
+}
+
+/**
+ * Whether a user's manager has not loaded the user unit drop-ins on disk
+ * now: asked of its init.scope, which every manager has and which any scope
+ * drop-in reaches. Unknown (the manager did not answer) counts as yes.
+ */
+export async function userManagerNeedsReload(ctx: BuildContext, manager: UserManager): Promise<boolean> {
+  const shown = await userSystemctl(
+    ctx,
+    manager,
+    ["show", "--property=NeedDaemonReload", "--value", "init.scope"],
+    [1],
+  );
+  return shown.exitCode !== 0 || shown.stdout.trim() !== "no";
+}
