@@ -241,7 +241,7 @@ export default {
       else
         warn(
           ctx,
-          `${manager.user}'s systemd manager did not reload (${reload.stderr.trim() || `exit ${reload.exitCode}`}): their open panes keep the cap they had; new ones take ${PANE_SCOPE_DROP_IN} once it reloads (\`systemctl --user --machine=${manager.user}@.host daemon-reload\`, or their next login)`,
+          `${manager.user}'s systemd manager did not reload (${reload.stderr.trim() || `exit ${reload.exitCode}`}): their open panes keep the cap they had; new ones take ${PANE_SCOPE_DROP_IN} once it reloads (as ${manager.user}: \`XDG_RUNTIME_DIR=/run/user/${manager.uid} systemctl --user daemon-reload\`)`,
         );
     }
     if (plan.earlyoom.enable) await systemctl(ctx, ["enable", EARLYOOM]);

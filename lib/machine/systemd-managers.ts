@@ -5,12 +5,15 @@
 // compares the files a loaded unit came from with those on disk now), so a
 // build killed between writing a drop-in and the reload still reloads next time.
 import type { BuildContext } from "../core/context.ts";
+import { readPasswd } from "./accounts.ts";
 import { run } from "./exec.ts";
 import { systemctl } from "./systemd.ts";
 
 export interface UserManager {
   user: string;
   uid: number;
+  /** The user's primary group. */
+  gid: number;
 }
 
 /** The users whose own systemd manager runs now. Only asked when systemd runs this machine. */
@@ -23,10 +26,14 @@ export async function runningUserManagers(ctx: BuildContext): Promise<UserManage
     "--no-legend",
     "user@*.service",
   ]);
+  const accounts = readPasswd(ctx.root);
   return [...listed.stdout.matchAll(/^user@(\d+)\.service\s/gm)]
     .map((m) => Number(m[1]))
     .sort((a, b) => a - b)
-    .map((uid) => ({ uid, user: ctx.accounts.userName(uid) }));
+    .flatMap((uid) => {
+      const entry = accounts.find((a) => a.uid === uid);
+      return entry ? [{ uid, user: entry.name, gid: entry.gid }] : [];
+    });
 }
 
 /** The units of the list that exist and whose files changed since the system's manager loaded them. */
@@ -38,9 +45,32 @@ export async function unitsNeedingReload(ctx: BuildContext, units: string[]): Pr
   return units.filter((_, i) => values[i] === "yes");
 }
 
-/** `systemctl --user` against one user's manager, from root (systemd's user@.host transport). */
+/**
+ * `systemctl --user` against one user's manager, run as that user with a
+ * clean environment. Not `--machine=USER@.host` from root: that needs the
+ * user's D-Bus (dbus-user-session), which a box need not have; as the user,
+ * systemctl reaches the manager through its own socket
+ * ($XDG_RUNTIME_DIR/systemd/private) when there is no bus.
+ */
 export function userSystemctl(ctx: BuildContext, manager: UserManager, args: string[], okCodes: number[] = []) {
-  return run(ctx, "systemctl", ["--user", `--machine=${manager.user}@.host`, ...args], { okCodes });
+  return run(
+    ctx,
+    "setpriv",
+    [
+      `--reuid=${manager.uid}`,
+      `--regid=${manager.gid}`,
+      "--init-groups",
+      "--",
+      "env",
+      "-i",
+      `XDG_RUNTIME_DIR=/run/user/${manager.uid}`,
+      "PATH=/usr/bin:/bin",
+      "systemctl",
+      "--user",
+      ...args,
+    ],
+    { okCodes, cwd: "/" },
+  );
 }
 
 /**
