@@ -161,7 +161,7 @@ async function plan(ctx: BuildContext): Promise<{ changes: Change[]; plan: Plan;
     if (found.length > 0) changed.push(file);
     changes.push(...found);
   }
-  const isChanged = (path: string) => changed.some((f) => f.path === path);
+  const isChanged = (machinePath: string) => changed.some((f) => f.path === machinePath);
   const systemFiles = [USER_SLICE_DROP_IN, SYSTEM_SLICE_DROP_IN, DOCKER_SLICE];
   const oomdHere = OOMD.filter((unit) => installed(ctx, unit));
   const oomdEnabled = await enabledUnits(ctx, oomdHere);
