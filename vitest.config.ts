@@ -16,6 +16,7 @@ const IMAGE = SLOW("image.test.ts");
  */
 const BESIDE_IMAGE_BUILD = [
   "launcher.test.ts",
+  "containment.test.ts",
   "workspaces.test.ts",
   "logins.test.ts",
   "users.test.ts",

@@ -4,6 +4,7 @@ import apt from "./apt.ts";
 import builder_install from "./builder-install.ts";
 import claude_code from "./claude-code.ts";
 import codex from "./codex.ts";
+import containment from "./containment.ts";
 import extra_ca_certs from "./extra-ca-certs.ts";
 import harden_admin_tree from "./harden-admin-tree.ts";
 import instances from "./instances.ts";
@@ -42,6 +43,8 @@ export const stages: readonly Stage[] = [
   service_helpers,
   sudoers,
   builder_install,
+  // Caps and weights before the users' work starts; earlyoom (from apt) as the last line.
+  containment,
   // The old scripts' reconciler and updater stop before the builder takes over their files.
   retire_legacy,
   // users writes dispatch.json, which t3-dispatch (started by units) needs; the instances need units' template.

@@ -44,11 +44,18 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
     ]);
 
     const unitDir = path.join(root.dir, "etc/systemd/system");
+    // Byte for byte, but for the user's memory cap, filled in t3-serve@.service (the default: a share of memory).
     for (const name of readdirSync(path.join(root.ctx.repoDir, "files/service/units"))) {
       expect(readFileSync(path.join(unitDir, name), "utf8")).toBe(
-        readFileSync(path.join(root.ctx.repoDir, "files/service/units", name), "utf8"),
+        readFileSync(path.join(root.ctx.repoDir, "files/service/units", name), "utf8").replace(
+          "@USER_MEMORY_MAX@",
+          "77%",
+        ),
       );
     }
+    expect(readFileSync(path.join(unitDir, "t3-serve@.service"), "utf8")).toMatch(
+      /^MemoryHigh=infinity\nMemoryMax=77%\nMemorySwapMax=0\nOOMPolicy=continue$/m,
+    );
     expect(readlinkSync(path.join(unitDir, "timers.target.wants/devvm-t3-pin.timer"))).toBe(
       "/etc/systemd/system/devvm-t3-pin.timer",
     );

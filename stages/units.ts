@@ -6,7 +6,8 @@ import { hostPath, underRoot, warn } from "../lib/core/context.ts";
 import { UserError } from "../lib/core/errors.ts";
 import { applyResources, checkResource, managedBy, type FileResource } from "../lib/machine/files.ts";
 import { BIN_DIR, NODE_BIN } from "../lib/machine/layout.ts";
-import { repoFile } from "../lib/inputs/repo-files.ts";
+import { repoTemplate } from "../lib/inputs/repo-files.ts";
+import { memoryCaps } from "../lib/inputs/settings.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import {
   activeT3ServeInstances,
@@ -47,11 +48,13 @@ function unitFiles(ctx: BuildContext): FileResource[] {
   const names = readdirSync(path.join(ctx.repoDir, "files", SOURCE_DIR)).sort();
   // verify rejects a unit whose command is missing; t3-dispatch's waits for its binary.
   const ready = names.filter((name) => name !== DISPATCH_UNIT || existsSync(hostPath(ctx, DISPATCH_BIN)));
+  // t3-serve@.service carries the user's memory cap (stage containment caps the user's slice alike).
+  const values = { USER_MEMORY_MAX: memoryCaps(ctx.settings).userMemoryMax };
   return ready.map((name) => ({
     kind: "file",
     path: `${UNIT_DIR}/${name}`,
     mode: 0o644,
-    content: repoFile(ctx, `${SOURCE_DIR}/${name}`),
+    content: repoTemplate(ctx, `${SOURCE_DIR}/${name}`, values),
   }));
 }
 

@@ -15,3 +15,21 @@ export function findRepoDir(start: string): string {
     if (dir === path.dirname(dir)) return start;
   }
 }
+
+/**
+ * A text file of files/ with its `@NAME@` placeholders filled from `values`
+ * (the memory caps of the settings). A placeholder without a value is a bug
+ * of the caller: it would reach systemd as an invalid setting.
+ */
+export function repoTemplate(
+  ctx: Pick<BuildContext, "repoDir">,
+  relative: string,
+  values: Record<string, string>,
+): string {
+  const text = repoFile(ctx, relative)
+    .toString("utf8")
+    .replace(/@([A-Z][A-Z0-9_]*)@/g, (whole, name: string) => values[name] ?? whole);
+  const left = /@[A-Z][A-Z0-9_]*@/.exec(text);
+  if (left) throw new Error(`files/${relative}: the placeholder ${left[0]} has no value`);
+  return text;
+}

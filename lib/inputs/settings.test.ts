@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../core/errors.ts";
-import { dispatchSource, readSettings } from "./settings.ts";
+import { dispatchSource, memoryCaps, readSettings, settingsEnvironment } from "./settings.ts";
 
 describe("the t3-dispatch source", () => {
   it("defaults to scripts/t3-dispatch of the admin's infra clone, in either layout", () => {
@@ -132,4 +132,36 @@ describe("VAULT_TOKEN", () => {
       "hvs.CAESIabc_DEF-123.xyz",
     );
   });
+});
+
+describe("the memory caps", () => {
+  it("default to shares of the machine's memory, and stay out of the box's settings.env unless set", () => {
+    const settings = readSettings({});
+    expect(memoryCaps(settings)).toEqual({ userMemoryMax: "77%", paneMemoryMax: "20%", dockerMemoryMax: "25%" });
+    expect(settingsEnvironment(settings)).not.toHaveProperty("DEVVM_USER_MEMORY_MAX");
+  });
+
+  it("take what systemd's MemoryMax= takes: a share, or a size with K, M, G or T", () => {
+    const settings = readSettings({
+      DEVVM_USER_MEMORY_MAX: "24G",
+      DEVVM_PANE_MEMORY_MAX: "19.5%",
+      DEVVM_DOCKER_MEMORY_MAX: "100%",
+    });
+    expect(memoryCaps(settings)).toEqual({ userMemoryMax: "24G", paneMemoryMax: "19.5%", dockerMemoryMax: "100%" });
+    expect(settingsEnvironment(settings)).toMatchObject({
+      DEVVM_USER_MEMORY_MAX: "24G",
+      DEVVM_PANE_MEMORY_MAX: "19.5%",
+    });
+    expect(memoryCaps(readSettings({ DEVVM_PANE_MEMORY_MAX: "64M" })).paneMemoryMax).toBe("64M");
+    expect(memoryCaps(readSettings({ DEVVM_PANE_MEMORY_MAX: "33554432" })).paneMemoryMax).toBe("33554432");
+  });
+
+  it.each(["0%", "101%", "infinity", "6 G", "6GB", "6g", "-1G", "20", "31M", "%", "1e3G", "0x10G", " 20%"])(
+    "refuses %j, naming the variable and what it takes",
+    (value) => {
+      expect(() => readSettings({ DEVVM_PANE_MEMORY_MAX: value })).toThrow(
+        `environment DEVVM_PANE_MEMORY_MAX: expected a memory cap as systemd's MemoryMax= takes it: a share of the machine's memory above 0% and at most 100% (such as 20%), or a size of at least 32M with the suffix K, M, G or T (such as 6G) (it is "${value}")`,
+      );
+    },
+  );
 });

@@ -44,6 +44,20 @@ const gitRemote = z
   .string()
   .regex(/^(\w+:\/\/|[\w.-]+@[\w.-]+:|\/)\S+$/, "a git remote such as https://git.example.org/org/infra.git");
 
+// A memory cap as systemd's MemoryMax= takes it: a share of the machine's
+// memory (so one image fits boxes of any size), or a size in bytes with
+// systemd's suffixes (base 1024). "infinity" is refused: the caps are the
+// point (docs/devvm.md "Containment"). A cap too small to run a shell in
+// would take the box from its users instead of protecting it.
+const MIN_CAP_BYTES = 32 * 1024 ** 2;
+const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+const memoryCap = z.string().refine((cap) => {
+  const share = /^(\d{1,3}(?:\.\d{1,2})?)%$/.exec(cap);
+  if (share) return Number(share[1]) > 0 && Number(share[1]) <= 100;
+  const size = /^([1-9]\d{0,15})([KMGT]?)$/.exec(cap);
+  return size !== null && Number(size[1]) * SIZE_UNITS[size[2]!]! >= MIN_CAP_BYTES;
+}, "a memory cap as systemd's MemoryMax= takes it: a share of the machine's memory above 0% and at most 100% (such as 20%), or a size of at least 32M with the suffix K, M, G or T (such as 6G)");
+
 const SettingsSchema = z.object({
   /** The admin's tree of clones that hold decrypted secrets (docs/devvm.md stage 10). */
   adminCodeDir: absolutePath.default("/home/wizard/code"),
@@ -118,6 +132,16 @@ const SettingsSchema = z.object({
   oidcIssuer: httpIdentifier.optional(),
   /** The admin's kubeconfig, whose cluster server and CA each non-admin's kubeconfig copies; default ~/.kube/config of adminHome. */
   adminKubeconfig: absolutePath.optional(),
+  /**
+   * Containment (docs/devvm.md): the memory cap of each user's t3 server
+   * (t3-serve@.service) and of each user's slice, one value for both since
+   * they must change together; default CAP_DEFAULTS.userMemoryMax.
+   */
+  userMemoryMax: memoryCap.optional(),
+  /** The cap of every tmux pane (each scope of a user's manager); default CAP_DEFAULTS.paneMemoryMax. */
+  paneMemoryMax: memoryCap.optional(),
+  /** The cap of docker.slice, where Docker is installed; default CAP_DEFAULTS.dockerMemoryMax. */
+  dockerMemoryMax: memoryCap.optional(),
   /** The admin's home: holds ~/.vault-token when VAULT_TOKEN is unset. */
   adminHome: absolutePath.default("/home/wizard"),
   /** Vault's address, as the vault CLI reads it (and with its default). Base. */
@@ -170,6 +194,9 @@ export const settingVariables: Record<keyof Settings, string> = {
   t3DispatchSource: "DEVVM_T3_DISPATCH_SOURCE",
   goProxy: "DEVVM_GOPROXY",
   goCache: "DEVVM_GO_CACHE",
+  userMemoryMax: "DEVVM_USER_MEMORY_MAX",
+  paneMemoryMax: "DEVVM_PANE_MEMORY_MAX",
+  dockerMemoryMax: "DEVVM_DOCKER_MEMORY_MAX",
   vaultAddr: "VAULT_ADDR",
   vaultToken: "VAULT_TOKEN",
 };
@@ -225,4 +252,23 @@ export function adminInfraClone(settings: Settings, exists: (machinePath: string
  */
 export function dispatchSource(settings: Settings, exists: (machinePath: string) => boolean): string {
   return settings.t3DispatchSource ?? path.join(adminInfraClone(settings, exists), "scripts", "t3-dispatch");
+}
+
+/**
+ * The memory caps' defaults: shares of the machine's memory, so one image
+ * fits boxes of any size. From the live devvm's figures on 31 GiB: 24G per
+ * user (77 %), 6G per pane (about a fifth; working panes measured 0.6 to
+ * 1.3 GB), 8G for Docker (a quarter).
+ */
+export const CAP_DEFAULTS = { userMemoryMax: "77%", paneMemoryMax: "20%", dockerMemoryMax: "25%" } as const;
+
+export type MemoryCaps = Record<keyof typeof CAP_DEFAULTS, string>;
+
+/** The caps a build applies: each setting, else its default. */
+export function memoryCaps(settings: Settings): MemoryCaps {
+  return {
+    userMemoryMax: settings.userMemoryMax ?? CAP_DEFAULTS.userMemoryMax,
+    paneMemoryMax: settings.paneMemoryMax ?? CAP_DEFAULTS.paneMemoryMax,
+    dockerMemoryMax: settings.dockerMemoryMax ?? CAP_DEFAULTS.dockerMemoryMax,
+  };
 }
