@@ -15,12 +15,13 @@ import {
   type GlobalCli,
   type GlobalCliPlan,
 } from "../lib/tools/npm-global.ts";
-import type { Pending, Stage } from "../lib/core/stage.ts";
+import type { Check, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
 import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/machine/systemd.ts";
 import { checkT3Health } from "../lib/tools/t3-health.ts";
 import { backUpBeforeVersionChange, describeBackup, prebumpBackups } from "../lib/tools/t3-prebump-backup.ts";
 import { NPM_T3_DIR } from "./retire-legacy.ts";
+import { downgradeRefusal, freezeHolds, newestOf, readNewestRun, recordRun, T3_FREEZE } from "../lib/tools/t3-gate.ts";
 
 export const T3: GlobalCli = { name: "t3", bins: ["t3"] };
 
@@ -72,12 +73,26 @@ interface T3Plan {
 }
 
 /** The version change, and the copies of every t3 database it needs first (so --plan shows them). */
-export async function checkT3(ctx: BuildContext): Promise<Pending<T3Plan>> {
+export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
   const pin = ctx.inputs.pins.npm.t3;
   const { changes, managed, plan } = await checkGlobalCli(ctx, T3, pin);
-  // Only a version change needs it (the health check's message, the backups).
+  // Only a version change needs it (the gate, the health check's message, the backups).
   if (!changes.some((c) => c.kind === "package")) return { changes, managed, plan: { cli: plan, before: null } };
   const before = await versionBefore(ctx);
+  // Before the freeze: a pin below what ran is a mistake to fix whether or not a freeze holds.
+  const refusal = downgradeRefusal(pin.version, newestOf([readNewestRun(ctx), before]));
+  if (refusal) {
+    ctx.log.info(`REFUSED t3 ${before ?? "(none)"} -> ${pin.version}: a downgrade`);
+    throw new UserError(refusal.message, refusal.hint);
+  }
+  const freeze = freezeHolds(ctx);
+  if (freeze !== null) {
+    const why = freeze ? ` (${freeze})` : "";
+    ctx.log.info(`FROZEN t3 stays at ${before ?? "(none)"}, pin ${pin.version} waits: ${T3_FREEZE} exists${why}`);
+    return {
+      skip: `a freeze holds: ${T3_FREEZE} exists${why}, so t3 stays at ${before ?? "(none)"} and ${pin.version} is not installed; remove the file once the problem is understood`,
+    };
+  }
   const backups = prebumpBackups(ctx, before, pin.version).map(describeBackup);
   return { changes: [...backups, ...changes], managed, plan: { cli: plan, before } };
 }
@@ -114,7 +129,11 @@ export default {
       // Healthy, not yet active: the last moment before anything can run it.
       beforeSwitch: async () => void backups.push(...(await backUpBeforeVersionChange(ctx, before, pin.version))),
     });
-    if (changes.some((c) => c.kind === "package")) await markInstancesForRestart(ctx);
+    if (changes.some((c) => c.kind === "package")) {
+      // The downgrade guard's record: this version may migrate the databases from now on.
+      await recordRun(ctx, pin.version);
+      await markInstancesForRestart(ctx);
+    }
     return [...backups, ...changes];
   },
   // npm installs it into a staging folder while apt runs; apply moves it into place.
