@@ -22,6 +22,7 @@ const BESIDE_IMAGE_BUILD = [
   "users.test.ts",
   "tmux-persist.test.ts",
   "t3-prebump.test.ts",
+  "t3-watchdog.test.ts",
   "bootstrap.test.ts",
   "support/stand-ins/stand-ins.test.ts",
   "support/stand-ins/go-proxy.test.ts",

@@ -198,6 +198,26 @@ describe("t3 state backups on a built devvm", () => {
     expect(await sh(`stat -c '%n %Y' ${BACKUPS}/*/*`)).toBe(before);
   });
 
+  it("refuses to move t3 back below the version that has run, naming both and the lock that adopts it; every instance keeps the newer t3 and its database", async () => {
+    const pids = await Promise.all(RUNNING.map(mainPid));
+    const databases = await sh(`stat -c '%n %s %Y' ${WITH_DATABASE.map(database).join(" ")}`);
+    const back = await build("/opt/devvm-inputs/t3-0.0.26", "t3,instances");
+    expect(back.exitCode).toBe(1);
+    const t3 = stageOf(back, "t3");
+    expect(t3?.outcome).toBe("failed");
+    const error = t3 && "error" in t3 ? t3.error : { message: "", hint: "" };
+    expect(error.message).toContain(
+      `t3 ${T3_HEALTHY} (pins.json) is older than t3 ${T3_HEALTHY_NEXT}, which has already run`,
+    );
+    expect(JSON.stringify(error)).toContain(`lock --update t3@${T3_HEALTHY_NEXT}`);
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_NEXT}/bin/t3`,
+    });
+    expect(await Promise.all(RUNNING.map(mainPid))).toEqual(pids);
+    for (const user of RUNNING) expect(await answer(user)).toContain(`t3 v${T3_HEALTHY_NEXT} (stand-in)`);
+    expect(await sh(`stat -c '%n %s %Y' ${WITH_DATABASE.map(database).join(" ")}`)).toBe(databases);
+  });
+
   it("daily: stops a copy at its cap and removes it, fails the run after trying every other user, and never rotates prebump copies", async () => {
     // alice's copy hangs after writing (a stuck copy); bob cannot read his database; carol is fine.
     const hang = `#!/bin/sh\n/usr/bin/sqlite3 "$@" || exit\n[ "$(id -un)" = alice ] && exec sleep 600\nexit 0\n`;
