@@ -185,7 +185,9 @@ async function createSession(origin: string, credential: string): Promise<T3Heal
       break;
     }
     const cookies = response.headers.getSetCookie();
-    if (cookies.some((c) => c.startsWith("t3_session="))) return { healthy: true };
+    // t3 names it t3_session_<port>_<hash> on some bindings: a check that wanted
+    // exactly t3_session rolled back every update for 17 days (docs/devvm.md).
+    if (cookies.some((c) => /^t3_session[^=;]*=/.test(c))) return { healthy: true };
     tried.push(
       `POST ${route} answered ${response.status}${cookies.length ? ` with cookies ${cookies.map((c) => c.split("=")[0]).join(", ")}` : ""}`,
     );
