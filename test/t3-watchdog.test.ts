@@ -45,8 +45,6 @@ describe("t3-watchdog on a built devvm", () => {
 
   beforeAll(async () => {
     [vm, goProxy] = await Promise.all([startBuiltBox(), startGoProxyStandIn()]);
-    // Its timers would run builds, and probes, of their own amid this test's.
-    await sh("systemctl stop t3-watchdog.timer devvm-reconcile.timer devvm-t3-pin.timer");
     // The built box has no t3-dispatch (no source was given): its stand-in, built as a box with a source builds it.
     await seedGoCache(vm, releaseOf(await vm.readFile("/etc/os-release"))!.key);
     const started = Date.now();
@@ -64,6 +62,9 @@ describe("t3-watchdog on a built devvm", () => {
     );
     process.stderr.write(`t3-dispatch built and started in ${Date.now() - started} ms\n`);
     if (dispatch.exitCode !== 0) throw new Error(`t3-dispatch was not built:\n${dispatch.log}`);
+    // Its timers would run builds, and probes, of their own amid this test's (a probe of the
+    // timer's and one of the test's at once are one run). After the build: the units stage starts them.
+    await sh("systemctl stop t3-watchdog.timer devvm-reconcile.timer devvm-t3-pin.timer");
     await sh(
       `mkdir -p /etc/systemd/system/t3-watchdog.service.d && printf '[Service]\\nEnvironment=T3_WATCHDOG_PROBE_TIMEOUT=1 T3_WATCHDOG_GRACE=${GRACE_S}\\n' > /etc/systemd/system/t3-watchdog.service.d/test.conf && systemctl daemon-reload`,
     );
