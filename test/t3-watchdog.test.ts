@@ -114,11 +114,12 @@ describe("t3-watchdog on a built devvm", () => {
 
   it("after three restarts within 30 minutes, logs WATCHDOG-EXHAUSTED at the next hang and restarts nothing", async () => {
     // Restarts two and three.
+    const started = await since();
     for (const restart of [2, 3]) {
       await hang();
       const hung = await mainPid();
       for (let probe = 0; probe < 3; probe++) await watch();
-      expect(await mainPid(), `restart ${restart}`).not.toBe(hung);
+      expect(await mainPid(), `restart ${restart}:\n${await journal(started)}`).not.toBe(hung);
     }
     const from = await since();
     await hang();
