@@ -136,7 +136,12 @@ async function planInstall(ctx: BuildContext, wanted: Wanted[], updateProblems: 
   );
   const scratch = await scratchSourceParts(ctx, release, source);
   try {
-    const problems = await updateLists(ctx, scratch.options);
+    // A snapshot apt cannot read (exit 100: no Release file there, a signature the keyring refuses) is the
+    // snapshot's problem, said with the pins it was asked for, not the mirror's.
+    const problems = await updatePackageLists(ctx, scratch.options).catch((error: unknown) => {
+      if (error instanceof CommandError) return tail(error.stderr, 8) || `apt-get update exited ${error.exitCode}`;
+      throw error;
+    });
     const withSnapshot = await offeredVersions(
       ctx,
       stale.map((w) => w.name),
