@@ -120,7 +120,7 @@ async function planInstall(ctx: BuildContext, wanted: Wanted[], updateProblems: 
   const none = { options: [], fromSnapshot: [], cleanup: () => Promise.resolve() };
   if (stale.length === 0) return none;
 
-  const { release } = releasePins(ctx);
+  const release = ctx.release;
   const mirrorSays = (w: Wanted) => `${w.name}: pinned ${w.to}, the mirror offers ${listOf(offered.get(w.name))}`;
   const time = ctx.inputs.pins.aptSnapshot?.[release.key as keyof Pins["apt"]];
   if (!time)
