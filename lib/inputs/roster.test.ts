@@ -22,7 +22,12 @@ describe("roster.yaml", () => {
   it("accepts a good roster and fills defaults", () => {
     const { data, problems } = parse(GOOD);
     expect(problems).toEqual([]);
-    expect(data?.users.wizard).toMatchObject({ tier: "admin", code_layout: "single", parked: false, claude_auth: true });
+    expect(data?.users.wizard).toMatchObject({
+      tier: "admin",
+      code_layout: "single",
+      parked: false,
+      claude_auth: true,
+    });
     expect(data?.users.bob?.namespaces).toEqual(["payments"]);
   });
 
@@ -69,7 +74,9 @@ carol:
   });
 
   it("takes claude_auth and parked as booleans only, naming the line", () => {
-    const { data } = parse(roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  claude_auth: false\n`));
+    const { data } = parse(
+      roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  claude_auth: false\n`),
+    );
     expect(data?.users.alice).toMatchObject({ claude_auth: false, parked: false });
     const { problems } = parse(
       roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  claude_auth: "no"\n  parked: 1\n`),
