@@ -76,10 +76,15 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
     // (What is in their home is looked at without following a link they planted; one there decides nothing.)
     const env = envFile(name);
     const ownFile = await unlessUnsafe(ctx, async () => readUserFile(ctx, ownTokenFile(account.home)));
-    const ownLogin = await unlessUnsafe(
-      ctx,
-      async () => ownFile !== null || inspect(ctx, path.join(account.home, ".claude", ".credentials.json")) !== null,
-    );
+    // undefined: a planted link was named, and decides nothing (neither the shared token's line nor a copy).
+    const ownLogin =
+      ownFile === undefined
+        ? undefined
+        : await unlessUnsafe(
+            ctx,
+            async () =>
+              ownFile !== null || inspect(ctx, path.join(account.home, ".claude", ".credentials.json")) !== null,
+          );
     const own = ownFile ? envValue(ownFile.toString("utf8"), TOKEN_KEY) : undefined;
     if (ownFile && !(own && SETUP_TOKEN.test(own)))
       warn(
@@ -99,7 +104,7 @@ async function planLogins(ctx: BuildContext): Promise<LoginPlan> {
         plan.copyFor.push(name);
         plan.restarts.push(t3ServeInstance(name));
       }
-    } else if (exists(ownTokenCopy(name))) {
+    } else if (ownFile !== undefined && exists(ownTokenCopy(name))) {
       plan.removeCopies.push(name);
       plan.restarts.push(t3ServeInstance(name));
     }

@@ -303,7 +303,12 @@ describe("logins and offboarding on a booted box of the test release", () => {
     expect(await asUser("alice", "bash -l -c")).toMatch(new RegExp(`^${ALICE_SETUP}\\|/home/alice/\\.local/bin:`));
     expect(await asUser("dave", "bash -l -c")).toMatch(/^\|/);
 
-    // carol has a login of her own too, and a token she set by hand: hers stays.
+    // carol has a login of her own too, and a token she set by hand: hers stays. dave points his token file at
+    // the root-only copy of alice's: systemd would read it as root; the builder names the link and copies nothing.
+    await vm.exec(
+      "install -d -o dave -g dave /home/dave/.config /home/dave/.config/claude-auth-sync && runuser -u dave -- ln -s /etc/t3-serve/alice.claude-oauth.env /home/dave/.config/claude-auth-sync/claude-oauth.env",
+      { check: true },
+    );
     const plan = await build(vaultEnv(), "--stage", STAGES, "--plan");
     expect(plan.log).toContain("remove the shared Claude login from /etc/t3-serve/alice.env: alice has their own");
     const applied = await build(vaultEnv(), "--stage", STAGES);
@@ -314,6 +319,9 @@ describe("logins and offboarding on a booted box of the test release", () => {
       "T3_PORT=3775\nCLAUDE_CODE_OAUTH_TOKEN=carols-own-token\n",
     );
     expect(await vm.readFile("/etc/t3-serve/dave.env")).toContain(`CLAUDE_CODE_OAUTH_TOKEN=${OAUTH}`);
+    expect(applied.log).toContain("/home/dave/.config/claude-auth-sync/claude-oauth.env");
+    expect((await vm.exec("test -e /etc/t3-serve/dave.claude-oauth.env")).exitCode).toBe(1);
+    expect((await environ("dave")).join("\n")).not.toContain(ALICE_SETUP);
     expect(await vm.stat("/etc/t3-serve/alice.claude-oauth.env")).toMatchObject({ mode: "0600", owner: "root" });
     const env = await environ("alice");
     expect(env).toContain(`CLAUDE_CODE_OAUTH_TOKEN=${ALICE_SETUP}`);
