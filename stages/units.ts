@@ -30,7 +30,10 @@ import { DISPATCH_BIN, DISPATCH_UNIT } from "./service-helpers.ts";
 const INSTALLED_BY: Array<[stage: string, programs: string[]]> = [
   ["node", [NODE_BIN]],
   ["t3", [`${BIN_DIR}/t3`]],
-  ["service-helpers", [DISPATCH_BIN, `${BIN_DIR}/t3-state-backup`, `${BIN_DIR}/tmux-persist`]],
+  [
+    "service-helpers",
+    [DISPATCH_BIN, `${BIN_DIR}/t3-state-backup`, `${BIN_DIR}/tmux-persist`, `${BIN_DIR}/claude-auth-sync`],
+  ],
 ];
 
 const SOURCE_DIR = "service/units";
