@@ -37,9 +37,11 @@ const FAKES: Record<string, string> = {
   "apt-get": `#!/bin/bash
 echo "$*" >> "$FAKE_APT/apt-get.log"
 # The snapshot's scratch sources.list.d, as apt-get update saw it.
-[[ "$1" == -o && "$2" == Dir::Etc::SourceParts=* ]] && { [ "$3" = update ] && cp -r "\${2#*=}" "$FAKE_APT/source-parts"; shift 2; }
+[[ "$1" == -o && "$2" == Dir::Etc::SourceParts=* ]] && { [ "$3" = update ] && cp -r "\${2#*=}" "$FAKE_APT/source-parts"; shift 2; snapshot=snapshot-; }
 case "$1" in
-  update) cat "$FAKE_APT/update.stderr" >&2 2>/dev/null; exit "$(cat "$FAKE_APT/update.code")";;
+  update)
+    [ -e "$FAKE_APT/\${snapshot}update.code" ] || snapshot=
+    cat "$FAKE_APT/\${snapshot}update.stderr" >&2 2>/dev/null; exit "$(cat "$FAKE_APT/\${snapshot}update.code")";;
   install)
     printf '0 upgraded, 1 newly installed, 0 to remove and 0 not upgraded.\\nNeed to get 7260 kB of archives.\\n'
     if [[ "$*" == *"APT::Status-Fd=3"* ]]; then
@@ -298,6 +300,26 @@ describe("apt apply", () => {
           `git: pinned ${GIT}, the mirror offers ${NEWER}; the snapshot at 20261101T000000Z does not have it either`,
       );
       expect(error.hint).toMatch(/lock/);
+      expect(aptGetCalls().filter((c) => / install /.test(` ${c}`))).toEqual([]);
+      expect(scratchLeft()).toEqual([]);
+    });
+
+    it("names the pins and the snapshot when apt cannot read the snapshot (exit 100), installing nothing", async () => {
+      setUp();
+      withSnapshotTime();
+      mirror({ code: 0 }, MIRROR);
+      writeFileSync(fake("madison-snapshot"), MIRROR);
+      writeFileSync(fake("snapshot-update.code"), "100");
+      writeFileSync(
+        fake("snapshot-update.stderr"),
+        "E: The repository 'http://snapshot.debian.org/archive/debian/20261101T000000Z trixie Release' does not have a Release file.\n",
+      );
+      const error = await failureOf();
+      expect(error.message).toBe(
+        `git: pinned ${GIT}, the mirror offers ${NEWER}\nand the snapshot archive at 20261101T000000Z (http://snapshot.debian.org/archive) could not be read:\n` +
+          "E: The repository 'http://snapshot.debian.org/archive/debian/20261101T000000Z trixie Release' does not have a Release file.",
+      );
+      expect(error.hint).toMatch(/^check the network and DEVVM_APT_SNAPSHOT_URL/);
       expect(aptGetCalls().filter((c) => / install /.test(` ${c}`))).toEqual([]);
       expect(scratchLeft()).toEqual([]);
     });

@@ -120,7 +120,7 @@ async function planInstall(ctx: BuildContext, wanted: Wanted[], updateProblems: 
   const none = { options: [], fromSnapshot: [], cleanup: () => Promise.resolve() };
   if (stale.length === 0) return none;
 
-  const { release } = releasePins(ctx);
+  const release = ctx.release;
   const mirrorSays = (w: Wanted) => `${w.name}: pinned ${w.to}, the mirror offers ${listOf(offered.get(w.name))}`;
   const time = ctx.inputs.pins.aptSnapshot?.[release.key as keyof Pins["apt"]];
   if (!time)
@@ -136,7 +136,12 @@ async function planInstall(ctx: BuildContext, wanted: Wanted[], updateProblems: 
   );
   const scratch = await scratchSourceParts(ctx, release, source);
   try {
-    const problems = await updateLists(ctx, scratch.options);
+    // A snapshot apt cannot read (exit 100: no Release file there, a signature the keyring refuses) is the
+    // snapshot's problem, said with the pins it was asked for, not the mirror's.
+    const problems = await updatePackageLists(ctx, scratch.options).catch((error: unknown) => {
+      if (error instanceof CommandError) return tail(error.stderr, 8) || `apt-get update exited ${error.exitCode}`;
+      throw error;
+    });
     const withSnapshot = await offeredVersions(
       ctx,
       stale.map((w) => w.name),

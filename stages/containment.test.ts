@@ -224,4 +224,18 @@ describe.skipIf(!hasSystemd)("containment under --root", () => {
     expect(error.hint).toMatch(/the apt stage installs it from packages\.txt/);
     expect(existsSync(path.join(root.dir, "etc"))).toBe(false);
   });
+
+  it("under --plan, before the apt stage installed earlyoom (a takeover's first plan), plans it instead of failing", async () => {
+    using root = makeTestRoot();
+    Object.assign(root.ctx, { planOnly: true });
+    const changes = await described(root);
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        "create file /etc/default/earlyoom",
+        "enable earlyoom.service",
+        "create file /etc/systemd/user/scope.d/50-devvm-pane-cap.conf",
+      ]),
+    );
+    expect(existsSync(path.join(root.dir, "etc"))).toBe(false);
+  });
 });

@@ -145,7 +145,9 @@ function warnForeignDropIns(ctx: BuildContext, files: FileResource[]): void {
 }
 
 async function plan(ctx: BuildContext): Promise<{ changes: Change[]; plan: Plan; all: FileResource[] }> {
-  if (!installed(ctx, EARLYOOM))
+  // Under --plan on a box the apt stage has not reached yet (a takeover, a fresh box), earlyoom is what
+  // that stage would install: planned as enabled and started, not a failure.
+  if (!installed(ctx, EARLYOOM) && !ctx.planOnly)
     throw new UserError(
       `earlyoom is not installed (no ${EARLYOOM} in ${PACKAGE_UNIT_DIRS.join(" or ")})`,
       "the apt stage installs it from packages.txt: run `build.ts --from apt`, or fix why it failed",

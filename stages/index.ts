@@ -2,6 +2,7 @@
 import type { Stage } from "../lib/core/stage.ts";
 import apt from "./apt.ts";
 import builder_install from "./builder-install.ts";
+import claude_auth from "./claude-auth.ts";
 import claude_code from "./claude-code.ts";
 import codex from "./codex.ts";
 import containment from "./containment.ts";
@@ -10,6 +11,7 @@ import harden_admin_tree from "./harden-admin-tree.ts";
 import instances from "./instances.ts";
 import kubectl from "./kubectl.ts";
 import kubelogin from "./kubelogin.ts";
+import login_shells from "./login-shells.ts";
 import managed_settings from "./managed-settings.ts";
 import logins from "./logins.ts";
 import node from "./node.ts";
@@ -38,6 +40,8 @@ export const stages: readonly Stage[] = [
   kubectl,
   managed_settings,
   skel,
+  // bash and zsh login shells alike find ~/.local/bin and the user's own Claude token.
+  login_shells,
   harden_admin_tree,
   vault_tokens,
   service_helpers,
@@ -54,6 +58,8 @@ export const stages: readonly Stage[] = [
   logins,
   units,
   instances,
+  // Each user's login sync, once its units (units) and the users' folders exist.
+  claude_auth,
   // Clones and kubeconfigs, as each user, once their accounts exist.
   workspaces,
   // Last: the launcher in users' homes and tmux-persist's saves (the program is service-helpers'); a failure here stops nothing of the users' instances.

@@ -6,10 +6,12 @@ import { run } from "../lib/machine/exec.ts";
 import { applyResources, checkResource } from "../lib/machine/files.ts";
 import { appliedRosterFile, readAppliedRoster } from "../lib/users/applied-roster.ts";
 import type { Stage } from "../lib/core/stage.ts";
+import { syncService, syncTimer } from "./claude-auth.ts";
 import { activeUnits, enabledUnits, offlineReason, systemctl, t3ServeInstance } from "../lib/machine/systemd.ts";
 
 // A user dropped from roster.yaml loses access at once and reversibly
-// (docs/devvm.md "Per-user", Offboarding): their instance stopped and disabled,
+// (docs/devvm.md "Per-user", Offboarding): their instance and login sync
+// (claude-auth-sync@ and its timer) stopped and disabled,
 // their login locked (password and account expiry, so no key or su either),
 // gone from the map and dispatch.json (the users stage writes those from the
 // roster). Home and account stay; `build.ts offboard USER` deletes them.
@@ -49,7 +51,8 @@ async function planOffboarding(ctx: BuildContext): Promise<OffboardPlan> {
     .filter((u) => !roster.includes(u) && shadow.has(u))
     .sort();
   const returning = record.cut.filter((u) => roster.includes(u) && shadow.has(u) && isCut(shadow.get(u)!));
-  const units = departed.map(t3ServeInstance);
+  // Every per-user unit the builder runs: the instance and the login sync with its timer.
+  const units = departed.flatMap((u) => [t3ServeInstance(u), syncTimer(u), syncService(u)]);
   const enabled = await enabledUnits(ctx, units);
   const active = offlineReason(ctx) ? new Set<string>() : await activeUnits(ctx, units);
   return {
@@ -78,7 +81,7 @@ export default {
   name: "offboarding",
   firstBoot: "it acts on the machine's accounts",
   description:
-    "Cuts users dropped from roster.yaml at once and reversibly: instance stopped and disabled, login locked; home and account kept",
+    "Cuts users dropped from roster.yaml at once and reversibly: instance and login sync stopped and disabled, login locked; home and account kept",
   async check(ctx) {
     if (underRoot(ctx)) return { skip: "cutting a user needs the machine's own accounts and services, not --root" };
     const p = await planOffboarding(ctx);

@@ -110,6 +110,7 @@ describe("units, when a program they run is missing", () => {
     content: readFileSync(path.join(repo, "files/service/units", name), "utf8"),
   }));
   const installed = [
+    "/usr/local/bin/claude-auth-sync",
     "/usr/local/bin/node",
     "/usr/local/bin/t3",
     "/usr/local/bin/t3-dispatch",
@@ -130,6 +131,10 @@ describe("units, when a program they run is missing", () => {
     const programs = unitPrograms(files);
     expect([...programs.keys()].sort()).toEqual(installed);
     expect(programs.get("/usr/local/bin/t3")).toEqual({ units: ["t3-serve@.service"], wrapped: true });
+    expect(programs.get("/usr/local/bin/claude-auth-sync")).toEqual({
+      units: ["claude-auth-sync@.service"],
+      wrapped: true,
+    });
     expect(programs.get("/usr/local/bin/node")).toEqual({
       units: ["devvm-reconcile.service", "devvm-t3-pin.service"],
       wrapped: false,

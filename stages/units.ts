@@ -32,7 +32,13 @@ const INSTALLED_BY: Array<[stage: string, programs: string[]]> = [
   ["t3", [`${BIN_DIR}/t3`]],
   [
     "service-helpers",
-    [DISPATCH_BIN, `${BIN_DIR}/t3-state-backup`, `${BIN_DIR}/t3-watchdog`, `${BIN_DIR}/tmux-persist`],
+    [
+      DISPATCH_BIN,
+      `${BIN_DIR}/t3-state-backup`,
+      `${BIN_DIR}/t3-watchdog`,
+      `${BIN_DIR}/tmux-persist`,
+      `${BIN_DIR}/claude-auth-sync`,
+    ],
   ],
 ];
 

@@ -140,8 +140,27 @@ describe("adopting the live devvm", () => {
     expect((await vm.exec("test -e /var/backups/t3-state/bob")).exitCode).toBe(1);
   });
 
-  it("leaves homes and clones as they were (the admin's tree only loses o-rx), adding only the shared Codex login and the current launcher for non-admins", async () => {
-    expect(await homes()).toBe(homesBefore.replace("/home/wizard/code drwxrwxr-x", "/home/wizard/code drwxrwx---"));
+  it("leaves homes and clones as they were (the admin's tree only loses o-rx), adding only the shared Codex login, the current launcher for non-admins and the login sync's own folders", async () => {
+    // What claude-auth-sync's sandbox writes (its two folders, 0700, the user's Vault token in one, 0600), and
+    // the parents it needs, made 0700 only where missing: nothing else new, nothing there before changed.
+    const sync =
+      /^\/home\/[^/ ]+\/(\.claude|\.config|\.local|\.local\/state|\.config\/claude-auth-sync(\/vault-token)?|\.local\/state\/claude-auth-sync)$/;
+    const pathOf = (line: string) => (line.startsWith("/") ? line.split(" ")[0]! : line.split(/\s+/)[1]!);
+    const existed = new Set(homesBefore.split("\n").map(pathOf));
+    const after = (await homes()).split("\n");
+    const added = after.filter((line) => !existed.has(pathOf(line)));
+    expect(added.filter((line) => !sync.test(pathOf(line)))).toEqual([]);
+    expect(after.filter((line) => existed.has(pathOf(line))).join("\n")).toBe(
+      homesBefore.replace("/home/wizard/code drwxrwxr-x", "/home/wizard/code drwxrwx---"),
+    );
+    for (const user of ["alice", "bob"]) {
+      expect(added).toContain(`/home/${user}/.config/claude-auth-sync drwx------ ${user} ${user} 4096`);
+      expect(await vm.stat(`/home/${user}/.config/claude-auth-sync/vault-token`)).toMatchObject({
+        type: "file",
+        mode: "0600",
+        owner: user,
+      });
+    }
     for (const user of Object.keys(USERS))
       expect(await vm.stat(`/home/${user}/.codex/auth.json`)).toMatchObject({
         type: "symlink",

@@ -8,6 +8,7 @@
 import { TEST_RELEASE } from "./support/harness/base-image.ts";
 import { readdirSync } from "node:fs";
 import type { Pins } from "../lib/inputs/pins.ts";
+import { startArtifactStandIn } from "./support/stand-ins/artifacts.ts";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { $ } from "zx";
@@ -158,13 +159,18 @@ describe("bootstrap.sh on a bare box of the test release", () => {
     });
 
     it("a build installs the mirror's version to fetch Node, and its apt stage asks the snapshot for the pin, naming it when it cannot", async () => {
-      // The snapshot's time as the lock recorded it; the snapshot archive here a port nobody listens on.
+      // The snapshot's time as the lock recorded it; the snapshot archive here a server that has none (404).
       const pins = JSON.parse(await box.vm.readFile("/root/stale/pins.json")) as Pins;
       const time = pins.aptSnapshot?.[TEST_RELEASE as keyof Pins["apt"]];
       expect(time).toMatch(/^\d{8}T\d{6}Z$/);
-      const closed = `http://127.0.0.1:${await closedPort()}`;
+      await using empty = await startArtifactStandIn({});
+      const snapshotUrl = empty.url;
       const run = await bootstrap(
-        { DEVVM_NPM_REGISTRY: box.registry, DEVVM_EXTRA_CA_CERTS: "/root/extra-ca", DEVVM_APT_SNAPSHOT_URL: closed },
+        {
+          DEVVM_NPM_REGISTRY: box.registry,
+          DEVVM_EXTRA_CA_CERTS: "/root/extra-ca",
+          DEVVM_APT_SNAPSHOT_URL: snapshotUrl,
+        },
         "--inputs",
         "/root/stale",
         "--stage",
@@ -179,7 +185,7 @@ describe("bootstrap.sh on a bare box of the test release", () => {
       expect(run.exitCode, output).not.toBe(0);
       expect(output).toMatch(
         new RegExp(
-          `curl: pinned 7\\.0\\.0-1\\+stale, the mirror offers [^\\n]+\\n\\s*and the snapshot archive at ${time} \\(${closed.replace(/\./g, "\\.")}\\) could not be read:\\n`,
+          `curl: pinned 7\\.0\\.0-1\\+stale, the mirror offers [^\\n]+\\n\\s*and the snapshot archive at ${time} \\(${snapshotUrl.replace(/\./g, "\\.")}\\) could not be read:\\n`,
         ),
       );
       expect(output).toMatch(/hint: check the network and DEVVM_APT_SNAPSHOT_URL/);

@@ -8,6 +8,12 @@
 # (/etc/claude-code/managed-settings.json) must win.
 set -u
 
+# The user's own Claude login (a setup token claude-auth-sync brought from
+# Vault), as login shells have it: a pane's command need not be a login shell.
+if [ -r /etc/profile.d/25-claude-oauth-token.sh ]; then
+  . /etc/profile.d/25-claude-oauth-token.sh
+fi
+
 code="$HOME/code"
 # No fetch may hold up the session longer than this (seconds, per clone).
 fetch_cap=10

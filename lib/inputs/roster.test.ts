@@ -22,7 +22,12 @@ describe("roster.yaml", () => {
   it("accepts a good roster and fills defaults", () => {
     const { data, problems } = parse(GOOD);
     expect(problems).toEqual([]);
-    expect(data?.users.wizard).toMatchObject({ tier: "admin", code_layout: "single", parked: false });
+    expect(data?.users.wizard).toMatchObject({
+      tier: "admin",
+      code_layout: "single",
+      parked: false,
+      claude_auth: true,
+    });
     expect(data?.users.bob?.namespaces).toEqual(["payments"]);
   });
 
@@ -65,6 +70,20 @@ carol:
         line: 14,
         message: expect.stringMatching(/users\.carol\.shell: unknown key; expected one of: authentik_user, .*parked/),
       },
+    ]);
+  });
+
+  it("takes claude_auth and parked as booleans only, naming the line", () => {
+    const { data } = parse(
+      roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  claude_auth: false\n`),
+    );
+    expect(data?.users.alice).toMatchObject({ claude_auth: false, parked: false });
+    const { problems } = parse(
+      roster(`alice:\n  authentik_user: a\n  k8s_user: b\n  tier: power-user\n  claude_auth: "no"\n  parked: 1\n`),
+    );
+    expect(problems).toEqual([
+      { file: "roster.yaml", line: 7, message: "users.alice.parked: expected parked: true or false" },
+      { file: "roster.yaml", line: 6, message: "users.alice.claude_auth: expected claude_auth: true or false" },
     ]);
   });
 

@@ -54,7 +54,9 @@ export const RosterUserSchema = z
       .enum(["single", "workspace"], { error: "expected a code_layout: single or workspace" })
       .default("single"),
     repos: z.array(repoName).optional(),
-    parked: z.boolean().default(false),
+    parked: z.boolean({ error: "expected parked: true or false" }).default(false),
+    // false turns that user's claude-auth-sync timer off (a user who never uses Claude alerted forever).
+    claude_auth: z.boolean({ error: "expected claude_auth: true or false" }).default(true),
   })
   .superRefine(
     (user, ctx) => {

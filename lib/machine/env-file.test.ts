@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { envValue, setEnvValue } from "./env-file.ts";
+import { envValue, setEnvValue, withoutEnvValue } from "./env-file.ts";
 
 const LIVE = "# written by t3-provision-users\nT3_PORT=3774\nCLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-x\n\nEXTRA='a b'\n";
 
@@ -21,5 +21,14 @@ describe("env files", () => {
     expect(setEnvValue("", "T3_PORT", "3773")).toBe("T3_PORT=3773\n");
     expect(setEnvValue("TOKEN=x", "T3_PORT", "3773")).toBe("TOKEN=x\nT3_PORT=3773\n");
     expect(setEnvValue("TOKEN=x\n", "T3_PORT", "3773")).toBe("TOKEN=x\nT3_PORT=3773\n");
+  });
+
+  it("drops only the assignments of the key that carry the given value, every other line kept", () => {
+    const text = "T3_PORT=3773\n# note\nCLAUDE_CODE_OAUTH_TOKEN=shared\nEXTRA=1\n";
+    expect(withoutEnvValue(text, "CLAUDE_CODE_OAUTH_TOKEN", "shared")).toBe("T3_PORT=3773\n# note\nEXTRA=1\n");
+    expect(withoutEnvValue('export CLAUDE_CODE_OAUTH_TOKEN="shared"\n', "CLAUDE_CODE_OAUTH_TOKEN", "shared")).toBe("");
+    const own = "T3_PORT=3773\nCLAUDE_CODE_OAUTH_TOKEN=mine\n";
+    expect(withoutEnvValue(own, "CLAUDE_CODE_OAUTH_TOKEN", "shared")).toBe(own);
+    expect(withoutEnvValue("A=shared\n", "CLAUDE_CODE_OAUTH_TOKEN", "shared")).toBe("A=shared\n");
   });
 });

@@ -31,3 +31,15 @@ export function setEnvValue(text: string, key: string, value: string): string {
   const separator = text === "" || text.endsWith("\n") ? "" : "\n";
   return `${text}${separator}${key}=${value}\n`;
 }
+
+/** text without the assignments of key whose value is value (unquoted as envValue reads it); every other line kept. */
+export function withoutEnvValue(text: string, key: string, value: string): string {
+  const pattern = assignment(key);
+  return text
+    .split("\n")
+    .filter((line) => {
+      const match = pattern.exec(line.replace(/\r$/, ""));
+      return !match || match[1]!.trim().replace(/^(["'])(.*)\1$/, "$2") !== value;
+    })
+    .join("\n");
+}

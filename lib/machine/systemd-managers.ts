@@ -7,7 +7,7 @@
 import type { BuildContext } from "../core/context.ts";
 import { readPasswd } from "./accounts.ts";
 import { run } from "./exec.ts";
-import { systemctl } from "./systemd.ts";
+import { activeServices, systemctl } from "./systemd.ts";
 
 export interface UserManager {
   user: string;
@@ -18,17 +18,11 @@ export interface UserManager {
 
 /** The users whose own systemd manager runs now. Only asked when systemd runs this machine. */
 export async function runningUserManagers(ctx: BuildContext): Promise<UserManager[]> {
-  const listed = await systemctl(ctx, [
-    "list-units",
-    "--type=service",
-    "--state=active",
-    "--plain",
-    "--no-legend",
-    "user@*.service",
-  ]);
+  const listed = await activeServices(ctx, "user@*.service");
   const accounts = readPasswd(ctx.root);
-  return [...listed.stdout.matchAll(/^user@(\d+)\.service\s/gm)]
-    .map((m) => Number(m[1]))
+  return listed
+    .flatMap((unit) => /^user@(\d+)\.service$/.exec(unit)?.[1] ?? [])
+    .map(Number)
     .sort((a, b) => a - b)
     .flatMap((uid) => {
       const entry = accounts.find((a) => a.uid === uid);

@@ -152,18 +152,23 @@ export async function requireStayedUp(ctx: BuildContext, started: string[], sett
   );
 }
 
-/** The t3-serve@ instances that run now (a changed template reaches them at their next idle restart). */
-export async function activeT3ServeInstances(ctx: BuildContext): Promise<string[]> {
+/** The active services whose names match a systemctl pattern (`t3-serve@*.service`), by name. */
+export async function activeServices(ctx: BuildContext, pattern: string): Promise<string[]> {
   const listed = await systemctl(ctx, [
     "list-units",
     "--type=service",
     "--state=active",
     "--plain",
     "--no-legend",
-    "t3-serve@*.service",
+    pattern,
   ]);
   return listed.stdout
     .split("\n")
     .map((line) => line.trim().split(/\s+/)[0]!)
-    .filter((unit) => /^t3-serve@.+\.service$/.test(unit));
+    .filter((unit) => unit.endsWith(".service"));
+}
+
+/** The t3-serve@ instances that run now (a changed template reaches them at their next idle restart). */
+export async function activeT3ServeInstances(ctx: BuildContext): Promise<string[]> {
+  return (await activeServices(ctx, "t3-serve@*.service")).filter((unit) => /^t3-serve@.+\.service$/.test(unit));
 }

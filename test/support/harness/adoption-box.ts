@@ -19,7 +19,7 @@ export const K8S_USERS = { amoreau: { role: "power-user" }, "bob-k": { role: "na
 export const OLD = ["t3-provision-users", "t3-autoupdate", "t3-backup-state"];
 const DISPATCH = "http://127.0.0.1:3780/";
 // What an admin runs after editing the roster: the reconcile's stages, and the installed copy of the inputs it reads.
-export const RECONCILE = "builder-install,users,offboarding,logins,instances";
+export const RECONCILE = "builder-install,users,offboarding,logins,instances,claude-auth";
 
 /** The launcher the old scripts' skel gave every account. */
 export const OLD_LAUNCHER =
