@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { readlink } from "node:fs/promises";
+import path from "node:path";
 import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
 import { hostPath, underRoot } from "../lib/core/context.ts";
@@ -10,6 +12,7 @@ import {
   globalCliInventory,
   installGlobalCli,
   prepareGlobalCli,
+  relinkVersion,
   pinnedNodeEnv,
   UNDER_ROOT_REASON,
   type GlobalCli,
@@ -17,11 +20,30 @@ import {
 } from "../lib/tools/npm-global.ts";
 import type { Check, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
-import { activeT3ServeInstances, addPendingRestarts, offlineReason } from "../lib/machine/systemd.ts";
+import { activeT3ServeInstances, activeUnits, offlineReason } from "../lib/machine/systemd.ts";
+import { DISPATCH_UNIT, moveInstances } from "../lib/tools/t3-canary.ts";
+import { replaceSymlink } from "../lib/machine/files.ts";
+import { BIN_DIR } from "../lib/machine/layout.ts";
+import { action } from "../lib/core/change.ts";
 import { checkT3Health } from "../lib/tools/t3-health.ts";
-import { backUpBeforeVersionChange, describeBackup, prebumpBackups } from "../lib/tools/t3-prebump-backup.ts";
+import {
+  backUpBeforeVersionChange,
+  copyUsersFile,
+  describeBackup,
+  prebumpBackups,
+  usersWithT3State,
+} from "../lib/tools/t3-prebump-backup.ts";
 import { NPM_T3_DIR } from "./retire-legacy.ts";
-import { downgradeRefusal, freezeHolds, newestOf, readNewestRun, recordRun, T3_FREEZE } from "../lib/tools/t3-gate.ts";
+import {
+  downgradeRefusal,
+  freezeHolds,
+  newestOf,
+  readLastGood,
+  readNewestRun,
+  recordRun,
+  T3_FREEZE,
+  writeLastGood,
+} from "../lib/tools/t3-gate.ts";
 
 export const T3: GlobalCli = { name: "t3", bins: ["t3"] };
 
@@ -35,17 +57,30 @@ async function assertHealthy(
   hostPrefix: string,
   version: string,
   before: string | null,
+  database: { user: string; copy: string } | null,
 ): Promise<void> {
   const health = await checkT3Health(ctx, {
     t3: `${hostPrefix}/bin/t3`,
     expectedVersion: version,
     env: pinnedNodeEnv(ctx),
+    ...(database && {
+      copyDatabase: (userdata: string) =>
+        copyUsersFile(ctx, database.user, database.copy, path.join(userdata, "state.sqlite")),
+    }),
   });
   if (health.healthy) return;
+  const on = database ? ` on a copy of ${database.user}'s state.sqlite` : "";
   throw new UserError(
-    `t3 ${version} failed its health check (${health.check}): ${health.saw}; ${before ? `t3 ${before} stays active` : "no t3 is active"}`,
+    `t3 ${version} failed its health check${on} (${health.check}): ${health.saw}; ${before ? `t3 ${before} stays active` : "no t3 is active"}`,
     `the new install ${cliPrefix(T3.name, version)} was removed; pin t3 to a version that passes (--debug shows t3 serve's output)`,
   );
+}
+
+/** Whose database the health check runs on: an admin's, else any user's (sorted), among those who have one. */
+function healthDatabaseUser(ctx: BuildContext): string | null {
+  const withState = usersWithT3State(ctx);
+  const admins = withState.filter((user) => ctx.inputs.roster?.[user]?.tier === "admin");
+  return admins[0] ?? withState[0] ?? null;
 }
 
 /**
@@ -70,14 +105,55 @@ async function versionBefore(ctx: BuildContext): Promise<string | null> {
 interface T3Plan {
   cli: GlobalCliPlan;
   before: string | null;
+  /** An earlier build switched to the active version and stopped before every instance had moved (last-good is older). */
+  resume?: { from: string; to: string };
 }
+
+/** The instances that would move, refused when the dispatcher their sign-in goes through is down. */
+async function instancesToMove(ctx: BuildContext, to: string, stays: string | null): Promise<string[]> {
+  const instances = offlineReason(ctx) ? [] : await activeT3ServeInstances(ctx);
+  // The instances move only through a sign-in through the dispatcher: without it, no switch.
+  if (instances.length > 0 && !(await activeUnits(ctx, [DISPATCH_UNIT])).has(DISPATCH_UNIT))
+    throw new UserError(
+      `${DISPATCH_UNIT} is not running, and the instances (${instances.join(", ")}) move to t3 ${to} only once a sign-in through it works; t3 stays at ${stays ?? "(none)"}`,
+      `start it (\`systemctl start ${DISPATCH_UNIT}\`, \`journalctl -u ${DISPATCH_UNIT}\` says why it stopped), then build again`,
+    );
+  return instances;
+}
+
+const moveAction = (to: string, instances: string[], why = "") =>
+  action(
+    `restart the idle instances onto t3 ${to}${why} one at a time, each checked by a sign-in through t3-dispatch (${instances.length} running); a busy one is deferred to t3-migrate-idle`,
+  );
 
 /** The version change, and the copies of every t3 database it needs first (so --plan shows them). */
 export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
   const pin = ctx.inputs.pins.npm.t3;
   const { changes, managed, plan } = await checkGlobalCli(ctx, T3, pin);
   // Only a version change needs it (the gate, the health check's message, the backups).
-  if (!changes.some((c) => c.kind === "package")) return { changes, managed, plan: { cli: plan, before: null } };
+  if (!changes.some((c) => c.kind === "package")) {
+    const active = plan.before?.version ?? null;
+    const lastGood = readLastGood(ctx);
+    // A switch whose instances did not all move (the build was stopped): they move now. Not under a
+    // freeze: a rollback that found no install of last-good to go back to leaves the link so.
+    if (active && lastGood && lastGood !== active && freezeHolds(ctx) === null) {
+      const instances = await instancesToMove(ctx, active, active);
+      if (instances.length > 0)
+        return {
+          changes: [
+            ...changes,
+            moveAction(
+              active,
+              instances,
+              ` (an earlier build switched to it from ${lastGood} and stopped before all had moved)`,
+            ),
+          ],
+          managed,
+          plan: { cli: plan, before: lastGood, resume: { from: lastGood, to: active } },
+        };
+    }
+    return { changes, managed, plan: { cli: plan, before: null } };
+  }
   const before = await versionBefore(ctx);
   // Before the freeze: a pin below what ran is a mistake to fix whether or not a freeze holds.
   const refusal = downgradeRefusal(pin.version, newestOf([readNewestRun(ctx), before]));
@@ -93,26 +169,10 @@ export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
       skip: `a freeze holds: ${T3_FREEZE} exists${why}, so t3 stays at ${before ?? "(none)"} and ${pin.version} is not installed; remove the file once the problem is understood`,
     };
   }
+  const instances = await instancesToMove(ctx, pin.version, before);
   const backups = prebumpBackups(ctx, before, pin.version).map(describeBackup);
-  return { changes: [...backups, ...changes], managed, plan: { cli: plan, before } };
-}
-
-/**
- * Running t3-serve@ instances still run the old t3. They are restarted only
- * when idle (docs/devvm.md stage 5), by the instances stage, which reads this
- * record: in a full build it runs later, and after the enforcer's
- * `--stage t3` the hourly reconcile does it.
- */
-async function markInstancesForRestart(ctx: BuildContext): Promise<void> {
-  const offline = offlineReason(ctx);
-  if (offline) return ctx.log.info(`running t3-serve@ instances: ${offline}`);
-  const instances = await activeT3ServeInstances(ctx);
-  await addPendingRestarts(ctx, instances);
-  ctx.log.info(
-    instances.length > 0
-      ? `restart due, when idle, for ${instances.join(", ")} (the instances stage does it)`
-      : "no t3-serve@ instance is running",
-  );
+  const moves = instances.length > 0 ? [moveAction(pin.version, instances)] : [];
+  return { changes: [...backups, ...changes, ...moves], managed, plan: { cli: plan, before } };
 }
 
 export default {
@@ -121,20 +181,53 @@ export default {
     "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
   pins: (where) => (where.underRoot ? [] : ["npm.t3.integrity"]),
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkT3(ctx)),
-  apply: async (ctx, { plan: { cli, before } }) => {
+  apply: async (ctx, { plan: { cli, before, resume } }) => {
     const pin = ctx.inputs.pins.npm.t3;
-    const backups: Change[] = [];
-    const changes = await installGlobalCli(ctx, T3, pin, cli, {
-      verify: (prefix) => assertHealthy(ctx, prefix, pin.version, before),
-      // Healthy, not yet active: the last moment before anything can run it.
-      beforeSwitch: async () => void backups.push(...(await backUpBeforeVersionChange(ctx, before, pin.version))),
-    });
-    if (changes.some((c) => c.kind === "package")) {
-      // The downgrade guard's record: this version may migrate the databases from now on.
-      await recordRun(ctx, pin.version);
-      await markInstancesForRestart(ctx);
+    if (resume) {
+      const links = await installGlobalCli(ctx, T3, pin, cli);
+      return [
+        ...links,
+        ...(await moveInstances(ctx, { ...resume, relink: (version) => relinkVersion(ctx, T3, version) })),
+      ];
     }
-    return [...backups, ...changes];
+    const backups: Change[] = [];
+    const source = before === null ? null : healthDatabaseUser(ctx);
+    // The link before the switch: a rollback to a version the builder did not install (the old scripts') goes back to it.
+    const linkBefore = await readlink(hostPath(ctx, `${BIN_DIR}/t3`)).catch(() => null);
+    const changes = await installGlobalCli(ctx, T3, pin, cli, {
+      // Every database is copied first, as its user: the health check runs on one of the copies, and a
+      // rollback puts them back. Not yet active: nothing can run the new version until the switch.
+      beforeVerify: async () => void backups.push(...(await backUpBeforeVersionChange(ctx, before, pin.version))),
+      verify: async (prefix) => {
+        const copy = source && prebumpBackups(ctx, before, pin.version).find((b) => b.user === source);
+        const database = copy && existsSync(hostPath(ctx, copy.path)) ? { user: copy.user, copy: copy.path } : null;
+        if (source && !database)
+          ctx.log.info(`no copy of ${source}'s state.sqlite was made: the health check runs on an empty one`);
+        await assertHealthy(ctx, prefix, pin.version, before, database);
+      },
+      keepVersions: [readLastGood(ctx)],
+    });
+    if (!changes.some((c) => c.kind === "package")) return [...backups, ...changes];
+    // The downgrade guard's record: this version may migrate the databases from now on.
+    await recordRun(ctx, pin.version);
+    const offline = offlineReason(ctx);
+    if (offline) {
+      ctx.log.info(`running t3-serve@ instances: ${offline}`);
+      await writeLastGood(ctx, pin.version);
+      return [...backups, ...changes];
+    }
+    const moved = await moveInstances(ctx, {
+      from: before,
+      to: pin.version,
+      relink: async (version) => {
+        if (await relinkVersion(ctx, T3, version)) return true;
+        // The old scripts' install, still where the link led before.
+        if (!linkBefore || version !== before) return false;
+        await replaceSymlink(hostPath(ctx, `${BIN_DIR}/t3`), linkBefore);
+        return (await activeInstall(ctx, T3.name, "t3"))?.version === version;
+      },
+    });
+    return [...backups, ...changes, ...moved];
   },
   // npm installs it into a staging folder while apt runs; apply moves it into place.
   prepare(ctx) {

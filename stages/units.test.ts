@@ -38,6 +38,7 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
       "enable devvm-reconcile.timer",
       "enable devvm-t3-pin.timer",
       "enable t3-dispatch.service",
+      "enable t3-migrate-idle.timer",
       "enable t3-state-backup.timer",
       "enable t3-watchdog.timer",
       "enable tmux-persist-restore.service",
@@ -136,7 +137,7 @@ describe("units, when a program they run is missing", () => {
       wrapped: true,
     });
     expect(programs.get("/usr/local/bin/node")).toEqual({
-      units: ["devvm-reconcile.service", "devvm-t3-pin.service"],
+      units: ["devvm-reconcile.service", "devvm-t3-pin.service", "t3-migrate-idle.service"],
       wrapped: false,
     });
   });
@@ -145,7 +146,7 @@ describe("units, when a program they run is missing", () => {
     const error = thrown(["/usr/local/bin/node", "/usr/local/bin/t3"]);
     expect(error.message).toBe(
       [
-        "node is not installed: /usr/local/bin/node, which devvm-reconcile.service and devvm-t3-pin.service run, is missing",
+        "node is not installed: /usr/local/bin/node, which devvm-reconcile.service and devvm-t3-pin.service and t3-migrate-idle.service run, is missing",
         "t3 is not installed: /usr/local/bin/t3, which t3-serve@.service runs, is missing",
         "no unit was installed",
       ].join("\n"),

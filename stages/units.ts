@@ -54,6 +54,7 @@ const TIMERS = [
   "devvm-reconcile.timer",
   "tmux-persist-save.timer",
   "t3-watchdog.timer",
+  "t3-migrate-idle.timer",
 ];
 // Enabled for the next boot and never started here: tmux-persist's restore,
 // run on a running box, would bring back sessions closed since the last save.

@@ -2,7 +2,7 @@
 // migrates state.sqlite forward only, so the builder never moves t3 below
 // the newest version that has run on this box, and while the freeze file
 // exists it changes t3's version not at all.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { BuildContext } from "../core/context.ts";
 import { hostPath } from "../core/context.ts";
@@ -87,4 +87,94 @@ export function freezeHolds(ctx: Pick<BuildContext, "root">): string | null {
   } catch {
     return "";
   }
+}
+
+/** The t3 updater's own state (docs/devvm.md, "t3 stays up"), as the live box keeps it. */
+export const T3_AUTOUPDATE_DIR = "/var/lib/t3-autoupdate";
+/** One line, the version: written only once every instance restarted onto it passed its sign-in. */
+export const T3_LAST_GOOD = `${T3_AUTOUPDATE_DIR}/last-good`;
+/** One file per user whose instance was busy at a switch: its first line the target version, its second `from=` the version before. */
+export const T3_DEFERRED_DIR = `${T3_AUTOUPDATE_DIR}/deferred`;
+
+const oneLine = (ctx: Pick<BuildContext, "root">, file: string): string | null => {
+  try {
+    return readFileSync(hostPath(ctx, file), "utf8").split("\n")[0]!.trim() || null;
+  } catch {
+    return null;
+  }
+};
+
+export const readLastGood = (ctx: Pick<BuildContext, "root">): string | null => oneLine(ctx, T3_LAST_GOOD);
+
+export async function writeLastGood(ctx: Pick<BuildContext, "root">, version: string): Promise<void> {
+  if (readLastGood(ctx) === version) return;
+  mkdirSync(hostPath(ctx, T3_AUTOUPDATE_DIR), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(hostPath(ctx, T3_LAST_GOOD), `${version}\n`, { mode: 0o644, uid: 0, gid: 0 });
+}
+
+/** Sets the freeze, its first line saying why: no build changes t3's version until the admin removes it. */
+export async function setFreeze(ctx: Pick<BuildContext, "root">, why: string): Promise<void> {
+  await writeFileAtomic(
+    hostPath(ctx, T3_FREEZE),
+    `${why.replace(/\s+/g, " ").slice(0, 400)}\n# Set by the devvm builder. While this file exists no build changes t3's version; remove it once the problem is understood.\n`,
+    { mode: 0o644, uid: 0, gid: 0 },
+  );
+}
+
+export interface DeferredMarker {
+  user: string;
+  /** The version the instance is to move to. */
+  to: string;
+  /** The version it ran when it was deferred, when the marker says. */
+  from: string | null;
+  /** When the marker was written (ms since the epoch). */
+  writtenMs: number;
+}
+
+const USER_NAME = /^[a-z_][a-z0-9_-]*$/;
+const VERSION = /^[0-9A-Za-z.+_-]+$/;
+
+export async function writeDeferred(
+  ctx: Pick<BuildContext, "root">,
+  user: string,
+  to: string,
+  from: string | null,
+): Promise<void> {
+  mkdirSync(hostPath(ctx, T3_DEFERRED_DIR), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(hostPath(ctx, `${T3_DEFERRED_DIR}/${user}`), `${to}\n${from ? `from=${from}\n` : ""}`, {
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+  });
+}
+
+/** The markers, by user; a file whose name is no user name or whose first line is no version is named in `unreadable`. */
+export function readDeferred(ctx: Pick<BuildContext, "root">): { markers: DeferredMarker[]; unreadable: string[] } {
+  const dir = hostPath(ctx, T3_DEFERRED_DIR);
+  const markers: DeferredMarker[] = [];
+  const unreadable: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return { markers, unreadable };
+  }
+  for (const user of names) {
+    const file = path.join(dir, user);
+    try {
+      const stat = lstatSync(file);
+      const [to = "", second = ""] = readFileSync(file, "utf8").split("\n");
+      const from = /^from=(.+)$/.exec(second.trim())?.[1] ?? null;
+      if (!stat.isFile() || !USER_NAME.test(user) || !VERSION.test(to.trim()) || (from && !VERSION.test(from)))
+        throw new Error("not a marker");
+      markers.push({ user, to: to.trim(), from, writtenMs: stat.mtimeMs });
+    } catch {
+      unreadable.push(`${T3_DEFERRED_DIR}/${user}`);
+    }
+  }
+  return { markers, unreadable };
+}
+
+export function removeDeferred(ctx: Pick<BuildContext, "root">, user: string): void {
+  rmSync(hostPath(ctx, `${T3_DEFERRED_DIR}/${user}`), { force: true });
 }
