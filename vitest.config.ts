@@ -21,7 +21,7 @@ const BESIDE_IMAGE_BUILD = [
   "logins.test.ts",
   "users.test.ts",
   "tmux-persist.test.ts",
-  "t3-prebump.test.ts",
+  "t3-gate.test.ts",
   "t3-watchdog.test.ts",
   "bootstrap.test.ts",
   "support/stand-ins/stand-ins.test.ts",

@@ -1,20 +1,35 @@
-// Backups around a t3 version change on a built devvm (docs/devvm.md stages
-// 5 and 12): before a new t3 can reach any instance, every user's
-// ~/.t3/userdata/state.sqlite is copied, as that user, to
-// /var/backups/t3-state/USER/state-prebump-FROM-TO.sqlite, and a copy that
-// fails keeps the version before; the daily backup stops a copy after its
-// cap and fails the run after trying every other user. The t3 stand-in keeps
-// its own state in state.json, so the databases here are real sqlite ones
-// made by the test, as their users.
+// A t3 version change on a built devvm goes through the gate (docs/devvm.md
+// stage 5 and "t3 stays up"): every user's ~/.t3/userdata/state.sqlite is
+// copied, as that user, to /var/backups/t3-state/USER/state-prebump-FROM-TO.sqlite
+// before the link switches, and a copy that fails keeps the version before;
+// the health check runs on a copy of a populated database; after the switch
+// the idle instances restart one at a time, each checked by a sign-in
+// through the real t3-dispatch, a busy one is deferred to t3-migrate-idle,
+// and the first failed sign-in rolls back to last-good with that user's
+// database and sets the freeze; a pin below what ran is refused. The daily
+// backup stops a copy after its cap and fails the run after trying every
+// other user. The t3 stand-in keeps its own state in state.json, so the
+// databases here are real sqlite ones made by the test, as their users.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pins } from "../lib/inputs/pins.ts";
+import { settingVariables } from "../lib/inputs/settings.ts";
+import { releaseOf } from "../lib/machine/releases.ts";
 import { NODE_IN_CONTAINER, PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { buildIn, type BuildRun } from "./support/harness/build-in-vm.ts";
 import { startBuiltBox } from "./support/harness/built-box.ts";
+import { GO_CACHE_IN_BOX, seedGoCache } from "./support/harness/go-cache.ts";
 import { PROJECT_PINS, writeInputs } from "./support/stand-ins/sources.ts";
-import { T3_HEALTHY, T3_HEALTHY_NEXT } from "./support/fixtures/t3/publish.ts";
+import {
+  T3_GATE_VERSIONS,
+  T3_HEALTHY,
+  T3_HEALTHY_LATER,
+  T3_HEALTHY_NEXT,
+  T3_MIGRATION_BROKEN,
+  T3_SIGN_IN_BROKEN,
+} from "./support/fixtures/t3/publish.ts";
 import { startRegistryStandIn, type RegistryStandIn } from "./support/stand-ins/registry.ts";
+import { startGoProxyStandIn, type GoProxyStandIn } from "./support/stand-ins/go-proxy.ts";
 
 // dave is parked: no instance, no line in the map, and still a database
 // that the new version would migrate the day he comes back.
@@ -29,11 +44,13 @@ const RUNNING = ["alice", "bob", "carol"];
 const PREBUMP = `state-prebump-${T3_HEALTHY}-${T3_HEALTHY_NEXT}.sqlite`;
 const BACKUPS = "/var/backups/t3-state";
 const PROGRAM = `${PROJECT_DIR_IN_CONTAINER}/files/service/t3-state-backup`;
+const TIMERS = "devvm-reconcile.timer devvm-t3-pin.timer t3-watchdog.timer t3-migrate-idle.timer";
 const database = (user: string) => `/home/${user}/.t3/userdata/state.sqlite`;
 const prebump = (user: string) => `${BACKUPS}/${user}/${PREBUMP}`;
 
-describe("t3 state backups on a built devvm", () => {
+describe("t3 version changes on a built devvm", () => {
   let registry: RegistryStandIn;
+  let goProxy: GoProxyStandIn;
   let vm: DevvmContainer;
   let env: Record<string, string>;
   let moved: string;
@@ -73,18 +90,32 @@ describe("t3 state backups on a built devvm", () => {
 
   beforeAll(async () => {
     // A built devvm (sqlite3, node, t3 at the first version, the units), its roster's users running.
-    [registry, vm] = await Promise.all([startRegistryStandIn(), startBuiltBox()]);
+    [registry, vm, goProxy] = await Promise.all([
+      startRegistryStandIn({ t3Versions: T3_GATE_VERSIONS }),
+      startBuiltBox(),
+      startGoProxyStandIn(),
+    ]);
     env = { DEVVM_NPM_REGISTRY: registry.url };
-    // Its timers would run builds of their own, with the roster and pins it was built with, amid this test's.
-    await vm.exec("systemctl stop devvm-reconcile.timer devvm-t3-pin.timer", { check: true });
+    // Its timers would run builds and probes of their own, with the roster and pins it was built with, amid this test's.
+    await vm.exec(`systemctl stop ${TIMERS}`, { check: true });
+    // The built box has no t3-dispatch (no source was given): its stand-in, built as a box with a source builds it.
+    await seedGoCache(vm, releaseOf(await vm.readFile("/etc/os-release"))!.key);
+    env = {
+      ...env,
+      [settingVariables.t3DispatchSource]: `${PROJECT_DIR_IN_CONTAINER}/test/support/fixtures/t3-dispatch`,
+      [settingVariables.goProxy]: goProxy.url,
+      [settingVariables.goCache]: GO_CACHE_IN_BOX,
+    };
     const first = await build(
       await inputsWith("/opt/devvm-inputs/t3-0.0.26", {
         version: T3_HEALTHY,
         integrity: await registry.integrityOf("t3", T3_HEALTHY),
       }),
-      "node,t3,users,instances",
+      "node,t3,service-helpers,users,units,instances",
     );
     if (first.exitCode !== 0) throw new Error(`the first build failed:\n${first.log}`);
+    // The units stage started the timers again.
+    await vm.exec(`systemctl stop ${TIMERS}`, { check: true });
     // Each database made by its user, as t3 would; alice's in WAL mode, as a busy one may be.
     for (const user of WITH_DATABASE) {
       const sql = `${user === "alice" ? "pragma journal_mode=wal; " : ""}create table threads(id integer primary key, title text); insert into threads(title) values ('${user}: first'), ('${user}: second');`;
@@ -110,6 +141,7 @@ describe("t3 state backups on a built devvm", () => {
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
     await registry?.stop();
+    await goProxy?.stop();
   });
 
   it("runs every active user's instance on the first version, with no copy made (nothing was there to migrate)", async () => {
@@ -155,11 +187,31 @@ describe("t3 state backups on a built devvm", () => {
     ];
     // --plan names the copies before making any.
     const plan = await buildIn(vm, env, "--stage", "t3", "--inputs", moved, "--plan");
-    expect(stageOf(plan, "t3"), plan.log).toMatchObject({ outcome: "pending", changes });
+    expect(stageOf(plan, "t3"), plan.log).toMatchObject({
+      outcome: "pending",
+      changes: [
+        ...changes,
+        {
+          kind: "action",
+          description: `restart the idle instances onto t3 ${T3_HEALTHY_NEXT} one at a time, each checked by a sign-in through t3-dispatch (4 running); a busy one is deferred to t3-migrate-idle`,
+        },
+      ],
+    });
 
     const run = await build(moved, "t3,instances");
     expect(run.exitCode, run.log).toBe(0);
-    expect(stageOf(run, "t3")).toMatchObject({ outcome: "changed", changes });
+    // One at a time, in name order, each signed in to through t3-dispatch (wizard is no user of this roster).
+    expect(stageOf(run, "t3")).toMatchObject({
+      outcome: "changed",
+      changes: [
+        ...changes,
+        ...RUNNING.map((user) => ({
+          kind: "action",
+          description: `CANARY ${user}: restarted onto t3 ${T3_HEALTHY_NEXT}; a sign-in through t3-dispatch set a t3_session cookie`,
+        })),
+      ],
+    });
+    expect(await sh("cat /var/lib/t3-autoupdate/last-good")).toBe(T3_HEALTHY_NEXT);
 
     const switched = await mtimeMs("/usr/local/bin/t3");
     expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
@@ -286,5 +338,155 @@ describe("t3 state backups on a built devvm", () => {
         { check: true },
       );
     }
+  });
+  const pinTo = async (version: string) =>
+    inputsWith(`/opt/devvm-inputs/t3-${version}`, {
+      version,
+      integrity: await registry.integrityOf("t3", version),
+      approved: `container test: t3 ${version}`,
+    });
+  const errorOf = (run: BuildRun) => {
+    const t3 = stageOf(run, "t3");
+    return t3 && "error" in t3 ? t3.error : { message: "", hint: "" };
+  };
+  /** The watchdog-free journal of a oneshot run by hand, from a time on. */
+  const journal = async (unit: string, from: string) =>
+    (await vm.exec(["journalctl", "-u", unit, "--since", from, "-o", "cat", "--no-pager"])).stdout;
+  const since = () => sh("date -d '+1 second' '+%Y-%m-%d %H:%M:%S' && sleep 1.1");
+  const ALL = [...RUNNING, "wizard"];
+
+  it("refuses a t3 whose migration fails on a populated database at the health check, on a copy of alice's, and switches nothing", async () => {
+    const pids = await Promise.all(ALL.map(mainPid));
+    const run = await build(await pinTo(T3_MIGRATION_BROKEN), "t3");
+    expect(run.exitCode, run.log).toBe(1);
+    const error = errorOf(run);
+    expect(error.message).toContain(
+      `t3 ${T3_MIGRATION_BROKEN} failed its health check on a copy of alice's state.sqlite (migration): \`t3 serve\` on a copy of a populated state.sqlite logged: PersistenceSqlError: migration 0031 failed`,
+    );
+    expect(error.message).toContain(`t3 ${T3_HEALTHY_NEXT} stays active`);
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_NEXT}/bin/t3`,
+    });
+    expect((await vm.exec(`test -e /opt/devvm/npm/t3/${T3_MIGRATION_BROKEN}`)).exitCode).toBe(1);
+    expect(await Promise.all(ALL.map(mainPid))).toEqual(pids);
+    expect(await sh("cat /var/lib/t3-autoupdate/last-good")).toBe(T3_HEALTHY_NEXT);
+  });
+
+  it("defers a busy instance (an agent child) at a switch, and t3-migrate-idle moves it once idle and clears its marker", async () => {
+    // An agent of bob's: a child of his t3 server named claude.
+    await sh("install -d /opt/agent && cp /bin/sleep /opt/agent/claude");
+    const bobPort = (await sh("grep -m1 '^T3_PORT=' /etc/t3-serve/bob.env")).split("=")[1];
+    await sh(
+      `curl -sf -X POST -d '{"command":"exec /opt/agent/claude 600"}' http://127.0.0.1:${bobPort}/api/stand-in/spawn`,
+    );
+    // bob's database as the live t3 keeps it: a session updated just now, no turn running.
+    await vm.exec(
+      [
+        "runuser",
+        "-u",
+        "bob",
+        "--",
+        "sqlite3",
+        database("bob"),
+        "create table projection_thread_sessions(thread_id text, active_turn_id text, updated_at text); insert into projection_thread_sessions values ('t1', null, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
+      ],
+      { check: true },
+    );
+    const bobPid = await mainPid("bob");
+    const run = await build(await pinTo(T3_HEALTHY_LATER), "t3");
+    expect(run.exitCode, run.log).toBe(0);
+    const t3 = stageOf(run, "t3");
+    const lines = t3 && "changes" in t3 ? t3.changes.map((c) => ("description" in c ? c.description : "")) : [];
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^DEFERRED bob: busy: claude pid \\d+; t3-migrate-idle moves it to t3 ${T3_HEALTHY_LATER.replace(/\./g, "\\.")} once idle$`,
+        ),
+      ),
+    );
+    for (const user of ["alice", "carol"]) {
+      expect(lines).toContain(
+        `CANARY ${user}: restarted onto t3 ${T3_HEALTHY_LATER}; a sign-in through t3-dispatch set a t3_session cookie`,
+      );
+      expect(await answer(user)).toContain(`t3 v${T3_HEALTHY_LATER} (stand-in)`);
+    }
+    expect(await mainPid("bob")).toBe(bobPid);
+    expect(await answer("bob")).toContain(`t3 v${T3_HEALTHY_NEXT} (stand-in)`);
+    expect(await sh("cat /var/lib/t3-autoupdate/deferred/bob")).toBe(`${T3_HEALTHY_LATER}\nfrom=${T3_HEALTHY_NEXT}`);
+    expect(await sh("cat /var/lib/t3-autoupdate/last-good")).toBe(T3_HEALTHY_LATER);
+
+    // The agent ends; the database still says bob worked a moment ago: the night round waits.
+    await sh("pkill -f '^/opt/agent/claude' ; sleep 0.5");
+    let from = await since();
+    await sh("systemctl start t3-migrate-idle.service");
+    expect(await journal("t3-migrate-idle.service", from)).toMatch(
+      /DEFERRED bob: still waits \(busy: its last update was 0 min ago\); tried again next round/,
+    );
+    expect(await mainPid("bob")).toBe(bobPid);
+    expect((await vm.exec("test -e /var/lib/t3-autoupdate/deferred/bob")).exitCode).toBe(0);
+
+    // 20 minutes without an update: idle. The night round copies, restarts, signs in, clears the marker.
+    await vm.exec(
+      [
+        "runuser",
+        "-u",
+        "bob",
+        "--",
+        "sqlite3",
+        database("bob"),
+        "update projection_thread_sessions set updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-20 minutes');",
+      ],
+      { check: true },
+    );
+    from = await since();
+    await sh("systemctl start t3-migrate-idle.service");
+    const log = await journal("t3-migrate-idle.service", from);
+    expect(log).toContain(
+      `DEFERRED bob: moved to t3 ${T3_HEALTHY_LATER}; a sign-in through t3-dispatch set a t3_session cookie`,
+    );
+    expect(await mainPid("bob")).not.toBe(bobPid);
+    expect(await answer("bob")).toContain(`t3 v${T3_HEALTHY_LATER} (stand-in)`);
+    expect((await vm.exec("test -e /var/lib/t3-autoupdate/deferred/bob")).exitCode).toBe(1);
+    expect(await rows(`${BACKUPS}/bob/state-prebump-${T3_HEALTHY_NEXT}-${T3_HEALTHY_LATER}.sqlite`)).toBe(
+      await rows(database("bob")),
+    );
+  });
+
+  it("rolls back to last-good when the first restart's sign-in fails: that user's database put back, the freeze set, no other instance restarted; the next build leaves t3 alone", async () => {
+    const others = ["bob", "carol", "wizard"];
+    const pids = await Promise.all(others.map(mainPid));
+    const run = await build(await pinTo(T3_SIGN_IN_BROKEN), "t3");
+    expect(run.exitCode, run.log).toBe(1);
+    const error = errorOf(run);
+    expect(error.message).toContain(
+      `t3 ${T3_SIGN_IN_BROKEN} failed its canary: after t3-serve@alice.service restarted onto it, a sign-in through t3-dispatch saw HTTP`,
+    );
+    expect(error.message).toContain(`t3 is back at ${T3_HEALTHY_LATER} (last-good)`);
+    const copy = `${BACKUPS}/alice/state-prebump-${T3_HEALTHY_LATER}-${T3_SIGN_IN_BROKEN}.sqlite`;
+    expect(error.message).toContain(`alice's state.sqlite is ${copy} again`);
+    expect(run.log).toMatch(/ROLLBACK alice: /);
+
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_LATER}/bin/t3`,
+    });
+    expect((await vm.exec(`cmp ${copy} ${database("alice")}`)).exitCode).toBe(0);
+    expect(await vm.stat(database("alice"))).toMatchObject({ type: "file", mode: "0600", owner: "alice" });
+    expect(await sh(`ls -A /home/alice/.t3/userdata | grep -c 'state.sqlite-' || true`)).toBe("0");
+    expect(await sh("head -n 1 /etc/t3-autoupdate.freeze")).toContain(`t3 ${T3_SIGN_IN_BROKEN} failed its canary`);
+    expect(await Promise.all(others.map(mainPid))).toEqual(pids);
+    expect(await sh("systemctl is-active t3-serve@alice.service")).toBe("active");
+    expect(await answer("alice")).toContain(`t3 v${T3_HEALTHY_LATER} (stand-in)`);
+    expect(await sh("cat /var/lib/t3-autoupdate/last-good")).toBe(T3_HEALTHY_LATER);
+
+    const again = await build(await pinTo(T3_SIGN_IN_BROKEN), "t3");
+    expect(again.exitCode, again.log).toBe(0);
+    expect(stageOf(again, "t3")).toMatchObject({
+      outcome: "skipped",
+      reason: expect.stringContaining("a freeze holds: /etc/t3-autoupdate.freeze exists"),
+    });
+    expect(again.log).toContain("FROZEN t3 stays at");
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_LATER}/bin/t3`,
+    });
   });
 });
