@@ -20,7 +20,6 @@ import { removeDeferred, readDeferred, readLastGood, setFreeze, writeDeferred, w
 import { T3_BACKUP_DIR } from "./t3-prebump-backup.ts";
 
 export const DISPATCH_UNIT = "t3-dispatch.service";
-const SIGN_IN_TIMEOUT_MS = 30_000;
 const STATE = ".t3/userdata/state.sqlite";
 
 export type SignIn = { ok: true } | { ok: false; saw: string };
@@ -33,7 +32,7 @@ export type SignIn = { ok: true } | { ok: false; saw: string };
  */
 export async function signInThroughDispatch(
   authentikUser: string,
-  { timeoutMs = SIGN_IN_TIMEOUT_MS, origin = `http://127.0.0.1:${DISPATCH_PORT}` } = {},
+  { timeoutMs = 30_000, origin = `http://127.0.0.1:${DISPATCH_PORT}` } = {},
 ): Promise<SignIn> {
   const deadline = Date.now() + timeoutMs;
   let saw: string;
@@ -62,7 +61,7 @@ export async function restartAndSignIn(ctx: BuildContext, user: string, authenti
   const restarted = await systemctl(ctx, ["restart", unit], [1, 3, 4, 5]);
   if (restarted.exitCode !== 0)
     return { ok: false, saw: `systemctl restart ${unit} failed: ${restarted.stderr.trim().split("\n")[0]}` };
-  return signInThroughDispatch(authentikUser);
+  return signInThroughDispatch(authentikUser, { timeoutMs: (ctx.settings.t3SignInTimeout ?? 30) * 1000 });
 }
 
 /**
