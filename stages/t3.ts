@@ -20,8 +20,14 @@ import {
 } from "../lib/tools/npm-global.ts";
 import type { Check, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
-import { activeT3ServeInstances, activeUnits, offlineReason } from "../lib/machine/systemd.ts";
-import { DISPATCH_UNIT, moveInstances } from "../lib/tools/t3-canary.ts";
+import { activeT3ServeInstances, activeUnits, offlineReason, systemctl } from "../lib/machine/systemd.ts";
+import {
+  DISPATCH_UNIT,
+  moveInstances,
+  newestPrebumpCopy,
+  restoreDatabase,
+  signInThroughDispatch,
+} from "../lib/tools/t3-canary.ts";
 import { replaceSymlink } from "../lib/machine/files.ts";
 import { BIN_DIR } from "../lib/machine/layout.ts";
 import { action } from "../lib/core/change.ts";
@@ -38,9 +44,12 @@ import {
   downgradeRefusal,
   freezeHolds,
   newestOf,
+  readDeferred,
   readLastGood,
   readNewestRun,
   recordRun,
+  removeDeferred,
+  resetNewestRun,
   T3_FREEZE,
   writeLastGood,
 } from "../lib/tools/t3-gate.ts";
@@ -70,6 +79,7 @@ async function assertHealthy(
   });
   if (health.healthy) return;
   const on = database ? ` on a copy of ${database.user}'s state.sqlite` : "";
+  ctx.log.info(`REFUSED t3 ${version}: its health check${on} failed (${health.check})`);
   throw new UserError(
     `t3 ${version} failed its health check${on} (${health.check}): ${health.saw}; ${before ? `t3 ${before} stays active` : "no t3 is active"}`,
     `the new install ${cliPrefix(T3.name, version)} was removed; pin t3 to a version that passes (--debug shows t3 serve's output)`,
@@ -107,17 +117,38 @@ interface T3Plan {
   before: string | null;
   /** An earlier build switched to the active version and stopped before every instance had moved (last-good is older). */
   resume?: { from: string; to: string };
+  /** --t3-back-to: each database's copy from the version gone back to, put back before the switch. */
+  back?: Array<{ user: string; copy: string }>;
+}
+
+/**
+ * The way back below the newest t3 that ran, named by the admin: every
+ * database is put back as its newest copy made when t3 moved away from the
+ * version gone back to; a user whose database has none stops it all.
+ */
+function planWayBack(ctx: BuildContext, to: string, newest: string): Array<{ user: string; copy: string }> {
+  const users = usersWithT3State(ctx);
+  const copies = users.map((user) => ({ user, copy: newestPrebumpCopy(ctx, user, { from: to }) }));
+  const missing = copies.filter((c) => c.copy === null).map((c) => c.user);
+  if (missing.length > 0)
+    throw new UserError(
+      `no way back to t3 ${to}: the t3 database of ${missing.join(", ")} has no copy from t3 ${to} (state-prebump-${to}-*.sqlite in /var/backups/t3-state/USER), and t3 ${newest} may have migrated it forward; t3 stays as it is`,
+      `go back only to a version every database has a copy from, or move those databases aside first`,
+    );
+  return copies.map(({ user, copy }) => ({ user, copy: copy! }));
 }
 
 /** The instances that would move, refused when the dispatcher their sign-in goes through is down. */
 async function instancesToMove(ctx: BuildContext, to: string, stays: string | null): Promise<string[]> {
   const instances = offlineReason(ctx) ? [] : await activeT3ServeInstances(ctx);
   // The instances move only through a sign-in through the dispatcher: without it, no switch.
-  if (instances.length > 0 && !(await activeUnits(ctx, [DISPATCH_UNIT])).has(DISPATCH_UNIT))
+  if (instances.length > 0 && !(await activeUnits(ctx, [DISPATCH_UNIT])).has(DISPATCH_UNIT)) {
+    ctx.log.info(`REFUSED t3 ${to}: ${DISPATCH_UNIT} is not running, so no instance could be checked`);
     throw new UserError(
       `${DISPATCH_UNIT} is not running, and the instances (${instances.join(", ")}) move to t3 ${to} only once a sign-in through it works; t3 stays at ${stays ?? "(none)"}`,
       `start it (\`systemctl start ${DISPATCH_UNIT}\`, \`journalctl -u ${DISPATCH_UNIT}\` says why it stopped), then build again`,
     );
+  }
   return instances;
 }
 
@@ -156,8 +187,19 @@ export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
   }
   const before = await versionBefore(ctx);
   // Before the freeze: a pin below what ran is a mistake to fix whether or not a freeze holds.
-  const refusal = downgradeRefusal(pin.version, newestOf([readNewestRun(ctx), before]));
-  if (refusal) {
+  const newest = newestOf([readNewestRun(ctx), before]);
+  const refusal = downgradeRefusal(pin.version, newest);
+  if (ctx.t3BackTo !== undefined && ctx.t3BackTo !== pin.version)
+    throw new UserError(
+      `--t3-back-to ${ctx.t3BackTo}, but pins.json pins t3 ${pin.version}`,
+      `pin the version gone back to first: \`build.ts lock --update t3@${ctx.t3BackTo}\``,
+    );
+  if (ctx.t3BackTo !== undefined && !refusal)
+    throw new UserError(
+      `--t3-back-to ${pin.version}: t3 ${pin.version} is not below the newest t3 that has run here (${newest ?? "none"}), so there is no way back to take`,
+      "build without --t3-back-to: the gate moves t3 forward",
+    );
+  if (refusal && ctx.t3BackTo === undefined) {
     ctx.log.info(`REFUSED t3 ${before ?? "(none)"} -> ${pin.version}: a downgrade`);
     throw new UserError(refusal.message, refusal.hint);
   }
@@ -171,8 +213,86 @@ export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
   }
   const instances = await instancesToMove(ctx, pin.version, before);
   const backups = prebumpBackups(ctx, before, pin.version).map(describeBackup);
+  if (refusal) {
+    const back = planWayBack(ctx, pin.version, newest!);
+    const restores = back.map(({ user, copy }) => action(`put ${user}'s t3 state back as ${copy}`));
+    const restart =
+      instances.length > 0
+        ? [
+            action(
+              `stop every instance, then start them on t3 ${pin.version}, each checked by a sign-in through t3-dispatch (${instances.length} running)`,
+            ),
+          ]
+        : [];
+    return { changes: [...backups, ...restores, ...changes, ...restart], managed, plan: { cli: plan, before, back } };
+  }
   const moves = instances.length > 0 ? [moveAction(pin.version, instances)] : [];
   return { changes: [...backups, ...changes, ...moves], managed, plan: { cli: plan, before } };
+}
+
+/** The way back (--t3-back-to): copies of today's databases, the health check, every instance stopped, the copies from then put back, the switch, every instance started and signed in to. */
+async function goBack(
+  ctx: BuildContext,
+  cli: GlobalCliPlan,
+  before: string | null,
+  back: Array<{ user: string; copy: string }>,
+): Promise<Change[]> {
+  const pin = ctx.inputs.pins.npm.t3;
+  const backups: Change[] = [];
+  const done: Change[] = [];
+  const offline = offlineReason(ctx);
+  let stopped: string[] = [];
+  const source = healthDatabaseUser(ctx);
+  const changes = await installGlobalCli(ctx, T3, pin, cli, {
+    beforeVerify: async () => void backups.push(...(await backUpBeforeVersionChange(ctx, before, pin.version))),
+    // On the database it will run on: the copy from then.
+    verify: async (prefix) => {
+      const copy = back.find((b) => b.user === source);
+      await assertHealthy(ctx, prefix, pin.version, before, copy ?? null);
+    },
+    beforeSwitch: async () => {
+      stopped = offline ? [] : await activeT3ServeInstances(ctx);
+      if (stopped.length > 0) await systemctl(ctx, ["stop", ...stopped]);
+      try {
+        for (const { user, copy } of back) {
+          await restoreDatabase(ctx, user, copy);
+          ctx.log.info(`ROLLBACK ${user} (--t3-back-to ${pin.version}): state.sqlite is ${copy} again`);
+          done.push(action(`put ${user}'s t3 state back as ${copy}`));
+        }
+      } catch (error) {
+        // The version stays: what was stopped runs again, on what it had (a database put back migrates forward again).
+        if (stopped.length > 0) await systemctl(ctx, ["start", ...stopped]);
+        throw error;
+      }
+    },
+    keepVersions: [readLastGood(ctx)],
+  });
+  // The databases are as t3 left them then: the newest t3 they have seen is this one again.
+  await resetNewestRun(ctx, pin.version);
+  await writeLastGood(ctx, pin.version);
+  for (const marker of readDeferred(ctx).markers) removeDeferred(ctx, marker.user);
+  const failed: string[] = [];
+  if (stopped.length > 0) await systemctl(ctx, ["start", ...stopped]);
+  for (const unit of stopped.sort()) {
+    const user = unit.slice("t3-serve@".length, -".service".length);
+    const entry = ctx.inputs.roster[user];
+    if (!entry || entry.parked) continue;
+    const signedIn = await signInThroughDispatch(entry.authentik_user, {
+      timeoutMs: (ctx.settings.t3SignInTimeout ?? 30) * 1000,
+    });
+    const line = signedIn.ok
+      ? `ROLLBACK ${user}: started on t3 ${pin.version}; a sign-in through t3-dispatch set a t3_session cookie`
+      : `ROLLBACK ${user}: started on t3 ${pin.version}, but a sign-in through t3-dispatch failed: ${signedIn.saw}`;
+    ctx.log.info(line);
+    if (signedIn.ok) done.push(action(line));
+    else failed.push(`${user}: ${signedIn.saw}`);
+  }
+  if (failed.length > 0)
+    throw new UserError(
+      `t3 is back at ${pin.version} with every database put back, but a sign-in through t3-dispatch failed for ${failed.join("; ")}`,
+      "see `journalctl -u t3-serve@USER` and t3-dispatch's journal",
+    );
+  return [...backups, ...changes, ...done];
 }
 
 export default {
@@ -181,8 +301,9 @@ export default {
     "Installs the pinned t3 (T3 Code) for all users: /usr/local/bin/t3, switched only once the new version passes a health check and every t3 database is copied",
   pins: (where) => (where.underRoot ? [] : ["npm.t3.integrity"]),
   check: async (ctx) => (underRoot(ctx) ? { skip: UNDER_ROOT_REASON } : checkT3(ctx)),
-  apply: async (ctx, { plan: { cli, before, resume } }) => {
+  apply: async (ctx, { plan: { cli, before, resume, back } }) => {
     const pin = ctx.inputs.pins.npm.t3;
+    if (back) return goBack(ctx, cli, before, back);
     if (resume) {
       const links = await installGlobalCli(ctx, T3, pin, cli);
       return [

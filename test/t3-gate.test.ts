@@ -500,4 +500,45 @@ describe("t3 version changes on a built devvm", () => {
       linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_LATER}/bin/t3`,
     });
   });
+  it("goes back below the newest t3 that ran only when named, every database put back as its copy from then", async () => {
+    await sh("rm /etc/t3-autoupdate.freeze");
+    const back = await pinTo(T3_HEALTHY_NEXT);
+    const refused = await build(back, "t3");
+    expect(refused.exitCode).toBe(1);
+    expect(errorOf(refused).message).toContain(
+      `t3 ${T3_HEALTHY_NEXT} (pins.json) is older than t3 ${T3_SIGN_IN_BROKEN}, which has already run`,
+    );
+    expect(errorOf(refused).hint).toContain(`build.ts --stage t3 --t3-back-to ${T3_HEALTHY_NEXT}`);
+
+    const users = [...WITH_DATABASE, "carol"];
+    const copies = Object.fromEntries(
+      await Promise.all(
+        users.map(async (user) => [
+          user,
+          await sh(`ls -t ${BACKUPS}/${user}/state-prebump-${T3_HEALTHY_NEXT}-*.sqlite | head -n 1`),
+        ]),
+      ),
+    ) as Record<string, string>;
+    const run = await buildIn(vm, env, "--stage", "t3", "--inputs", back, "--t3-back-to", T3_HEALTHY_NEXT);
+    process.stderr.write(`build --stage t3 --t3-back-to ${T3_HEALTHY_NEXT}: exit ${run.exitCode}\n${run.log}`);
+    expect(run.exitCode, run.log).toBe(0);
+    expect(await vm.stat("/usr/local/bin/t3")).toMatchObject({
+      linkTarget: `/opt/devvm/npm/t3/${T3_HEALTHY_NEXT}/bin/t3`,
+    });
+    for (const user of users) {
+      expect((await vm.exec(`cmp ${copies[user]} ${database(user)}`)).exitCode, `${user}: ${copies[user]}`).toBe(0);
+      expect(run.log).toContain(
+        `ROLLBACK ${user} (--t3-back-to ${T3_HEALTHY_NEXT}): state.sqlite is ${copies[user]} again`,
+      );
+    }
+    for (const user of [...RUNNING, "wizard"])
+      expect(await answer(user)).toContain(`t3 v${T3_HEALTHY_NEXT} (stand-in)`);
+    for (const user of RUNNING)
+      expect(run.log).toContain(
+        `ROLLBACK ${user}: started on t3 ${T3_HEALTHY_NEXT}; a sign-in through t3-dispatch set a t3_session cookie`,
+      );
+    expect(await sh("cat /var/lib/devvm/t3-newest-run")).toBe(T3_HEALTHY_NEXT);
+    const again = await build(back, "t3");
+    expect(stageOf(again, "t3")?.outcome).toBe("unchanged");
+  });
 });

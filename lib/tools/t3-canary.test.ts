@@ -63,7 +63,7 @@ describe("signInThroughDispatch", () => {
 });
 
 describe("the gate's files", () => {
-  it("finds the newest copy made before a move to a version, never through a link", () => {
+  it("finds the newest copy made before a move to a version or away from one, never through a link", () => {
     using root = makeTestRoot();
     const dir = path.join(root.dir, "var/backups/t3-state/alice");
     mkdirSync(dir, { recursive: true });
@@ -77,11 +77,16 @@ describe("the gate's files", () => {
     make("state-prebump-0.0.28-0.0.31.sqlite", 10);
     make("state-20261204T000000Z.sqlite", 1);
     symlinkSync("/etc/shadow", path.join(dir, "state-prebump-0.0.29-0.0.30.sqlite"));
-    expect(newestPrebumpCopy(root.ctx, "alice", "0.0.30")).toBe(
+    expect(newestPrebumpCopy(root.ctx, "alice", { to: "0.0.30" })).toBe(
       "/var/backups/t3-state/alice/state-prebump-0.0.28-0.0.30.sqlite",
     );
-    expect(newestPrebumpCopy(root.ctx, "alice", "0.0.32")).toBeNull();
-    expect(newestPrebumpCopy(root.ctx, "bob", "0.0.30")).toBeNull();
+    expect(newestPrebumpCopy(root.ctx, "alice", { to: "0.0.32" })).toBeNull();
+    expect(newestPrebumpCopy(root.ctx, "bob", { to: "0.0.30" })).toBeNull();
+    // Away from a version: the way back to it.
+    expect(newestPrebumpCopy(root.ctx, "alice", { from: "0.0.28" })).toBe(
+      "/var/backups/t3-state/alice/state-prebump-0.0.28-0.0.31.sqlite",
+    );
+    expect(newestPrebumpCopy(root.ctx, "alice", { from: "0.0.29" })).toBeNull();
   });
 
   it("writes a deferred marker as the version, then where from, and reads back only what is one", async () => {

@@ -146,10 +146,20 @@ export function turnsBusy(row: string, nowMs: number): string | null {
   return null;
 }
 
-/** The newest `state-prebump-*-TO.sqlite` copy of the user's database, or null. */
-export function newestPrebumpCopy(ctx: Pick<BuildContext, "root">, user: string, to: string): string | null {
+/**
+ * The newest copy of the user's database made before a move to `to`
+ * (`state-prebump-*-TO.sqlite`) or away from `from` (`state-prebump-FROM-*`), or null.
+ */
+export function newestPrebumpCopy(
+  ctx: Pick<BuildContext, "root">,
+  user: string,
+  which: { to: string } | { from: string },
+): string | null {
   const dir = `${T3_BACKUP_DIR}/${user}`;
-  const suffix = `-${to}.sqlite`;
+  const fits = (name: string) =>
+    "to" in which
+      ? name.startsWith("state-prebump-") && name.endsWith(`-${which.to}.sqlite`)
+      : name.startsWith(`state-prebump-${which.from}-`) && name.endsWith(".sqlite");
   let newest: { file: string; mtime: number } | null = null;
   let names: string[];
   try {
@@ -158,7 +168,7 @@ export function newestPrebumpCopy(ctx: Pick<BuildContext, "root">, user: string,
     return null;
   }
   for (const name of names) {
-    if (!name.startsWith("state-prebump-") || !name.endsWith(suffix)) continue;
+    if (!fits(name)) continue;
     const stat = lstatSync(hostPath(ctx, `${dir}/${name}`), { throwIfNoEntry: false });
     if (stat?.isFile() && (newest === null || stat.mtimeMs > newest.mtime))
       newest = { file: `${dir}/${name}`, mtime: stat.mtimeMs };
@@ -255,7 +265,7 @@ async function rollBack(
     `ROLLBACK ${user}: the sign-in through t3-dispatch failed after the restart onto t3 ${to}: ${saw}; ${done[0]}`,
   );
   await systemctl(ctx, ["stop", unit]);
-  const copy = newestPrebumpCopy(ctx, user, to);
+  const copy = newestPrebumpCopy(ctx, user, { to });
   if (copy) {
     await restoreDatabase(ctx, user, copy);
     done.push(`${user}'s state.sqlite is ${copy} again`);

@@ -69,12 +69,19 @@ export async function recordRun(ctx: Pick<BuildContext, "root">, version: string
   await writeFileAtomic(file, `${newest}\n`, { mode: 0o644, uid: 0, gid: 0 });
 }
 
+/** After the way back (every database put back as it was under `version`): the record says `version` again. */
+export async function resetNewestRun(ctx: Pick<BuildContext, "root">, version: string): Promise<void> {
+  const file = hostPath(ctx, T3_NEWEST_RUN);
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(file, `${version}\n`, { mode: 0o644, uid: 0, gid: 0 });
+}
+
 /** Why a move to `to` would be a downgrade, or null: `newest` has run here and migrated the databases. */
 export function downgradeRefusal(to: string, newest: string | null): { message: string; hint: string } | null {
   if (newest === null || compareVersions(to, newest) >= 0) return null;
   return {
     message: `t3 ${to} (pins.json) is older than t3 ${newest}, which has already run on this box and may have migrated every state.sqlite forward; t3 migrates forward only, so t3 stays at the version it runs`,
-    hint: `adopt the running one: \`build.ts lock --update t3@${newest}\`; going back below it is a restore of the state-prebump copies, not a pin`,
+    hint: `adopt the running one: \`build.ts lock --update t3@${newest}\`; or go back on purpose, every database put back as its copy from t3 ${to}: \`build.ts --stage t3 --t3-back-to ${to}\``,
   };
 }
 
