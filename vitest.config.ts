@@ -22,7 +22,6 @@ const BESIDE_IMAGE_BUILD = [
   "users.test.ts",
   "tmux-persist.test.ts",
   "t3-gate.test.ts",
-  "t3-watchdog.test.ts",
   "bootstrap.test.ts",
   "support/stand-ins/stand-ins.test.ts",
   "support/stand-ins/go-proxy.test.ts",

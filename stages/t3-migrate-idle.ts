@@ -9,7 +9,7 @@ import type { BuildContext } from "../lib/core/context.ts";
 import { UserError } from "../lib/core/errors.ts";
 import type { Stage } from "../lib/core/stage.ts";
 import { offlineReason, systemctl, t3ServeInstance } from "../lib/machine/systemd.ts";
-import { busyReason, restartAndSignIn } from "../lib/tools/t3-canary.ts";
+import { busyReason, checkedBy, restartAndSignIn } from "../lib/tools/t3-canary.ts";
 import {
   freezeHolds,
   readDeferred,
@@ -123,13 +123,11 @@ export default {
       const signedIn = await restartAndSignIn(ctx, user, entry.authentik_user);
       removeDeferred(ctx, user);
       if (signedIn.ok) {
-        ctx.log.info(
-          `DEFERRED ${user}: moved to t3 ${to ?? marker.to}; a sign-in through t3-dispatch set a t3_session cookie`,
-        );
+        ctx.log.info(`DEFERRED ${user}: moved to t3 ${to ?? marker.to}; ${checkedBy(ctx)}`);
         changes.push(describe(verdict, to));
       } else {
         ctx.log.info(
-          `DEFERRED ${user}: restarted onto t3 ${to ?? marker.to}, but a sign-in through t3-dispatch failed: ${signedIn.saw}`,
+          `DEFERRED ${user}: restarted onto t3 ${to ?? marker.to}, but its check failed: ${signedIn.saw}`,
         );
         failed.push(`${user}: ${signedIn.saw}`);
       }

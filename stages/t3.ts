@@ -3,7 +3,7 @@ import { readlink } from "node:fs/promises";
 import path from "node:path";
 import type { Change } from "../lib/core/change.ts";
 import type { BuildContext } from "../lib/core/context.ts";
-import { hostPath, underRoot } from "../lib/core/context.ts";
+import { hostPath, underRoot, warn } from "../lib/core/context.ts";
 import { UserError } from "../lib/core/errors.ts";
 import {
   activeInstall,
@@ -22,7 +22,9 @@ import type { Check, Stage } from "../lib/core/stage.ts";
 import { withNodeForInstalls } from "./node.ts";
 import { activeT3ServeInstances, activeUnits, offlineReason, systemctl } from "../lib/machine/systemd.ts";
 import {
+  checkedBy,
   DISPATCH_UNIT,
+  hasDispatch,
   moveInstances,
   newestPrebumpCopy,
   restoreDatabase,
@@ -141,8 +143,13 @@ function planWayBack(ctx: BuildContext, to: string, newest: string): Array<{ use
 /** The instances that would move, refused when the dispatcher their sign-in goes through is down. */
 async function instancesToMove(ctx: BuildContext, to: string, stays: string | null): Promise<string[]> {
   const instances = offlineReason(ctx) ? [] : await activeT3ServeInstances(ctx);
-  // The instances move only through a sign-in through the dispatcher: without it, no switch.
-  if (instances.length > 0 && !(await activeUnits(ctx, [DISPATCH_UNIT])).has(DISPATCH_UNIT)) {
+  if (instances.length > 0 && !hasDispatch(ctx))
+    warn(
+      ctx,
+      `no t3-dispatch is installed: each instance's restart onto t3 ${to} is checked by its own GET / alone, not a sign-in`,
+    );
+  // The instances move only through a sign-in through the dispatcher: when it is installed and down, no switch.
+  if (instances.length > 0 && hasDispatch(ctx) && !(await activeUnits(ctx, [DISPATCH_UNIT])).has(DISPATCH_UNIT)) {
     ctx.log.info(`REFUSED t3 ${to}: ${DISPATCH_UNIT} is not running, so no instance could be checked`);
     throw new UserError(
       `${DISPATCH_UNIT} is not running, and the instances (${instances.join(", ")}) move to t3 ${to} only once a sign-in through it works; t3 stays at ${stays ?? "(none)"}`,
@@ -277,11 +284,12 @@ async function goBack(
     const user = unit.slice("t3-serve@".length, -".service".length);
     const entry = ctx.inputs.roster[user];
     if (!entry || entry.parked) continue;
-    const signedIn = await signInThroughDispatch(entry.authentik_user, {
-      timeoutMs: (ctx.settings.t3SignInTimeout ?? 30) * 1000,
-    });
+    const timeoutMs = (ctx.settings.t3SignInTimeout ?? 30) * 1000;
+    const signedIn = hasDispatch(ctx)
+      ? await signInThroughDispatch(entry.authentik_user, { timeoutMs })
+      : { ok: true as const };
     const line = signedIn.ok
-      ? `ROLLBACK ${user}: started on t3 ${pin.version}; a sign-in through t3-dispatch set a t3_session cookie`
+      ? `ROLLBACK ${user}: started on t3 ${pin.version}; ${hasDispatch(ctx) ? checkedBy(ctx) : "no t3-dispatch is installed to sign in through"}`
       : `ROLLBACK ${user}: started on t3 ${pin.version}, but a sign-in through t3-dispatch failed: ${signedIn.saw}`;
     ctx.log.info(line);
     if (signedIn.ok) done.push(action(line));

@@ -4,7 +4,7 @@
 // database, and sets the freeze (docs/devvm.md, "t3 stays up": one broken
 // version reached every user at once). A busy instance is deferred to
 // t3-migrate-idle, which moves it with the same copy, restart and sign-in.
-import { lstatSync, readdirSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fetch } from "undici";
 import { action, type Change } from "../core/change.ts";
@@ -15,7 +15,8 @@ import { readAccountTable } from "../machine/accounts.ts";
 import { agentsUnder } from "../machine/agents.ts";
 import { run } from "../machine/exec.ts";
 import { DISPATCH_PORT } from "../machine/layout.ts";
-import { activeT3ServeInstances, activeUnits, systemctl, t3ServeInstance } from "../machine/systemd.ts";
+import { envValue } from "../machine/env-file.ts";
+import { activeT3ServeInstances, activeUnits, systemctl, t3ServeInstance, UNIT_DIR } from "../machine/systemd.ts";
 import { removeDeferred, readDeferred, readLastGood, setFreeze, writeDeferred, writeLastGood } from "./t3-gate.ts";
 import { T3_BACKUP_DIR } from "./t3-prebump-backup.ts";
 
@@ -55,13 +56,53 @@ export async function signInThroughDispatch(
   }
 }
 
-/** Restarts the user's instance and signs in through t3-dispatch. */
+/** Is t3-dispatch installed here (its unit, which stage units installs only with its program)? */
+export const hasDispatch = (ctx: Pick<BuildContext, "root">) =>
+  existsSync(hostPath(ctx, `${UNIT_DIR}/${DISPATCH_UNIT}`));
+
+/**
+ * Without t3-dispatch (a box built without its source: the builder warns),
+ * nobody signs in through it: the check falls back to the instance's own
+ * GET / answering 200 on its port.
+ */
+async function answersDirectly(ctx: BuildContext, user: string, timeoutMs: number): Promise<SignIn> {
+  let port: string | undefined;
+  try {
+    port = envValue(readFileSync(hostPath(ctx, `/etc/t3-serve/${user}.env`), "utf8"), "T3_PORT");
+  } catch {
+    // named below
+  }
+  if (!port || !/^\d+$/.test(port)) return { ok: false, saw: `no T3_PORT in /etc/t3-serve/${user}.env` };
+  const deadline = Date.now() + timeoutMs;
+  let saw: string;
+  for (;;) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) });
+      await response.body?.cancel();
+      if (response.status === 200) return { ok: true };
+      saw = `GET / on port ${port} answered ${response.status}`;
+    } catch (error) {
+      saw = `GET / on port ${port}: ${(error as Error & { cause?: Error }).cause?.message ?? (error as Error).message}`;
+    }
+    if (Date.now() >= deadline) return { ok: false, saw: `${saw} (for ${Math.round(timeoutMs / 1000)} s)` };
+    await sleep(500);
+  }
+}
+
+/** How a restart is checked: a sign-in through t3-dispatch, or (none installed) the instance's own answer. */
+export const checkedBy = (ctx: Pick<BuildContext, "root">) =>
+  hasDispatch(ctx)
+    ? "a sign-in through t3-dispatch set a t3_session cookie"
+    : "it answered GET / (no t3-dispatch is installed)";
+
+/** Restarts the user's instance and signs in through t3-dispatch (without one: asks the instance itself). */
 export async function restartAndSignIn(ctx: BuildContext, user: string, authentikUser: string): Promise<SignIn> {
   const unit = t3ServeInstance(user);
   const restarted = await systemctl(ctx, ["restart", unit], [1, 3, 4, 5]);
   if (restarted.exitCode !== 0)
     return { ok: false, saw: `systemctl restart ${unit} failed: ${restarted.stderr.trim().split("\n")[0]}` };
-  return signInThroughDispatch(authentikUser, { timeoutMs: (ctx.settings.t3SignInTimeout ?? 30) * 1000 });
+  const timeoutMs = (ctx.settings.t3SignInTimeout ?? 30) * 1000;
+  return hasDispatch(ctx) ? signInThroughDispatch(authentikUser, { timeoutMs }) : answersDirectly(ctx, user, timeoutMs);
 }
 
 /**
@@ -244,7 +285,7 @@ export async function moveInstances(ctx: BuildContext, { from, to, relink }: Can
     const signedIn = await restartAndSignIn(ctx, user, entry.authentik_user);
     if (!signedIn.ok) await rollBack(ctx, { from, to, relink, user, saw: signedIn.saw });
     removeDeferred(ctx, user);
-    const line = `CANARY ${user}: restarted onto t3 ${to}; a sign-in through t3-dispatch set a t3_session cookie`;
+    const line = `CANARY ${user}: restarted onto t3 ${to}; ${checkedBy(ctx)}`;
     ctx.log.info(line);
     changes.push(action(line));
   }
@@ -274,14 +315,11 @@ async function rollBack(
   ctx.log.info(`ROLLBACK ${user}: ${done.slice(1).join("; ")}; ${unit} started again`);
   // The busy ones wait for a version that failed: they stay where they are.
   for (const marker of readDeferred(ctx).markers) if (marker.to === to) removeDeferred(ctx, marker.user);
-  await setFreeze(
-    ctx,
-    `t3 ${to} failed its canary on ${new Date().toISOString()}: ${user}'s sign-in through t3-dispatch saw ${saw}`,
-  );
+  await setFreeze(ctx, `t3 ${to} failed its canary on ${new Date().toISOString()}: ${user}'s check saw ${saw}`);
   ctx.log.info(`FROZEN t3 changes no version until the admin removes /etc/t3-autoupdate.freeze`);
   const stillUp = await activeUnits(ctx, [unit]);
   throw new UserError(
-    `t3 ${to} failed its canary: after ${unit} restarted onto it, a sign-in through t3-dispatch saw ${saw}. ${done.join("; ")}; ${unit} ${stillUp.has(unit) ? "runs again" : "did not start again"}; the freeze file /etc/t3-autoupdate.freeze is set`,
+    `t3 ${to} failed its canary: after ${unit} restarted onto it, ${hasDispatch(ctx) ? "a sign-in through t3-dispatch" : "its own GET /"} saw ${saw}. ${done.join("; ")}; ${unit} ${stillUp.has(unit) ? "runs again" : "did not start again"}; the freeze file /etc/t3-autoupdate.freeze is set`,
     `see \`journalctl -u ${unit}\` and t3-dispatch's journal; pin a version that works, then remove /etc/t3-autoupdate.freeze`,
   );
 }
