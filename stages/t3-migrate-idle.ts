@@ -126,9 +126,7 @@ export default {
         ctx.log.info(`DEFERRED ${user}: moved to t3 ${to ?? marker.to}; ${checkedBy(ctx)}`);
         changes.push(describe(verdict, to));
       } else {
-        ctx.log.info(
-          `DEFERRED ${user}: restarted onto t3 ${to ?? marker.to}, but its check failed: ${signedIn.saw}`,
-        );
+        ctx.log.info(`DEFERRED ${user}: restarted onto t3 ${to ?? marker.to}, but its check failed: ${signedIn.saw}`);
         failed.push(`${user}: ${signedIn.saw}`);
       }
     }

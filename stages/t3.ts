@@ -159,9 +159,9 @@ async function instancesToMove(ctx: BuildContext, to: string, stays: string | nu
   return instances;
 }
 
-const moveAction = (to: string, instances: string[], why = "") =>
+const moveAction = (ctx: BuildContext, to: string, instances: string[], why = "") =>
   action(
-    `restart the idle instances onto t3 ${to}${why} one at a time, each checked by a sign-in through t3-dispatch (${instances.length} running); a busy one is deferred to t3-migrate-idle`,
+    `restart the idle instances onto t3 ${to}${why} one at a time, each checked by ${hasDispatch(ctx) ? "a sign-in through t3-dispatch" : "its own GET / (no t3-dispatch is installed)"} (${instances.length} running); a busy one is deferred to t3-migrate-idle`,
   );
 
 /** The version change, and the copies of every t3 database it needs first (so --plan shows them). */
@@ -181,6 +181,7 @@ export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
           changes: [
             ...changes,
             moveAction(
+              ctx,
               active,
               instances,
               ` (an earlier build switched to it from ${lastGood} and stopped before all had moved)`,
@@ -233,7 +234,7 @@ export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
         : [];
     return { changes: [...backups, ...restores, ...changes, ...restart], managed, plan: { cli: plan, before, back } };
   }
-  const moves = instances.length > 0 ? [moveAction(pin.version, instances)] : [];
+  const moves = instances.length > 0 ? [moveAction(ctx, pin.version, instances)] : [];
   return { changes: [...backups, ...changes, ...moves], managed, plan: { cli: plan, before } };
 }
 
