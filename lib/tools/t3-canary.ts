@@ -122,55 +122,47 @@ export async function busyReason(
   const account = readAccountTable(ctx).users.get(user);
   if (!account) return `no account named ${user}`;
   const db = `${account.home}/${STATE}`;
-  const query = await run(
-    ctx,
-    "setpriv",
-    [
-      `--reuid=${account.uid}`,
-      `--regid=${account.gid}`,
-      "--init-groups",
-      "--",
-      "env",
-      "-i",
-      "PATH=/usr/bin:/bin",
-      "sh",
-      "-c",
-      // No database: nothing in progress. -readonly: never created, never migrated.
-      `[ -e "$1" ] || { echo none; exit 0; }; exec sqlite3 -readonly -bail -separator '|' -cmd '.timeout 5000' "$1" "select count(*) from sqlite_master where type = 'table' and name = 'projection_thread_sessions';"`,
-      "sh",
-      db,
-    ],
-    { okCodes: [1, 2], cwd: "/", timeoutMs: 30_000 },
-  ).catch((error: Error) => ({ exitCode: -1, stdout: "", stderr: error.message }));
+  const query = await readAsUser(ctx, account, [
+    "sh",
+    "-c",
+    // No database: nothing in progress. -readonly: never created, never migrated.
+    `[ -e "$1" ] || { echo none; exit 0; }; db=$1; shift; exec sqlite3 "$@" "$db" "select count(*) from sqlite_master where type = 'table' and name = 'projection_thread_sessions';"`,
+    "sh",
+    db,
+    ...SQLITE_READ,
+  ]);
   const has = query.stdout.trim();
   if (query.exitCode !== 0) return `its database could not be read: ${query.stderr.trim().split("\n")[0]}`;
   if (has === "none" || has === "0") return null;
-  const turns = await run(
-    ctx,
-    "setpriv",
-    [
-      `--reuid=${account.uid}`,
-      `--regid=${account.gid}`,
-      "--init-groups",
-      "--",
-      "env",
-      "-i",
-      "PATH=/usr/bin:/bin",
-      "sqlite3",
-      "-readonly",
-      "-bail",
-      "-separator",
-      "|",
-      "-cmd",
-      ".timeout 5000",
-      db,
-      "select (select count(*) from projection_thread_sessions where active_turn_id is not null), (select max(updated_at) from projection_thread_sessions);",
-    ],
-    { okCodes: [1, 2], cwd: "/", timeoutMs: 30_000 },
-  ).catch((error: Error) => ({ exitCode: -1, stdout: "", stderr: error.message }));
+  const turns = await readAsUser(ctx, account, [
+    "sqlite3",
+    ...SQLITE_READ,
+    db,
+    "select (select count(*) from projection_thread_sessions where active_turn_id is not null), (select max(updated_at) from projection_thread_sessions);",
+  ]);
   if (turns.exitCode !== 0) return `its database could not be read: ${turns.stderr.trim().split("\n")[0]}`;
   return turnsBusy(turns.stdout.trim(), Date.now());
 }
+
+// Read-only (never created, never migrated), waiting a moment for t3's write lock.
+const SQLITE_READ = ["-readonly", "-bail", "-separator", "|", "-cmd", ".timeout 5000"];
+
+/** A read as the account (its exit code, never thrown: a failure is a doubt the caller names). */
+const readAsUser = (ctx: BuildContext, account: { uid: number; gid: number }, argv: string[]) =>
+  run(ctx, "setpriv", [...asUser(account), ...argv], { okCodes: [1, 2], cwd: "/", timeoutMs: 30_000 }).catch(
+    (error: Error) => ({ exitCode: -1, stdout: "", stderr: error.message }),
+  );
+
+/** setpriv's arguments that run what follows as the account, its groups, a bare environment. */
+const asUser = (account: { uid: number; gid: number }) => [
+  `--reuid=${account.uid}`,
+  `--regid=${account.gid}`,
+  "--init-groups",
+  "--",
+  "env",
+  "-i",
+  "PATH=/usr/bin:/bin",
+];
 
 /** From `ACTIVE|MAX(updated_at)`: why the database says someone works now, or null. Exported for its tests. */
 export function turnsBusy(row: string, nowMs: number): string | null {
@@ -230,13 +222,7 @@ export async function restoreDatabase(ctx: BuildContext, user: string, copy: str
     ctx,
     "setpriv",
     [
-      `--reuid=${account.uid}`,
-      `--regid=${account.gid}`,
-      "--init-groups",
-      "--",
-      "env",
-      "-i",
-      "PATH=/usr/bin:/bin",
+      ...asUser(account),
       "sh",
       "-c",
       'set -e; cp -- "$1" "$2.devvm-restore"; chmod 0600 "$2.devvm-restore"; mv -fT -- "$2.devvm-restore" "$2"; rm -f -- "$2-wal" "$2-shm"',
