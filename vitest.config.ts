@@ -21,7 +21,6 @@ const BESIDE_IMAGE_BUILD = [
   "logins.test.ts",
   "users.test.ts",
   "tmux-persist.test.ts",
-  "t3-prebump.test.ts",
   "bootstrap.test.ts",
   "support/stand-ins/stand-ins.test.ts",
   "support/stand-ins/go-proxy.test.ts",

@@ -23,6 +23,7 @@ import retire_legacy from "./retire-legacy.ts";
 import skel from "./skel.ts";
 import sudoers from "./sudoers.ts";
 import t3 from "./t3.ts";
+import t3_migrate_idle from "./t3-migrate-idle.ts";
 import units from "./units.ts";
 import users from "./users.ts";
 import vault_tokens from "./vault-tokens.ts";
@@ -58,6 +59,8 @@ export const stages: readonly Stage[] = [
   logins,
   units,
   instances,
+  // The instances that were busy at a t3 switch, once idle (its timer runs it in the night window).
+  t3_migrate_idle,
   // Each user's login sync, once its units (units) and the users' folders exist.
   claude_auth,
   // Clones and kubeconfigs, as each user, once their accounts exist.

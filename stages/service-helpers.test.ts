@@ -131,3 +131,27 @@ describe("service-helpers", () => {
     await expect(serviceHelpers.check(strict.ctx)).rejects.toThrow(/not built/);
   });
 });
+
+describe("t3-watchdog's rule (files/service/t3-watchdog --decide FAILS UPTIME RESTARTS)", () => {
+  const program = path.resolve(import.meta.dirname, "../files/service/t3-watchdog");
+  const decide = (fails: number, uptime: number, restarts: number, env: Record<string, string> = {}) =>
+    spawnSync("sh", [program, "--decide", String(fails), String(uptime), String(restarts)], {
+      encoding: "utf8",
+      env: { ...process.env, ...env },
+    }).stdout.trim();
+
+  it("restarts only after 3 failed probes in a row, more than 120 s up, and fewer than 3 restarts in 30 minutes", () => {
+    expect(decide(2, 3600, 0)).toBe("wait");
+    expect(decide(3, 120, 0)).toBe("wait");
+    expect(decide(3, 121, 0)).toBe("restart");
+    expect(decide(7, 121, 2)).toBe("restart");
+    expect(decide(3, 121, 3)).toBe("exhausted");
+    // A young instance is never called exhausted: it may still be starting.
+    expect(decide(3, 30, 3)).toBe("wait");
+  });
+
+  it("takes a shorter grace only from its setting (the container test's)", () => {
+    expect(decide(3, 6, 0, { T3_WATCHDOG_GRACE: "5" })).toBe("restart");
+    expect(decide(3, 5, 0, { T3_WATCHDOG_GRACE: "5" })).toBe("wait");
+  });
+});

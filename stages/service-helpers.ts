@@ -29,7 +29,7 @@ export const DISPATCH_UNIT = "t3-dispatch.service";
 
 /** The helper programs this project writes (files/service/), installed 0755. */
 const scripts = (ctx: BuildContext): Resource[] =>
-  ["t3-mint", "t3-state-backup", "tmux-persist", "claude-auth-sync"].map((name) => ({
+  ["t3-mint", "t3-state-backup", "t3-watchdog", "tmux-persist", "claude-auth-sync"].map((name) => ({
     kind: "file",
     path: `${BIN_DIR}/${name}`,
     mode: 0o755,
@@ -70,7 +70,7 @@ async function buildDispatch(ctx: BuildContext): Promise<void> {
 export default {
   name: "service-helpers",
   description:
-    "Installs t3-mint, t3-state-backup, tmux-persist and claude-auth-sync, the t3-dispatch system account, and builds t3-dispatch when absent",
+    "Installs t3-mint, t3-state-backup, t3-watchdog, tmux-persist and claude-auth-sync, the t3-dispatch system account, and builds t3-dispatch when absent",
   async check(ctx) {
     const changes: Change[] = [];
     if (!ctx.accounts.hasUser(DISPATCH_ACCOUNT))

@@ -20,7 +20,7 @@ import { nodeBinary, npmCli } from "../lib/machine/layout.ts";
 import { makeTestRoot, type TestRoot } from "../test/support/test-context.ts";
 import claudeCode from "./claude-code.ts";
 import codex from "./codex.ts";
-import type { Stage } from "../lib/core/stage.ts";
+import { isSkip, type Stage } from "../lib/core/stage.ts";
 import t3Stage, { checkT3 } from "./t3.ts";
 
 const NODE = "22.23.3";
@@ -60,6 +60,12 @@ esac
 describe("the t3 stage", () => {
   let root: TestRoot;
   let registry: Server;
+  /** check's plan, as the runner hands it to apply; a skip fails the test. */
+  const planned = async () => {
+    const check = await checkT3(root.ctx);
+    if (isSkip(check)) throw new Error(`skipped: ${check.skip}`);
+    return check;
+  };
   const pin = (version: string) => {
     (root.ctx.inputs.pins.npm as { t3: object }).t3 = { version, integrity: INTEGRITY, approved: "test" };
   };
@@ -97,7 +103,7 @@ describe("the t3 stage", () => {
     const info: string[] = [];
     Object.assign(root.ctx.log, { info: (m: string) => info.push(m) });
     pin("0.0.26");
-    expect(await t3.apply(root.ctx, await checkT3(root.ctx))).toEqual([
+    expect(await t3.apply(root.ctx, await planned())).toEqual([
       { kind: "package", name: "t3", from: null, to: "0.0.26" },
     ]);
     expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.26/bin/t3");
@@ -112,9 +118,9 @@ describe("the t3 stage", () => {
 
   it("keeps the version before when the new one fails its health check, naming the check and what it saw", async () => {
     pin("0.0.26");
-    await t3.apply(root.ctx, await checkT3(root.ctx));
+    await t3.apply(root.ctx, await planned());
     pin("0.0.27");
-    const error = (await t3.apply(root.ctx, await checkT3(root.ctx)).catch((e: unknown) => e)) as Error & {
+    const error = (await t3.apply(root.ctx, await planned()).catch((e: unknown) => e)) as Error & {
       hint?: string;
     };
     expect(error.message).toBe(
@@ -155,12 +161,12 @@ describe("the t3 stage", () => {
 
     it("copies every t3 database while the version before is still the one linked, only when the version changes", async () => {
       pin("0.0.26");
-      await t3.apply(root.ctx, await checkT3(root.ctx));
+      await t3.apply(root.ctx, await planned());
       // A first install migrates nothing: no copies.
       expect(backupsLog()).toEqual([]);
 
       pin("0.0.28");
-      expect(await t3.apply(root.ctx, await checkT3(root.ctx))).toEqual([
+      expect(await t3.apply(root.ctx, await planned())).toEqual([
         {
           kind: "action",
           description: "copy alice's t3 state to /var/backups/t3-state/alice/state-prebump-0.0.26-0.0.28.sqlite",
@@ -178,16 +184,16 @@ describe("the t3 stage", () => {
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
 
       // The version stays: nothing to copy.
-      expect(await t3.apply(root.ctx, await checkT3(root.ctx))).toEqual([]);
+      expect(await t3.apply(root.ctx, await planned())).toEqual([]);
       expect(backupsLog()).toHaveLength(2);
     });
 
     it("keeps the version before when a copy fails, after trying every user, and names the user; the next build switches", async () => {
       pin("0.0.26");
-      await t3.apply(root.ctx, await checkT3(root.ctx));
+      await t3.apply(root.ctx, await planned());
       pin("0.0.28");
       vi.stubEnv("FAKE_BACKUP_FAIL", "alice");
-      const error = await t3.apply(root.ctx, await checkT3(root.ctx)).catch((e: unknown) => e);
+      const error = await t3.apply(root.ctx, await planned()).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UserError);
       expect((error as Error).message).toBe(
         "the t3 state of alice could not be copied before t3 0.0.28, so t3 0.0.26 stays active:\n" +
@@ -202,13 +208,66 @@ describe("the t3 stage", () => {
       expect(readdirSync(path.join(root.dir, "opt/devvm/npm/t3")).sort()).toEqual(["0.0.26", "0.0.28"]);
 
       vi.stubEnv("FAKE_BACKUP_FAIL", "nobody");
-      await t3.apply(root.ctx, await checkT3(root.ctx));
+      await t3.apply(root.ctx, await planned());
       expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
       expect(
         backupsLog()
           .slice(2)
           .map((l) => l.split(", ")[1]),
       ).toEqual(["t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3", "t3 -> /opt/devvm/npm/t3/0.0.26/bin/t3"]);
+    });
+  });
+  describe("the gate", () => {
+    const state = (file: string) => path.join(root.dir, file);
+
+    it("refuses to move below the newest t3 that has run here, naming both versions and the lock that adopts it; nothing changes", async () => {
+      pin("0.0.28");
+      await t3.apply(root.ctx, await planned());
+      expect(readFileSync(state("var/lib/devvm/t3-newest-run"), "utf8")).toBe("0.0.28\n");
+      pin("0.0.26");
+      const error = (await checkT3(root.ctx).catch((e: unknown) => e)) as UserError;
+      expect(error).toBeInstanceOf(UserError);
+      expect(error.message).toBe(
+        "t3 0.0.26 (pins.json) is older than t3 0.0.28, which has already run on this box and may have migrated every state.sqlite forward; t3 migrates forward only, so t3 stays at the version it runs",
+      );
+      expect(error.hint).toContain("`build.ts lock --update t3@0.0.28`");
+      expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
+    });
+
+    it("counts the live box's global npm t3 as having run, and the record even once the active link is older", async () => {
+      mkdirSync(state("usr/lib/node_modules/t3"), { recursive: true });
+      writeFileSync(state("usr/lib/node_modules/t3/package.json"), '{"name":"t3","version":"0.0.30-nightly.20260801"}');
+      pin("0.0.28");
+      await expect(checkT3(root.ctx)).rejects.toThrow(
+        /^t3 0\.0\.28 \(pins\.json\) is older than t3 0\.0\.30-nightly\.20260801,/,
+      );
+      rmSync(state("usr/lib/node_modules/t3"), { recursive: true });
+      pin("0.0.26");
+      await t3.apply(root.ctx, await planned());
+      mkdirSync(state("var/lib/devvm"), { recursive: true });
+      writeFileSync(state("var/lib/devvm/t3-newest-run"), "0.0.27\n");
+      pin("0.0.26");
+      expect(await planned()).toMatchObject({ changes: [] });
+      pin("0.0.25");
+      await expect(checkT3(root.ctx)).rejects.toThrow(/older than t3 0\.0\.27,/);
+    });
+
+    it("while the freeze file exists, changes no version and says why; the version that runs is kept in order", async () => {
+      pin("0.0.26");
+      await t3.apply(root.ctx, await planned());
+      mkdirSync(state("etc"), { recursive: true });
+      writeFileSync(state("etc/t3-autoupdate.freeze"), "canary of alice failed on 0.0.28\n");
+      pin("0.0.28");
+      expect(await checkT3(root.ctx)).toEqual({
+        skip: "a freeze holds: /etc/t3-autoupdate.freeze exists (canary of alice failed on 0.0.28), so t3 stays at 0.0.26 and 0.0.28 is not installed; remove the file once the problem is understood",
+      });
+      // The same version: nothing for the freeze to hold back.
+      pin("0.0.26");
+      expect(await planned()).toMatchObject({ changes: [] });
+      rmSync(state("etc/t3-autoupdate.freeze"));
+      pin("0.0.28");
+      await t3.apply(root.ctx, await planned());
+      expect(readlinkSync(path.join(root.dir, "usr/local/bin/t3"))).toBe("/opt/devvm/npm/t3/0.0.28/bin/t3");
     });
   });
 });

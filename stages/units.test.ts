@@ -26,7 +26,7 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
   it("installs the verified units 0644 and enables dispatch, the timers and tmux-persist's restore offline, starting nothing", async () => {
     using root = makeTestRoot();
     const lines = logged(root);
-    withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist", "t3-dispatch"]);
+    withCommands(root.dir, ["node", "t3", "t3-state-backup", "t3-watchdog", "tmux-persist", "t3-dispatch"]);
     const check = await units.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
     const changes = await units.apply(root.ctx, check);
@@ -38,7 +38,9 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
       "enable devvm-reconcile.timer",
       "enable devvm-t3-pin.timer",
       "enable t3-dispatch.service",
+      "enable t3-migrate-idle.timer",
       "enable t3-state-backup.timer",
+      "enable t3-watchdog.timer",
       "enable tmux-persist-restore.service",
       "enable tmux-persist-save.timer",
     ]);
@@ -74,7 +76,7 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
   it("leaves t3-dispatch.service out, with a warning, until its binary is built", async () => {
     using root = makeTestRoot();
     const lines = logged(root);
-    withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist"]);
+    withCommands(root.dir, ["node", "t3", "t3-state-backup", "t3-watchdog", "tmux-persist"]);
     const check = await units.check(root.ctx);
     if ("skip" in check) throw new Error(check.skip);
     await units.apply(root.ctx, check);
@@ -85,7 +87,7 @@ describe.skipIf(!hasSystemd)("units under --root", () => {
 
   it("installs none of the units when systemd-analyze verify prints anything", async () => {
     using root = makeTestRoot();
-    withCommands(root.dir, ["node", "t3", "t3-state-backup", "tmux-persist", "t3-dispatch"]);
+    withCommands(root.dir, ["node", "t3", "t3-state-backup", "t3-watchdog", "tmux-persist", "t3-dispatch"]);
     const repo = path.join(root.dir, "repo");
     cpSync(path.join(root.ctx.repoDir, "files/service/units"), path.join(repo, "files/service/units"), {
       recursive: true,
@@ -114,6 +116,7 @@ describe("units, when a program they run is missing", () => {
     "/usr/local/bin/t3",
     "/usr/local/bin/t3-dispatch",
     "/usr/local/bin/t3-state-backup",
+    "/usr/local/bin/t3-watchdog",
     "/usr/local/bin/tmux-persist",
   ];
   const thrown = (missing: string[]) => {
@@ -134,7 +137,7 @@ describe("units, when a program they run is missing", () => {
       wrapped: true,
     });
     expect(programs.get("/usr/local/bin/node")).toEqual({
-      units: ["devvm-reconcile.service", "devvm-t3-pin.service"],
+      units: ["devvm-reconcile.service", "devvm-t3-pin.service", "t3-migrate-idle.service"],
       wrapped: false,
     });
   });
@@ -143,7 +146,7 @@ describe("units, when a program they run is missing", () => {
     const error = thrown(["/usr/local/bin/node", "/usr/local/bin/t3"]);
     expect(error.message).toBe(
       [
-        "node is not installed: /usr/local/bin/node, which devvm-reconcile.service and devvm-t3-pin.service run, is missing",
+        "node is not installed: /usr/local/bin/node, which devvm-reconcile.service and devvm-t3-pin.service and t3-migrate-idle.service run, is missing",
         "t3 is not installed: /usr/local/bin/t3, which t3-serve@.service runs, is missing",
         "no unit was installed",
       ].join("\n"),

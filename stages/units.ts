@@ -32,7 +32,13 @@ const INSTALLED_BY: Array<[stage: string, programs: string[]]> = [
   ["t3", [`${BIN_DIR}/t3`]],
   [
     "service-helpers",
-    [DISPATCH_BIN, `${BIN_DIR}/t3-state-backup`, `${BIN_DIR}/tmux-persist`, `${BIN_DIR}/claude-auth-sync`],
+    [
+      DISPATCH_BIN,
+      `${BIN_DIR}/t3-state-backup`,
+      `${BIN_DIR}/t3-watchdog`,
+      `${BIN_DIR}/tmux-persist`,
+      `${BIN_DIR}/claude-auth-sync`,
+    ],
   ],
 ];
 
@@ -42,7 +48,14 @@ const SOURCE_DIR = "service/units";
 // would update t3 outside its window). Timers are started with a plain
 // `start` after `enable`; devvm-t3-pin.timer is not Persistent= (see the
 // unit), so starting it cannot fire a missed run.
-const TIMERS = ["devvm-t3-pin.timer", "t3-state-backup.timer", "devvm-reconcile.timer", "tmux-persist-save.timer"];
+const TIMERS = [
+  "devvm-t3-pin.timer",
+  "t3-state-backup.timer",
+  "devvm-reconcile.timer",
+  "tmux-persist-save.timer",
+  "t3-watchdog.timer",
+  "t3-migrate-idle.timer",
+];
 // Enabled for the next boot and never started here: tmux-persist's restore,
 // run on a running box, would bring back sessions closed since the last save.
 const AT_BOOT = ["tmux-persist-restore.service"];

@@ -46,6 +46,9 @@ Options:
                      ${RELEASES.map((r) => r.key).join(", ")} (default: ${DEFAULT_IMAGE_RELEASE})
   --for-image        build an image's root (what \`image\` runs inside it): the
                      stages that need the booted machine are skipped
+  --t3-back-to V     the explicit way back to an older t3 (pins.json pinned at
+                     V): every t3 database is put back as its newest copy from
+                     t3 V, then all instances restart on V
   --strict           make warnings errors (e.g. Vault unreachable, a missing secret field)
   --json             print the report as JSON on stdout
   --debug            show stacks and full command output
@@ -69,6 +72,8 @@ export interface CliOptions {
   json: boolean;
   debug: boolean;
   strict: boolean;
+  /** --t3-back-to VERSION: the way back below the newest t3 that has run. */
+  t3BackTo?: string;
   forImage: boolean;
   stage?: string[];
   from?: string;
@@ -105,6 +110,7 @@ export function parseCli(argv: string[]): CliOptions {
         release: { type: "string" },
         update: { type: "string", multiple: true },
         "apt-only": { type: "boolean", default: false },
+        "t3-back-to": { type: "string" },
       },
     }));
   } catch (error) {
@@ -120,7 +126,7 @@ export function parseCli(argv: string[]): CliOptions {
   if (command === "offboard" && !user)
     throw new UserError("offboard needs the user's name", "build.ts offboard USER [--plan]");
   if (extra.length > 0) throw new UserError(`unexpected arguments: ${extra.join(" ")}`, "see `build.ts --help`");
-  const buildOnly = (["plan", "stage", "from", "skip", "root", "for-image"] as const).filter(
+  const buildOnly = (["plan", "stage", "from", "skip", "root", "for-image", "t3-back-to"] as const).filter(
     (o) => values[o] !== undefined && values[o] !== false,
   );
   if (command === "image" && buildOnly.length > 0)
@@ -135,6 +141,13 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UserError(
       `unknown release "${release}"`,
       `the releases are ${RELEASES.map((r) => r.key).join(", ")}: build.ts image --release KEY`,
+    );
+  if (values["t3-back-to"] !== undefined && command !== "build")
+    throw new UserError("--t3-back-to goes with a build", "build.ts --stage t3 --t3-back-to VERSION");
+  if (values["t3-back-to"] !== undefined && !/^[0-9A-Za-z.+_-]+$/.test(values["t3-back-to"]))
+    throw new UserError(
+      `--t3-back-to ${values["t3-back-to"]}: not a version`,
+      "build.ts --stage t3 --t3-back-to 0.0.26",
     );
   if (values["apt-only"] && command !== "lock")
     throw new UserError("--apt-only goes with the lock command", "build.ts lock --apt-only");
@@ -158,6 +171,7 @@ export function parseCli(argv: string[]): CliOptions {
     json: values.json,
     debug: values.debug,
     strict: values.strict,
+    ...(values["t3-back-to"] !== undefined ? { t3BackTo: values["t3-back-to"] } : {}),
     forImage: values["for-image"],
     ...(values.stage !== undefined ? { stage: list(values.stage) } : {}),
     ...(values.from !== undefined ? { from: values.from } : {}),

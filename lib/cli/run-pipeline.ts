@@ -37,6 +37,7 @@ export async function runPipeline(
     release: machineRelease(root),
     planOnly: cli.plan,
     strict: cli.strict,
+    ...(cli.t3BackTo !== undefined ? { t3BackTo: cli.t3BackTo } : {}),
     forImage: cli.forImage,
     repoDir: c.repoDir,
     inputsDir: c.inputsDir,

@@ -26,6 +26,8 @@ export interface BuildContext {
   readonly forImage?: boolean;
   /** --strict: what is otherwise a warning (e.g. Vault unreachable) fails the stage. */
   readonly strict: boolean;
+  /** --t3-back-to: the version the admin named as the way back below the newest t3 that ran (stage t3). */
+  readonly t3BackTo?: string;
   /** Where the project's own files (files/, stages/) live. */
   readonly repoDir: string;
   /** Where roster.yaml, packages.txt and pins.json were read from (--inputs). */

@@ -58,6 +58,11 @@ const memoryCap = z.string().refine((cap) => {
   return size !== null && Number(size[1]) * SIZE_UNITS[size[2]!]! >= MIN_CAP_BYTES;
 }, "a memory cap as systemd's MemoryMax= takes it: a share of the machine's memory above 0% and at most 100% (such as 20%), or a size of at least 32M with the suffix K, M, G or T (such as 6G)");
 
+const seconds = z
+  .string()
+  .regex(/^[1-9]\d{0,2}$/, "a whole number of seconds from 1 to 999")
+  .transform(Number);
+
 const SettingsSchema = z.object({
   /** The admin's tree of clones that hold decrypted secrets (docs/devvm.md stage 10). */
   adminCodeDir: absolutePath.default("/home/wizard/code"),
@@ -119,6 +124,12 @@ const SettingsSchema = z.object({
    * cores; the tests keep it between their boxes this way).
    */
   goCache: absolutePath.optional(),
+  /**
+   * How long a sign-in through t3-dispatch may take to set a t3_session
+   * cookie after an instance's restart onto a new t3 (the canary, the
+   * deferred moves); default 30 s, as docs/devvm.md says.
+   */
+  t3SignInTimeout: seconds.optional(),
   /** The public infra repository, origin of each non-admin's locked clone; default: the admin's infra clone's origin. Kept as given. */
   infraRemote: gitRemote.optional(),
   /** The org's Forgejo infra repository, each clone's `forgejo` remote; default: the admin's infra clone's `forgejo` remote. Kept as given. */
@@ -194,6 +205,7 @@ export const settingVariables: Record<keyof Settings, string> = {
   t3DispatchSource: "DEVVM_T3_DISPATCH_SOURCE",
   goProxy: "DEVVM_GOPROXY",
   goCache: "DEVVM_GO_CACHE",
+  t3SignInTimeout: "DEVVM_T3_SIGN_IN_TIMEOUT",
   userMemoryMax: "DEVVM_USER_MEMORY_MAX",
   paneMemoryMax: "DEVVM_PANE_MEMORY_MAX",
   dockerMemoryMax: "DEVVM_DOCKER_MEMORY_MAX",

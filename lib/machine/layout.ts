@@ -23,3 +23,6 @@ export const BUILDER_DIR = "/opt/devvm/builder";
 
 /** State the builder keeps between runs (e.g. restarts still due after a failed build). */
 export const STATE_DIR = "/var/lib/devvm";
+
+/** t3-dispatch's own port, on loopback: never a user's. */
+export const DISPATCH_PORT = 3780;

@@ -68,6 +68,12 @@ export async function checkGlobalCli(ctx: BuildContext, cli: GlobalCli, pin: Npm
 }
 
 export interface InstallOptions {
+  /**
+   * Runs first, before verify, only when the version changes (e.g. copies of
+   * what the new version will migrate, one of which verify runs on). Throwing
+   * keeps the old version active; the new prefix stays, to be tried next time.
+   */
+  beforeVerify?: () => Promise<void>;
   /** Runs on the new prefix (its host path) before the links switch; throwing keeps the old version active and removes the new one. */
   verify?: (hostPrefix: string) => Promise<void>;
   /**
@@ -76,6 +82,8 @@ export interface InstallOptions {
    * version active; the verified prefix stays, to be verified again next time.
    */
   beforeSwitch?: () => Promise<void>;
+  /** Versions whose prefixes the prune keeps besides the active and the previous one (t3's last-good). */
+  keepVersions?: Array<string | null>;
 }
 
 /**
@@ -101,6 +109,7 @@ export async function installGlobalCli(
       if (staged.done) ctx.log.info(staged.done);
       await moveIntoPlace(staged.dir, hostPath(ctx, prefix));
     }
+    await options.beforeVerify?.();
     try {
       await options.verify?.(hostPath(ctx, prefix));
     } catch (error) {
@@ -111,7 +120,19 @@ export async function installGlobalCli(
   }
   await fs.mkdir(hostPath(ctx, BIN_DIR), { recursive: true, mode: 0o755 });
   for (const link of links(cli, prefix)) await replaceSymlink(hostPath(ctx, link.path), link.target);
-  return [...changes, ...(await pruneVersions(ctx, cli, [prefix, before?.prefix]))];
+  const kept = (options.keepVersions ?? []).map((v) => (v ? cliPrefix(cli.name, v) : null));
+  return [...changes, ...(await pruneVersions(ctx, cli, [prefix, before?.prefix, ...kept]))];
+}
+
+/**
+ * Points the CLI's links at `version`'s prefix (a rollback), when that
+ * prefix holds exactly that version; false otherwise, and nothing changes.
+ */
+export async function relinkVersion(ctx: BuildContext, cli: GlobalCli, version: string): Promise<boolean> {
+  const prefix = cliPrefix(cli.name, version);
+  if ((await packageVersion(ctx, `${prefix}/lib/node_modules/${cli.name}`, cli.name)) !== version) return false;
+  for (const link of links(cli, prefix)) await replaceSymlink(hostPath(ctx, link.path), link.target);
+  return true;
 }
 
 /** The background job that installs a CLI's version into its staging folder (or null: nothing to install). */

@@ -23,7 +23,12 @@ if (args[0] !== "serve") process.exit(64);
 const baseDir = option("--base-dir");
 fs.writeFileSync(path.join(process.env.FAKE_T3_STATE, "serve.json"), JSON.stringify({ pid: process.pid, baseDir }));
 if (mode === "crash") { console.error("state.sqlite: migration failed"); process.exit(3); }
-const routes = { good: ["/api/auth/browser-session", "/api/auth/bootstrap"], "bootstrap-only": ["/api/auth/bootstrap"] }[mode] || [];
+// Fails its migration only on a database that has something in it, and serves on.
+const db = path.join(baseDir, "userdata", "state.sqlite");
+if (mode === "migration" && fs.existsSync(db) && fs.statSync(db).size > 0) console.error("PersistenceSqlError: no column named archived_at");
+const routes = { good: ["/api/auth/browser-session", "/api/auth/bootstrap"], migration: ["/api/auth/browser-session"], "port-cookie": ["/api/auth/browser-session"], "other-cookie": ["/api/auth/browser-session"], "bootstrap-only": ["/api/auth/bootstrap"] }[mode] || [];
+// t3 names the cookie t3_session_<port>_<hash> on some bindings.
+const cookie = { "port-cookie": "t3_session_" + option("--port") + "_9f3a=abc", "other-cookie": "session=abc" }[mode] || "t3_session=abc";
 http.createServer((req, res) => {
   let body = "";
   req.on("data", (chunk) => (body += chunk));
@@ -32,7 +37,7 @@ http.createServer((req, res) => {
     if (req.method !== "POST" || !routes.includes(req.url)) return res.writeHead(404).end();
     const { credential } = JSON.parse(fs.readFileSync(path.join(baseDir, "pairing.json"), "utf8"));
     if (JSON.parse(body).credential !== credential) return res.writeHead(401).end();
-    res.writeHead(200, { "set-cookie": "t3_session=abc; HttpOnly; Path=/" }).end("{}");
+    res.writeHead(200, { "set-cookie": cookie + "; HttpOnly; Path=/" }).end("{}");
   });
 }).listen(Number(option("--port")), option("--host"));
 `;
@@ -72,6 +77,15 @@ describe("checkT3Health", () => {
     const { pid, baseDir } = serveState();
     expect(alive(pid)).toBe(false);
     expect(existsSync(baseDir)).toBe(false);
+  });
+
+  it("counts a cookie whose name starts with t3_session (t3_session_<port>_<hash>), and only such a one", async () => {
+    expect(await check("port-cookie")).toEqual({ healthy: true });
+    expect(await check("other-cookie")).toEqual({
+      healthy: false,
+      check: "browser session",
+      saw: "POST /api/auth/browser-session answered 200 with cookies session; no t3_session cookie",
+    });
   });
 
   it("falls back to /api/auth/bootstrap when the first route answers 404", async () => {
@@ -118,5 +132,20 @@ describe("checkT3Health", () => {
 
   it("is unhealthy when the pairing command prints no credential", async () => {
     expect(await check("no-credential")).toMatchObject({ healthy: false, check: "pairing credential" });
+  });
+
+  it("runs on a copy of a populated database as production runs it, and fails on a migration error in the output", async () => {
+    const copyDatabase = async (userdata: string) =>
+      writeFileSync(path.join(userdata, "state.sqlite"), "SQLite format 3\0 and a real user's rows");
+    expect(await check("migration")).toEqual({ healthy: true });
+    const health = await check("migration", { copyDatabase });
+    expect(health).toEqual({
+      healthy: false,
+      check: "migration",
+      saw: "`t3 serve` on a copy of a populated state.sqlite logged: PersistenceSqlError: no column named archived_at",
+    });
+    // The copy was where t3 serve looks, and is gone with its folder.
+    expect(existsSync(path.join(serveState().baseDir, "userdata"))).toBe(false);
+    expect(await check("good", { copyDatabase })).toEqual({ healthy: true });
   });
 });

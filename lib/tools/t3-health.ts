@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { trackChild, untrackChild } from "../machine/children.ts";
 import { LEFTOVERS, removeLeftovers, scratchPrefix } from "../machine/leftovers.ts";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -24,11 +24,25 @@ export interface T3HealthOptions {
   env?: Record<string, string>;
   /** How long `t3 serve` may take to answer GET / with 200; default 20 s. */
   readyTimeoutMs?: number;
+  /**
+   * A populated state.sqlite to run on, copied in as userdata/state.sqlite:
+   * an empty database cannot show a migration that fails on a real one.
+   * Called with the folder's path; it writes the copy there.
+   */
+  copyDatabase?: (userdata: string) => Promise<void>;
 }
 
 export type T3Health =
   | { healthy: true }
-  | { healthy: false; check: "version" | "serve" | "pairing credential" | "browser session"; saw: string };
+  | {
+      healthy: false;
+      check: "version" | "serve" | "pairing credential" | "browser session" | "migration";
+      saw: string;
+    };
+
+/** What t3 logs when a migration of state.sqlite failed (docs/devvm.md, "t3 stays up"). */
+export const MIGRATION_ERRORS =
+  /migration failed|failed to migrate|no column named|NOT NULL constraint failed|PersistenceSqlError/i;
 
 // The route the session is made on; older versions only have the second.
 const SESSION_ROUTES = ["/api/auth/browser-session", "/api/auth/bootstrap"];
@@ -40,20 +54,42 @@ export async function checkT3Health(ctx: Pick<BuildContext, "log">, options: T3H
   if (version) return version;
   await removeLeftovers(ctx, tmpdir(), LEFTOVERS.t3Health);
   const baseDir = await mkdtemp(path.join(tmpdir(), scratchPrefix("devvm-t3-health-")));
-  const port = await freePort();
-  const server = startServer(options.t3, port, baseDir, env);
+  let server: Server | undefined;
   try {
+    if (options.copyDatabase) {
+      await mkdir(path.join(baseDir, "userdata"), { mode: 0o700 });
+      await options.copyDatabase(path.join(baseDir, "userdata"));
+    }
+    // As production runs it (t3-serve@.service): the same flags, NODE_ENV=production.
+    const port = await freePort();
+    server = startServer(options.t3, port, baseDir, { NODE_ENV: "production", ...env });
     const origin = `http://127.0.0.1:${port}`;
     const notReady = await waitForRoot(origin, server, options.readyTimeoutMs ?? 20_000);
+    // Its output is in the answer already.
     if (notReady) return notReady;
     const credential = await createCredential(ctx, options.t3, baseDir, env);
-    if (typeof credential !== "string") return credential;
-    return await createSession(origin, credential);
+    if (typeof credential !== "string") return migrationFailure(server) ?? credential;
+    const session = await createSession(origin, credential);
+    return migrationFailure(server) ?? session;
   } finally {
-    await stopServer(server);
-    ctx.log.debug(`t3 serve's output:\n${tail(server.output(), 20)}`);
+    if (server) {
+      await stopServer(server);
+      ctx.log.debug(`t3 serve's output:\n${tail(server.output(), 20)}`);
+    }
     await rm(baseDir, { recursive: true, force: true });
   }
+}
+
+/** The first line of t3 serve's output that says a migration failed, as a result; null when none does. */
+function migrationFailure(server: Server): T3Health | null {
+  const line = server.migrationError();
+  return line === null
+    ? null
+    : {
+        healthy: false,
+        check: "migration",
+        saw: `\`t3 serve\` on a copy of a populated state.sqlite logged: ${line.trim().slice(0, 300)}`,
+      };
 }
 
 /** `t3 --version` prints the version as its last word, maybe with a v. */
@@ -79,6 +115,7 @@ interface Server {
   output(): string;
   /** How it ended ("exited with 1", "spawn ... ENOENT"), or null while it runs. */
   ended(): string | null;
+  migrationError(): string | null;
 }
 
 function startServer(t3: string, port: number, baseDir: string, env: Record<string, string>): Server {
@@ -97,13 +134,26 @@ function startServer(t3: string, port: number, baseDir: string, env: Record<stri
   );
   trackChild(child.pid);
   let output = "";
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-8192));
+  // The first line that says a migration failed, however much is printed after it.
+  let partial = "";
+  let migrationError: string | null = null;
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-8192);
+    const lines = (partial + chunk.toString()).split("\n");
+    partial = lines.pop()!.slice(-4096);
+    migrationError ??= lines.find((l) => MIGRATION_ERRORS.test(l)) ?? null;
+  };
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
   let ended: string | null = null;
   child.on("error", (error) => (ended ??= error.message));
   child.on("exit", (code, signal) => (ended ??= `exited with ${code ?? signal}`));
-  return { process: child, output: () => output, ended: () => ended };
+  return {
+    process: child,
+    output: () => output,
+    ended: () => ended,
+    migrationError: () => migrationError ?? (MIGRATION_ERRORS.test(partial) ? partial : null),
+  };
 }
 
 async function waitForRoot(origin: string, server: Server, timeoutMs: number): Promise<T3Health | null> {
@@ -185,7 +235,9 @@ async function createSession(origin: string, credential: string): Promise<T3Heal
       break;
     }
     const cookies = response.headers.getSetCookie();
-    if (cookies.some((c) => c.startsWith("t3_session="))) return { healthy: true };
+    // t3 names it t3_session_<port>_<hash> on some bindings: a check that wanted
+    // exactly t3_session rolled back every update for 17 days (docs/devvm.md).
+    if (cookies.some((c) => /^t3_session[^=;]*=/.test(c))) return { healthy: true };
     tried.push(
       `POST ${route} answered ${response.status}${cookies.length ? ` with cookies ${cookies.map((c) => c.split("=")[0]).join(", ")}` : ""}`,
     );

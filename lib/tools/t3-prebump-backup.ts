@@ -9,7 +9,9 @@
 // --prebump), so the online copy as the user, its 15-minute cap and its
 // folder rules live in one place. It runs from the builder's files/, not
 // from /usr/local/bin: service-helpers installs it there after this stage.
-import { statSync } from "node:fs";
+import { constants, createWriteStream, statSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
 import path from "node:path";
 import type { Change } from "../core/change.ts";
 import type { BuildContext } from "../core/context.ts";
@@ -62,9 +64,14 @@ export function describeBackup(backup: PrebumpBackup): Change {
  * failure throws naming each user that failed, so the caller keeps the
  * version before (a rollback without the database is the incident).
  */
-export async function backUpBeforeVersionChange(ctx: BuildContext, from: string | null, to: string): Promise<Change[]> {
+export async function backUpBeforeVersionChange(
+  ctx: BuildContext,
+  from: string | null,
+  to: string,
+  which: (user: string) => boolean = () => true,
+): Promise<Change[]> {
   if (from === null) return [];
-  const backups = prebumpBackups(ctx, from, to);
+  const backups = prebumpBackups(ctx, from, to).filter(({ user }) => which(user));
   const program = path.join(ctx.repoDir, "files", PROGRAM);
   const failures: Array<{ user: string; why: string }> = [];
   for (const { user } of backups) {
@@ -89,5 +96,25 @@ function isFile(file: string): boolean {
     return statSync(file).isFile();
   } catch {
     return false;
+  }
+}
+
+/**
+ * Copies a user's copy (a file in their own backup folder) to `dest`, read
+ * only when it is a plain file the user owns, never through a link: the
+ * folder is the user's, and root must not read for them what they cannot.
+ */
+export async function copyUsersFile(ctx: Pick<BuildContext, "root">, user: string, file: string, dest: string) {
+  const uid = readAccountTable(ctx).users.get(user)?.uid;
+  const handle = await open(hostPath(ctx, file), constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile() || stat.uid !== uid) throw new Error(`${file} is not a plain file of ${user}'s`);
+    await pipeline(
+      handle.createReadStream({ autoClose: false }),
+      createWriteStream(dest, { mode: 0o600, flags: "wx" }),
+    );
+  } finally {
+    await handle.close();
   }
 }

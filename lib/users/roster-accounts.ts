@@ -14,7 +14,7 @@ import { run } from "../machine/exec.ts";
 import { envValue, setEnvValue } from "../machine/env-file.ts";
 import { lstatOrNull, type Resource } from "../machine/files.ts";
 import { OS_USER, type Roster, type RosterUser } from "../inputs/roster.ts";
-import { STATE_DIR } from "../machine/layout.ts";
+import { DISPATCH_PORT, STATE_DIR } from "../machine/layout.ts";
 import { groupsOf, type AccountTable } from "../machine/accounts.ts";
 
 export const TIER_GROUPS: Record<RosterUser["tier"], string> = {
@@ -86,8 +86,7 @@ const portTable = (from: PortTable = {}): PortTable => Object.assign(Object.crea
 export const ENV_DIR = "/etc/t3-serve";
 export const envFile = (user: string) => `${ENV_DIR}/${user}.env`;
 export const FIRST_PORT = 3773;
-/** t3-dispatch's own port: never a user's. */
-export const DISPATCH_PORT = 3780;
+export { DISPATCH_PORT } from "../machine/layout.ts";
 /** The port record an earlier builder kept beside the .env files; those files are the record now. */
 export const LEGACY_PORTS_FILE = `${STATE_DIR}/ports.json`;
 
