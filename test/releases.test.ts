@@ -1,11 +1,12 @@
 // The builder on the releases besides the test release (the whole suite runs
-// on TEST_RELEASE, test/support/harness/base-image.ts): on a fresh box of
-// each, prepared as the old scripts left the live devvm (the live box runs
-// Ubuntu 24.04), one build started by `./bootstrap.sh` takes it over from
-// scratch. Then dpkg-query shows exactly that release's apt pins, a second
-// build changes nothing, and every user signs in through t3-dispatch, built
-// there by that release's own Go through the Go module proxy stand-in.
-// Checked from outside: packages, files, units, HTTP answers.
+// on TEST_RELEASE, test/support/harness/base-image.ts) and the live box's
+// (Ubuntu 24.04, which test/adoption.test.ts takes over with these same
+// checks): on a fresh box of each, prepared as the old scripts left the live
+// devvm, one build started by `./bootstrap.sh` takes it over from scratch.
+// Then dpkg-query shows exactly that release's apt pins, a second build
+// changes nothing, and every user signs in through t3-dispatch, built there
+// by that release's own Go through the Go module proxy stand-in. Checked
+// from outside: packages, files, units, HTTP answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSettings } from "../lib/inputs/settings.ts";
 import type { Pins } from "../lib/inputs/pins.ts";
@@ -20,6 +21,7 @@ import {
   ENV_FILES,
   INPUTS,
   installedVersions,
+  LIVE_BOX_RELEASE,
   OLD,
   OLD_BOX,
   releaseKeyOf,
@@ -34,7 +36,7 @@ import { startAptArchiveStandIn, type AptArchiveStandIn } from "./support/stand-
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 
-const OTHERS = RELEASES.filter((release) => release.key !== TEST_RELEASE);
+const OTHERS = RELEASES.filter((release) => release.key !== TEST_RELEASE && release.key !== LIVE_BOX_RELEASE);
 
 /** Whether the release's archive answers here; a release that cannot be reached is skipped, saying so. */
 async function archiveReachable(release: Release): Promise<boolean> {
