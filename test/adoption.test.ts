@@ -1,18 +1,32 @@
-// Taking over the live devvm (docs/devvm.md "Adopting the live devvm"): a box
-// prepared the way the old scripts left it (without running them), then one
-// full build against the stand-ins. Every user keeps their port, their env
-// lines, their home and clone; the old reconcile and updater are gone; and
-// sign-in works end to end through t3-dispatch (the stand-in of test/
-// fixtures/t3-dispatch, built from the admin's checkout, the default
-// source). Checked from outside: files, units, HTTP answers.
+// Taking over the live devvm (docs/devvm.md "Adopting the live devvm"): a
+// fresh box of the live box's release (Ubuntu 24.04) prepared the way the
+// old scripts left it (without running them), then one full build started
+// as the README says, `./bootstrap.sh` from the project's folder, against
+// the stand-ins. The box then has exactly that release's apt pins (the
+// snapshot archive, a stand-in, never asked) and a t3-dispatch built by its
+// Go; every user keeps their port, their env lines, their home and clone;
+// the old reconcile and updater are gone; and sign-in works end to end
+// through t3-dispatch (the stand-in of test/fixtures/t3-dispatch, built from
+// the admin's checkout, the default source). test/releases.test.ts makes the
+// same per-release checks on the other releases. Checked from outside:
+// packages, files, units, HTTP answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Pins } from "../lib/inputs/pins.ts";
+import { releaseByKey } from "../lib/machine/releases.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import { runTmuxSaveOnce } from "./support/harness/box-timers.ts";
 import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 import { ADMIN_KUBECONFIG } from "./support/fixtures/kubeconfig.ts";
+import { startAptArchiveStandIn, type AptArchiveStandIn } from "./support/stand-ins/apt-archive.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 import {
+  backportedPackages,
+  dispatchBuiltBy,
+  installedVersions,
+  LIVE_BOX_RELEASE,
+  releaseKeyOf,
+  takeOverWithBootstrap,
   DAVE,
   ENV_FILES,
   INPUTS,
@@ -35,15 +49,24 @@ import {
   VAULT_SECRETS,
 } from "./support/harness/adoption-box.ts";
 
-describe("adopting the live devvm", () => {
+const release = releaseByKey(LIVE_BOX_RELEASE)!;
+
+describe(`adopting the live devvm, on ${release.name}`, () => {
   let sources: StandInSources;
+  let snapshot: AptArchiveStandIn;
   let vault: VaultStandIn;
   let vm: DevvmContainer;
   let plan: BuildRun;
   let timersBeforeBuild: string;
   let first: BuildRun;
   let homesBefore: string;
-  const env = () => ({ ...sources.env, VAULT_ADDR: vault.address, VAULT_TOKEN: TOKEN });
+  // The snapshot archive a stand-in that must never be asked: the release's mirror offers every pin.
+  const env = () => ({
+    ...sources.env,
+    VAULT_ADDR: vault.address,
+    VAULT_TOKEN: TOKEN,
+    DEVVM_APT_SNAPSHOT_URL: snapshot.snapshotUrl,
+  });
   const build = async (...args: string[]): Promise<BuildRun> => {
     const run = await buildIn(vm, env(), "--inputs", INPUTS, ...args);
     process.stderr.write(`build ${args.join(" ")}: exit ${run.exitCode}\n${run.log}`);
@@ -53,23 +76,27 @@ describe("adopting the live devvm", () => {
   const writeRoster = (users: Record<string, Record<string, unknown>>) =>
     vm.exec(["sh", "-c", `printf %s "$R" > ${INPUTS}/roster.yaml`], { check: true, env: { R: rosterYaml(users) } });
   const homes = () => sh(HOMES);
+  const aptPins = () => sources.pins.apt[release.key as keyof Pins["apt"]]!;
 
   beforeAll(async () => {
-    sources = await startStandInSources();
+    [sources, snapshot] = await Promise.all([startStandInSources(), startAptArchiveStandIn()]);
     vault = await startVaultStandIn(TOKEN, VAULT_SECRETS);
-    vm = await startFreshVm();
+    vm = await startFreshVm("project", release.key);
     await writeInputs(vm, INPUTS, sources.pins);
     await writeRoster(USERS);
     await vm.exec(OLD_BOX, { check: true });
     homesBefore = await homes();
     plan = await build("--plan");
     timersBeforeBuild = await sh("systemctl list-timers --all --no-pager --no-legend");
-    first = await build();
+    // The README's command, from the project's folder: bootstrap.sh installs its fetch tools at this release's pins.
+    first = await takeOverWithBootstrap(vm, env());
+    process.stderr.write(`bootstrap.sh: exit ${first.exitCode}\n${first.log}`);
   });
   afterAll(async () => {
     await vm?.[Symbol.asyncDispose]();
     await vault?.[Symbol.asyncDispose]();
     await sources?.[Symbol.asyncDispose]();
+    await snapshot?.[Symbol.asyncDispose]();
   });
 
   it("shows the retirement under --plan first, changing nothing", () => {
@@ -79,8 +106,30 @@ describe("adopting the live devvm", () => {
     for (const name of OLD) expect(timersBeforeBuild).toContain(`${name}.timer`);
   });
 
-  it("builds", () => {
+  it("builds, on that release", async () => {
     expect(first.exitCode, first.log).toBe(0);
+    expect(await releaseKeyOf(vm)).toBe(release.key);
+  });
+
+  it("installs exactly that release's apt pins, bootstrap.sh's fetch tools included", async () => {
+    expect(await installedVersions(vm, Object.keys(aptPins()))).toEqual(aptPins());
+    expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
+    // The mirror offered every pin: nothing was asked of the snapshot archive.
+    expect(snapshot.requests()).toEqual([]);
+    expect(first.log).not.toMatch(/snapshot/);
+  });
+
+  it("takes Go, and only Go, from the release's extra suite where it has one", async () => {
+    const fromElsewhere = await backportedPackages(vm);
+    if (release.extraSuite) {
+      expect(fromElsewhere).toContain("golang-go");
+      expect(fromElsewhere.filter((name) => !/^golang-/.test(name))).toEqual([]);
+    } else expect(fromElsewhere).toEqual([]);
+  });
+
+  it("builds t3-dispatch from the admin's checkout with the release's Go, 1.22 or newer", async () => {
+    const { built, minor } = await dispatchBuiltBy(vm);
+    expect(minor, built).toBeGreaterThanOrEqual(22);
   });
 
   it("keeps every user's port and every env line, at 0600; a non-admin without a login gets the shared one appended", async () => {

@@ -1,28 +1,33 @@
 // The builder on the releases besides the test release (the whole suite runs
-// on TEST_RELEASE, test/support/harness/base-image.ts): on a fresh box of
-// each, prepared as the old scripts left the live devvm (the live box runs
-// Ubuntu 24.04), one build started by `./bootstrap.sh` takes it over from
-// scratch. Then dpkg-query shows exactly that release's apt pins, a second
-// build changes nothing, and every user signs in through t3-dispatch, built
-// there by that release's own Go through the Go module proxy stand-in.
-// Checked from outside: packages, files, units, HTTP answers.
+// on TEST_RELEASE, test/support/harness/base-image.ts) and the live box's
+// (Ubuntu 24.04, which test/adoption.test.ts takes over with these same
+// checks): on a fresh box of each, prepared as the old scripts left the live
+// devvm, one build started by `./bootstrap.sh` takes it over from scratch.
+// Then dpkg-query shows exactly that release's apt pins, a second build
+// changes nothing, and every user signs in through t3-dispatch, built there
+// by that release's own Go through the Go module proxy stand-in. Checked
+// from outside: packages, files, units, HTTP answers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSettings } from "../lib/inputs/settings.ts";
 import type { Pins } from "../lib/inputs/pins.ts";
-import type { Report } from "../lib/output/report.ts";
 import { baseMirrors } from "../lib/image/release-base.ts";
 import { RELEASES, type Release } from "../lib/machine/releases.ts";
 import { TEST_RELEASE } from "./support/harness/base-image.ts";
 import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
-import { PROJECT_DIR_IN_CONTAINER } from "./support/harness/copy-project.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import {
+  backportedPackages,
+  dispatchBuiltBy,
   ENV_FILES,
   INPUTS,
+  installedVersions,
+  LIVE_BOX_RELEASE,
   OLD,
   OLD_BOX,
+  releaseKeyOf,
   rosterYaml,
   signIn,
+  takeOverWithBootstrap,
   TOKEN,
   USERS,
   VAULT_SECRETS,
@@ -31,7 +36,7 @@ import { startAptArchiveStandIn, type AptArchiveStandIn } from "./support/stand-
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 
-const OTHERS = RELEASES.filter((release) => release.key !== TEST_RELEASE);
+const OTHERS = RELEASES.filter((release) => release.key !== TEST_RELEASE && release.key !== LIVE_BOX_RELEASE);
 
 /** Whether the release's archive answers here; a release that cannot be reached is skipped, saying so. */
 async function archiveReachable(release: Release): Promise<boolean> {
@@ -78,13 +83,8 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
       });
       await vm.exec(OLD_BOX, { check: true });
       // The README's command, from the project's folder: bootstrap.sh reads this release's apt pins itself.
-      const run = await vm.exec(["./bootstrap.sh", "--inputs", INPUTS], {
-        workingDir: PROJECT_DIR_IN_CONTAINER,
-        env: env(),
-      });
-      const report = JSON.parse(await vm.readFile(`${PROJECT_DIR_IN_CONTAINER}/output/report.json`)) as Report;
-      first = { exitCode: run.exitCode, log: run.stderr, report };
-      process.stderr.write(`${release.name}: bootstrap.sh exit ${run.exitCode}\n${run.stderr}`);
+      first = await takeOverWithBootstrap(vm, env());
+      process.stderr.write(`${release.name}: bootstrap.sh exit ${first.exitCode}\n${first.log}`);
     });
     afterAll(async () => {
       await vm?.[Symbol.asyncDispose]();
@@ -95,13 +95,11 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
 
     it("builds, on that release", async () => {
       expect(first.exitCode, first.log).toBe(0);
-      expect(await sh(". /etc/os-release && echo $ID-$VERSION_ID")).toBe(release.key);
+      expect(await releaseKeyOf(vm)).toBe(release.key);
     });
 
     it("installs exactly that release's apt pins, bootstrap.sh's fetch tools included", async () => {
-      const names = Object.keys(aptPins());
-      const query = await sh(`dpkg-query -W -f='\${Package} \${Version}\\n' ${names.join(" ")}`);
-      expect(Object.fromEntries(query.split("\n").map((l) => l.split(" ")))).toEqual(aptPins());
+      expect(await installedVersions(vm, Object.keys(aptPins()))).toEqual(aptPins());
       expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
       // The mirror offered every pin: nothing was asked of the snapshot archive.
       expect(snapshot.requests()).toEqual([]);
@@ -109,20 +107,16 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
     });
 
     it("takes Go, and only Go, from the release's extra suite where it has one", async () => {
-      const fromElsewhere = (await sh("dpkg-query -W -f='${Package} ${Version}\\n'"))
-        .split("\n")
-        .filter((line) => /~bpo\d+/.test(line))
-        .map((line) => line.split(" ")[0]);
+      const fromElsewhere = await backportedPackages(vm);
       if (release.extraSuite) {
         expect(fromElsewhere).toContain("golang-go");
-        expect(fromElsewhere.filter((name) => !/^golang-/.test(name!))).toEqual([]);
+        expect(fromElsewhere.filter((name) => !/^golang-/.test(name))).toEqual([]);
       } else expect(fromElsewhere).toEqual([]);
     });
 
     it("builds t3-dispatch from the admin's checkout with the release's Go, 1.22 or newer", async () => {
-      const built = await sh("go version /usr/local/bin/t3-dispatch");
-      const [, minor] = /: go1\.(\d+)/.exec(built) ?? [];
-      expect(Number(minor), built).toBeGreaterThanOrEqual(22);
+      const { built, minor } = await dispatchBuiltBy(vm);
+      expect(minor, built).toBeGreaterThanOrEqual(22);
     });
 
     it("keeps every user's port and env lines, and retires the old units", async () => {

@@ -1,8 +1,17 @@
-// The live devvm as the old scripts left it, for test/adoption.test.ts: its
+// The live devvm as the old scripts left it, for test/adoption.test.ts (on
+// the live box's release) and test/releases.test.ts (on the others): its
 // accounts, homes, env files, units and global npm t3, made by a script
-// rather than by running those scripts, and the roster and cluster users
-// the adoption build is given.
+// rather than by running those scripts, the roster and cluster users the
+// takeover is given, the takeover itself as the README says it (one
+// `./bootstrap.sh`), and how both tests read a release's packages and Go.
+import type { Report } from "../../../lib/output/report.ts";
+import type { BuildEnv, BuildRun } from "./build-in-vm.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
+import type { DevvmContainer } from "./devvm-container.ts";
+import { keepGoCache } from "./go-cache.ts";
+
+/** The release the live devvm runs (docs/devvm.md "Releases"): test/adoption.test.ts takes over a box of it. */
+export const LIVE_BOX_RELEASE = "ubuntu-24.04";
 
 export const INPUTS = "/opt/devvm-inputs";
 export const TOKEN = "hvs.adoption-stand-in-token";
@@ -108,3 +117,45 @@ export const PLANTED_LINKS_NAMED = [
   "alice: /home/alice/.kube is a link to /root/.kube: not followed",
   "alice: /home/alice/.codex is a link to /etc/sudoers.d: not followed",
 ];
+
+/**
+ * The takeover as an admin starts it on the box: the README's command,
+ * `./bootstrap.sh --inputs INPUTS`, from the project's folder (a box of
+ * startFreshVm("project")), which installs its fetch tools at this release's
+ * apt pins, fetches the pinned Node and runs the builder. The report is the
+ * output/report.json it wrote.
+ */
+export async function takeOverWithBootstrap(vm: DevvmContainer, env: BuildEnv): Promise<BuildRun> {
+  const reportFile = `${PROJECT_DIR_IN_CONTAINER}/output/report.json`;
+  await vm.exec(["rm", "-f", reportFile], { check: true });
+  const run = await vm.exec(["./bootstrap.sh", "--inputs", INPUTS], { workingDir: PROJECT_DIR_IN_CONTAINER, env });
+  const report = JSON.parse(await vm.readFile(reportFile)) as Report;
+  await keepGoCache(vm);
+  return { exitCode: run.exitCode, log: run.stderr, report };
+}
+
+const stdout = async (vm: DevvmContainer, command: string) => (await vm.exec(command, { check: true })).stdout.trim();
+
+/** The box's release, as `${ID}-${VERSION_ID}` of its /etc/os-release: the release's key. */
+export const releaseKeyOf = (vm: DevvmContainer) => stdout(vm, ". /etc/os-release && echo $ID-$VERSION_ID");
+
+/** What dpkg-query says is installed of each of `names`, keyed by name like a release's apt pins. */
+export async function installedVersions(vm: DevvmContainer, names: string[]): Promise<Record<string, string>> {
+  const query = await stdout(vm, `dpkg-query -W -f='\${Package} \${Version}\\n' ${names.join(" ")}`);
+  return Object.fromEntries(query.split("\n").map((l) => l.split(" ")));
+}
+
+/** The installed packages at a backport's version (~bpoN): what came from the release's extra suite. */
+export async function backportedPackages(vm: DevvmContainer): Promise<string[]> {
+  return (await stdout(vm, "dpkg-query -W -f='${Package} ${Version}\\n'"))
+    .split("\n")
+    .filter((line) => /~bpo\d+/.test(line))
+    .map((line) => line.split(" ")[0]!);
+}
+
+/** `go version` of the installed t3-dispatch, and the minor version of the Go that built it (NaN if none). */
+export async function dispatchBuiltBy(vm: DevvmContainer): Promise<{ built: string; minor: number }> {
+  const built = await stdout(vm, "go version /usr/local/bin/t3-dispatch");
+  const [, minor] = /: go1\.(\d+)/.exec(built) ?? [];
+  return { built, minor: Number(minor) };
+}
