@@ -118,7 +118,8 @@ export default {
         continue;
       }
       // The same copy as at the switch, made now: a rollback puts back the newest one.
-      if (to) await backUpBeforeVersionChange(ctx, marker.from ?? to, to, (u) => u === user);
+      // A marker without from= (the live updater's) names the copy state-prebump-unknown-TO.
+      if (to) await backUpBeforeVersionChange(ctx, marker.from ?? "unknown", to, (u) => u === user);
       ctx.log.info(`DEFERRED ${user}: idle; restarting t3-serve@${user} onto t3 ${to ?? marker.to}`);
       const signedIn = await restartAndSignIn(ctx, user, entry.authentik_user);
       removeDeferred(ctx, user);

@@ -17,7 +17,15 @@ import { run } from "../machine/exec.ts";
 import { DISPATCH_PORT } from "../machine/layout.ts";
 import { envValue } from "../machine/env-file.ts";
 import { activeT3ServeInstances, activeUnits, systemctl, t3ServeInstance, UNIT_DIR } from "../machine/systemd.ts";
-import { removeDeferred, readDeferred, readLastGood, setFreeze, writeDeferred, writeLastGood } from "./t3-gate.ts";
+import {
+  removeDeferred,
+  readDeferred,
+  readLastGood,
+  setFreeze,
+  T3_FREEZE,
+  writeDeferred,
+  writeLastGood,
+} from "./t3-gate.ts";
 import { T3_BACKUP_DIR } from "./t3-prebump-backup.ts";
 
 export const DISPATCH_UNIT = "t3-dispatch.service";
@@ -249,6 +257,7 @@ export interface CanaryOptions {
  */
 export async function moveInstances(ctx: BuildContext, { from, to, relink }: CanaryOptions): Promise<Change[]> {
   const changes: Change[] = [];
+  const moved: string[] = [];
   const units = (await activeT3ServeInstances(ctx)).sort();
   for (const unit of units) {
     const user = unit.slice("t3-serve@".length, -".service".length);
@@ -269,7 +278,8 @@ export async function moveInstances(ctx: BuildContext, { from, to, relink }: Can
     }
     ctx.log.info(`CANARY ${user}: restarting ${unit} onto t3 ${to}`);
     const signedIn = await restartAndSignIn(ctx, user, entry.authentik_user);
-    if (!signedIn.ok) await rollBack(ctx, { from, to, relink, user, saw: signedIn.saw });
+    if (!signedIn.ok) await rollBack(ctx, { from, to, relink, user, saw: signedIn.saw, moved });
+    moved.push(user);
     removeDeferred(ctx, user);
     const line = `CANARY ${user}: restarted onto t3 ${to}; ${checkedBy(ctx)}`;
     ctx.log.info(line);
@@ -281,31 +291,41 @@ export async function moveInstances(ctx: BuildContext, { from, to, relink }: Can
 
 async function rollBack(
   ctx: BuildContext,
-  { from, to, relink, user, saw }: CanaryOptions & { user: string; saw: string },
+  { from, to, relink, user, saw, moved }: CanaryOptions & { user: string; saw: string; moved: string[] },
 ): Promise<never> {
+  // The freeze first: whatever happens below, no build or timer tries this version again.
+  await setFreeze(ctx, `t3 ${to} failed its canary on ${new Date().toISOString()}: ${user}'s check saw ${saw}`);
+  ctx.log.info(`FROZEN t3 changes no version until the admin removes ${T3_FREEZE}`);
   const lastGood = readLastGood(ctx) ?? from;
   const unit = t3ServeInstance(user);
   const done: string[] = [];
   if (lastGood && lastGood !== to && (await relink(lastGood))) done.push(`t3 is back at ${lastGood} (last-good)`);
   else done.push(`t3 stays at ${to}: no install of the last good version${lastGood ? ` (${lastGood})` : ""} is left`);
-  ctx.log.info(
-    `ROLLBACK ${user}: the sign-in through t3-dispatch failed after the restart onto t3 ${to}: ${saw}; ${done[0]}`,
-  );
+  ctx.log.info(`ROLLBACK ${user}: the check after the restart onto t3 ${to} failed: ${saw}; ${done[0]}`);
   await systemctl(ctx, ["stop", unit]);
-  const copy = newestPrebumpCopy(ctx, user, { to });
-  if (copy) {
-    await restoreDatabase(ctx, user, copy);
-    done.push(`${user}'s state.sqlite is ${copy} again`);
-  } else done.push(`${user} had no copy of a database to put back`);
-  await systemctl(ctx, ["start", unit]);
+  try {
+    const copy = newestPrebumpCopy(ctx, user, { to });
+    if (copy) {
+      await restoreDatabase(ctx, user, copy);
+      done.push(`${user}'s state.sqlite is ${copy} again`);
+    } else done.push(`${user} had no copy of a database to put back`);
+  } catch (error) {
+    done.push(`${user}'s database could not be put back (${(error as Error).message.split("\n")[0]})`);
+  } finally {
+    await systemctl(ctx, ["start", unit], [1, 3, 4, 5]);
+  }
   ctx.log.info(`ROLLBACK ${user}: ${done.slice(1).join("; ")}; ${unit} started again`);
   // The busy ones wait for a version that failed: they stay where they are.
   for (const marker of readDeferred(ctx).markers) if (marker.to === to) removeDeferred(ctx, marker.user);
-  await setFreeze(ctx, `t3 ${to} failed its canary on ${new Date().toISOString()}: ${user}'s check saw ${saw}`);
-  ctx.log.info(`FROZEN t3 changes no version until the admin removes /etc/t3-autoupdate.freeze`);
+  // Restarted onto it before this one failed: they run it still, and their next restart starts the version
+  // gone back to on a database the failed one may have migrated.
+  if (moved.length > 0)
+    done.push(
+      `${moved.join(", ")} already run${moved.length === 1 ? "s" : ""} t3 ${to} (restarted before ${user}); each one's copy from before is its newest state-prebump-*-${to}.sqlite`,
+    );
   const stillUp = await activeUnits(ctx, [unit]);
   throw new UserError(
-    `t3 ${to} failed its canary: after ${unit} restarted onto it, ${hasDispatch(ctx) ? "a sign-in through t3-dispatch" : "its own GET /"} saw ${saw}. ${done.join("; ")}; ${unit} ${stillUp.has(unit) ? "runs again" : "did not start again"}; the freeze file /etc/t3-autoupdate.freeze is set`,
-    `see \`journalctl -u ${unit}\` and t3-dispatch's journal; pin a version that works, then remove /etc/t3-autoupdate.freeze`,
+    `t3 ${to} failed its canary: after ${unit} restarted onto it, ${hasDispatch(ctx) ? "a sign-in through t3-dispatch" : "its own GET /"} saw ${saw}. ${done.join("; ")}; ${unit} ${stillUp.has(unit) ? "runs again" : "did not start again"}; the freeze file ${T3_FREEZE} is set`,
+    `see \`journalctl -u ${unit}\` and t3-dispatch's journal; pin a version that works, then remove ${T3_FREEZE}`,
   );
 }
