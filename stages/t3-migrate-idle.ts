@@ -75,7 +75,7 @@ async function plan(ctx: BuildContext): Promise<Verdict[] | { skip: string }> {
     ctx.log.info(
       `FROZEN the deferred instances (${markers.map((m) => m.user).join(", ")}) stay where they are: ${T3_FREEZE} exists`,
     );
-    return { skip: `a freeze holds: ${T3_FREEZE} exists, so no deferred instance moves` };
+    return { skip: `FROZEN: a freeze holds: ${T3_FREEZE} exists, so no deferred instance moves` };
   }
   const verdicts: Verdict[] = [];
   for (const marker of markers) {

@@ -259,7 +259,7 @@ describe("the t3 stage", () => {
       writeFileSync(state("etc/t3-autoupdate.freeze"), "canary of alice failed on 0.0.28\n");
       pin("0.0.28");
       expect(await checkT3(root.ctx)).toEqual({
-        skip: "a freeze holds: /etc/t3-autoupdate.freeze exists (canary of alice failed on 0.0.28), so t3 stays at 0.0.26 and 0.0.28 is not installed; remove the file once the problem is understood",
+        skip: "FROZEN: a freeze holds: /etc/t3-autoupdate.freeze exists (canary of alice failed on 0.0.28), so t3 stays at 0.0.26 and 0.0.28 is not installed; remove the file once the problem is understood",
       });
       // The same version: nothing for the freeze to hold back.
       pin("0.0.26");

@@ -216,7 +216,7 @@ export async function checkT3(ctx: BuildContext): Promise<Check<T3Plan>> {
     const why = freeze ? ` (${freeze})` : "";
     ctx.log.info(`FROZEN t3 stays at ${before ?? "(none)"}, pin ${pin.version} waits: ${T3_FREEZE} exists${why}`);
     return {
-      skip: `a freeze holds: ${T3_FREEZE} exists${why}, so t3 stays at ${before ?? "(none)"} and ${pin.version} is not installed; remove the file once the problem is understood`,
+      skip: `FROZEN: a freeze holds: ${T3_FREEZE} exists${why}, so t3 stays at ${before ?? "(none)"} and ${pin.version} is not installed; remove the file once the problem is understood`,
     };
   }
   const instances = await instancesToMove(ctx, pin.version, before);
