@@ -358,10 +358,11 @@ describe("t3 version changes on a built devvm", () => {
     const t3 = stageOf(run, "t3");
     return t3 && "error" in t3 ? t3.error : { message: "", hint: "" };
   };
-  /** The watchdog-free journal of a oneshot run by hand, from a time on. */
+  /** A oneshot's journal, run by hand, from a position on. */
   const journal = async (unit: string, from: string) =>
-    (await vm.exec(["journalctl", "-u", unit, "--since", from, "-o", "cat", "--no-pager"])).stdout;
-  const since = () => sh("date -d '+1 second' '+%Y-%m-%d %H:%M:%S' && sleep 1.1");
+    (await vm.exec(["journalctl", "-u", unit, "--after-cursor", from, "-o", "cat", "--no-pager"])).stdout;
+  /** The journal's position now: what a unit logs after it, and only that, is `journal(unit, since())`. */
+  const since = () => sh("journalctl -n 1 -o cat --show-cursor --no-pager | sed -n 's/^-- cursor: //p'");
   const ALL = [...RUNNING, "wizard"];
 
   it("refuses a t3 whose migration fails on a populated database at the health check, on a copy of alice's, and switches nothing", async () => {
