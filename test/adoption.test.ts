@@ -21,11 +21,7 @@ import { startAptArchiveStandIn, type AptArchiveStandIn } from "./support/stand-
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
 import { startStandInSources, writeInputs, type StandInSources } from "./support/stand-ins/sources.ts";
 import {
-  backportedPackages,
-  dispatchBuiltBy,
-  installedVersions,
   LIVE_BOX_RELEASE,
-  releaseKeyOf,
   takeOverWithBootstrap,
   DAVE,
   ENV_FILES,
@@ -47,6 +43,7 @@ import {
   PLANTED_LINKS_NAMED,
   signIn,
   VAULT_SECRETS,
+  takeoverChecksOnItsRelease,
 } from "./support/harness/adoption-box.ts";
 
 const release = releaseByKey(LIVE_BOX_RELEASE)!;
@@ -106,31 +103,12 @@ describe(`adopting the live devvm, on ${release.name}`, () => {
     for (const name of OLD) expect(timersBeforeBuild).toContain(`${name}.timer`);
   });
 
-  it("builds, on that release", async () => {
-    expect(first.exitCode, first.log).toBe(0);
-    expect(await releaseKeyOf(vm)).toBe(release.key);
-  });
-
-  it("installs exactly that release's apt pins, bootstrap.sh's fetch tools included", async () => {
-    expect(await installedVersions(vm, Object.keys(aptPins()))).toEqual(aptPins());
-    expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
-    // The mirror offered every pin: nothing was asked of the snapshot archive.
-    expect(snapshot.requests()).toEqual([]);
-    expect(first.log).not.toMatch(/snapshot/);
-  });
-
-  it("takes Go, and only Go, from the release's extra suite where it has one", async () => {
-    const fromElsewhere = await backportedPackages(vm);
-    if (release.extraSuite) {
-      expect(fromElsewhere).toContain("golang-go");
-      expect(fromElsewhere.filter((name) => !/^golang-/.test(name))).toEqual([]);
-    } else expect(fromElsewhere).toEqual([]);
-  });
-
-  it("builds t3-dispatch from the admin's checkout with the release's Go, 1.22 or newer", async () => {
-    const { built, minor } = await dispatchBuiltBy(vm);
-    expect(minor, built).toBeGreaterThanOrEqual(22);
-  });
+  takeoverChecksOnItsRelease(release, () => ({
+    vm,
+    first,
+    snapshotRequests: () => snapshot.requests(),
+    aptPins: aptPins(),
+  }));
 
   it("keeps every user's port and every env line, at 0600; a non-admin without a login gets the shared one appended", async () => {
     // bob (a non-admin with no token and no login of his own) gets the shared Claude login (stage logins).

@@ -16,21 +16,18 @@ import { TEST_RELEASE } from "./support/harness/base-image.ts";
 import { buildIn, nonIdempotentStages, startFreshVm, type BuildRun } from "./support/harness/build-in-vm.ts";
 import type { DevvmContainer } from "./support/harness/devvm-container.ts";
 import {
-  backportedPackages,
-  dispatchBuiltBy,
   ENV_FILES,
   INPUTS,
-  installedVersions,
   LIVE_BOX_RELEASE,
   OLD,
   OLD_BOX,
-  releaseKeyOf,
   rosterYaml,
   signIn,
   takeOverWithBootstrap,
   TOKEN,
   USERS,
   VAULT_SECRETS,
+  takeoverChecksOnItsRelease,
 } from "./support/harness/adoption-box.ts";
 import { startAptArchiveStandIn, type AptArchiveStandIn } from "./support/stand-ins/apt-archive.ts";
 import { startVaultStandIn, type VaultStandIn } from "./support/stand-ins/vault.ts";
@@ -93,31 +90,12 @@ describe.each(OTHERS.filter((_, i) => reachable[i]))(
       await snapshot?.[Symbol.asyncDispose]();
     });
 
-    it("builds, on that release", async () => {
-      expect(first.exitCode, first.log).toBe(0);
-      expect(await releaseKeyOf(vm)).toBe(release.key);
-    });
-
-    it("installs exactly that release's apt pins, bootstrap.sh's fetch tools included", async () => {
-      expect(await installedVersions(vm, Object.keys(aptPins()))).toEqual(aptPins());
-      expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
-      // The mirror offered every pin: nothing was asked of the snapshot archive.
-      expect(snapshot.requests()).toEqual([]);
-      expect(first.log).not.toMatch(/snapshot/);
-    });
-
-    it("takes Go, and only Go, from the release's extra suite where it has one", async () => {
-      const fromElsewhere = await backportedPackages(vm);
-      if (release.extraSuite) {
-        expect(fromElsewhere).toContain("golang-go");
-        expect(fromElsewhere.filter((name) => !/^golang-/.test(name))).toEqual([]);
-      } else expect(fromElsewhere).toEqual([]);
-    });
-
-    it("builds t3-dispatch from the admin's checkout with the release's Go, 1.22 or newer", async () => {
-      const { built, minor } = await dispatchBuiltBy(vm);
-      expect(minor, built).toBeGreaterThanOrEqual(22);
-    });
+    takeoverChecksOnItsRelease(release, () => ({
+      vm,
+      first,
+      snapshotRequests: () => snapshot.requests(),
+      aptPins: aptPins(),
+    }));
 
     it("keeps every user's port and env lines, and retires the old units", async () => {
       for (const [user, text] of Object.entries(ENV_FILES))

@@ -4,6 +4,8 @@
 // rather than by running those scripts, the roster and cluster users the
 // takeover is given, the takeover itself as the README says it (one
 // `./bootstrap.sh`), and how both tests read a release's packages and Go.
+import { expect, it } from "vitest";
+import type { Release } from "../../../lib/machine/releases.ts";
 import type { Report } from "../../../lib/output/report.ts";
 import type { BuildEnv, BuildRun } from "./build-in-vm.ts";
 import { PROJECT_DIR_IN_CONTAINER } from "./copy-project.ts";
@@ -158,4 +160,49 @@ export async function dispatchBuiltBy(vm: DevvmContainer): Promise<{ built: stri
   const built = await stdout(vm, "go version /usr/local/bin/t3-dispatch");
   const [, minor] = /: go1\.(\d+)/.exec(built) ?? [];
   return { built, minor: Number(minor) };
+}
+
+/** What the per-release checks of a takeover read, once its box is built. */
+export interface TakenOver {
+  vm: DevvmContainer;
+  /** The takeover by ./bootstrap.sh. */
+  first: BuildRun;
+  /** The snapshot archive's stand-in, which must never be asked: the release's mirror offers every pin. */
+  snapshotRequests: () => unknown[];
+  aptPins: Record<string, string>;
+}
+
+/**
+ * The checks every takeover of an old-scripts box makes on its release
+ * (adoption.test.ts on the live box's, releases.test.ts on the others), as
+ * tests of the describe block it is called in.
+ */
+export function takeoverChecksOnItsRelease(release: Release, box: () => TakenOver): void {
+  it("builds, on that release", async () => {
+    const { vm, first } = box();
+    expect(first.exitCode, first.log).toBe(0);
+    expect(await releaseKeyOf(vm)).toBe(release.key);
+  });
+
+  it("installs exactly that release's apt pins, bootstrap.sh's fetch tools included", async () => {
+    const { vm, first, aptPins, snapshotRequests } = box();
+    expect(await installedVersions(vm, Object.keys(aptPins))).toEqual(aptPins);
+    expect(first.log).toMatch(/^bootstrap: apt: Setting up curl /m);
+    // The mirror offered every pin: nothing was asked of the snapshot archive.
+    expect(snapshotRequests()).toEqual([]);
+    expect(first.log).not.toMatch(/snapshot/);
+  });
+
+  it("takes Go, and only Go, from the release's extra suite where it has one", async () => {
+    const fromElsewhere = await backportedPackages(box().vm);
+    if (release.extraSuite) {
+      expect(fromElsewhere).toContain("golang-go");
+      expect(fromElsewhere.filter((name) => !/^golang-/.test(name))).toEqual([]);
+    } else expect(fromElsewhere).toEqual([]);
+  });
+
+  it("builds t3-dispatch from the admin's checkout with the release's Go, 1.22 or newer", async () => {
+    const { built, minor } = await dispatchBuiltBy(box().vm);
+    expect(minor, built).toBeGreaterThanOrEqual(22);
+  });
 }
