@@ -364,6 +364,9 @@ describe("t3 version changes on a built devvm", () => {
   /** The journal's position now: what a unit logs after it, and only that, is `journal(unit, since())`. */
   const since = () => sh("journalctl -n 1 -o cat --show-cursor --no-pager | sed -n 's/^-- cursor: //p'");
   const ALL = [...RUNNING, "wizard"];
+  /** SQL on bob's database, as bob. */
+  const asBob = (sql: string) =>
+    vm.exec(["runuser", "-u", "bob", "--", "sqlite3", database("bob"), sql], { check: true });
 
   it("refuses a t3 whose migration fails on a populated database at the health check, on a copy of alice's, and switches nothing", async () => {
     const pids = await Promise.all(ALL.map(mainPid));
@@ -390,17 +393,8 @@ describe("t3 version changes on a built devvm", () => {
       `curl -sf -X POST -d '{"command":"exec /opt/agent/claude 600"}' http://127.0.0.1:${bobPort}/api/stand-in/spawn`,
     );
     // bob's database as the live t3 keeps it: a session updated just now, no turn running.
-    await vm.exec(
-      [
-        "runuser",
-        "-u",
-        "bob",
-        "--",
-        "sqlite3",
-        database("bob"),
-        "create table projection_thread_sessions(thread_id text, active_turn_id text, updated_at text); insert into projection_thread_sessions values ('t1', null, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
-      ],
-      { check: true },
+    await asBob(
+      "create table projection_thread_sessions(thread_id text, active_turn_id text, updated_at text); insert into projection_thread_sessions values ('t1', null, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));",
     );
     const bobPid = await mainPid("bob");
     const run = await build(await pinTo(T3_HEALTHY_LATER), "t3");
@@ -437,17 +431,8 @@ describe("t3 version changes on a built devvm", () => {
     expect((await vm.exec("test -e /var/lib/t3-autoupdate/deferred/bob")).exitCode).toBe(0);
 
     // 20 minutes without an update: idle. The night round copies, restarts, signs in, clears the marker.
-    await vm.exec(
-      [
-        "runuser",
-        "-u",
-        "bob",
-        "--",
-        "sqlite3",
-        database("bob"),
-        "update projection_thread_sessions set updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-20 minutes');",
-      ],
-      { check: true },
+    await asBob(
+      "update projection_thread_sessions set updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-20 minutes');",
     );
     from = await since();
     await sh("systemctl start t3-migrate-idle.service");
