@@ -302,7 +302,7 @@ async function rollBack(
   if (lastGood && lastGood !== to && (await relink(lastGood))) done.push(`t3 is back at ${lastGood} (last-good)`);
   else done.push(`t3 stays at ${to}: no install of the last good version${lastGood ? ` (${lastGood})` : ""} is left`);
   ctx.log.info(`ROLLBACK ${user}: the check after the restart onto t3 ${to} failed: ${saw}; ${done[0]}`);
-  await systemctl(ctx, ["stop", unit]);
+  await systemctl(ctx, ["stop", unit], [1, 3, 4, 5]);
   try {
     const copy = newestPrebumpCopy(ctx, user, { to });
     if (copy) {
