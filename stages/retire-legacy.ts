@@ -27,6 +27,8 @@ const BUILDER_OWNED = new Set([
   "t3-mint",
   "t3-dispatch",
   "t3-state-backup",
+  "t3-watchdog",
+  "claude-auth-sync",
   "tmux-persist",
   "node",
   "npm",
