@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { readAccountTable } from "../lib/machine/accounts.ts";
 import { readlink } from "node:fs/promises";
 import path from "node:path";
 import type { Change } from "../lib/core/change.ts";
@@ -77,6 +78,8 @@ async function assertHealthy(
     ...(database && {
       copyDatabase: (userdata: string) =>
         copyUsersFile(ctx, database.user, database.copy, path.join(userdata, "state.sqlite")),
+      // As that user, as production runs t3: a crafted database reaches no more than its owner has.
+      runAs: readAccountTable(ctx).users.get(database.user),
     }),
   });
   if (health.healthy) return;

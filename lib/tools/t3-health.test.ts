@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,7 +21,7 @@ if (args[0] === "auth" && args[1] === "pairing" && args[2] === "create") {
 }
 if (args[0] !== "serve") process.exit(64);
 const baseDir = option("--base-dir");
-fs.writeFileSync(path.join(process.env.FAKE_T3_STATE, "serve.json"), JSON.stringify({ pid: process.pid, baseDir }));
+fs.writeFileSync(path.join(process.env.FAKE_T3_STATE, "serve.json"), JSON.stringify({ pid: process.pid, baseDir, uid: process.getuid(), home: process.env.HOME, probe: process.env.DEVVM_HEALTH_PROBE ?? null, db: fs.existsSync(path.join(baseDir, "userdata", "state.sqlite")) && fs.statSync(path.join(baseDir, "userdata", "state.sqlite")).uid }));
 if (mode === "crash") { console.error("state.sqlite: migration failed"); process.exit(3); }
 // Fails its migration only on a database that has something in it, and serves on.
 const db = path.join(baseDir, "userdata", "state.sqlite");
@@ -148,4 +148,34 @@ describe("checkT3Health", () => {
     expect(existsSync(path.join(serveState().baseDir, "userdata"))).toBe(false);
     expect(await check("good", { copyDatabase })).toEqual({ healthy: true });
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "runs t3 as the database's owner when told, in a clean environment: none of the builder's own variables",
+    async () => {
+      // nobody reaches the fake t3 and its record: a folder of its own, open to all.
+      const open = mkdtempSync(path.join(tmpdir(), "devvm-fake-t3-open-"));
+      chmodSync(open, 0o777);
+      writeFileSync(path.join(open, "t3"), FAKE_T3, { mode: 0o755 });
+      process.env.DEVVM_HEALTH_PROBE = "a builder's secret";
+      try {
+        const health = await checkT3Health(
+          { log },
+          {
+            t3: path.join(open, "t3"),
+            expectedVersion: "0.0.26",
+            env: { FAKE_T3_MODE: "good", FAKE_T3_STATE: open, PATH: process.env.PATH ?? "/usr/bin:/bin" },
+            copyDatabase: async (userdata) => writeFileSync(path.join(userdata, "state.sqlite"), "SQLite format 3\0"),
+            runAs: { uid: 65534, gid: 65534 },
+          },
+        );
+        expect(health).toEqual({ healthy: true });
+        const served = JSON.parse(readFileSync(path.join(open, "serve.json"), "utf8")) as Record<string, unknown>;
+        expect(served).toMatchObject({ uid: 65534, probe: null, db: 65534 });
+        expect(served.home).toBe(served.baseDir);
+      } finally {
+        delete process.env.DEVVM_HEALTH_PROBE;
+        rmSync(open, { recursive: true, force: true });
+      }
+    },
+  );
 });

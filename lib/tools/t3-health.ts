@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { trackChild, untrackChild } from "../machine/children.ts";
 import { LEFTOVERS, removeLeftovers, scratchPrefix } from "../machine/leftovers.ts";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chown, lchown, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -30,6 +30,14 @@ export interface T3HealthOptions {
    * Called with the folder's path; it writes the copy there.
    */
   copyDatabase?: (userdata: string) => Promise<void>;
+  /**
+   * The account t3 runs as, as production runs it: the owner of the
+   * database copied in (a crafted database then reaches no more than its
+   * owner has). Its environment is then only `env`, NODE_ENV and HOME (the
+   * throwaway folder): never the builder's own, which may hold a Vault
+   * token. Default: the builder's account and environment.
+   */
+  runAs?: { uid: number; gid: number };
 }
 
 export type T3Health =
@@ -60,14 +68,17 @@ export async function checkT3Health(ctx: Pick<BuildContext, "log">, options: T3H
       await mkdir(path.join(baseDir, "userdata"), { mode: 0o700 });
       await options.copyDatabase(path.join(baseDir, "userdata"));
     }
+    // Made and filled by the builder, then handed over whole: nobody else had it before.
+    if (options.runAs) await handOver(baseDir, options.runAs);
+    const as = asAccount(options.runAs, baseDir, env);
     // As production runs it (t3-serve@.service): the same flags, NODE_ENV=production.
     const port = await freePort();
-    server = startServer(options.t3, port, baseDir, { NODE_ENV: "production", ...env });
+    server = startServer(options.t3, port, baseDir, { NODE_ENV: "production", ...env }, as);
     const origin = `http://127.0.0.1:${port}`;
     const notReady = await waitForRoot(origin, server, options.readyTimeoutMs ?? 20_000);
     // Its output is in the answer already.
     if (notReady) return notReady;
-    const credential = await createCredential(ctx, options.t3, baseDir, env);
+    const credential = await createCredential(ctx, options.t3, baseDir, env, as);
     if (typeof credential !== "string") return migrationFailure(server) ?? credential;
     const session = await createSession(origin, credential);
     return migrationFailure(server) ?? session;
@@ -118,14 +129,42 @@ interface Server {
   migrationError(): string | null;
 }
 
-function startServer(t3: string, port: number, baseDir: string, env: Record<string, string>): Server {
+/** The setpriv arguments (after --pdeathsig, before --) and the clean environment that run t3 as `account`; none without one. */
+function asAccount(
+  account: { uid: number; gid: number } | undefined,
+  baseDir: string,
+  env: Record<string, string>,
+): string[] {
+  if (!account) return [];
+  const clean = Object.entries({ ...env, NODE_ENV: "production", HOME: baseDir }).map(([k, v]) => `${k}=${v}`);
+  return [`--reuid=${account.uid}`, `--regid=${account.gid}`, "--clear-groups", "--", "env", "-i", ...clean];
+}
+
+async function handOver(dir: string, { uid, gid }: { uid: number; gid: number }): Promise<void> {
+  await chown(dir, uid, gid);
+  for (const entry of await readdir(dir, { recursive: true })) await lchown(path.join(dir, entry), uid, gid);
+}
+
+function startServer(t3: string, port: number, baseDir: string, env: Record<string, string>, as: string[]): Server {
   // Its own process group, so stopping it also stops whatever it started,
   // recorded, so a build killed meanwhile has it ended by the next one; and
   // killed by the kernel the moment the builder dies (setpriv --pdeathsig):
   // a server that never ends by itself must not outlive its check.
   const child = spawn(
     "setpriv",
-    ["--pdeathsig", "KILL", "--", t3, "serve", "--host", "127.0.0.1", "--port", String(port), "--base-dir", baseDir],
+    [
+      "--pdeathsig",
+      "KILL",
+      ...(as.length > 0 ? as : ["--"]),
+      t3,
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--base-dir",
+      baseDir,
+    ],
     {
       env: { ...process.env, ...env },
       detached: true,
@@ -191,13 +230,14 @@ async function createCredential(
   t3: string,
   baseDir: string,
   env: Record<string, string>,
+  as: string[],
 ): Promise<string | T3Health> {
   let stdout: string;
+  const create = [t3, "auth", "pairing", "create", "--base-dir", baseDir, "--ttl", "5m", "--json"];
   try {
-    ({ stdout } = await run(ctx, t3, ["auth", "pairing", "create", "--base-dir", baseDir, "--ttl", "5m", "--json"], {
-      env,
-      timeoutMs: COMMAND_TIMEOUT_MS,
-    }));
+    ({ stdout } = await (as.length > 0
+      ? run(ctx, "setpriv", [...as, ...create], { timeoutMs: COMMAND_TIMEOUT_MS, cwd: "/" })
+      : run(ctx, create[0]!, create.slice(1), { env, timeoutMs: COMMAND_TIMEOUT_MS })));
   } catch (error) {
     return { healthy: false, check: "pairing credential", saw: failureText(error) };
   }
