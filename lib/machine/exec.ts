@@ -168,3 +168,13 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
     // already gone
   }
 }
+
+/**
+ * setpriv's arguments that run what follows as the account (with its own
+ * groups) in a bare environment holding only `env`: never the builder's,
+ * which may hold a Vault token.
+ */
+export function setprivAs(account: { uid: number; gid: number }, env: Record<string, string>): string[] {
+  const bare = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+  return [`--reuid=${account.uid}`, `--regid=${account.gid}`, "--init-groups", "--", "env", "-i", ...bare];
+}

@@ -13,7 +13,7 @@ import { hostPath } from "../core/context.ts";
 import { UserError } from "../core/errors.ts";
 import { readAccountTable } from "../machine/accounts.ts";
 import { agentsUnder } from "../machine/agents.ts";
-import { run } from "../machine/exec.ts";
+import { run, setprivAs } from "../machine/exec.ts";
 import { DISPATCH_PORT } from "../machine/layout.ts";
 import { envValue } from "../machine/env-file.ts";
 import { activeT3ServeInstances, activeUnits, systemctl, t3ServeInstance, UNIT_DIR } from "../machine/systemd.ts";
@@ -161,16 +161,7 @@ const readAsUser = (ctx: BuildContext, account: { uid: number; gid: number }, ar
     (error: Error) => ({ exitCode: -1, stdout: "", stderr: error.message }),
   );
 
-/** setpriv's arguments that run what follows as the account, its groups, a bare environment. */
-const asUser = (account: { uid: number; gid: number }) => [
-  `--reuid=${account.uid}`,
-  `--regid=${account.gid}`,
-  "--init-groups",
-  "--",
-  "env",
-  "-i",
-  "PATH=/usr/bin:/bin",
-];
+const asUser = (account: { uid: number; gid: number }) => setprivAs(account, { PATH: "/usr/bin:/bin" });
 
 /** From `ACTIVE|MAX(updated_at)`: why the database says someone works now, or null. Exported for its tests. */
 export function turnsBusy(row: string, nowMs: number): string | null {

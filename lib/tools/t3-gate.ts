@@ -63,18 +63,17 @@ export function readNewestRun(ctx: Pick<BuildContext, "root">): string | null {
 /** Called once a version is active: the record only ever moves up. */
 export async function recordRun(ctx: Pick<BuildContext, "root">, version: string): Promise<void> {
   const newest = newestOf([readNewestRun(ctx), version]);
-  if (newest === readNewestRun(ctx)) return;
-  const file = hostPath(ctx, T3_NEWEST_RUN);
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
-  await writeFileAtomic(file, `${newest}\n`, { mode: 0o644, uid: 0, gid: 0 });
+  if (newest !== readNewestRun(ctx)) await writeNewestRun(ctx, newest!);
 }
 
-/** After the way back (every database put back as it was under `version`): the record says `version` again. */
-export async function resetNewestRun(ctx: Pick<BuildContext, "root">, version: string): Promise<void> {
+async function writeNewestRun(ctx: Pick<BuildContext, "root">, version: string): Promise<void> {
   const file = hostPath(ctx, T3_NEWEST_RUN);
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, `${version}\n`, { mode: 0o644, uid: 0, gid: 0 });
 }
+
+/** After the way back (every database put back as it was under `version`): the record says `version` again. */
+export const resetNewestRun = (ctx: Pick<BuildContext, "root">, version: string) => writeNewestRun(ctx, version);
 
 /** Why a move to `to` would be a downgrade, or null: `newest` has run here and migrated the databases. */
 export function downgradeRefusal(to: string, newest: string | null): { message: string; hint: string } | null {

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fetch } from "undici";
 import type { BuildContext } from "../core/context.ts";
 import { CommandError, tail } from "../core/errors.ts";
-import { run } from "../machine/exec.ts";
+import { run, setprivAs } from "../machine/exec.ts";
 
 export interface T3HealthOptions {
   /** The t3 command under test (the new prefix's bin/t3, not whatever PATH finds). */
@@ -129,15 +129,13 @@ interface Server {
   migrationError(): string | null;
 }
 
-/** The setpriv arguments (after --pdeathsig, before --) and the clean environment that run t3 as `account`; none without one. */
+/** The setpriv arguments (after --pdeathsig) and the clean environment that run t3 as `account`; none without one. */
 function asAccount(
   account: { uid: number; gid: number } | undefined,
   baseDir: string,
   env: Record<string, string>,
 ): string[] {
-  if (!account) return [];
-  const clean = Object.entries({ ...env, NODE_ENV: "production", HOME: baseDir }).map(([k, v]) => `${k}=${v}`);
-  return [`--reuid=${account.uid}`, `--regid=${account.gid}`, "--clear-groups", "--", "env", "-i", ...clean];
+  return account ? setprivAs(account, { ...env, NODE_ENV: "production", HOME: baseDir }) : [];
 }
 
 async function handOver(dir: string, { uid, gid }: { uid: number; gid: number }): Promise<void> {
